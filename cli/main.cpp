@@ -1,0 +1,3 @@
+// nixboot: placeholder until the command line lands.
+#include <cstdio>
+int main() { std::puts("nixboot"); return 0; }

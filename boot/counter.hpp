@@ -1,0 +1,73 @@
+// Boot Loader Specification boot counters in file names, exactly as systemd's
+// bless-boot and systemd-boot read them: NAME[+LEFT[-DONE]].conf|.efi, where
+// the LAST '+' in the name (before the suffix) starts the counter.
+#pragma once
+
+#include <compare>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace nixboot {
+
+struct Counter {
+    unsigned left = 0;
+    unsigned done = 0;
+    auto operator<=>(const Counter&) const = default;
+};
+
+// What a file name says about its entry: no counter = good; LEFT > 0 =
+// trying (indeterminate); LEFT = 0 = bad.
+enum class CounterState { good, trying, bad };
+const char* to_string(CounterState state) noexcept;  // "good" | "trying" | "bad"
+
+struct EntryName {
+    std::string stem;                // e.g. "nixos-generation-5" (the entry ID)
+    std::optional<Counter> counter;  // nullopt = no counter
+    std::string suffix;              // ".conf" or ".efi"
+    bool operator==(const EntryName&) const = default;
+};
+
+// Parses a bare file name (no '/'). Throws ParseError
+// "entry file name 'X': REASON" for: no ".conf"/".efi" suffix, empty stem,
+// a '+' not followed by LEFT or LEFT-DONE digits, a number > 4294967295.
+EntryName parse_entry_name(std::string_view file_name);
+// The same, returning nullopt instead of throwing.
+std::optional<EntryName> try_parse_entry_name(std::string_view file_name) noexcept;
+// Inverse of parse_entry_name: stem + "+L" or "+L-D" (D omitted when 0) + suffix.
+std::string format_entry_name(const EntryName& name);
+
+CounterState counter_state(const EntryName& name) noexcept;
+// Counter removed (bless-boot "good").
+EntryName make_good(EntryName name);
+// LEFT = 0, DONE kept (bless-boot "bad"); a name without counter gets +0.
+EntryName make_bad(EntryName name);
+// What systemd-boot does when it boots a counted entry: LEFT-1 (not below 0),
+// DONE+1. A name without counter is returned unchanged.
+EntryName decrement(EntryName name);
+// A trial name with `tries` left and nothing done: stem+TRIES+suffix.
+EntryName make_trial(EntryName name, unsigned tries);
+
+// The result of classifying the file names of a directory (loader/entries).
+struct EntryFile {
+    std::string file_name;
+    EntryName name;
+};
+struct RejectedName {
+    std::string file_name;
+    std::string reason;  // ParseError text of parse_entry_name
+};
+struct EntryScan {
+    std::vector<EntryFile> entries;     // parsed, in input order
+    std::vector<RejectedName> rejected; // garbage counters, wrong suffix
+    // Groups (>= 2 file names) that share stem and suffix, e.g. "a+1.conf"
+    // and "a.conf": the same entry twice. Sorted; the backend decides.
+    std::vector<std::vector<std::string>> duplicates;
+};
+// Pure: classifies `file_names` (e.g. RootDir::list("loader/entries")).
+// Names not ending in `suffix_filter` (e.g. ".conf") are ignored silently.
+EntryScan scan_entry_names(const std::vector<std::string>& file_names,
+                           std::string_view suffix_filter = ".conf");
+
+} // namespace nixboot

@@ -1,0 +1,81 @@
+// The Boot Loader Interface EFI variables, through libefivar, against any
+// directory laid out like efivarfs (files "Name-GUID": 4-byte attributes + data).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace nixboot {
+
+inline constexpr const char* loader_vendor_guid = "4a67b082-0a4c-41cf-b6c7-440b29bb8c4f";
+
+namespace efivar_name {
+inline constexpr const char* loader_info = "LoaderInfo";
+inline constexpr const char* loader_features = "LoaderFeatures";
+inline constexpr const char* loader_boot_count_path = "LoaderBootCountPath";
+inline constexpr const char* loader_entry_selected = "LoaderEntrySelected";
+inline constexpr const char* loader_entries = "LoaderEntries";
+inline constexpr const char* loader_entry_oneshot = "LoaderEntryOneShot";
+inline constexpr const char* loader_entry_default = "LoaderEntryDefault";
+} // namespace efivar_name
+
+// LoaderFeatures bits (systemd's EFI_LOADER_FEATURE_*).
+namespace loader_feature {
+inline constexpr std::uint64_t config_timeout = 1ull << 0;
+inline constexpr std::uint64_t config_timeout_oneshot = 1ull << 1;
+inline constexpr std::uint64_t entry_default = 1ull << 2;
+inline constexpr std::uint64_t entry_oneshot = 1ull << 3;
+inline constexpr std::uint64_t boot_counting = 1ull << 4;
+inline constexpr std::uint64_t xbootldr = 1ull << 5;
+inline constexpr std::uint64_t random_seed = 1ull << 6;
+inline constexpr std::uint64_t sort_key = 1ull << 8;
+inline constexpr std::uint64_t saved_entry = 1ull << 9;
+inline constexpr std::uint64_t preferred = 1ull << 19;
+} // namespace loader_feature
+
+// Attributes systemd writes: NON_VOLATILE | BOOTSERVICE_ACCESS | RUNTIME_ACCESS.
+inline constexpr std::uint32_t efi_default_attributes = 0x7;
+
+enum class Writable { no, yes };
+
+// All variables are in the loader vendor GUID. Reads are untrusted: strings
+// are decoded strictly; errors read "EFI variable LoaderInfo
+// (DIR/LoaderInfo-4a67...): invalid UTF-16: odd length (5 bytes)".
+// libefivar reads EFIVARFS_PATH on each call; each method sets it to
+// `dir` + "/" for the call (not thread-safe, like setenv itself).
+class EfiVars {
+public:
+    explicit EfiVars(std::filesystem::path dir);
+    const std::filesystem::path& dir() const noexcept { return dir_; }
+
+    // Raw data; nullopt if the variable does not exist. Bounded to max_bytes.
+    std::optional<std::vector<std::uint8_t>> get_raw(std::string_view name,
+                                                     std::size_t max_bytes = 65536) const;
+    // UTF-16LE string with NUL terminator, at most 4 KiB; nullopt if absent.
+    std::optional<std::string> get_string(std::string_view name) const;
+    // 8-byte little-endian value (LoaderFeatures); nullopt if absent.
+    std::optional<std::uint64_t> get_u64(std::string_view name) const;
+    // NUL-separated UTF-16LE strings (LoaderEntries); nullopt if absent.
+    std::optional<std::vector<std::string>> get_string_list(std::string_view name) const;
+
+    // Writes `value` as UTF-16LE + NUL with attributes 0x7, clearing the
+    // immutable flag of an existing file first (real efivarfs).
+    void set_string(std::string_view name, std::string_view value);
+    // Deletes the variable; false if it did not exist.
+    bool remove(std::string_view name);
+    // True if the directory accepts variable writes (probes by access(W_OK)
+    // on the directory; efivarfs mounted read-only says no).
+    Writable writable() const;
+
+    // Path of the backing file, for messages: DIR/Name-GUID.
+    std::filesystem::path file_of(std::string_view name) const;
+
+private:
+    std::filesystem::path dir_;
+};
+
+} // namespace nixboot

@@ -1,0 +1,53 @@
+// NixOS system generations: PROFILE-N-link symlinks beside the profile
+// (/nix/var/nix/profiles/system -> system-5-link -> /nix/store/...).
+#pragma once
+
+#include "boot/bootspec.hpp"
+
+#include <ctime>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace nixboot {
+
+struct Generation {
+    unsigned number = 0;
+    std::filesystem::path link;      // PROFILE-N-link
+    std::filesystem::path toplevel;  // the link's target, resolved
+    BootDocument doc;
+    std::time_t time = 0;            // mtime of the link itself (lstat), for titles
+    std::string nixos_version;       // TOPLEVEL/nixos-version, else "" 
+};
+
+struct SkippedGeneration {
+    unsigned number = 0;
+    std::string reason;  // one line: the Error text
+};
+
+struct GenerationScan {
+    std::vector<Generation> ok;               // sorted by number
+    std::vector<SkippedGeneration> skipped;   // sorted by number
+};
+
+// Lists PROFILE-N-link (N a decimal without leading zeros, fits unsigned)
+// next to `profile`; each one is read with read_boot_document. A broken one
+// (dangling link, missing kernel, malformed boot.json) is skipped with the
+// reason and never stops the others. Throws only if the profile's directory
+// cannot be listed.
+GenerationScan discover_generations(const std::filesystem::path& profile);
+
+// The N the profile symlink points at (its target "system-N-link"), or
+// nullopt if the profile is missing or does not point at a generation link.
+std::optional<unsigned> current_generation(const std::filesystem::path& profile);
+
+// Path of generation n's link: PROFILE-N-link.
+std::filesystem::path generation_link(const std::filesystem::path& profile, unsigned n);
+
+// Points the profile at generation n atomically, as nix-env --switch-generation:
+// symlink PROFILE.tmp-XXXX -> "NAME-N-link", rename it over the profile,
+// fsync the directory. Throws Error if PROFILE-N-link does not exist.
+void switch_profile(const std::filesystem::path& profile, unsigned n);
+
+} // namespace nixboot

@@ -1,0 +1,95 @@
+// Every file nixboot changes on the ESP (and in its state dir) goes through a
+// RootDir: a directory opened once, all access relative to its fd, with
+// relative paths validated and no symlink followed out of (or inside) it.
+#pragma once
+
+#include "boot/util/fd.hpp"
+
+#include <cstddef>
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace nixboot {
+
+enum class Sync { no, yes };
+
+// Process-wide counters of mutating I/O, for the benchmark.
+struct IoStats {
+    std::uint64_t writes = 0;   // files written (write_atomic, copy_in, append)
+    std::uint64_t renames = 0;  // renames done (not counting idempotent no-ops)
+    std::uint64_t fsyncs = 0;   // fsync/fdatasync calls on files and dirs
+    std::uint64_t removes = 0;  // unlinks done
+};
+IoStats io_stats() noexcept;
+void reset_io_stats() noexcept;
+
+// Throws UsageError unless `rel` is a non-empty relative path of plain
+// components (no absolute path, no "." or "..", no empty part, no NUL).
+void validate_relative_path(std::string_view rel);
+
+class RootDir {
+public:
+    // Opens `path` (which must exist and be a directory; symlinks in `path`
+    // itself are followed — it is the trusted root). Throws SysError naming it.
+    static RootDir open(const std::filesystem::path& path);
+    // Creates `path` (and parents, mode 0755) if missing, then opens it.
+    static RootDir open_or_create(const std::filesystem::path& path);
+
+    const std::filesystem::path& path() const noexcept { return path_; }
+    int fd() const noexcept { return fd_.get(); }
+    // Absolute path of `rel` under the root, for messages.
+    std::filesystem::path display(std::string_view rel) const;
+
+    // Content of a regular file; nullopt if it does not exist. Throws Error if
+    // it is larger than max_bytes, is not a regular file, or is a symlink.
+    std::optional<std::string> read(std::string_view rel, std::size_t max_bytes) const;
+    // Sorted names in directory `rel` ("" or "." = the root), without . and ..;
+    // empty if the directory does not exist.
+    std::vector<std::string> list(std::string_view rel) const;
+    // True if `rel` exists (a symlink counts as existing; it is not followed).
+    bool exists(std::string_view rel) const;
+    // True if `rel` is a regular file (not a symlink).
+    bool is_regular_file(std::string_view rel) const;
+
+    // THE way to change a file: temp file in the same directory, write, fsync,
+    // renameat over `rel`, fsync the directory. On any failure the old file is
+    // untouched and the temp file removed. Sync::no skips both fsyncs (tests,
+    // state that may be lost).
+    void write_atomic(std::string_view rel, std::string_view data, Sync sync,
+                      unsigned mode = 0644);
+    // Atomically copies the outside regular file `src` to `rel` (same steps).
+    void copy_in(const std::filesystem::path& src, std::string_view rel, Sync sync);
+    // Appends `data` with O_APPEND (creating the file, mode 0644) and fsyncs it
+    // with Sync::yes. For append-only logs, not for ESP files.
+    void append(std::string_view rel, std::string_view data, Sync sync);
+
+    // Renames `from` to `to` without replacing an existing `to`. Returns true
+    // if it renamed, false if it was already done (`from` absent, `to`
+    // present). Throws if both exist or neither does. Fsyncs the directory
+    // of `to` (and of `from` if different) with Sync::yes.
+    bool rename_idempotent(std::string_view from, std::string_view to, Sync sync);
+    // Removes file `rel`; false if it did not exist. Fsyncs its dir with Sync::yes.
+    bool remove(std::string_view rel, Sync sync);
+    // Creates directory `rel` and its parents (mode 0755); existing ones are fine.
+    void mkdirs(std::string_view rel);
+    // fsync of directory `rel` ("" = the root).
+    void fsync_dir(std::string_view rel) const;
+    // Opens an existing or new file below the root with O_NOFOLLOW on every
+    // component; `flags` are open(2) flags (O_CLOEXEC added).
+    Fd open_file(std::string_view rel, int flags, unsigned mode = 0644) const;
+
+private:
+    RootDir(std::filesystem::path path, Fd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+    // Opens the parent directory of `rel` (every component O_NOFOLLOW) and
+    // returns it with the last component; the root itself for a bare name.
+    std::pair<Fd, std::string> open_parent(std::string_view rel) const;
+
+    std::filesystem::path path_;
+    Fd fd_;
+};
+
+} // namespace nixboot

@@ -1,0 +1,28 @@
+// The one lock that serializes every mutating nixboot command: flock(2) on
+// STATE/lock, released when the Lock is destroyed (or the process dies).
+#pragma once
+
+#include "boot/util/fd.hpp"
+
+#include <filesystem>
+
+namespace nixboot {
+
+enum class LockWait { no, yes };
+
+class Lock {
+public:
+    // Creates `state_dir` (0755) and `state_dir/lock` if needed and takes an
+    // exclusive flock. With LockWait::no a held lock throws Error
+    // "another nixboot command is running (lock '/var/lib/nixboot/lock' is held)".
+    static Lock acquire(const std::filesystem::path& state_dir, LockWait wait = LockWait::no);
+
+    const std::filesystem::path& path() const noexcept { return path_; }
+
+private:
+    Lock(std::filesystem::path path, Fd fd) : path_(std::move(path)), fd_(std::move(fd)) {}
+    std::filesystem::path path_;
+    Fd fd_;
+};
+
+} // namespace nixboot

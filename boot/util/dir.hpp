@@ -27,7 +27,7 @@ struct IoStats {
 IoStats io_stats() noexcept;
 void reset_io_stats() noexcept;
 
-// Throws UsageError unless `rel` is a non-empty relative path of plain
+// Throws Error unless `rel` is a non-empty relative path of plain
 // components (no absolute path, no "." or "..", no empty part, no NUL).
 void validate_relative_path(std::string_view rel);
 

@@ -31,6 +31,10 @@ public:
 class SysError : public Error {
 public:
     SysError(int errno_value, const std::string& context);
+    // A message that already ends with the errno text (used when adding context).
+    struct Verbatim {};
+    SysError(Verbatim, int errno_value, const std::string& message)
+        : Error(message), errno_value_(errno_value) {}
     int errno_value() const noexcept { return errno_value_; }
 
 private:

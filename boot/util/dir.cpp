@@ -1,0 +1,402 @@
+#include "boot/util/dir.hpp"
+
+#include "boot/util/error.hpp"
+
+#include <atomic>
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <dirent.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+namespace nixboot {
+
+namespace {
+
+std::atomic<std::uint64_t> g_writes{0};
+std::atomic<std::uint64_t> g_renames{0};
+std::atomic<std::uint64_t> g_fsyncs{0};
+std::atomic<std::uint64_t> g_removes{0};
+std::atomic<std::uint64_t> g_temp_counter{0};
+
+std::string quoted(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+std::vector<std::string_view> split_components(std::string_view rel) {
+    std::vector<std::string_view> parts;
+    std::size_t start = 0;
+    while (start <= rel.size()) {
+        const std::size_t slash = rel.find('/', start);
+        const std::size_t end = slash == std::string_view::npos ? rel.size() : slash;
+        parts.push_back(rel.substr(start, end - start));
+        if (slash == std::string_view::npos) break;
+        start = slash + 1;
+    }
+    return parts;
+}
+
+// open(2) errors in a RootDir get a sentence for the symlink case.
+[[noreturn]] void throw_open_error(int err, const std::string& verb, const std::filesystem::path& shown) {
+    if (err == ELOOP)
+        throw Error(verb + " " + quoted(shown) + ": is a symbolic link (nixboot never follows symlinks below " +
+                    "its root)");
+    throw SysError(err, verb + " " + quoted(shown));
+}
+
+void do_fsync(int fd, const std::filesystem::path& shown) {
+    if (::fsync(fd) != 0) throw_errno("syncing " + quoted(shown));
+    ++g_fsyncs;
+}
+
+// Writes all of `data`; retries short writes and EINTR.
+void write_all(int fd, const char* data, std::size_t size, const std::filesystem::path& shown) {
+    while (size > 0) {
+        const ssize_t n = ::write(fd, data, size);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("writing " + quoted(shown));
+        }
+        data += n;
+        size -= static_cast<std::size_t>(n);
+    }
+}
+
+std::string temp_name_for(std::string_view name) {
+    const auto now = std::chrono::steady_clock::now().time_since_epoch().count();
+    char suffix[64];
+    std::snprintf(suffix, sizeof suffix, ".nixboot-tmp-%d-%llx-%llx", static_cast<int>(::getpid()),
+                  static_cast<unsigned long long>(g_temp_counter++),
+                  static_cast<unsigned long long>(now) & 0xffffffull);
+    return "." + std::string(name) + suffix;
+}
+
+// Removes a temp file unless dismissed: the destructor only cleans up.
+class TempGuard {
+public:
+    TempGuard(int dir_fd, std::string name) : dir_fd_(dir_fd), name_(std::move(name)) {}
+    TempGuard(const TempGuard&) = delete;
+    TempGuard& operator=(const TempGuard&) = delete;
+    ~TempGuard() {
+        if (active_) ::unlinkat(dir_fd_, name_.c_str(), 0);
+    }
+    void dismiss() noexcept { active_ = false; }
+
+private:
+    int dir_fd_;
+    std::string name_;
+    bool active_ = true;
+};
+
+} // namespace
+
+IoStats io_stats() noexcept {
+    return IoStats{g_writes.load(), g_renames.load(), g_fsyncs.load(), g_removes.load()};
+}
+
+void reset_io_stats() noexcept {
+    g_writes = 0;
+    g_renames = 0;
+    g_fsyncs = 0;
+    g_removes = 0;
+}
+
+void validate_relative_path(std::string_view rel) {
+    const std::string shown = "path '" + std::string(rel) + "'";
+    if (rel.empty()) throw Error("empty path");
+    if (rel.find('\0') != std::string_view::npos) throw Error(shown + " contains a NUL byte");
+    if (rel.front() == '/') throw Error(shown + " is absolute (expected a path relative to the root)");
+    for (std::string_view part : split_components(rel)) {
+        if (part.empty()) throw Error(shown + " has an empty component");
+        if (part == "..") throw Error(shown + " contains '..'");
+        if (part == ".") throw Error(shown + " contains '.'");
+    }
+}
+
+RootDir RootDir::open(const std::filesystem::path& path) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) throw_errno("opening directory " + quoted(path));
+    return RootDir(path, Fd(fd));
+}
+
+RootDir RootDir::open_or_create(const std::filesystem::path& path) {
+    std::error_code ec;
+    std::filesystem::create_directories(path, ec);
+    if (ec) throw SysError(ec.value(), "creating directory " + quoted(path));
+    return open(path);
+}
+
+std::filesystem::path RootDir::display(std::string_view rel) const {
+    if (rel.empty() || rel == ".") return path_;
+    return path_ / std::filesystem::path(std::string(rel));
+}
+
+std::pair<Fd, std::string> RootDir::open_parent(std::string_view rel) const {
+    validate_relative_path(rel);
+    const auto parts = split_components(rel);
+    Fd dir(::openat(fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) throw_errno("opening directory " + quoted(path_));
+    std::filesystem::path shown = path_;
+    for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
+        shown /= std::string(parts[i]);
+        const int next = ::openat(dir.get(), std::string(parts[i]).c_str(),
+                                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0) throw_open_error(errno, "opening directory", shown);
+        dir = Fd(next);
+    }
+    return {std::move(dir), std::string(parts.back())};
+}
+
+Fd RootDir::open_file(std::string_view rel, int flags, unsigned mode) const {
+    auto [dir, name] = open_parent(rel);
+    const int fd = ::openat(dir.get(), name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0) throw_open_error(errno, "opening", display(rel));
+    return Fd(fd);
+}
+
+std::optional<std::string> RootDir::read(std::string_view rel, std::size_t max_bytes) const {
+    Fd fd;
+    try {
+        fd = open_file(rel, O_RDONLY);
+    } catch (const SysError& e) {
+        if (e.errno_value() == ENOENT || e.errno_value() == ENOTDIR) return std::nullopt;
+        throw;
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) throw_errno("reading " + quoted(display(rel)));
+    if (!S_ISREG(st.st_mode)) throw Error("reading " + quoted(display(rel)) + ": not a regular file");
+    if (static_cast<std::uint64_t>(st.st_size) > max_bytes)
+        throw Error("reading " + quoted(display(rel)) + ": larger than " + std::to_string(max_bytes) +
+                    " bytes");
+    std::string content;
+    char buffer[65536];
+    for (;;) {
+        const ssize_t n = ::read(fd.get(), buffer, sizeof buffer);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("reading " + quoted(display(rel)));
+        }
+        if (n == 0) break;
+        content.append(buffer, static_cast<std::size_t>(n));
+        if (content.size() > max_bytes)
+            throw Error("reading " + quoted(display(rel)) + ": larger than " + std::to_string(max_bytes) +
+                        " bytes");
+    }
+    fd.close(display(rel).c_str());
+    return content;
+}
+
+std::vector<std::string> RootDir::list(std::string_view rel) const {
+    Fd dir;
+    if (rel.empty() || rel == ".") {
+        dir = Fd(::openat(fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!dir) throw_errno("listing " + quoted(path_));
+    } else {
+        try {
+            dir = open_file(rel, O_RDONLY | O_DIRECTORY);
+        } catch (const SysError& e) {
+            if (e.errno_value() == ENOENT) return {};
+            throw;
+        }
+    }
+    DIR* stream = ::fdopendir(dir.get());
+    if (!stream) throw_errno("listing " + quoted(display(rel)));
+    dir.release();  // owned by the DIR stream now
+    std::vector<std::string> names;
+    errno = 0;
+    while (const dirent* entry = ::readdir(stream)) {
+        const std::string_view name = entry->d_name;
+        if (name != "." && name != "..") names.emplace_back(name);
+        errno = 0;
+    }
+    const int err = errno;
+    ::closedir(stream);
+    if (err != 0) throw SysError(err, "listing " + quoted(display(rel)));
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
+bool RootDir::exists(std::string_view rel) const {
+    Fd dir;
+    std::string name;
+    try {
+        std::tie(dir, name) = open_parent(rel);
+    } catch (const SysError& e) {
+        if (e.errno_value() == ENOENT || e.errno_value() == ENOTDIR) return false;
+        throw;
+    }
+    struct stat st {};
+    if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return true;
+    if (errno == ENOENT || errno == ENOTDIR) return false;
+    throw_errno("checking " + quoted(display(rel)));
+}
+
+bool RootDir::is_regular_file(std::string_view rel) const {
+    Fd dir;
+    std::string name;
+    try {
+        std::tie(dir, name) = open_parent(rel);
+    } catch (const SysError& e) {
+        if (e.errno_value() == ENOENT || e.errno_value() == ENOTDIR) return false;
+        throw;
+    }
+    struct stat st {};
+    if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return S_ISREG(st.st_mode);
+    if (errno == ENOENT || errno == ENOTDIR) return false;
+    throw_errno("checking " + quoted(display(rel)));
+}
+
+namespace {
+
+// The shared tail of write_atomic and copy_in: `fill` writes the content
+// into the temp file's fd.
+template <typename Fill>
+void replace_atomically(const RootDir& root, Fd dir, const std::string& name, std::string_view rel,
+                        Sync sync, unsigned mode, Fill&& fill) {
+    const std::filesystem::path shown = root.display(rel);
+    const std::string temp = temp_name_for(name);
+    Fd file(::openat(dir.get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
+    if (!file) throw_errno("writing " + quoted(shown) + " (creating a temporary file)");
+    TempGuard guard(dir.get(), temp);
+    if (::fchmod(file.get(), mode) != 0) throw_errno("writing " + quoted(shown) + " (setting its mode)");
+    fill(file.get(), shown);
+    if (sync == Sync::yes) do_fsync(file.get(), shown);
+    file.close(shown.c_str());
+    if (::renameat(dir.get(), temp.c_str(), dir.get(), name.c_str()) != 0)
+        throw_errno("writing " + quoted(shown) + " (renaming the temporary file into place)");
+    guard.dismiss();
+    ++g_writes;
+    ++g_renames;
+    if (sync == Sync::yes) do_fsync(dir.get(), shown.parent_path());
+}
+
+} // namespace
+
+void RootDir::write_atomic(std::string_view rel, std::string_view data, Sync sync, unsigned mode) {
+    auto [dir, name] = open_parent(rel);
+    replace_atomically(*this, std::move(dir), name, rel, sync, mode,
+                       [&](int fd, const std::filesystem::path& shown) {
+                           write_all(fd, data.data(), data.size(), shown);
+                       });
+}
+
+void RootDir::copy_in(const std::filesystem::path& src, std::string_view rel, Sync sync) {
+    Fd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!in) throw_errno("copying " + quoted(src));
+    struct stat st {};
+    if (::fstat(in.get(), &st) != 0) throw_errno("copying " + quoted(src));
+    if (!S_ISREG(st.st_mode)) throw Error("copying " + quoted(src) + ": not a regular file");
+    auto [dir, name] = open_parent(rel);
+    replace_atomically(*this, std::move(dir), name, rel, sync, 0644,
+                       [&](int fd, const std::filesystem::path& shown) {
+                           std::vector<char> buffer(1 << 20);
+                           for (;;) {
+                               const ssize_t n = ::read(in.get(), buffer.data(), buffer.size());
+                               if (n < 0) {
+                                   if (errno == EINTR) continue;
+                                   throw_errno("copying " + quoted(src));
+                               }
+                               if (n == 0) break;
+                               write_all(fd, buffer.data(), static_cast<std::size_t>(n), shown);
+                           }
+                       });
+}
+
+void RootDir::append(std::string_view rel, std::string_view data, Sync sync) {
+    auto [dir, name] = open_parent(rel);
+    const std::filesystem::path shown = display(rel);
+    struct stat st {};
+    const bool existed = ::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+    Fd file(::openat(dir.get(), name.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
+    if (!file) throw_open_error(errno, "opening", shown);
+    write_all(file.get(), data.data(), data.size(), shown);
+    ++g_writes;
+    if (sync == Sync::yes) do_fsync(file.get(), shown);
+    file.close(shown.c_str());
+    if (sync == Sync::yes && !existed) do_fsync(dir.get(), shown.parent_path());
+}
+
+bool RootDir::rename_idempotent(std::string_view from, std::string_view to, Sync sync) {
+    auto [from_dir, from_name] = open_parent(from);
+    auto [to_dir, to_name] = open_parent(to);
+    const std::string context = "renaming " + quoted(display(from)) + " to " + quoted(display(to));
+    if (from == to) {
+        if (exists(from)) return false;
+        throw Error(context + ": it does not exist");
+    }
+    int rc = ::renameat2(from_dir.get(), from_name.c_str(), to_dir.get(), to_name.c_str(), RENAME_NOREPLACE);
+    if (rc != 0 && errno == EINVAL) {
+        // The file system lacks RENAME_NOREPLACE: check, then rename (racy only
+        // against other writers, which the lock excludes).
+        struct stat st {};
+        if (::fstatat(to_dir.get(), to_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) {
+            errno = EEXIST;
+        } else {
+            rc = ::renameat(from_dir.get(), from_name.c_str(), to_dir.get(), to_name.c_str());
+        }
+    }
+    if (rc != 0) {
+        const int err = errno;
+        struct stat st {};
+        const bool to_exists = ::fstatat(to_dir.get(), to_name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
+        if (err == ENOENT && to_exists) return false;  // already done
+        if (err == EEXIST) throw Error(context + ": the target already exists");
+        throw SysError(err, context);
+    }
+    ++g_renames;
+    if (sync == Sync::yes) {
+        do_fsync(to_dir.get(), display(to).parent_path());
+        if (display(to).parent_path() != display(from).parent_path())
+            do_fsync(from_dir.get(), display(from).parent_path());
+    }
+    return true;
+}
+
+bool RootDir::remove(std::string_view rel, Sync sync) {
+    Fd dir;
+    std::string name;
+    try {
+        std::tie(dir, name) = open_parent(rel);
+    } catch (const SysError& e) {
+        if (e.errno_value() == ENOENT) return false;
+        throw;
+    }
+    if (::unlinkat(dir.get(), name.c_str(), 0) != 0) {
+        if (errno == ENOENT) return false;
+        throw_errno("removing " + quoted(display(rel)));
+    }
+    ++g_removes;
+    if (sync == Sync::yes) do_fsync(dir.get(), display(rel).parent_path());
+    return true;
+}
+
+void RootDir::mkdirs(std::string_view rel) {
+    if (rel.empty() || rel == ".") return;
+    validate_relative_path(rel);
+    Fd dir(::openat(fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (!dir) throw_errno("opening directory " + quoted(path_));
+    std::filesystem::path shown = path_;
+    for (std::string_view part : split_components(rel)) {
+        shown /= std::string(part);
+        const std::string name(part);
+        if (::mkdirat(dir.get(), name.c_str(), 0755) != 0 && errno != EEXIST)
+            throw_errno("creating directory " + quoted(shown));
+        const int next = ::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0) throw_open_error(errno, "opening directory", shown);
+        dir = Fd(next);
+    }
+}
+
+void RootDir::fsync_dir(std::string_view rel) const {
+    Fd dir;
+    if (rel.empty() || rel == ".") {
+        dir = Fd(::openat(fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+        if (!dir) throw_errno("opening directory " + quoted(path_));
+    } else {
+        dir = open_file(rel, O_RDONLY | O_DIRECTORY);
+    }
+    do_fsync(dir.get(), display(rel));
+}
+
+} // namespace nixboot

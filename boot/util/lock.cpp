@@ -1,0 +1,28 @@
+#include "boot/util/lock.hpp"
+
+#include "boot/util/error.hpp"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/file.h>
+
+namespace nixboot {
+
+Lock Lock::acquire(const std::filesystem::path& state_dir, LockWait wait) {
+    std::error_code ec;
+    std::filesystem::create_directories(state_dir, ec);
+    if (ec) throw SysError(ec.value(), "creating state directory '" + state_dir.string() + "'");
+    std::filesystem::path path = state_dir / "lock";
+    Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
+    if (!fd) throw_errno("opening lock '" + path.string() + "'");
+    const int operation = LOCK_EX | (wait == LockWait::no ? LOCK_NB : 0);
+    while (::flock(fd.get(), operation) != 0) {
+        if (errno == EINTR) continue;
+        if (errno == EWOULDBLOCK)
+            throw Error("another nixboot command is running (lock '" + path.string() + "' is held)");
+        throw_errno("locking '" + path.string() + "'");
+    }
+    return Lock(std::move(path), std::move(fd));
+}
+
+} // namespace nixboot

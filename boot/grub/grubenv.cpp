@@ -1,0 +1,203 @@
+#include "boot/grub/grubenv.hpp"
+
+#include "boot/util/error.hpp"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
+namespace nixboot::grub {
+
+namespace {
+
+std::string origin_prefix(std::string_view origin) {
+    return std::string(origin) + ": ";
+}
+
+// Appends `value` escaped as GRUB's envblk does: '\\' and '\n' get a backslash.
+void append_escaped(std::string& out, std::string_view value) {
+    for (char c : value) {
+        if (c == '\\' || c == '\n') out += '\\';
+        out += c;
+    }
+}
+
+std::size_t escaped_size(std::string_view value) {
+    std::size_t n = value.size();
+    for (char c : value)
+        if (c == '\\' || c == '\n') ++n;
+    return n;
+}
+
+}  // namespace
+
+bool valid_env_name(std::string_view name) {
+    if (name.empty() || name.size() > 64) return false;
+    if (name.front() >= '0' && name.front() <= '9') return false;
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+               c == '_';
+    });
+}
+
+std::optional<std::string> GrubEnv::get(std::string_view name) const {
+    for (auto it = lines_.rbegin(); it != lines_.rend(); ++it)
+        if (it->kind == EnvLine::Kind::variable && it->name == name) return it->value;
+    return std::nullopt;
+}
+
+void GrubEnv::set(std::string_view name, std::string_view value) {
+    if (!valid_env_name(name))
+        throw UsageError("grubenv: '" + std::string(name) + "' is not a GRUB variable name");
+    bool found = false;
+    for (auto& line : lines_) {
+        if (line.kind == EnvLine::Kind::variable && line.name == name) {
+            line.value = std::string(value);
+            found = true;
+        }
+    }
+    if (!found) lines_.push_back({EnvLine::Kind::variable, std::string(name), std::string(value)});
+}
+
+bool GrubEnv::unset(std::string_view name) {
+    auto removed = std::erase_if(lines_, [&](const EnvLine& line) {
+        return line.kind == EnvLine::Kind::variable && line.name == name;
+    });
+    return removed > 0;
+}
+
+GrubEnv parse_grubenv(std::string_view block, std::string_view origin) {
+    const std::string where = origin_prefix(origin);
+    if (block.size() != env_block_size) {
+        throw ParseError(where + "is " + std::to_string(block.size()) + " bytes, not " +
+                         std::to_string(env_block_size) +
+                         (block.size() < env_block_size ? " (truncated?)" : " (oversized)"));
+    }
+    if (block.substr(0, env_header.size()) != env_header)
+        throw ParseError(where + "does not start with the header '# GRUB Environment Block'");
+    if (auto nul = block.find('\0'); nul != std::string_view::npos)
+        throw ParseError(where + "holds a NUL byte at offset " + std::to_string(nul));
+
+    std::vector<EnvLine> lines;
+    std::size_t pos = env_header.size();
+    unsigned line_no = 1;
+    while (pos < block.size()) {
+        ++line_no;
+        const std::string_view rest = block.substr(pos);
+        const auto newline = rest.find('\n');
+        if (rest.front() == '#') {
+            if (newline == std::string_view::npos) {
+                // The padding: '#' to the very end, no newline.
+                if (rest.find_first_not_of('#') != std::string_view::npos)
+                    throw ParseError(where + "line " + std::to_string(line_no) +
+                                     ": unterminated line after the variables");
+                break;
+            }
+            lines.push_back({EnvLine::Kind::comment, "", std::string(rest.substr(0, newline))});
+            pos += newline + 1;
+            continue;
+        }
+        const auto eq = rest.find('=');
+        if (eq == std::string_view::npos || (newline != std::string_view::npos && newline < eq))
+            throw ParseError(where + "line " + std::to_string(line_no) + ": no '=' in '" +
+                             std::string(rest.substr(0, std::min<std::size_t>(newline, 40))) +
+                             "'");
+        std::string name(rest.substr(0, eq));
+        if (name.empty())
+            throw ParseError(where + "line " + std::to_string(line_no) + ": empty variable name");
+        std::string value;
+        std::size_t i = eq + 1;
+        bool terminated = false;
+        while (i < rest.size()) {
+            const char c = rest[i];
+            if (c == '\\') {
+                if (i + 1 >= rest.size()) break;
+                if (rest[i + 1] == '\n') ++line_no;
+                value += rest[i + 1];
+                i += 2;
+            } else if (c == '\n') {
+                terminated = true;
+                ++i;
+                break;
+            } else {
+                value += c;
+                ++i;
+            }
+        }
+        if (!terminated)
+            throw ParseError(where + "line " + std::to_string(line_no) + ": variable '" + name +
+                             "' is not terminated by a newline");
+        lines.push_back({EnvLine::Kind::variable, std::move(name), std::move(value)});
+        pos += i;
+    }
+    return GrubEnv(std::move(lines));
+}
+
+std::string format_grubenv(const GrubEnv& env, std::string_view origin) {
+    const std::string where = origin_prefix(origin);
+    std::size_t needed = env_header.size();
+    for (const auto& line : env.lines()) {
+        if (line.kind == EnvLine::Kind::comment) {
+            if (line.value.empty() || line.value.front() != '#' ||
+                line.value.find_first_of(std::string_view("\n\0", 2)) != std::string::npos)
+                throw Error(where + "comment line '" + line.value + "' cannot be written");
+            needed += line.value.size() + 1;
+        } else {
+            // Names read from a block may be odd but must survive the round trip.
+            if (line.name.empty() || line.name.front() == '#' ||
+                line.name.find_first_of(std::string_view("=\n\0", 3)) != std::string::npos)
+                throw Error(where + "'" + line.name + "' cannot be written as a variable name");
+            if (line.value.find('\0') != std::string::npos)
+                throw Error(where + "variable '" + line.name + "' holds a NUL byte");
+            needed += line.name.size() + 1 + escaped_size(line.value) + 1;
+        }
+    }
+    if (needed > env_block_size)
+        throw Error(where + "variables need " + std::to_string(needed) +
+                    " bytes, more than the " + std::to_string(env_block_size) +
+                    "-byte block holds");
+
+    std::string out;
+    out.reserve(env_block_size);
+    out += env_header;
+    for (const auto& line : env.lines()) {
+        if (line.kind == EnvLine::Kind::comment) {
+            out += line.value;
+        } else {
+            out += line.name;
+            out += '=';
+            append_escaped(out, line.value);
+        }
+        out += '\n';
+    }
+    out.append(env_block_size - out.size(), '#');
+    return out;
+}
+
+std::optional<GrubEnv> read_grubenv(const RootDir& dir, std::string_view rel) {
+    // Read one byte more than a block so an oversized file is seen as such.
+    auto text = dir.read(rel, 1 << 20);
+    if (!text) return std::nullopt;
+    return parse_grubenv(*text, dir.display(rel).string());
+}
+
+void write_grubenv(RootDir& dir, std::string_view rel, const GrubEnv& env, Sync sync) {
+    const std::string shown = dir.display(rel).string();
+    const std::string block = format_grubenv(env, shown);
+    dir.write_atomic(rel, block, sync);
+
+    Fd fd = dir.open_file(rel, O_RDONLY);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) throw_errno("checking '" + shown + "'");
+    fd.close(shown.c_str());
+    if (st.st_size != static_cast<off_t>(env_block_size))
+        throw Error(shown + ": is " + std::to_string(st.st_size) + " bytes after writing, not " +
+                    std::to_string(env_block_size));
+    if (static_cast<std::size_t>(st.st_blocks) * 512 < env_block_size)
+        throw Error(shown + ": not fully allocated after writing (" +
+                    std::to_string(st.st_blocks) +
+                    " blocks of 512 bytes: sparse or inline data), GRUB could not save_env to it");
+}
+
+}  // namespace nixboot::grub

@@ -1,0 +1,83 @@
+// GRUB's environment block (grubenv), byte-compatible with grub-editenv and
+// with GRUB's own load_env/save_env: exactly 1024 bytes, the header line,
+// "name=value\n" lines with '\\' and '\n' escaped by a backslash, comment
+// lines kept as they are, '#' padding to the end.
+//
+// The block is untrusted input (GRUB and other tools write it too): parsing
+// refuses, with the reason, anything that is not exactly such a block, and
+// nixboot never rewrites a block it could not parse.
+#pragma once
+
+#include "boot/util/dir.hpp"
+
+#include <cstddef>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace nixboot::grub {
+
+inline constexpr std::size_t env_block_size = 1024;
+inline constexpr std::string_view env_header = "# GRUB Environment Block\n";
+
+// One line of the block after the header, in file order.
+struct EnvLine {
+    enum class Kind { variable, comment };
+    Kind kind = Kind::variable;
+    std::string name;   // variable: the name; comment: empty
+    std::string value;  // variable: the unescaped value; comment: the line without '\n'
+    bool operator==(const EnvLine&) const = default;
+};
+
+// The variables (and comment lines) of a block. Variables nixboot does not
+// know keep their place and value across get/set/format.
+class GrubEnv {
+public:
+    GrubEnv() = default;
+    explicit GrubEnv(std::vector<EnvLine> lines) : lines_(std::move(lines)) {}
+
+    // The value GRUB's load_env would see: the last line of that name.
+    std::optional<std::string> get(std::string_view name) const;
+    // Replaces the value of `name` in place (every line of that name, so
+    // nothing stale is left behind), or appends it. Throws UsageError for a
+    // name that is not a GRUB variable name (see valid_env_name).
+    void set(std::string_view name, std::string_view value);
+    // Removes every line of `name`; false if there was none.
+    bool unset(std::string_view name);
+
+    const std::vector<EnvLine>& lines() const noexcept { return lines_; }
+    bool operator==(const GrubEnv&) const = default;
+
+private:
+    std::vector<EnvLine> lines_;
+};
+
+// A name GRUB script can use as a variable: 1..64 of [A-Za-z0-9_], not
+// starting with a digit.
+bool valid_env_name(std::string_view name);
+
+// Parses a block. `origin` (a path) starts every error message, e.g.
+// "/boot/grub/grubenv: is 1000 bytes, not 1024 (truncated?)". Refused: a
+// size other than 1024, a missing header, a NUL byte, a line without '=',
+// an unterminated last line, anything but '#' after the last line.
+GrubEnv parse_grubenv(std::string_view block, std::string_view origin);
+
+// Formats exactly 1024 bytes (header, lines, '#' padding) that
+// grub-editenv and GRUB read back as `env`. Throws Error
+// "ORIGIN: variables need N bytes, more than the 1024-byte block holds" when
+// they do not fit, and Error for a comment line that holds a newline or a
+// variable name that cannot be written back.
+std::string format_grubenv(const GrubEnv& env, std::string_view origin = "grubenv");
+
+// Reads and parses `rel` under `dir`; nullopt if the file does not exist.
+// Errors name the full path (RootDir::display).
+std::optional<GrubEnv> read_grubenv(const RootDir& dir, std::string_view rel);
+
+// Writes `env` to `rel` under `dir` through RootDir::write_atomic (crash
+// safe), then checks that the new file is 1024 bytes and fully allocated
+// (st_blocks covers it: not sparse, not inline data), which GRUB's save_env
+// needs to write it in place. Throws Error naming the file otherwise.
+void write_grubenv(RootDir& dir, std::string_view rel, const GrubEnv& env, Sync sync);
+
+}  // namespace nixboot::grub

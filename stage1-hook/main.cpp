@@ -1,2 +1,17 @@
-// nixboot-stage1: placeholder until the boot-health work lands; never fails a boot.
-int main() { return 0; }
+// nixboot-stage1: the initrd hook (run on every boot, before switch_root) and
+// the watchdog feeder (run early by nixboot-watchdog.service).
+//
+//   nixboot-stage1 [run]   detect the boot, record it in RUN/nixboot/boot, arm
+//                          the watchdog on a trial boot and hand it over running
+//   nixboot-stage1 feed    keep the armed watchdog fed until the verdict
+//
+// It never stops a boot: a hard time bound (alarm), every problem exactly one
+// line on /dev/kmsg, exit status always 0. Paths are injectable for tests:
+// NIXBOOT_STAGE1_ROOT prefixes every default path, and the options below set
+// one path each. Static and small: only the pure parts of the library
+// (cmdline, counter, detection, record, watchdog, UTF-16) are linked.
+#include "stage1-hook/hook.hpp"
+
+int main(int argc, char** argv) {
+    return nixboot::stage1::main(argc, argv);
+}

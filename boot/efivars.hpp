@@ -45,8 +45,12 @@ enum class Writable { no, yes };
 // All variables are in the loader vendor GUID. Reads are untrusted: strings
 // are decoded strictly; errors read "EFI variable LoaderInfo
 // (DIR/LoaderInfo-4a67...): invalid UTF-16: odd length (5 bytes)".
-// libefivar reads EFIVARFS_PATH on each call; each method sets it to
-// `dir` + "/" for the call (not thread-safe, like setenv itself).
+// libefivar reads EFIVARFS_PATH once, when the process loads it, and serves
+// that one directory for the life of the process (Debian's libefivar 37;
+// setenv later has no effect). EfiVars uses libefivar when `dir` is that
+// directory (production: /sys/firmware/efi/efivars, or EFIVARFS_PATH set
+// before the process starts) and reads/writes the same file format itself
+// for any other directory (tests, --efivars elsewhere).
 class EfiVars {
 public:
     explicit EfiVars(std::filesystem::path dir);
@@ -73,9 +77,12 @@ public:
 
     // Path of the backing file, for messages: DIR/Name-GUID.
     std::filesystem::path file_of(std::string_view name) const;
+    // True if this instance goes through libefivar (see above).
+    bool uses_libefivar() const noexcept { return use_libefivar_; }
 
 private:
     std::filesystem::path dir_;
+    bool use_libefivar_ = false;
 };
 
 } // namespace nixboot

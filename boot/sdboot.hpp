@@ -1,0 +1,105 @@
+// The systemd-boot backend: Boot Loader Specification Type #1 entries with
+// boot counters in their names, loader.conf, and the Boot Loader Interface
+// EFI variables (LoaderEntryOneShot, LoaderEntryDefault, LoaderBootCountPath).
+//
+// The pure functions below reproduce systemd-boot's own decisions (entry
+// IDs, sort order, default choice) so that the state machine and the tests
+// can compute what the firmware will boot without running it.
+#pragma once
+
+#include "boot/backend.hpp"
+#include "boot/counter.hpp"
+
+#include <cstddef>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace nixboot {
+
+// How systemd-boot derives an entry's ID from its file name.
+enum class IdScheme {
+  with_counter,     // systemd-boot <= 257: the file name as it was before this boot's decrement
+  without_counter,  // systemd-boot >= 258: the counter is stripped
+};
+
+// The version number in LoaderInfo ("systemd-boot 252.39-1~deb12u1" -> 252);
+// nullopt if it is not systemd-boot or has no number.
+std::optional<unsigned> systemd_boot_version(std::string_view loader_info);
+// with_counter for <= 257 and when unknown (an unmatched one-shot falls back
+// to the good default, never to another entry); without_counter for >= 258.
+IdScheme id_scheme_for(std::string_view loader_info);
+
+// The loader's ID for entry file `file_name` ("nixos-generation-5+1.conf"),
+// lower-cased as systemd-boot does.
+std::string loader_entry_id(std::string_view file_name, IdScheme scheme);
+
+// systemd-boot's efi_fnmatch: '*', '?', '[a-z]', '[!x]', '\\' escapes.
+bool efi_fnmatch(std::string_view pattern, std::string_view text);
+
+// systemd's strverscmp_improved: <0, 0, >0 like strcmp, "newer" is greater.
+int strverscmp_improved(std::string_view a, std::string_view b);
+
+// What systemd-boot needs from one entry to sort it.
+struct SortItem {
+  std::string file_name;                 // "nixos-generation-5+1.conf"
+  std::optional<Counter> counter;        // from the name
+  std::optional<std::string> sort_key;
+  std::optional<std::string> machine_id;
+  std::optional<std::string> version;
+};
+// Sorts into systemd-boot's menu order (entries with 0 tries left last;
+// sort-key, machine-id, version descending; then the ID descending; ties:
+// more tries left first, fewer done first).
+void sort_like_systemd_boot(std::vector<SortItem>& items, IdScheme scheme);
+
+// The inputs of systemd-boot's default choice.
+struct DefaultInputs {
+  std::optional<std::string> one_shot;     // LoaderEntryOneShot
+  std::optional<std::string> efi_default;  // LoaderEntryDefault
+  std::optional<std::string> conf_default; // loader.conf `default`
+};
+// Index into `sorted` of the entry systemd-boot boots: the first entry whose
+// ID matches the one-shot, else the EFI default, else the loader.conf
+// default (globs), else the first entry; nullopt if there are no entries.
+std::optional<std::size_t> pick_default_entry(const std::vector<SortItem>& sorted,
+                                              const DefaultInputs& in, IdScheme scheme);
+
+// A content-derived file name under EFI/nixos for a kernel/initrd whose
+// SHA-256 is `sha256_hex`: "EFI/nixos/<first 32 hex>-<kind>.efi".
+std::string content_file_name(std::string_view sha256_hex, std::string_view kind);
+// Hex SHA-256 of `data` (for content names; tested against known vectors).
+std::string sha256_hex(std::string_view data);
+
+// The BLS text of entry `id` for `generation` (specialisation `spec` or the
+// main system when empty), given where its kernel/initrd live on the ESP.
+struct EntryFiles {
+  std::string kernel;                // "/EFI/nixos/<hash>-linux.efi"
+  std::optional<std::string> initrd; // "/EFI/nixos/<hash>-initrd.efi"
+};
+std::string format_generation_entry(const Generation& generation, std::string_view spec,
+                                    const EntryFiles& files);
+
+class SdBootBackend final : public Backend {
+ public:
+  explicit SdBootBackend(const BackendOptions& opts);
+
+  Bootloader kind() const override { return Bootloader::systemd_boot; }
+  LoaderView read() const override;
+  SyncResult sync(std::span<const Generation> generations, const SyncOptions& opts) override;
+  ArmMode arm(std::string_view id, const ArmOptions& opts) override;
+  void disarm() override;
+  void set_state(std::string_view id, EntryState state) override;
+  void set_default(std::string_view id) override;
+  GcResult collect_garbage() override;
+
+ private:
+  struct Scanned;
+  Scanned scan() const;
+
+  BackendOptions opts_;
+};
+
+}  // namespace nixboot

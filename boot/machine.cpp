@@ -1,0 +1,441 @@
+#include "boot/machine.hpp"
+
+#include "boot/efivars.hpp"
+#include "boot/generations.hpp"
+#include "boot/sdboot.hpp"
+#include "boot/util/dir.hpp"
+#include "boot/util/error.hpp"
+#include "boot/util/lock.hpp"
+
+#if __has_include("boot/grub/backend.hpp")
+#include "boot/grub/backend.hpp"
+#define NIXBOOT_HAVE_GRUB_BACKEND 1
+#endif
+
+#include <spdlog/spdlog.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <charconv>
+#include <cstdlib>
+#include <set>
+
+namespace nixboot {
+
+// ---- backend.hpp free functions --------------------------------------------------
+
+std::string_view to_string(Bootloader b) { return b == Bootloader::grub ? "grub" : "systemd-boot"; }
+
+std::optional<Bootloader> parse_bootloader(std::string_view text) {
+  if (text == "systemd-boot") return Bootloader::systemd_boot;
+  if (text == "grub") return Bootloader::grub;
+  return std::nullopt;
+}
+
+std::string_view to_string(EntryState s) {
+  switch (s) {
+    case EntryState::good: return "good";
+    case EntryState::trial: return "trial";
+    case EntryState::bad: return "bad";
+  }
+  return "?";
+}
+
+std::string entry_id(unsigned generation, std::string_view specialisation) {
+  std::string id = "nixos-generation-" + std::to_string(generation);
+  if (!specialisation.empty()) id += "-specialisation-" + std::string(specialisation);
+  return id;
+}
+
+std::optional<ParsedEntryId> parse_entry_id(std::string_view id) {
+  constexpr std::string_view prefix = "nixos-generation-";
+  if (!id.starts_with(prefix)) return std::nullopt;
+  id.remove_prefix(prefix.size());
+  std::size_t n = 0;
+  while (n < id.size() && id[n] >= '0' && id[n] <= '9') ++n;
+  if (n == 0 || n > 9 || (id[0] == '0' && n > 1)) return std::nullopt;
+  ParsedEntryId out;
+  std::from_chars(id.data(), id.data() + n, out.generation);
+  id.remove_prefix(n);
+  if (id.empty()) return out;
+  constexpr std::string_view spec = "-specialisation-";
+  if (!id.starts_with(spec) || id.size() == spec.size()) return std::nullopt;
+  id.remove_prefix(spec.size());
+  for (char c : id)
+    if (!(std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-')) return std::nullopt;
+  out.specialisation = std::string(id);
+  return out;
+}
+
+const Entry* LoaderView::find(std::string_view id) const {
+  for (const auto& e : entries)
+    if (e.id == id) return &e;
+  return nullptr;
+}
+
+std::unique_ptr<Backend> make_backend(std::optional<Bootloader> which, const BackendOptions& opts) {
+  if (!which) {
+    std::string info;
+    try {
+      info = EfiVars(opts.efivars).get_string(efivar_name::loader_info).value_or("");
+    } catch (const Error&) {
+    }
+    std::error_code ec;
+    if (info.starts_with("systemd-boot"))
+      which = Bootloader::systemd_boot;
+    else if (info.starts_with("GRUB") || info.starts_with("grub"))
+      which = Bootloader::grub;
+    else if (std::filesystem::exists(opts.esp / "loader" / "entries", ec) ||
+             std::filesystem::exists(opts.esp / "loader" / "loader.conf", ec))
+      which = Bootloader::systemd_boot;
+    else if (std::filesystem::exists(opts.esp / "grub" / "grub.cfg", ec))
+      which = Bootloader::grub;
+    else
+      throw UsageError("cannot tell the bootloader: LoaderInfo is not set and " + opts.esp.string() +
+                       " has neither loader/entries nor grub/grub.cfg; use --bootloader systemd-boot|grub");
+  }
+  if (*which == Bootloader::systemd_boot) return std::make_unique<SdBootBackend>(opts);
+#ifdef NIXBOOT_HAVE_GRUB_BACKEND
+  return make_grub_backend(opts);
+#else
+  throw Error("the GRUB backend is not available in this build yet");
+#endif
+}
+
+// ---- the state machine -----------------------------------------------------------
+
+namespace {
+
+std::string q(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+const Entry* newest_good(const LoaderView& v, std::string_view except = {}) {
+  const Entry* best = nullptr;
+  for (const auto& e : v.entries) {
+    if (e.state != EntryState::good || e.id == except) continue;
+    if (!best || e.generation > best->generation ||
+        (e.generation == best->generation && e.specialisation.empty() && !best->specialisation.empty()))
+      best = &e;
+  }
+  return best;
+}
+
+bool is_good(const LoaderView& v, const std::optional<std::string>& id) {
+  if (!id) return false;
+  const auto* e = v.find(*id);
+  return e && e->state == EntryState::good;
+}
+
+// A sort-order arm is live while its entry still has tries left: the
+// default must stay unpinned until the trial is decided.
+bool sort_order_trial_pending(const LoaderView& v) {
+  if (!v.armed || v.armed_mode != ArmMode::sort_order) return false;
+  const auto* e = v.find(*v.armed);
+  return e && e->state == EntryState::trial && e->tries_left > 0;
+}
+
+}  // namespace
+
+Machine::Machine(Backend& backend, MachineOptions opts) : backend_(backend), opts_(std::move(opts)) {}
+
+namespace {
+
+struct Journaler {
+  const std::filesystem::path& state;
+  Bootloader bootloader;
+  std::string boot_id;
+
+  void operator()(JournalEvent ev, std::optional<unsigned> gen, std::string entry, std::string file,
+                  std::string reason) const {
+    JournalRecord r;
+    r.time = journal_now();
+    r.event = ev;
+    r.generation = gen;
+    r.entry = std::move(entry);
+    r.file = std::move(file);
+    r.bootloader = std::string(to_string(bootloader));
+    r.boot_id = boot_id;
+    r.reason = std::move(reason);
+    append_journal(state, r);
+  }
+};
+
+std::string boot_id_or_empty() {
+  try {
+    return current_boot_id();
+  } catch (const Error&) {
+    return "";
+  }
+}
+
+std::optional<unsigned> gen_of(const std::string& id) {
+  if (auto p = parse_entry_id(id)) return p->generation;
+  return std::nullopt;
+}
+
+std::string file_of(const LoaderView& v, std::string_view id) {
+  const auto* e = v.find(id);
+  return e ? e->file : "";
+}
+
+}  // namespace
+
+InstallReport Machine::install() {
+  auto lock = Lock::acquire(opts_.state);
+  Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
+  InstallReport report;
+
+  auto scan = discover_generations(opts_.profile);
+  for (const auto& s : scan.skipped) report.skipped.push_back("generation " + std::to_string(s.number) + ": " + s.reason);
+  if (scan.ok.empty())
+    throw Error("no usable generation beside " + opts_.profile.string() +
+                (report.skipped.empty() ? std::string(" (no PROFILE-N-link found)") : ": " + report.skipped.front()));
+
+  auto view = backend_.read();
+  std::set<std::string> protect;
+  for (const auto& e : view.entries) protect.insert(e.id);
+
+  // First run: adopt the booted (else current, else newest) generation as good,
+  // and pin it before any trial entry can appear.
+  if (!newest_good(view)) {
+    std::optional<unsigned> pick;
+    std::string why;
+    if (view.booted) {
+      if (auto g = gen_of(*view.booted)) {
+        pick = g;
+        why = "booted";
+      }
+    }
+    if (!pick) {
+      if (auto g = current_generation(opts_.profile)) {
+        pick = g;
+        why = "the system profile's current generation";
+      }
+    }
+    if (!pick) {
+      pick = scan.ok.back().number;
+      why = "the newest generation";
+    }
+    auto it = std::find_if(scan.ok.begin(), scan.ok.end(), [&](const Generation& g) { return g.number == *pick; });
+    if (it == scan.ok.end())
+      throw Error("cannot adopt generation " + std::to_string(*pick) + " (" + why + ") as good: it is not usable" +
+                  (report.skipped.empty() ? std::string() : " (" + report.skipped.front() + ")"));
+    SyncOptions first;
+    first.new_tries = 0;
+    first.protect = protect;
+    backend_.sync(std::span<const Generation>(&*it, 1), first);
+    auto id = entry_id(it->number);
+    backend_.set_state(id, EntryState::good);  // an earlier crashed run may have left it a trial
+    backend_.set_default(id);
+    report.adopted = id;
+    journal(JournalEvent::adopt, it->number, id, file_of(backend_.read(), id),
+            "first install: adopted " + why + " generation " + std::to_string(it->number) + " as good");
+    view = backend_.read();
+  } else if (!sort_order_trial_pending(view) && !is_good(view, view.persistent_default)) {
+    backend_.set_default(newest_good(view)->id);
+    view = backend_.read();
+  }
+
+  // Retention: newest `keep` generations, plus everything that must survive.
+  std::vector<Generation> kept;
+  std::set<unsigned> must;
+  if (const auto* g = newest_good(view)) must.insert(g->generation);
+  for (const auto& id : {view.booted, view.armed, view.persistent_default})
+    if (id)
+      if (auto g = gen_of(*id)) must.insert(*g);
+  if (view.booted_file)
+    for (const auto& e : view.entries)
+      if (e.file == *view.booted_file) must.insert(e.generation);
+  if (auto g = current_generation(opts_.profile)) must.insert(*g);
+  for (std::size_t i = 0; i < scan.ok.size(); ++i) {
+    const auto& g = scan.ok[i];
+    bool recent = opts_.keep == 0 || i + opts_.keep >= scan.ok.size();
+    if (recent || must.count(g.number)) kept.push_back(g);
+  }
+  SyncOptions so;
+  so.new_tries = opts_.tries;
+  for (const auto& id : {view.booted, view.armed, view.persistent_default})
+    if (id) so.protect.insert(*id);
+  if (view.booted_file)
+    for (const auto& e : view.entries)
+      if (e.file == *view.booted_file) so.protect.insert(e.id);
+  report.sync = backend_.sync(kept, so);
+
+  view = backend_.read();
+  if (!sort_order_trial_pending(view)) {
+    std::string target;
+    if (is_good(view, view.persistent_default))
+      target = *view.persistent_default;
+    else if (const auto* g = newest_good(view))
+      target = g->id;
+    if (!target.empty()) {
+      backend_.set_default(target);
+      view = backend_.read();
+    }
+  }
+  report.default_entry = view.persistent_default;
+  if (!report.sync.removed.empty()) report.gc = backend_.collect_garbage();
+  if (!report.sync.added.empty() || !report.sync.removed.empty() || !report.sync.updated.empty())
+    journal(JournalEvent::install, std::nullopt, "", "",
+            std::to_string(report.sync.added.size()) + " added, " + std::to_string(report.sync.updated.size()) +
+                " updated, " + std::to_string(report.sync.removed.size()) + " removed");
+  return report;
+}
+
+TryReport Machine::try_generation(unsigned generation, const TryOptions& opts) {
+  auto lock = Lock::acquire(opts_.state);
+  Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
+  auto view = backend_.read();
+  auto id = entry_id(generation);
+  const auto* e = view.find(id);
+  if (!e) {
+    auto scan = discover_generations(opts_.profile);
+    for (const auto& s : scan.skipped)
+      if (s.number == generation) throw Error("generation " + std::to_string(generation) + " is not usable: " + s.reason);
+    bool exists = std::any_of(scan.ok.begin(), scan.ok.end(), [&](const Generation& g) { return g.number == generation; });
+    if (exists) throw Error("generation " + std::to_string(generation) + " has no boot entry yet; run 'nixboot install' first");
+    throw Error("unknown generation " + std::to_string(generation) + " (no " + generation_link(opts_.profile, generation).string() + ")");
+  }
+  if (view.persistent_default == id)
+    throw Error("generation " + std::to_string(generation) + " is already the default (" + e->file + "); nothing to try");
+  if (sort_order_trial_pending(view) && view.armed != id)
+    throw Error("a trial of " + q(*view.armed) + " is already armed by sort order; decide it first (mark-good/mark-bad)");
+  // The fallback: the good persistent default (pinned first if it is not).
+  std::string fallback;
+  if (is_good(view, view.persistent_default))
+    fallback = *view.persistent_default;
+  else if (const auto* g = newest_good(view, id))
+    fallback = g->id;
+  if (fallback.empty() || fallback == id)
+    throw Error("refusing to try generation " + std::to_string(generation) + ": no other good entry to fall back to");
+  if (view.persistent_default != fallback && !sort_order_trial_pending(view)) backend_.set_default(fallback);
+  unsigned tries = opts.tries.value_or(opts_.tries);
+  if (tries == 0) throw UsageError("--tries must be at least 1");
+  ArmOptions ao;
+  ao.tries = tries;
+  ao.accept_risk = opts.accept_risk;
+  auto mode = backend_.arm(id, ao);
+  auto after = backend_.read();
+  journal(JournalEvent::arm, generation, id, file_of(after, id),
+          std::string("armed a ") + (mode == ArmMode::one_shot ? "one-shot" : "sort-order") + " trial with " +
+              std::to_string(tries) + (tries == 1 ? " try" : " tries") + "; fallback " + fallback);
+  TryReport r{id, mode, tries, fallback};
+  if (opts.reboot == Reboot::yes) {
+    std::vector<std::string> argv = opts_.reboot_command;
+    if (const char* o = std::getenv("NIXBOOT_REBOOT_COMMAND"); o && *o) argv = {o};
+    std::vector<char*> cargv;
+    for (auto& a : argv) cargv.push_back(a.data());
+    cargv.push_back(nullptr);
+    pid_t pid = fork();
+    if (pid < 0) throw_errno("starting " + argv.front());
+    if (pid == 0) {
+      execvp(cargv[0], cargv.data());
+      _exit(127);
+    }
+    int status = 0;
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+      throw Error("the trial is armed, but '" + argv.front() + "' failed (status " + std::to_string(status) +
+                  "); reboot to start it");
+  }
+  return r;
+}
+
+void Machine::mark_good(std::string_view entry, std::string_view reason) {
+  auto lock = Lock::acquire(opts_.state);
+  Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
+  auto view = backend_.read();
+  const auto* e = view.find(entry);
+  if (!e) throw Error("no entry " + q(entry) + " to mark good");
+  std::string id(entry);
+  unsigned gen = e->generation;
+  if (e->state != EntryState::good) {
+    backend_.set_state(id, EntryState::good);
+    journal(JournalEvent::good, gen, id, file_of(backend_.read(), id), std::string(reason));
+  }
+  if (view.armed == id) backend_.disarm();
+  view = backend_.read();
+  bool moved = false;
+  if (view.persistent_default != id || sort_order_trial_pending(view)) {
+    backend_.set_default(id);
+    moved = true;
+  }
+  if (current_generation(opts_.profile) != gen) {
+    switch_profile(opts_.profile, gen);
+    moved = true;
+  }
+  if (moved)
+    journal(JournalEvent::promote, gen, id, file_of(backend_.read(), id),
+            "default and system profile now generation " + std::to_string(gen));
+}
+
+void Machine::mark_bad(std::string_view entry, std::string_view reason) {
+  auto lock = Lock::acquire(opts_.state);
+  Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
+  auto view = backend_.read();
+  const auto* e = view.find(entry);
+  if (!e) throw Error("no entry " + q(entry) + " to mark bad");
+  std::string id(entry);
+  unsigned gen = e->generation;
+  const auto* other = newest_good(view, id);
+  if (!other) throw Error("refusing to mark " + q(id) + " bad: it is the only good entry");
+  std::string fallback = other->id;
+  // Move the default away first so the loader never defaults to a bad entry.
+  if (view.persistent_default == id || !is_good(view, view.persistent_default) || sort_order_trial_pending(view)) {
+    std::string target = is_good(view, view.persistent_default) && view.persistent_default != id
+                             ? *view.persistent_default
+                             : fallback;
+    backend_.set_default(target);
+  }
+  if (view.armed == id) backend_.disarm();
+  if (e->state != EntryState::bad) {
+    backend_.set_state(id, EntryState::bad);
+    journal(JournalEvent::bad, gen, id, file_of(backend_.read(), id), std::string(reason));
+  }
+  view = backend_.read();
+  if (!is_good(view, view.persistent_default) && !sort_order_trial_pending(view))
+    backend_.set_default(newest_good(view)->id);
+}
+
+std::string Machine::rollback(std::string_view reason) {
+  auto lock = Lock::acquire(opts_.state);
+  Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
+  auto view = backend_.read();
+  if (sort_order_trial_pending(view))
+    throw Error("a trial of " + q(*view.armed) + " is armed by sort order; decide it first (mark-good/mark-bad)");
+  const Entry* cur = view.persistent_default ? view.find(*view.persistent_default) : nullptr;
+  unsigned below = cur ? cur->generation : ~0u;
+  const Entry* prev = nullptr;
+  for (const auto& e : view.entries)
+    if (e.state == EntryState::good && e.specialisation.empty() && e.generation < below &&
+        (!prev || e.generation > prev->generation))
+      prev = &e;
+  if (!prev)
+    throw Error("no good generation older than " + (cur ? std::to_string(cur->generation) : std::string("the default")) +
+                " to roll back to");
+  std::string id = prev->id;
+  unsigned gen = prev->generation;
+  if (view.armed) backend_.disarm();
+  backend_.set_default(id);
+  if (current_generation(opts_.profile) != gen) switch_profile(opts_.profile, gen);
+  journal(JournalEvent::rollback, gen, id, prev->file,
+          reason.empty() ? "rolled back from generation " + (cur ? std::to_string(cur->generation) : std::string("?"))
+                         : std::string(reason));
+  return id;
+}
+
+Status Machine::status() const {
+  Status s;
+  s.view = backend_.read();
+  s.profile_generation = current_generation(opts_.profile);
+  return s;
+}
+
+JournalContents Machine::history() const { return read_journal(opts_.state); }
+
+std::optional<std::string> Machine::booted_entry() const { return backend_.read().booted; }
+
+}  // namespace nixboot

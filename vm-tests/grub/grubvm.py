@@ -22,8 +22,10 @@ import dataclasses
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -41,7 +43,7 @@ COMMON_MODULES = [
     "part_msdos", "part_gpt", "fat", "ext2", "loadenv", "linux", "normal",
     "test", "echo", "configfile", "reboot", "sleep", "halt", "search",
     "search_fs_file", "search_fs_uuid", "search_label", "serial", "terminal",
-    "cat", "ls",
+    "cat", "ls", "btrfs",
 ]
 EFI_MODULES = COMMON_MODULES + ["efi_gop"]
 BIOS_MODULES = COMMON_MODULES + ["biosdisk"]
@@ -140,6 +142,16 @@ class Disk:
                 ["mtype", "-i", self._mtools_img(), "::" + path],
                 env=dict(os.environ, MTOOLS_SKIP_CHECK="1"),
                 capture_output=True, check=True).stdout
+        if self.fs == "btrfs":
+            with tempfile.TemporaryDirectory() as d:
+                part = self._extract_partition(Path(d))
+                out = Path(d) / "restore"
+                out.mkdir()
+                run(["btrfs", "restore", str(part), str(out)])
+                f = out / path.lstrip("/")
+                if not f.exists():
+                    raise VmError(f"{self.image}: {path} not found on the btrfs partition")
+                return f.read_bytes()
         with tempfile.TemporaryDirectory() as d:
             part = self._extract_partition(Path(d))
             out = Path(d) / "out"
@@ -156,6 +168,9 @@ class Disk:
             if self.fs == "fat":
                 run(["mcopy", "-o", "-i", self._mtools_img(), str(src), "::" + path])
                 return
+            if self.fs != "ext4":
+                raise VmError(f"{self.image}: writing files on {self.fs} from the host "
+                              "is not supported (build the disk with them instead)")
             part = self._extract_partition(Path(d))
             subprocess.run(["debugfs", "-w", "-R", f"rm {path}", str(part)],
                            capture_output=True)
@@ -211,14 +226,15 @@ def _mkimage_bios(out: Path) -> None:
 
 
 def make_disk(image: Path, firmware: str, files: dict[str, Path], fs: str = "fat",
-              size_mb: int = 128) -> Disk:
-    """Builds a bootable GRUB disk: MBR partition 1 with `fs` holding `files`
-    (boot-fs path -> host path) plus the firmware's GRUB image. An empty
-    1024-byte /grub/grubenv is created unless files has one."""
+              size_mb: int = 128, label: str = "ESP") -> Disk:
+    """Builds a bootable GRUB disk: MBR partition 1 with `fs` (labelled
+    `label`) holding `files` (boot-fs path -> host path) plus the firmware's
+    GRUB image. An empty 1024-byte /grub/grubenv is created unless files has
+    one."""
     if firmware not in ("efi", "bios"):
         raise VmError(f"firmware {firmware!r}: expected efi or bios")
-    if fs not in ("fat", "ext4"):
-        raise VmError(f"filesystem {fs!r}: expected fat or ext4")
+    if fs not in ("fat", "ext4", "btrfs"):
+        raise VmError(f"filesystem {fs!r}: expected fat, ext4 or btrfs")
     if firmware == "efi" and fs != "fat":
         raise VmError("GRUB EFI boots from the ESP: fs must be fat")
     with tempfile.TemporaryDirectory() as d:
@@ -239,14 +255,18 @@ def make_disk(image: Path, firmware: str, files: dict[str, Path], fs: str = "fat
             (tree / "EFI" / "BOOT").mkdir(parents=True)
             _mkimage_efi(tree / "EFI" / "BOOT" / "BOOTX64.EFI")
         if fs == "fat":
-            run(["mkfs.vfat", "-F", "32", "-n", "NIXBOOT", "-C", str(part),
+            run(["mkfs.vfat", "-F", "32", "-n", label, "-C", str(part),
                  str(part_bytes // 1024)])
             for top in sorted(tree.iterdir()):
                 run(["mcopy", "-s", "-i", str(part), str(top), "::/"])
+        elif fs == "ext4":
+            with open(part, "wb") as f:
+                f.truncate(part_bytes)
+            run(["mkfs.ext4", "-q", "-F", "-L", label, "-d", str(tree), str(part)])
         else:
             with open(part, "wb") as f:
                 f.truncate(part_bytes)
-            run(["mkfs.ext4", "-q", "-F", "-L", "nixboot", "-d", str(tree), str(part)])
+            run(["mkfs.btrfs", "-q", "-f", "-L", label, "--rootdir", str(tree), str(part)])
         # MBR partition table, then the filesystem at 1 MiB.
         with open(image.with_suffix(".tmp"), "wb") as f:
             f.truncate(size_mb * 1024 * 1024)
@@ -295,26 +315,165 @@ class Boot:
     number: int
     log: Path
     seconds: float
-    ended: str   # "exited" (guest poweroff/reset with -no-reboot), "marker", "timeout"
+    ended: str   # "exited" (guest poweroff/reset with -no-reboot), "marker", "timeout", "killed"
     text: str
 
     def grep(self, pattern: str) -> list[str]:
         return re.findall(pattern, self.text)
 
 
+class Running:
+    """One boot in progress: QEMU with ttyS0 logged to a file and, with a
+    backdoor, ttyS1 on a unix socket read by a background thread."""
+
+    def __init__(self, machine: "Machine", number: int, cmd: list[str], log: Path,
+                 backdoor: Path | None):
+        self.machine = machine
+        self.number = number
+        self.log = log
+        self.start = time.monotonic()
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.bd_buf = b""
+        self.bd_lock = threading.Lock()
+        self.bd_sock: socket.socket | None = None
+        if backdoor is not None:
+            deadline = time.monotonic() + 10
+            while True:
+                try:
+                    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                    s.connect(str(backdoor))
+                    self.bd_sock = s
+                    break
+                except OSError:
+                    s.close()
+                    if self.proc.poll() is not None or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.05)
+            if self.bd_sock is not None:
+                threading.Thread(target=self._reader, daemon=True).start()
+
+    def _reader(self) -> None:
+        assert self.bd_sock is not None
+        while True:
+            try:
+                data = self.bd_sock.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            with self.bd_lock:
+                self.bd_buf += data
+
+    def where(self) -> str:
+        return f"boot {self.number} ({self.log})"
+
+    def console(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def wait_console(self, pattern: str, timeout: float) -> re.Match:
+        """Waits for a regex on the serial console; raises if QEMU exits or
+        the time runs out first."""
+        rx = re.compile(pattern)
+        deadline = time.monotonic() + timeout
+        while True:
+            m = rx.search(self.console())
+            if m:
+                return m
+            if self.proc.poll() is not None:
+                m = rx.search(self.console())
+                if m:
+                    return m
+                raise VmError(f"{self.where()}: guest stopped before /{pattern}/ appeared on the console")
+            if time.monotonic() > deadline:
+                raise VmError(f"{self.where()}: /{pattern}/ not on the console within {timeout:.0f}s")
+            time.sleep(0.2)
+
+    def wait_backdoor(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.bd_lock:
+                if b"NIXBOOT-VM-BACKDOOR-READY" in self.bd_buf:
+                    return
+            if self.proc.poll() is not None:
+                raise VmError(f"{self.where()}: guest stopped before its backdoor shell came up")
+            if time.monotonic() > deadline:
+                raise VmError(f"{self.where()}: backdoor shell not up within {timeout:.0f}s")
+            time.sleep(0.2)
+
+    def shell(self, command: str, timeout: float = 60) -> tuple[int, str]:
+        """Runs a shell command in the guest (root, via the backdoor on ttyS1);
+        returns (exit status, output)."""
+        if self.bd_sock is None:
+            raise VmError(f"{self.where()}: no backdoor connection")
+        tag = f"__NIXBOOT_VM_{time.monotonic_ns()}__"
+        with self.bd_lock:
+            self.bd_buf = b""
+        self.bd_sock.sendall(f"( {command} ) 2>&1; echo \"{tag} $?\"\n".encode())
+        rx = re.compile(rf"{tag} (\d+)\r?\n".encode())
+        deadline = time.monotonic() + timeout
+        while True:
+            with self.bd_lock:
+                m = rx.search(self.bd_buf)
+                if m:
+                    out = self.bd_buf[:m.start()].decode(errors="replace")
+                    return int(m.group(1)), out.replace("\r\n", "\n")
+            if self.proc.poll() is not None:
+                raise VmError(f"{self.where()}: guest stopped while running {command!r}")
+            if time.monotonic() > deadline:
+                raise VmError(f"{self.where()}: {command!r} did not finish within {timeout:.0f}s")
+            time.sleep(0.1)
+
+    def wait_exit(self, timeout: float) -> Boot:
+        """Waits for QEMU to exit (guest poweroff or reset); on timeout kills it."""
+        try:
+            self.proc.wait(timeout)
+            ended = "exited"
+        except subprocess.TimeoutExpired:
+            ended = "timeout"
+        return self._finish(ended)
+
+    def kill(self, ended: str = "killed") -> Boot:
+        return self._finish(ended)
+
+    def _finish(self, ended: str) -> Boot:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.bd_sock is not None:
+            self.bd_sock.close()
+        err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+        if self.proc.stderr:
+            self.proc.stderr.close()
+        if ended == "exited" and self.proc.returncode != 0:
+            raise VmError(f"{self.where()}: qemu exited {self.proc.returncode}: {err.strip()}")
+        b = Boot(number=self.number, log=self.log, seconds=time.monotonic() - self.start,
+                 ended=ended, text=self.console())
+        self.machine.boots.append(b)
+        self.machine.running = None
+        return b
+
+
 class Machine:
     """A VM with persistent disks (and OVMF vars for EFI) booted once per
-    call to boot(); -no-reboot turns every guest reset into a QEMU exit, so
-    each boot has its own log and its own time bound."""
+    start(); -no-reboot turns every guest reset into a QEMU exit, so each
+    boot has its own log and its own time bound. extra_drives: (path, format)
+    of further virtio disks (the harness's root and /nix overlays)."""
 
-    def __init__(self, workdir: Path, disk: Disk, extra_drives: list[Path] | None = None,
-                 memory_mb: int = 512, watchdog: bool = True):
+    def __init__(self, workdir: Path, disk: Disk,
+                 extra_drives: list[tuple[Path, str]] | None = None,
+                 memory_mb: int = 512, watchdog: bool = True, backdoor: bool = False):
         self.workdir = workdir
         self.disk = disk
         self.extra_drives = extra_drives or []
         self.memory_mb = memory_mb
         self.watchdog = watchdog
+        self.backdoor = workdir / "backdoor.sock" if backdoor else None
         self.boots: list[Boot] = []
+        self.running: Running | None = None
         workdir.mkdir(parents=True, exist_ok=True)
         self.vars = workdir / "OVMF_VARS.fd"
         if disk.firmware == "efi" and not self.vars.exists():
@@ -329,47 +488,39 @@ class Machine:
                     "-drive", f"if=pflash,format=raw,file={self.vars}"]
         else:
             cmd += ["-bios", str(SEABIOS)]
-        cmd += ["-drive", f"if=virtio,format=raw,file={self.disk.image}"]
-        for d in self.extra_drives:
-            cmd += ["-drive", f"if=virtio,format=raw,file={d}"]
+        # The GRUB disk is the firmware's first boot device, hence GRUB's (hd0).
+        cmd += ["-drive", f"if=none,id=boot,format=raw,file={self.disk.image}",
+                "-device", "virtio-blk-pci,drive=boot,bootindex=0"]
+        for i, (path, fmt) in enumerate(self.extra_drives):
+            cmd += ["-drive", f"if=none,id=d{i},format={fmt},file={path}",
+                    "-device", f"virtio-blk-pci,drive=d{i}"]
         if self.watchdog:
             cmd += ["-device", "i6300esb", "-action", "watchdog=reset"]
         return cmd
 
-    def boot(self, timeout: float, until: str | None = None) -> Boot:
-        """Boots once. Returns when QEMU exits (guest poweroff or reboot), when
-        `until` (a regex) appears on the serial console (QEMU is then killed),
-        or after `timeout` seconds (QEMU killed, ended="timeout")."""
+    def start(self) -> Running:
+        if self.running is not None:
+            raise VmError(f"{self.workdir}: boot {self.running.number} is still running")
         n = len(self.boots) + 1
         log = self.workdir / f"boot-{n:02d}.log"
         log.write_bytes(b"")
         cmd = self.qemu_command() + ["-serial", f"file:{log}"]
-        start = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        ended = "timeout"
-        pattern = re.compile(until) if until else None
+        if self.backdoor is not None:
+            self.backdoor.unlink(missing_ok=True)
+            cmd += ["-chardev", f"socket,id=backdoor,path={self.backdoor},server=on,wait=off",
+                    "-serial", "chardev:backdoor"]
+        self.running = Running(self, n, cmd, log, self.backdoor)
+        return self.running
+
+    def boot(self, timeout: float, until: str | None = None) -> Boot:
+        """Boots once. Returns when QEMU exits (guest poweroff or reboot), when
+        `until` (a regex) appears on the serial console (QEMU is then killed,
+        ended="marker"), or after `timeout` seconds (ended="timeout")."""
+        r = self.start()
+        if until is None:
+            return r.wait_exit(timeout)
         try:
-            while time.monotonic() - start < timeout:
-                if proc.poll() is not None:
-                    ended = "exited"
-                    break
-                if pattern and pattern.search(log.read_text(errors="replace")):
-                    ended = "marker"
-                    break
-                time.sleep(0.25)
-        finally:
-            if proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait()
-        err = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-        proc.stderr and proc.stderr.close()
-        if ended == "exited" and proc.returncode != 0:
-            raise VmError(f"boot {n}: qemu exited {proc.returncode}: {err.strip()}")
-        b = Boot(number=n, log=log, seconds=time.monotonic() - start, ended=ended,
-                 text=log.read_text(errors="replace"))
-        self.boots.append(b)
-        return b
+            r.wait_console(until, timeout)
+        except VmError:
+            return r.wait_exit(0) if r.proc.poll() is not None else r.kill("timeout")
+        return r.kill("marker")

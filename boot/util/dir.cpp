@@ -37,9 +37,14 @@ std::vector<std::string_view> split_components(std::string_view rel) {
     return parts;
 }
 
-// open(2) errors in a RootDir get a sentence for the symlink case.
-[[noreturn]] void throw_open_error(int err, const std::string& verb, const std::filesystem::path& shown) {
-    if (err == ELOOP)
+// open(2) errors in a RootDir get a sentence for the symlink case. With
+// O_NOFOLLOW a symlink fails with ELOOP, or ENOTDIR when O_DIRECTORY is set:
+// look at the component itself to tell which.
+[[noreturn]] void throw_open_error(int err, int dir_fd, const std::string& name, const std::string& verb,
+                                   const std::filesystem::path& shown) {
+    struct stat st {};
+    if ((err == ELOOP || err == ENOTDIR) && ::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+        S_ISLNK(st.st_mode))
         throw Error(verb + " " + quoted(shown) + ": is a symbolic link (nixboot never follows symlinks below " +
                     "its root)");
     throw SysError(err, verb + " " + quoted(shown));
@@ -140,9 +145,9 @@ std::pair<Fd, std::string> RootDir::open_parent(std::string_view rel) const {
     std::filesystem::path shown = path_;
     for (std::size_t i = 0; i + 1 < parts.size(); ++i) {
         shown /= std::string(parts[i]);
-        const int next = ::openat(dir.get(), std::string(parts[i]).c_str(),
-                                  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (next < 0) throw_open_error(errno, "opening directory", shown);
+        const std::string part(parts[i]);
+        const int next = ::openat(dir.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (next < 0) { const int err = errno; throw_open_error(err, dir.get(), part, "opening directory", shown); }
         dir = Fd(next);
     }
     return {std::move(dir), std::string(parts.back())};
@@ -151,7 +156,7 @@ std::pair<Fd, std::string> RootDir::open_parent(std::string_view rel) const {
 Fd RootDir::open_file(std::string_view rel, int flags, unsigned mode) const {
     auto [dir, name] = open_parent(rel);
     const int fd = ::openat(dir.get(), name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode);
-    if (fd < 0) throw_open_error(errno, "opening", display(rel));
+    if (fd < 0) { const int err = errno; throw_open_error(err, dir.get(), name, "opening", display(rel)); }
     return Fd(fd);
 }
 
@@ -309,7 +314,7 @@ void RootDir::append(std::string_view rel, std::string_view data, Sync sync) {
     struct stat st {};
     const bool existed = ::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
     Fd file(::openat(dir.get(), name.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
-    if (!file) throw_open_error(errno, "opening", shown);
+    if (!file) { const int err = errno; throw_open_error(err, dir.get(), name, "opening", shown); }
     write_all(file.get(), data.data(), data.size(), shown);
     ++g_writes;
     if (sync == Sync::yes) do_fsync(file.get(), shown);
@@ -383,7 +388,7 @@ void RootDir::mkdirs(std::string_view rel) {
         if (::mkdirat(dir.get(), name.c_str(), 0755) != 0 && errno != EEXIST)
             throw_errno("creating directory " + quoted(shown));
         const int next = ::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (next < 0) throw_open_error(errno, "opening directory", shown);
+        if (next < 0) { const int err = errno; throw_open_error(err, dir.get(), name, "opening directory", shown); }
         dir = Fd(next);
     }
 }

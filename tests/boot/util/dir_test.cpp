@@ -1,0 +1,204 @@
+#include "boot/util/dir.hpp"
+
+#include "boot/util/error.hpp"
+#include "tests/boot/util/test_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <cerrno>
+#include <sys/stat.h>
+
+using namespace nixboot;
+
+namespace {
+std::vector<std::string> names_in(const std::filesystem::path& dir) {
+    std::vector<std::string> out;
+    for (const auto& e : std::filesystem::directory_iterator(dir)) out.push_back(e.path().filename().string());
+    std::sort(out.begin(), out.end());
+    return out;
+}
+} // namespace
+
+TEST_CASE("RootDir: write_atomic, read, list, exists, remove", "[util][dir]") {
+    test::TempDir tmp;
+    RootDir root = RootDir::open(tmp.path());
+    root.mkdirs("loader/entries");
+    reset_io_stats();
+    root.write_atomic("loader/entries/a.conf", "title A\n", Sync::yes);
+    root.write_atomic("loader/entries/a.conf", "title B\n", Sync::yes);
+    CHECK(test::read_file(tmp / "loader/entries/a.conf") == "title B\n");
+    CHECK(root.read("loader/entries/a.conf", 100) == std::optional<std::string>("title B\n"));
+    CHECK_FALSE(root.read("loader/entries/missing.conf", 100));
+    CHECK_FALSE(root.read("nodir/missing.conf", 100));
+    CHECK(root.list("loader/entries") == std::vector<std::string>{"a.conf"});  // no temp files left
+    CHECK(root.list("nothere").empty());
+    CHECK(root.list("") == std::vector<std::string>{"loader"});
+    CHECK(root.exists("loader/entries/a.conf"));
+    CHECK(root.is_regular_file("loader/entries/a.conf"));
+    CHECK_FALSE(root.is_regular_file("loader/entries"));
+    CHECK_FALSE(root.exists("loader/entries/b.conf"));
+    const IoStats stats = io_stats();
+    CHECK(stats.writes == 2);
+    CHECK(stats.renames == 2);
+    CHECK(stats.fsyncs == 4);  // file + directory, twice
+    CHECK(root.remove("loader/entries/a.conf", Sync::yes));
+    CHECK_FALSE(root.remove("loader/entries/a.conf", Sync::yes));
+    CHECK(io_stats().removes == 1);
+    struct stat st {};
+    root.write_atomic("x", "1", Sync::no, 0600);
+    REQUIRE(::stat((tmp / "x").c_str(), &st) == 0);
+    CHECK((st.st_mode & 0777) == 0600);
+}
+
+TEST_CASE("RootDir: read refuses oversized files and non-files", "[util][dir]") {
+    test::TempDir tmp;
+    test::write_file(tmp / "big", std::string(2000, 'x'));
+    RootDir root = RootDir::open(tmp.path());
+    CHECK_THROWS_WITH(root.read("big", 1000), "reading '" + (tmp / "big").string() + "': larger than 1000 bytes");
+    CHECK(root.read("big", 2000)->size() == 2000);
+    std::filesystem::create_directory(tmp / "d");
+    CHECK_THROWS_WITH(root.read("d", 10), "reading '" + (tmp / "d").string() + "': not a regular file");
+}
+
+TEST_CASE("RootDir: refuses '..', absolute and empty paths", "[util][dir]") {
+    test::TempDir tmp;
+    RootDir root = RootDir::open(tmp.path());
+    CHECK_THROWS_WITH(root.write_atomic("../escape", "x", Sync::no), "path '../escape' contains '..'");
+    CHECK_THROWS_WITH(root.write_atomic("a/../../escape", "x", Sync::no), "path 'a/../../escape' contains '..'");
+    CHECK_THROWS_WITH(root.read("/etc/passwd", 10), "path '/etc/passwd' is absolute (expected a path relative to the root)");
+    CHECK_THROWS_WITH(root.remove("a//b", Sync::no), "path 'a//b' has an empty component");
+    CHECK_THROWS_WITH(root.mkdirs("a/./b"), "path 'a/./b' contains '.'");
+    CHECK_THROWS_WITH(root.read("", 10), "empty path");
+    CHECK_THROWS_WITH(root.rename_idempotent("a", "../b", Sync::no), "path '../b' contains '..'");
+    CHECK_FALSE(std::filesystem::exists(tmp.path().parent_path() / "escape"));
+}
+
+TEST_CASE("RootDir: never follows a symlink out of the root", "[util][dir]") {
+    test::TempDir tmp;
+    const auto outside = tmp / "outside";
+    const auto esp = tmp / "esp";
+    std::filesystem::create_directories(outside);
+    std::filesystem::create_directories(esp / "loader");
+    test::write_file(outside / "secret", "secret");
+    std::filesystem::create_directory_symlink(outside, esp / "EFI");       // a directory symlink
+    std::filesystem::create_symlink(outside / "secret", esp / "loader/x.conf");  // a file symlink
+    RootDir root = RootDir::open(esp);
+    const std::string dir_msg = "opening directory '" + (esp / "EFI").string() +
+                                "': is a symbolic link (nixboot never follows symlinks below its root)";
+    CHECK_THROWS_WITH(root.write_atomic("EFI/secret", "pwned", Sync::no), dir_msg);
+    CHECK_THROWS_WITH(root.read("EFI/secret", 100), dir_msg);
+    CHECK_THROWS_WITH(root.list("EFI"), "opening '" + (esp / "EFI").string() +
+                                            "': is a symbolic link (nixboot never follows symlinks below its root)");
+    CHECK_THROWS_WITH(root.remove("EFI/secret", Sync::no), dir_msg);
+    CHECK_THROWS_WITH(root.mkdirs("EFI/nixos"), dir_msg);
+    CHECK_THROWS_WITH(root.copy_in(outside / "secret", "EFI/copy", Sync::no), dir_msg);
+    CHECK_THROWS_WITH(root.read("loader/x.conf", 100),
+                      "opening '" + (esp / "loader/x.conf").string() +
+                          "': is a symbolic link (nixboot never follows symlinks below its root)");
+    CHECK(test::read_file(outside / "secret") == "secret");
+    CHECK(names_in(outside) == std::vector<std::string>{"secret"});
+    // Replacing a symlink by write_atomic replaces the link itself, never its target.
+    root.write_atomic("loader/x.conf", "mine", Sync::no);
+    CHECK(test::read_file(outside / "secret") == "secret");
+    CHECK_FALSE(std::filesystem::is_symlink(esp / "loader/x.conf"));
+    // Removing a symlink removes the link, not its target.
+    std::filesystem::create_symlink(outside / "secret", esp / "loader/y.conf");
+    CHECK(root.remove("loader/y.conf", Sync::no));
+    CHECK(std::filesystem::exists(outside / "secret"));
+}
+
+TEST_CASE("RootDir: rename_idempotent is done exactly once", "[util][dir]") {
+    test::TempDir tmp;
+    RootDir root = RootDir::open(tmp.path());
+    root.mkdirs("loader/entries");
+    root.write_atomic("loader/entries/a+3.conf", "x", Sync::no);
+    reset_io_stats();
+    CHECK(root.rename_idempotent("loader/entries/a+3.conf", "loader/entries/a+2-1.conf", Sync::yes));
+    CHECK(io_stats().renames == 1);
+    // Re-running after a crash: already done.
+    CHECK_FALSE(root.rename_idempotent("loader/entries/a+3.conf", "loader/entries/a+2-1.conf", Sync::yes));
+    CHECK(io_stats().renames == 1);
+    const auto shown = [&](const char* rel) { return "'" + (tmp / rel).string() + "'"; };
+    CHECK_THROWS_WITH(root.rename_idempotent("loader/entries/none.conf", "loader/entries/none2.conf", Sync::no),
+                      "renaming " + shown("loader/entries/none.conf") + " to " + shown("loader/entries/none2.conf") +
+                          ": No such file or directory");
+    root.write_atomic("loader/entries/b.conf", "b", Sync::no);
+    CHECK_THROWS_WITH(root.rename_idempotent("loader/entries/b.conf", "loader/entries/a+2-1.conf", Sync::no),
+                      "renaming " + shown("loader/entries/b.conf") + " to " + shown("loader/entries/a+2-1.conf") +
+                          ": the target already exists");
+    CHECK(test::read_file(tmp / "loader/entries/a+2-1.conf") == "x");  // never replaced
+    CHECK(test::read_file(tmp / "loader/entries/b.conf") == "b");
+}
+
+TEST_CASE("RootDir: copy_in copies an outside file atomically", "[util][dir]") {
+    test::TempDir tmp;
+    std::string kernel(3 * 1024 * 1024 + 17, '\0');
+    for (std::size_t i = 0; i < kernel.size(); ++i) kernel[i] = static_cast<char>(i * 7);
+    test::write_file(tmp / "store/bzImage", kernel);
+    std::filesystem::create_directories(tmp / "esp");
+    RootDir root = RootDir::open(tmp / "esp");
+    root.mkdirs("EFI/nixos");
+    root.copy_in(tmp / "store/bzImage", "EFI/nixos/k.efi", Sync::yes);
+    CHECK(test::read_file(tmp / "esp/EFI/nixos/k.efi") == kernel);
+    CHECK_THROWS_WITH(root.copy_in(tmp / "store/missing", "EFI/nixos/m.efi", Sync::yes),
+                      "copying '" + (tmp / "store/missing").string() + "': No such file or directory");
+    CHECK(names_in(tmp / "esp/EFI/nixos") == std::vector<std::string>{"k.efi"});
+}
+
+TEST_CASE("RootDir: append adds lines and creates the file", "[util][dir]") {
+    test::TempDir tmp;
+    RootDir root = RootDir::open(tmp.path());
+    root.append("log", "a\n", Sync::yes);
+    root.append("log", "b\n", Sync::no);
+    CHECK(test::read_file(tmp / "log") == "a\nb\n");
+}
+
+TEST_CASE("RootDir: a full file system leaves the old file intact", "[util][dir][root]") {
+    if (!test::is_root()) {
+        WARN("skipped: mounting a small tmpfs needs root");
+        return;
+    }
+    test::TempDir tmp;
+    test::TmpfsMount mount(tmp / "esp", "64k");
+    RootDir root = RootDir::open(tmp / "esp");
+    root.write_atomic("loader.conf", "default old\n", Sync::yes);
+    const std::string big(256 * 1024, 'k');
+    try {
+        root.write_atomic("loader.conf", big, Sync::yes);
+        FAIL("a 256 KiB write into a 64 KiB tmpfs succeeded");
+    } catch (const SysError& e) {
+        CHECK(e.errno_value() == ENOSPC);
+        CHECK(std::string(e.what()) == "writing '" + (tmp / "esp/loader.conf").string() + "': No space left on device");
+    }
+    CHECK(test::read_file(tmp / "esp/loader.conf") == "default old\n");
+    CHECK(root.list("") == std::vector<std::string>{"loader.conf"});  // the temp file is gone
+    // The same for copy_in.
+    test::write_file(tmp / "kernel", big);
+    CHECK_THROWS_AS(root.copy_in(tmp / "kernel", "loader.conf", Sync::yes), SysError);
+    CHECK(test::read_file(tmp / "esp/loader.conf") == "default old\n");
+    CHECK(root.list("") == std::vector<std::string>{"loader.conf"});
+}
+
+TEST_CASE("RootDir: a read-only file system fails with the path and changes nothing", "[util][dir][root]") {
+    if (!test::is_root()) {
+        WARN("skipped: remounting a tmpfs read-only needs root");
+        return;
+    }
+    test::TempDir tmp;
+    test::TmpfsMount mount(tmp / "esp", "1m");
+    {
+        RootDir root = RootDir::open(tmp / "esp");
+        root.write_atomic("a+1.conf", "x", Sync::yes);
+    }
+    mount.remount_read_only();
+    RootDir root = RootDir::open(tmp / "esp");
+    CHECK_THROWS_WITH(root.write_atomic("a+1.conf", "y", Sync::yes),
+                      "writing '" + (tmp / "esp/a+1.conf").string() +
+                          "' (creating a temporary file): Read-only file system");
+    CHECK_THROWS_WITH(root.rename_idempotent("a+1.conf", "a.conf", Sync::yes),
+                      "renaming '" + (tmp / "esp/a+1.conf").string() + "' to '" + (tmp / "esp/a.conf").string() +
+                          "': Read-only file system");
+    CHECK_THROWS_WITH(root.remove("a+1.conf", Sync::yes),
+                      "removing '" + (tmp / "esp/a+1.conf").string() + "': Read-only file system");
+    CHECK(root.read("a+1.conf", 10) == std::optional<std::string>("x"));
+}

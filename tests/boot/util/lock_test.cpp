@@ -1,0 +1,45 @@
+#include "boot/util/lock.hpp"
+
+#include "boot/util/error.hpp"
+#include "tests/boot/util/test_support.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+using namespace nixboot;
+
+TEST_CASE("Lock: a second holder is refused with the lock's path", "[util][lock]") {
+    test::TempDir tmp;
+    const auto state = tmp / "state";  // created by acquire
+    {
+        Lock first = Lock::acquire(state);
+        CHECK(first.path() == state / "lock");
+        CHECK_THROWS_WITH(Lock::acquire(state),
+                          "another nixboot command is running (lock '" + (state / "lock").string() + "' is held)");
+        // Another process sees the lock too (flock is per open file, not per process).
+        const pid_t child = ::fork();
+        if (child == 0) {
+            try {
+                Lock::acquire(state);
+                ::_exit(0);
+            } catch (const Error&) {
+                ::_exit(3);
+            }
+        }
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        CHECK(WIFEXITED(status));
+        CHECK(WEXITSTATUS(status) == 3);
+    }
+    // Released with the object.
+    CHECK_NOTHROW(Lock::acquire(state));
+}
+
+TEST_CASE("Lock: an unusable state directory is an error naming it", "[util][lock]") {
+    test::TempDir tmp;
+    test::write_file(tmp / "file", "x");
+    CHECK_THROWS_WITH(Lock::acquire(tmp / "file" / "state"),
+                      Catch::Matchers::StartsWith("creating state directory '" + (tmp / "file" / "state").string() + "'"));
+}

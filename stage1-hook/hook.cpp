@@ -258,8 +258,7 @@ std::optional<double> uptime_seconds(const Paths& paths) {
 std::optional<std::string> read_verdict(const Paths& paths) {
     auto text = read_small(paths.run + "/nixboot/verdict", 64);
     if (!text) return std::nullopt;
-    while (!text->empty() && (text->back() == '\n' || text->back() == ' ')) text->pop_back();
-    return text;
+    return text->substr(0, text->find('\n'));  // "good" or "bad"; the reason follows
 }
 
 void feed(const Paths& paths) {

@@ -17,9 +17,15 @@
 
 namespace nixboot::health {
 
+// running → confirmed → (removed) or running → reverting → (removed); a
+// step interrupted half-way is finished by whoever comes next, never undone.
+enum class LiveStatus { running, confirmed, reverting };
+const char* to_string(LiveStatus status) noexcept;  // "running" | "confirmed" | "reverting"
+
 struct LiveTrial {
+    LiveStatus status = LiveStatus::running;
     unsigned generation = 0;
-    unsigned previous = 0;                   // generation running before
+    unsigned previous = 0;                   // generation running before (0: not a profile generation)
     std::filesystem::path previous_toplevel; // what the revert activates
     std::string boot_id;                     // boot the trial started in
     std::time_t started = 0;
@@ -38,6 +44,8 @@ std::optional<LiveTrial> read_live_trial(const std::filesystem::path& state);
 struct LiveOptions {
     std::filesystem::path profile = "/nix/var/nix/profiles/system";
     std::filesystem::path state = "/var/lib/nixboot";
+    // The running system (its target is what a revert re-activates).
+    std::filesystem::path current_system = "/run/current-system";
     std::filesystem::path checks_dir = "/etc/nixboot/checks.d";
     CheckSettings check_settings;
     std::chrono::seconds confirm_timeout{300};

@@ -1,0 +1,325 @@
+#include "boot/health/live.hpp"
+
+#include "boot/generations.hpp"
+#include "boot/health/cmdline.hpp"
+#include "boot/health/process.hpp"
+#include "boot/health/verdict.hpp"
+#include "boot/journal.hpp"
+#include "boot/util/dir.hpp"
+#include "boot/util/error.hpp"
+#include "boot/util/fd.hpp"
+
+#include <cerrno>
+#include <fcntl.h>
+#include <sys/file.h>
+
+namespace nixboot::health {
+
+const char* to_string(LiveStatus status) noexcept {
+    switch (status) {
+    case LiveStatus::confirmed: return "confirmed";
+    case LiveStatus::reverting: return "reverting";
+    case LiveStatus::running: break;
+    }
+    return "running";
+}
+
+std::string format_live_trial(const LiveTrial& t) {
+    std::string out;
+    out += "status=" + std::string(to_string(t.status)) + "\n";
+    out += "generation=" + std::to_string(t.generation) + "\n";
+    out += "previous=" + std::to_string(t.previous) + "\n";
+    out += "previous-toplevel=" + t.previous_toplevel.string() + "\n";
+    out += "boot-id=" + t.boot_id + "\n";
+    out += "started=" + std::to_string(static_cast<long long>(t.started)) + "\n";
+    out += "deadline=" + std::to_string(static_cast<long long>(t.deadline)) + "\n";
+    out += "unit=" + t.unit + "\n";
+    return out;
+}
+
+LiveTrial parse_live_trial(std::string_view text, std::string_view origin) {
+    LiveTrial t;
+    unsigned line_no = 0;
+    bool has_generation = false;
+    while (!text.empty()) {
+        ++line_no;
+        auto nl = text.find('\n');
+        std::string_view line = text.substr(0, nl);
+        text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+        if (line.empty()) continue;
+        auto fail = [&](const std::string& why) {
+            throw ParseError(std::string(origin) + ":" + std::to_string(line_no) + ": " + why);
+        };
+        auto eq = line.find('=');
+        if (eq == std::string_view::npos) fail("line has no '='");
+        std::string_view key = line.substr(0, eq), value = line.substr(eq + 1);
+        auto number = [&](unsigned max) {
+            auto n = parse_decimal(value, max);
+            if (!n) fail("bad value '" + std::string(value) + "' for '" + std::string(key) + "'");
+            return *n;
+        };
+        if (key == "status") {
+            if (value == "running") t.status = LiveStatus::running;
+            else if (value == "confirmed") t.status = LiveStatus::confirmed;
+            else if (value == "reverting") t.status = LiveStatus::reverting;
+            else fail("bad value '" + std::string(value) + "' for 'status'");
+        } else if (key == "generation") { t.generation = number(4294967295u); has_generation = true; }
+        else if (key == "previous") t.previous = number(4294967295u);
+        else if (key == "previous-toplevel") t.previous_toplevel = std::string(value);
+        else if (key == "boot-id") t.boot_id = std::string(value);
+        else if (key == "started") t.started = number(4294967295u);
+        else if (key == "deadline") t.deadline = number(4294967295u);
+        else if (key == "unit") t.unit = std::string(value);
+    }
+    if (!has_generation) throw ParseError(std::string(origin) + ": no 'generation'");
+    return t;
+}
+
+std::optional<LiveTrial> read_live_trial(const std::filesystem::path& state) {
+    if (!std::filesystem::exists(state)) return std::nullopt;
+    RootDir dir = RootDir::open(state);
+    auto text = dir.read("live", 4096);
+    if (!text) return std::nullopt;
+    return parse_live_trial(*text, dir.display("live").string());
+}
+
+namespace {
+
+// STATE/live.lock: serializes try --live, confirm and live-revert (not the
+// global STATE/lock, which Machine takes for each transition).
+class LiveLock {
+public:
+    explicit LiveLock(const std::filesystem::path& state) {
+        std::filesystem::create_directories(state);
+        auto path = state / "live.lock";
+        fd_ = Fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
+        if (!fd_) throw_errno("opening '" + path.string() + "'");
+        while (::flock(fd_.get(), LOCK_EX) != 0)
+            if (errno != EINTR) throw_errno("locking '" + path.string() + "'");
+    }
+
+private:
+    Fd fd_;
+};
+
+void write_live(const std::filesystem::path& state, const LiveTrial& trial) {
+    RootDir dir = RootDir::open_or_create(state);
+    dir.write_atomic("live", format_live_trial(trial), Sync::yes);
+}
+
+void remove_live(const std::filesystem::path& state) {
+    RootDir dir = RootDir::open(state);
+    dir.remove("live", Sync::yes);
+}
+
+void journal(const std::filesystem::path& state, JournalEvent event, unsigned generation,
+             const std::string& boot_id, const std::string& reason) {
+    JournalRecord r;
+    r.time = journal_now();
+    r.event = event;
+    r.generation = generation;
+    r.entry = entry_id(generation);
+    r.boot_id = boot_id;
+    r.reason = reason;
+    append_journal(state, r);
+}
+
+std::string boot_id_or_empty(const std::filesystem::path& source) {
+    try {
+        return current_boot_id(source);
+    } catch (const Error&) {
+        return "";
+    }
+}
+
+std::string status_text(int status) {
+    return status > 128 ? "killed by signal " + std::to_string(status - 128)
+                        : "exit status " + std::to_string(status);
+}
+
+// TOPLEVEL/bin/switch-to-configuration test; returns a failure reason or "".
+std::string activate(const std::filesystem::path& toplevel) {
+    auto program = toplevel / "bin" / "switch-to-configuration";
+    int status = run_command({program.string(), "test"});
+    if (status == 0) return "";
+    return "'" + program.string() + " test' failed (" + status_text(status) + ")";
+}
+
+void stop_timer(const LiveOptions& opts, const std::string& unit) {
+    if (unit.empty()) return;
+    auto argv = command_from_env("NIXBOOT_SYSTEMCTL", opts.systemctl_stop);
+    argv.push_back(unit + ".timer");
+    try {
+        run_command(argv);  // best effort: a timer that fires anyway finds no live trial
+    } catch (const Error&) {
+    }
+}
+
+std::optional<unsigned> generation_of_toplevel(const std::filesystem::path& profile,
+                                                const std::filesystem::path& toplevel) {
+    std::error_code ec;
+    auto want = std::filesystem::canonical(toplevel, ec);
+    if (ec) return std::nullopt;
+    GenerationScan scan = discover_generations(profile);
+    for (const auto& g : scan.ok) {
+        auto have = std::filesystem::canonical(g.toplevel, ec);
+        if (!ec && have == want) return g.number;
+    }
+    return std::nullopt;
+}
+
+// The confirm's steps after status=confirmed is on disk; re-runnable.
+void finish_confirm(Machine& machine, const LiveOptions& opts, const LiveTrial& trial) {
+    stop_timer(opts, trial.unit);
+    machine.mark_good(entry_id(trial.generation), "live trial of generation " +
+                                                      std::to_string(trial.generation) + " confirmed");
+    journal(opts.state, JournalEvent::live_confirm, trial.generation, boot_id_or_empty(opts.boot_id_source),
+            "confirmed");
+    remove_live(opts.state);
+}
+
+// The revert's steps after status=reverting is on disk; re-runnable.
+std::string finish_revert(Machine& machine, const LiveOptions& opts, const LiveTrial& trial,
+                          std::string_view reason, Activate activation) {
+    std::string failure;
+    if (activation == Activate::yes && !trial.previous_toplevel.empty()) failure = activate(trial.previous_toplevel);
+    std::string entry = entry_id(trial.generation);
+    if (machine.status().view.find(entry)) machine.mark_bad(entry, reason);
+    if (trial.previous != 0 && current_generation(opts.profile) == trial.generation &&
+        std::filesystem::exists(generation_link(opts.profile, trial.previous)))
+        switch_profile(opts.profile, trial.previous);
+    journal(opts.state, JournalEvent::live_revert, trial.generation, boot_id_or_empty(opts.boot_id_source),
+            std::string(reason) + (failure.empty() ? "" : "; " + failure));
+    remove_live(opts.state);
+    stop_timer(opts, trial.unit);
+    return failure;
+}
+
+std::string date_text(std::time_t t) {
+    char buf[32];
+    std::tm tm{};
+    gmtime_r(&t, &tm);
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+} // namespace
+
+LiveStartReport start_live_trial(Machine& machine, unsigned generation, const LiveOptions& opts,
+                                 const OutputSink& sink) {
+    LiveLock lock(opts.state);
+    if (auto running = read_live_trial(opts.state))
+        throw Error("a live trial of generation " + std::to_string(running->generation) +
+                    " is already running (until " + date_text(running->deadline) +
+                    "); confirm it with 'nixboot confirm' or wait for its revert");
+    auto link = generation_link(opts.profile, generation);
+    std::error_code ec;
+    auto toplevel = std::filesystem::canonical(link, ec);
+    if (ec) throw Error("generation " + std::to_string(generation) + " ('" + link.string() + "'): " + ec.message());
+    auto previous_toplevel = std::filesystem::canonical(opts.current_system, ec);
+    if (ec)
+        throw Error("running system '" + opts.current_system.string() + "': " + ec.message() +
+                    "; cannot tell what a revert would restore");
+    if (previous_toplevel == toplevel)
+        throw Error("generation " + std::to_string(generation) + " is already the running system");
+    if (!machine.status().view.find(entry_id(generation)))
+        throw Error("generation " + std::to_string(generation) + " has no boot entry; run 'nixboot install' first");
+    if (opts.revert_argv.empty()) throw Error("no revert command configured");
+
+    LiveTrial trial;
+    trial.generation = generation;
+    trial.previous = generation_of_toplevel(opts.profile, previous_toplevel).value_or(0);
+    trial.previous_toplevel = previous_toplevel;
+    trial.boot_id = boot_id_or_empty(opts.boot_id_source);
+    trial.started = journal_now();
+    trial.deadline = trial.started + static_cast<std::time_t>(opts.confirm_timeout.count());
+    trial.unit = "nixboot-live-revert-" + std::to_string(generation);
+
+    // The revert timer exists before anything is activated.
+    auto argv = command_from_env("NIXBOOT_SYSTEMD_RUN", opts.systemd_run);
+    argv.push_back("--unit=" + trial.unit);
+    argv.push_back("--on-active=" + std::to_string(opts.confirm_timeout.count()));
+    argv.insert(argv.end(), opts.revert_argv.begin(), opts.revert_argv.end());
+    write_live(opts.state, trial);
+    int status = 0;
+    try {
+        status = run_command(argv);
+    } catch (const Error& e) {
+        remove_live(opts.state);
+        rethrow_with_context(e, "starting the revert timer (nothing activated)");
+    }
+    if (status != 0) {
+        remove_live(opts.state);
+        throw Error("starting the revert timer: '" + join_command(argv) + "' failed (" + status_text(status) +
+                    "); nothing activated");
+    }
+    journal(opts.state, JournalEvent::live_start, generation, trial.boot_id,
+            "live trial, confirm within " + std::to_string(opts.confirm_timeout.count()) + " s (until " +
+                date_text(trial.deadline) + ")");
+
+    LiveStartReport report;
+    report.trial = trial;
+    auto revert_now = [&](const std::string& reason) {
+        trial.status = LiveStatus::reverting;
+        write_live(opts.state, trial);
+        std::string failure = finish_revert(machine, opts, trial, reason, Activate::yes);
+        report.reverted = true;
+        report.reason = reason + (failure.empty() ? "" : "; " + failure);
+        report.trial = trial;
+    };
+    if (std::string failure = activate(toplevel); !failure.empty()) {
+        revert_now("activating generation " + std::to_string(generation) + ": " + failure);
+        return report;
+    }
+    CheckDiscovery discovery;
+    try {
+        discovery = discover_checks(opts.checks_dir, opts.check_settings);
+    } catch (const Error& e) {
+        revert_now(e.what());
+        return report;
+    }
+    report.refused = discovery.refused;
+    report.checks = run_checks(discovery.checks, sink);
+    Decision decision = decide(report.checks, report.refused);
+    if (decision.verdict == Verdict::bad) revert_now("live trial of generation " + std::to_string(generation) + ": " + decision.reason);
+    return report;
+}
+
+LiveTrial confirm_live_trial(Machine& machine, const LiveOptions& opts) {
+    LiveLock lock(opts.state);
+    auto trial = read_live_trial(opts.state);
+    if (!trial) throw Error("no live trial is running");
+    if (trial->status == LiveStatus::reverting)
+        throw Error("the live trial of generation " + std::to_string(trial->generation) + " is being reverted");
+    if (trial->status == LiveStatus::running) {
+        if (journal_now() > trial->deadline)
+            throw Error("the live trial of generation " + std::to_string(trial->generation) +
+                        " passed its confirm deadline (" + date_text(trial->deadline) + "); it is being reverted");
+        trial->status = LiveStatus::confirmed;
+        write_live(opts.state, *trial);
+    }
+    finish_confirm(machine, opts, *trial);
+    return *trial;
+}
+
+std::optional<LiveTrial> revert_live_trial(Machine& machine, const LiveOptions& opts, std::string_view reason,
+                                           Activate activation) {
+    LiveLock lock(opts.state);
+    auto trial = read_live_trial(opts.state);
+    if (!trial) return std::nullopt;
+    if (trial->status == LiveStatus::confirmed) {
+        finish_confirm(machine, opts, *trial);  // the confirm won; finish it
+        return std::nullopt;
+    }
+    if (trial->status == LiveStatus::running) {
+        trial->status = LiveStatus::reverting;
+        write_live(opts.state, *trial);
+    }
+    std::string failure = finish_revert(machine, opts, *trial, reason, activation);
+    if (!failure.empty())
+        throw Error("generation " + std::to_string(trial->generation) + " marked bad, but re-activating generation " +
+                    std::to_string(trial->previous) + " failed: " + failure);
+    return trial;
+}
+
+} // namespace nixboot::health

@@ -1,0 +1,226 @@
+#include "boot/health/verdict.hpp"
+
+#include "boot/efivars.hpp"
+#include "boot/health/cmdline.hpp"
+#include "boot/health/detect.hpp"
+#include "boot/health/watchdog.hpp"
+#include "boot/util/dir.hpp"
+#include "boot/util/error.hpp"
+
+#include <cerrno>
+#include <cstdlib>
+#include <fstream>
+#include <spdlog/spdlog.h>
+
+namespace nixboot::health {
+
+const char* to_string(Verdict verdict) noexcept { return verdict == Verdict::good ? "good" : "bad"; }
+
+Decision decide(const std::vector<CheckResult>& results, const std::vector<CheckRefusal>& refused) {
+    for (const auto& r : refused)
+        if (r.kind == CheckKind::required)
+            return {Verdict::bad, "required check '" + r.name + "' refused: " + r.reason};
+    unsigned required = 0;
+    std::vector<std::string> wanted_failed;
+    for (const auto& r : results) {
+        if (r.kind == CheckKind::required) {
+            if (r.outcome != CheckOutcome::passed)
+                return {Verdict::bad, "required check '" + r.name + "' " + to_string(r.outcome) +
+                                          (r.detail.empty() ? "" : " (" + r.detail + ")")};
+            ++required;
+        } else if (r.outcome != CheckOutcome::passed) {
+            wanted_failed.push_back(r.name);
+        }
+    }
+    for (const auto& r : refused)
+        if (r.kind == CheckKind::wanted) wanted_failed.push_back(r.name);
+    std::string reason = required == 1 ? "the required check passed"
+                                       : "all " + std::to_string(required) + " required checks passed";
+    if (!wanted_failed.empty()) {
+        reason += " (wanted check" + std::string(wanted_failed.size() > 1 ? "s" : "") + " failed: ";
+        for (std::size_t i = 0; i < wanted_failed.size(); ++i) reason += (i ? ", " : "") + wanted_failed[i];
+        reason += ")";
+    }
+    return {Verdict::good, reason};
+}
+
+std::string format_verdict(const Decision& d) {
+    std::string reason = d.reason;
+    for (char& c : reason)
+        if (c == '\n') c = ' ';
+    return std::string(to_string(d.verdict)) + "\n" + reason + "\n";
+}
+
+Decision parse_verdict(std::string_view text, std::string_view origin) {
+    auto nl = text.find('\n');
+    std::string_view word = text.substr(0, nl);
+    Decision d;
+    if (word == "good") d.verdict = Verdict::good;
+    else if (word == "bad") d.verdict = Verdict::bad;
+    else throw ParseError(std::string(origin) + ":1: expected 'good' or 'bad'");
+    if (nl != std::string_view::npos) {
+        std::string_view rest = text.substr(nl + 1);
+        d.reason = std::string(rest.substr(0, rest.find('\n')));
+    }
+    return d;
+}
+
+std::string unverdicted_trial_reason(unsigned trial_generation, std::optional<unsigned> booted_generation) {
+    std::string out = "trial boot of generation " + std::to_string(trial_generation) + " did not reach a verdict";
+    if (booted_generation) out += "; booted generation " + std::to_string(*booted_generation) + " instead";
+    return out;
+}
+
+std::optional<std::string> disarm_watchdog(const std::filesystem::path& device) {
+    try {
+        Watchdog dog = Watchdog::open(device.string());
+        dog.disarm();
+        return std::nullopt;
+    } catch (const SysError& e) {
+        if (e.errno_value() == ENOENT) return std::nullopt;  // no watchdog at all
+        if (e.errno_value() == EBUSY) return std::nullopt;   // the feeder holds it and disarms itself
+        return std::string(e.what());
+    }
+}
+
+namespace {
+
+std::optional<std::string> read_text(const std::filesystem::path& path, std::size_t max) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) return std::nullopt;
+    std::string data(max + 1, '\0');
+    in.read(data.data(), static_cast<std::streamsize>(data.size()));
+    data.resize(static_cast<std::size_t>(in.gcount()));
+    if (data.size() > max) throw Error("'" + path.string() + "' is larger than " + std::to_string(max) + " bytes");
+    return data;
+}
+
+BootRecord load_record(const BootCheckOptions& opts, BootCheckReport& report) {
+    auto path = opts.run / boot_record_path;
+    try {
+        if (auto text = read_text(path, max_boot_record_bytes)) {
+            report.source = RecordSource::stage1;
+            return parse_boot_record(*text, path.string());
+        }
+    } catch (const Error& e) {
+        report.notes.push_back(std::string(e.what()) + "; recomputing what booted");
+    }
+    report.source = RecordSource::recomputed;
+    KernelCmdline cmdline;
+    try {
+        if (auto text = read_text(opts.cmdline, max_cmdline_bytes * 2)) cmdline = parse_kernel_cmdline(*text);
+    } catch (const Error& e) {
+        report.notes.push_back(e.what());
+    }
+    for (const auto& p : cmdline.problems) report.notes.push_back(p);
+    LoaderVars vars;
+    EfiVars efi(opts.efivars);
+    try {
+        vars.boot_count_path = efi.get_string(efivar_name::loader_boot_count_path);
+    } catch (const Error& e) {
+        report.notes.push_back(e.what());
+    }
+    try {
+        vars.loader_info = efi.get_string(efivar_name::loader_info);
+    } catch (const Error& e) {
+        report.notes.push_back(e.what());
+    }
+    Detection d = detect_boot(cmdline, vars);
+    for (auto& p : d.problems) report.notes.push_back(std::move(p));
+    return d.record;
+}
+
+std::optional<double> uptime_seconds(const std::filesystem::path& path) {
+    auto text = read_text(path, 256);
+    if (!text) return std::nullopt;
+    char* end = nullptr;
+    double value = std::strtod(text->c_str(), &end);
+    if (end == text->c_str()) return std::nullopt;
+    return value;
+}
+
+std::optional<unsigned> generation_of(std::string_view entry) {
+    if (auto parsed = parse_entry_id(entry)) return parsed->generation;
+    return std::nullopt;
+}
+
+// Trials booted before this boot that never got a verdict: the loader
+// consumed a try (done > 0), they are not what booted now, and the loader
+// will not boot them again by itself (not armed with tries left).
+void settle_unverdicted(Machine& machine, const BootRecord& record, BootCheckReport& report) {
+    LoaderView view = machine.backend().read();
+    std::optional<unsigned> booted_generation = generation_of(record.entry);
+    if (!booted_generation && view.booted) booted_generation = generation_of(*view.booted);
+    std::string booted = record.entry.empty() ? view.booted.value_or("") : record.entry;
+    for (const Entry& e : view.entries) {
+        if (e.state != EntryState::trial || e.tries_done == 0) continue;
+        if (e.id == booted) continue;
+        if (view.armed && *view.armed == e.id && e.tries_left > 0) continue;
+        std::string reason = unverdicted_trial_reason(e.generation, booted_generation);
+        machine.mark_bad(e.id, reason);
+        report.settled.push_back(e.id + ": " + reason);
+    }
+}
+
+void settle_interrupted_live(Machine& machine, const BootCheckOptions& opts, BootCheckReport& report) {
+    auto trial = read_live_trial(opts.live.state);
+    if (!trial) return;
+    std::string boot_id = current_boot_id(opts.live.boot_id_source);
+    if (trial->boot_id == boot_id) return;  // running in this boot: the timer owns it
+    std::string reason = "live trial of generation " + std::to_string(trial->generation) +
+                         " was cut short by a reboot; booted the default instead";
+    if (revert_live_trial(machine, opts.live, reason, Activate::no))
+        report.settled.push_back(entry_id(trial->generation) + ": " + reason);
+}
+
+} // namespace
+
+BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, const OutputSink& sink) {
+    BootCheckReport report;
+    CheckDiscovery discovery = discover_checks(opts.checks_dir, opts.check_settings);
+    report.refused = discovery.refused;
+    report.record = load_record(opts, report);
+    const BootRecord& record = report.record;
+
+    settle_interrupted_live(machine, opts, report);
+    settle_unverdicted(machine, record, report);
+
+    if (record.trial != TrialBoot::yes || record.entry.empty()) {
+        report.results = run_checks(discovery.checks, sink);
+        report.healthy = decide(report.results, report.refused).verdict == Verdict::good;
+        return report;
+    }
+
+    RootDir run = RootDir::open_or_create(opts.run / "nixboot");
+    Decision decision;
+    if (auto text = run.read("verdict", 4096)) {
+        decision = parse_verdict(*text, run.display("verdict").string());
+        report.resumed = true;
+    } else {
+        auto up = uptime_seconds(opts.uptime);
+        if (up && *up >= static_cast<double>(opts.verdict_timeout.count())) {
+            decision = {Verdict::bad, "no verdict within the verdict timeout of " +
+                                          std::to_string(opts.verdict_timeout.count()) + " s after boot"};
+        } else {
+            report.results = run_checks(discovery.checks, sink);
+            decision = decide(report.results, report.refused);
+        }
+        // Persisted before acting: a re-run finishes this verdict, never the other.
+        run.write_atomic("verdict", format_verdict(decision), Sync::yes);
+    }
+    report.decision = decision;
+    report.healthy = decision.verdict == Verdict::good;
+    std::string reason = "trial boot of " + record.entry + ": " + decision.reason;
+    if (decision.verdict == Verdict::good) {
+        machine.mark_good(record.entry, reason);
+        if (auto note = disarm_watchdog(opts.watchdog_device)) report.notes.push_back(*note);
+    } else {
+        machine.mark_bad(record.entry, reason);
+        if (opts.on_failure == OnFailure::reboot) report.reboot = true;
+        else if (auto note = disarm_watchdog(opts.watchdog_device)) report.notes.push_back(*note);
+    }
+    spdlog::debug("verdict on {}: {} ({})", record.entry, to_string(decision.verdict), decision.reason);
+    return report;
+}
+
+} // namespace nixboot::health

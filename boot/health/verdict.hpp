@@ -1,0 +1,79 @@
+// The late check's decision (`nixboot check`, nixboot-check.service): run the
+// health checks, decide good or bad on a trial boot, persist that decision in
+// RUN/nixboot/verdict before acting on it, then promote or mark bad through
+// the state machine, and settle trials that never reached a verdict.
+// Every step can be interrupted and re-run: a re-run in the same boot
+// finishes the recorded verdict instead of deciding again.
+#pragma once
+
+#include "boot/config.hpp"
+#include "boot/health/boot_record.hpp"
+#include "boot/health/checks.hpp"
+#include "boot/health/live.hpp"
+#include "boot/machine.hpp"
+
+#include <chrono>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace nixboot::health {
+
+enum class Verdict { good, bad };
+const char* to_string(Verdict verdict) noexcept;  // "good" | "bad"
+
+struct Decision {
+    Verdict verdict = Verdict::bad;
+    std::string reason;  // one sentence for the journal
+    bool operator==(const Decision&) const = default;
+};
+
+// Pure: all required checks passed (wanted ones may fail) and none was
+// refused → good; otherwise bad, naming the first required failure.
+Decision decide(const std::vector<CheckResult>& results, const std::vector<CheckRefusal>& refused);
+
+// RUN/nixboot/verdict: "good|bad\nREASON\n" (pure pair).
+std::string format_verdict(const Decision& decision);
+Decision parse_verdict(std::string_view text, std::string_view origin);  // throws ParseError
+
+struct BootCheckOptions {
+    std::filesystem::path run = "/run";
+    std::filesystem::path cmdline = "/proc/cmdline";
+    std::filesystem::path uptime = "/proc/uptime";
+    std::filesystem::path efivars = "/sys/firmware/efi/efivars";
+    std::filesystem::path checks_dir = "/etc/nixboot/checks.d";
+    CheckSettings check_settings;
+    std::chrono::seconds verdict_timeout{600};
+    OnFailure on_failure = OnFailure::reboot;
+    std::filesystem::path watchdog_device = "/dev/watchdog";
+    LiveOptions live;  // to settle a live trial cut short by a reboot
+};
+
+enum class RecordSource { stage1, recomputed };
+
+struct BootCheckReport {
+    BootRecord record;
+    RecordSource source = RecordSource::stage1;
+    std::vector<CheckResult> results;
+    std::vector<CheckRefusal> refused;
+    std::optional<Decision> decision;  // trial boots only
+    bool resumed = false;              // the verdict came from an earlier run
+    std::vector<std::string> settled;  // trials resolved as bad: "ENTRY: REASON"
+    std::vector<std::string> notes;    // problems that did not stop the check
+    bool reboot = false;               // the caller must run the reboot command
+    bool healthy = true;               // every required check passed (or good)
+};
+
+// The whole late check. Throws Error (nothing marked) when the checks
+// directory is missing; Machine errors propagate with context.
+BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, const OutputSink& sink);
+
+// Reasons, for the journal and tests.
+std::string unverdicted_trial_reason(unsigned trial_generation, std::optional<unsigned> booted_generation);
+
+// Stops the watchdog after a verdict if nobody else holds it (the feeder does
+// its own magic close when it sees RUN/nixboot/verdict). Returns a note or nullopt.
+std::optional<std::string> disarm_watchdog(const std::filesystem::path& device);
+
+} // namespace nixboot::health

@@ -1,0 +1,110 @@
+#include "boot/bls_entry.hpp"
+
+#include "boot/util/error.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <random>
+
+using namespace nixboot;
+
+TEST_CASE("BLS entry: parse a NixOS entry", "[bls_entry]") {
+    const std::string text = "title NixOS\n"
+                             "version Generation 5 NixOS 24.05.1, Built on 2024-05-01\n"
+                             "sort-key nixos\n"
+                             "linux /EFI/nixos/abc-linux-6.6-bzImage.efi\n"
+                             "initrd /EFI/nixos/ucode.efi\n"
+                             "initrd /EFI/nixos/def-initrd-linux-6.6-initrd.efi\n"
+                             "options init=/nix/store/xyz-nixos-system/init loglevel=4 nixboot.entry=nixos-generation-5\n"
+                             "machine-id 0123456789abcdef0123456789abcdef\n"
+                             "# a comment\n"
+                             "\n"
+                             "devicetree-overlay /dt/a.dtbo\n";
+    const BlsEntry e = parse_bls_entry(text, "loader/entries/nixos-generation-5.conf");
+    CHECK(e.title == "NixOS");
+    CHECK(e.version == "Generation 5 NixOS 24.05.1, Built on 2024-05-01");
+    CHECK(e.sort_key == "nixos");
+    CHECK(e.kernel == "/EFI/nixos/abc-linux-6.6-bzImage.efi");
+    CHECK(e.initrds == std::vector<std::string>{"/EFI/nixos/ucode.efi", "/EFI/nixos/def-initrd-linux-6.6-initrd.efi"});
+    CHECK(e.options == "init=/nix/store/xyz-nixos-system/init loglevel=4 nixboot.entry=nixos-generation-5");
+    CHECK(e.machine_id == "0123456789abcdef0123456789abcdef");
+    CHECK_FALSE(e.devicetree);
+    REQUIRE(e.other.size() == 1);
+    CHECK(e.other[0] == std::pair<std::string, std::string>{"devicetree-overlay", "/dt/a.dtbo"});
+    CHECK(parse_bls_entry(format_bls_entry(e), "x") == e);
+    CHECK(format_bls_entry(e) == "title NixOS\n"
+                                 "version Generation 5 NixOS 24.05.1, Built on 2024-05-01\n"
+                                 "sort-key nixos\n"
+                                 "machine-id 0123456789abcdef0123456789abcdef\n"
+                                 "linux /EFI/nixos/abc-linux-6.6-bzImage.efi\n"
+                                 "initrd /EFI/nixos/ucode.efi\n"
+                                 "initrd /EFI/nixos/def-initrd-linux-6.6-initrd.efi\n"
+                                 "options init=/nix/store/xyz-nixos-system/init loglevel=4 nixboot.entry=nixos-generation-5\n"
+                                 "devicetree-overlay /dt/a.dtbo\n");
+}
+
+TEST_CASE("BLS entry: tolerant of tabs, CRLF, repeated options", "[bls_entry]") {
+    const BlsEntry e = parse_bls_entry("  title\t  Spaced  Title  \r\noptions a=1\noptions b=2\n", "f");
+    CHECK(e.title == "Spaced  Title");
+    CHECK(e.options == "a=1 b=2");
+}
+
+TEST_CASE("BLS entry: errors name file and line", "[bls_entry]") {
+    CHECK_THROWS_WITH(parse_bls_entry("title A\nlinux\n", "loader/entries/x.conf"),
+                      "loader/entries/x.conf:2: key 'linux' has no value");
+    CHECK_THROWS_WITH(parse_bls_entry("title A\ntitle B\n", "loader/entries/x.conf"),
+                      "loader/entries/x.conf:2: key 'title' appears again (first on line 1)");
+    CHECK_THROWS_WITH(parse_bls_entry("title A\x01\n", "e.conf"), "e.conf:1: line contains a control character 0x01");
+    CHECK_THROWS_WITH(parse_bls_entry(std::string("title A\0B\n", 10), "e.conf"),
+                      "e.conf:1: line contains a control character 0x00");
+    CHECK_THROWS_WITH(parse_bls_entry("ti=tle A\n", "e.conf"), "e.conf:1: 'ti=tle' is not a valid key");
+    CHECK_THROWS_WITH(parse_bls_entry(std::string(70000, '#'), "e.conf"), "e.conf: larger than 65536 bytes");
+    CHECK_THROWS_AS(parse_bls_entry("linux\n", "e"), ParseError);
+}
+
+TEST_CASE("BLS entry: format refuses what would not read back", "[bls_entry]") {
+    BlsEntry e;
+    e.title = "two\nlines";
+    CHECK_THROWS_WITH(format_bls_entry(e), "BLS entry: value of 'title' contains a control character 0x0a");
+    e.title = " padded";
+    CHECK_THROWS_WITH(format_bls_entry(e), "BLS entry: value of 'title' has leading or trailing whitespace");
+    e.title = "";
+    CHECK_THROWS_WITH(format_bls_entry(e), "BLS entry: value of 'title' is empty");
+    e.title = "ok";
+    e.other = {{"linux", "/x"}};
+    CHECK_THROWS_WITH(format_bls_entry(e), "BLS entry: key 'linux' belongs in its own field, not in 'other'");
+}
+
+TEST_CASE("BLS entry: parse(format(x)) == x for generated entries", "[bls_entry]") {
+    std::mt19937 rng(42);
+    const std::string chars = "abcXYZ019 /._-=+,\"'\t\xc3\xa9";
+    auto value = [&] {
+        std::string v;
+        const int len = 1 + static_cast<int>(rng() % 40);
+        for (int i = 0; i < len; ++i) v += chars[rng() % chars.size()];
+        // Trim as the format requires.
+        while (!v.empty() && (v.front() == ' ' || v.front() == '\t')) v.erase(v.begin());
+        while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
+        return v.empty() ? std::string("x") : v;
+    };
+    auto maybe = [&]() -> std::optional<std::string> {
+        if (rng() % 3 == 0) return std::nullopt;
+        return value();
+    };
+    for (int i = 0; i < 2000; ++i) {
+        BlsEntry e;
+        e.title = maybe();
+        e.version = maybe();
+        e.sort_key = maybe();
+        e.machine_id = maybe();
+        e.kernel = maybe();
+        for (unsigned k = rng() % 3; k > 0; --k) e.initrds.push_back(value());
+        e.options = maybe();
+        e.devicetree = maybe();
+        e.architecture = maybe();
+        for (unsigned k = rng() % 3; k > 0; --k) e.other.emplace_back("x-key" + std::to_string(k), value());
+        const std::string text = format_bls_entry(e);
+        REQUIRE(parse_bls_entry(text, "gen") == e);
+        REQUIRE(format_bls_entry(parse_bls_entry(text, "gen")) == text);
+    }
+}

@@ -5,7 +5,10 @@
 #include "boot/util/fd.hpp"
 #include "boot/util/utf16.hpp"
 
+// libefivar 37's header has no extern "C" guard of its own.
+extern "C" {
 #include <efivar/efivar.h>
+}
 
 #include <cerrno>
 #include <cstdlib>

@@ -137,6 +137,9 @@ let
 
   # system.build.installBootLoader: switch-to-configuration runs it with the
   # new toplevel as $1; NIXOS_INSTALL_BOOTLOADER=1 asks for the loader binary.
+  # `nixboot install` syncs every generation of the profile (the new one is
+  # already in it) and keeps the newest good one as the default, so $1 only
+  # serves to find the generation autoTry arms.
   # It reads the NEW generation's config (a store path), not /etc, which
   # still belongs to the running generation at this point.
   installScript = pkgs.writeShellScript "install-nixboot" ''
@@ -156,14 +159,14 @@ let
           if [ "''${NIXOS_INSTALL_BOOTLOADER:-0}" = 1 ]; then
             install_flag=--install-bootloader
           fi
-          ${nixbootCmd} install $install_flag "$toplevel"
+          ${nixbootCmd} install $install_flag
         ''
       else
         ''
           if [ "''${NIXOS_INSTALL_BOOTLOADER:-0}" = 1 ] || [ ! -d "$esp/EFI/systemd" ]; then
             bootctl --esp-path="$esp" ${optionalString (!cfg.canTouchEfiVariables) "--no-variables"} install
           fi
-          ${nixbootCmd} install "$toplevel"
+          ${nixbootCmd} install
         ''
     }
 

@@ -1,0 +1,1 @@
+"""nixboot VM test harness: images, machines, bootloaders, scenarios."""

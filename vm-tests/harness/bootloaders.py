@@ -1,0 +1,108 @@
+"""Bootloader plug-ins. A plug-in knows how to make the boot disk of a fresh
+machine (with generation 1 installed the way the stock NixOS installer would
+have left it), which firmware to boot it with, and which scenarios apply.
+
+Other plug-ins (GRUB EFI, GRUB BIOS) live in vm-tests/grub/*.py and call
+register(); see vm-tests/README.md, "Plugging in a bootloader".
+"""
+import shutil
+from pathlib import Path
+
+from .images import Kernel, store_path
+from .util import HarnessError, mtools_env, run
+
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+
+BOOTLOADERS: dict = {}
+
+
+def register(cls):
+    """Class decorator: makes a Bootloader subclass available to vm-tests/run."""
+    BOOTLOADERS[cls.name] = cls
+    return cls
+
+
+class Bootloader:
+    """The plug-in interface (override everything marked 'plug-in point')."""
+    name = "?"                 # plug-in point: scenario prefix, e.g. "grub-efi"
+    nixboot_name = "?"         # plug-in point: nixboot's --bootloader value
+    scenarios: set = set()     # plug-in point: scenario numbers that apply ({"1", "2", ...})
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir  # per-run directory for the base boot image
+
+    def build_boot_image(self, kern: Kernel, generation1: str) -> Path:
+        """Plug-in point: a raw disk image with the bootloader and the stock entry of
+        generation 1 (toplevel store path `generation1`); its boot filesystem carries
+        the label ESP (the guest mounts LABEL=ESP on /boot)."""
+        raise NotImplementedError
+
+    def firmware_args(self, machine_dir: Path) -> list:
+        """Plug-in point: QEMU firmware arguments; persistent state lives in machine_dir."""
+        raise NotImplementedError
+
+    def guest_setup(self, machine) -> None:
+        """Plug-in point: extra steps in the guest on the first boot (default: none)."""
+
+    def disk_interface(self) -> str:
+        """Plug-in point: QEMU `if=` of the three disks (boot, root, /nix)."""
+        return "virtio"
+
+
+def mtools(*args):
+    run(list(args), env=mtools_env())
+
+
+def stock_nixos_entry(generation: int, toplevel: str, kernel_file: str, initrd_file: str,
+                      params: list) -> str:
+    """A BLS entry as NixOS's own systemd-boot installer writes it."""
+    return (f"title NixOS\nversion Generation {generation} NixOS 24.11 (nixboot-vm)\n"
+            f"linux /EFI/nixos/{kernel_file}\ninitrd /EFI/nixos/{initrd_file}\n"
+            f"options init={toplevel}/init {' '.join(params)}\nmachine-id "
+            f"5b8b0c2e9a2f4e4e8d0f1a2b3c4d5e6f\n")
+
+
+@register
+class SystemdBoot(Bootloader):
+    name = "systemd-boot"
+    nixboot_name = "systemd-boot"
+    scenarios = {"1", "2", "3", "4", "5", "6", "7", "9"}
+    EFI = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+
+    def build_boot_image(self, kern: Kernel, generation1: str) -> Path:
+        from .images import BASE_PARAMS
+        if not self.EFI.exists():
+            raise HarnessError(f"{self.EFI}: missing (apt-get install systemd-boot-efi)")
+        img = self.workdir / "esp-systemd-boot.img"
+        img.unlink(missing_ok=True)
+        run(["mkfs.vfat", "-F", "32", "-n", "ESP", "-C", img, str(128 * 1024)])
+        i = f"-i{img}"
+        mtools("mmd", i, "::/EFI", "::/EFI/BOOT", "::/EFI/systemd", "::/EFI/nixos",
+               "::/loader", "::/loader/entries")
+        mtools("mcopy", i, self.EFI, "::/EFI/BOOT/BOOTX64.EFI")
+        mtools("mcopy", i, self.EFI, "::/EFI/systemd/systemd-bootx64.efi")
+        stage = self.workdir / "esp-stage"
+        shutil.rmtree(stage, ignore_errors=True)
+        stage.mkdir()
+        kfile = "vm-linux-bzImage.efi"
+        ifile = "vm-good-initrd.efi"
+        nix_tree_initrd = self.workdir / "initrd-good"
+        shutil.copy2(kern.vmlinuz, stage / kfile)
+        shutil.copy2(nix_tree_initrd, stage / ifile)
+        (stage / "loader.conf").write_text("timeout 0\ndefault nixos-generation-1.conf\n"
+                                           "editor no\n")
+        (stage / "nixos-generation-1.conf").write_text(
+            stock_nixos_entry(1, generation1, kfile, ifile, BASE_PARAMS))
+        mtools("mcopy", i, stage / kfile, stage / ifile, "::/EFI/nixos/")
+        mtools("mcopy", i, stage / "loader.conf", "::/loader/loader.conf")
+        mtools("mcopy", i, stage / "nixos-generation-1.conf", "::/loader/entries/")
+        shutil.rmtree(stage)
+        return img
+
+    def firmware_args(self, machine_dir: Path) -> list:
+        vars_copy = machine_dir / "OVMF_VARS.fd"
+        if not vars_copy.exists():
+            shutil.copy2(OVMF_VARS, vars_copy)
+        return ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                "-drive", f"if=pflash,format=raw,file={vars_copy}"]

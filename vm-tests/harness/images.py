@@ -1,0 +1,332 @@
+"""Builds everything the guests boot, from Debian packages only.
+
+Cached under cache_dir() (keyed by content): the kernel and its modules, the
+Debian root filesystem image. Per run (cheap): the /nix image holding the
+fake NixOS generations and the nixboot binaries, and one initrd per variant.
+"""
+import json
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .util import GUEST, REPO, HarnessError, cache_dir, digest, log, run
+
+# Runtime packages of the guest: systemd as PID 1 plus what the nixboot
+# binaries link against (checked against `ldd` at build time).
+ROOT_PACKAGES = [
+    "systemd", "systemd-sysv", "udev", "kmod", "util-linux", "procps",
+    "libefivar1", "libboost-program-options1.74.0", "libspdlog1.10", "libfmt9",
+    "libsystemd0", "libstdc++6", "systemd-boot", "efibootmgr",
+]
+
+# Modules the test initrd loads, in an order resolved from modules.dep.
+INITRD_MODULES = [
+    "virtio_pci", "virtio_blk", "crc32c_generic", "libcrc32c", "ext4",
+    "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "efivarfs", "i6300esb",
+]
+
+DEBIAN_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")
+
+
+def debian_mirror() -> str:
+    if "NIXBOOT_VM_MIRROR" in os.environ:
+        return os.environ["NIXBOOT_VM_MIRROR"]
+    if DEBIAN_SOURCES.exists():
+        for line in DEBIAN_SOURCES.read_text().splitlines():
+            if line.startswith("URIs:"):
+                return line.split()[1]
+    return "http://deb.debian.org/debian"
+
+
+@dataclass
+class Kernel:
+    version: str
+    vmlinuz: Path
+    modules_dir: Path       # .../lib/modules/VERSION
+
+    def module_order(self, wanted):
+        """Module paths (relative to modules_dir) in load order: dependencies first."""
+        deps = {}
+        for line in (self.modules_dir / "modules.dep").read_text().splitlines():
+            mod, _, rest = line.partition(":")
+            deps[mod] = rest.split()
+        by_name = {Path(m).name.removesuffix(".ko").replace("-", "_"): m for m in deps}
+        order = []
+
+        def visit(mod):
+            if mod in order:
+                return
+            for d in reversed(deps[mod]):
+                visit(d)
+            order.append(mod)
+
+        for name in wanted:
+            if name not in by_name:
+                raise HarnessError(f"kernel {self.version}: module '{name}' not found in modules.dep")
+            visit(by_name[name])
+        return order
+
+
+def kernel() -> Kernel:
+    """The generic Debian kernel `linux-image-amd64` currently depends on."""
+    out = run(["apt-cache", "depends", "linux-image-amd64"], capture=True)
+    m = re.search(r"Depends: (linux-image-(\S+)-amd64)\b", out)
+    if not m:
+        raise HarnessError(f"apt-cache depends linux-image-amd64: no linux-image dependency in: {out!r}")
+    pkg, abi = m.group(1), m.group(2)
+    version = f"{abi}-amd64"
+    dest = cache_dir() / "kernel" / version
+    stamp = dest / ".done"
+    if not stamp.exists():
+        log(f"fetching kernel {pkg}")
+        shutil.rmtree(dest, ignore_errors=True)
+        (dest / "deb").mkdir(parents=True)
+        run(["apt-get", "download", "-q", pkg], cwd=dest / "deb")
+        debs = list((dest / "deb").glob("*.deb"))
+        if len(debs) != 1:
+            raise HarnessError(f"apt-get download {pkg}: expected one .deb, got {debs}")
+        run(["dpkg-deb", "-x", debs[0], dest / "tree"])
+        run(["depmod", "-b", dest / "tree", version])
+        debs[0].unlink()
+        stamp.write_text(pkg + "\n")
+    return Kernel(version, dest / "tree" / "boot" / f"vmlinuz-{version}",
+                  dest / "tree" / "lib" / "modules" / version)
+
+
+def root_image() -> Path:
+    """Debian 12 minbase + systemd root filesystem (ext4, label nixroot)."""
+    overlay = GUEST / "root"
+    files = sorted(p for p in overlay.rglob("*") if p.is_file())
+    key = digest(debian_mirror(), " ".join(ROOT_PACKAGES),
+                 *[str(p.relative_to(overlay)) for p in files], *files,
+                 *[str(p.stat().st_mode & 0o777) for p in files])
+    img = cache_dir() / f"root-{key}.img"
+    if img.exists():
+        return img
+    for old in cache_dir().glob("root-*.img"):
+        old.unlink()
+    tree = cache_dir() / "rootfs"
+    shutil.rmtree(tree, ignore_errors=True)
+    log(f"debootstrap bookworm from {debian_mirror()} (about a minute)")
+    run(["debootstrap", "--variant=minbase", "--include=" + ",".join(ROOT_PACKAGES),
+         "bookworm", tree, debian_mirror()])
+    run(["cp", "-a", "--no-preserve=ownership", f"{overlay}/.", tree])
+    wants = tree / "etc/systemd/system/sysinit.target.wants"
+    wants.mkdir(parents=True, exist_ok=True)
+    (wants / "nixboot-vm-backdoor.service").unlink(missing_ok=True)
+    (wants / "nixboot-vm-backdoor.service").symlink_to("/etc/systemd/system/nixboot-vm-backdoor.service")
+    for unit in ["serial-getty@ttyS0.service", "serial-getty@ttyS1.service",
+                 "getty@tty1.service", "systemd-timesyncd.service",
+                 "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_reap.service"]:
+        p = tree / "etc/systemd/system" / unit
+        p.unlink(missing_ok=True)
+        p.symlink_to("/dev/null")
+    for d in ["nix", "boot", "var/lib/nixboot-vm"]:
+        (tree / d).mkdir(parents=True, exist_ok=True)
+    etc_nixboot = tree / "etc/nixboot"
+    if etc_nixboot.is_dir() and not etc_nixboot.is_symlink():
+        shutil.rmtree(etc_nixboot)
+    shutil.rmtree(tree / "var/cache/apt/archives", ignore_errors=True)
+    tmp = img.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    run(["truncate", "-s", "2G", tmp])
+    run(["mkfs.ext4", "-q", "-F", "-L", "nixroot", "-d", tree, tmp])
+    tmp.rename(img)
+    shutil.rmtree(tree)
+    return img
+
+
+# --- the fake NixOS generations -------------------------------------------
+
+@dataclass
+class Generation:
+    """One fake NixOS system generation. variant: what is broken in it."""
+    number: int
+    variant: str = "good"            # good|healthy|panic|nodriver|hang|failcheck|poweroff
+    kernel_params: list = field(default_factory=list)
+
+    @property
+    def label(self):
+        return f"{self.number}-{self.variant}"
+
+
+# Every variant the scenarios use; all live in the one /nix image, and each
+# scenario links the ones it needs as system-N-link.
+VARIANTS = ["good", "healthy", "panic", "nodriver", "hang", "failcheck", "poweroff"]
+
+
+def toplevel_name(variant: str) -> str:
+    return f"{digest('toplevel', variant)[:32]}-nixos-system-nixboot-vm-{variant}"
+
+
+def store_path(variant: str) -> str:
+    return f"/nix/store/{toplevel_name(variant)}"
+
+
+BASE_PARAMS = ["console=ttyS0,115200", "panic=1", "boot.panic_on_fail",
+               "nixboot.watchdog=20", "systemd.show_status=1"]
+
+
+def _subst(text: str, **kw) -> str:
+    for k, v in kw.items():
+        text = text.replace(f"@{k}@", v)
+    return text
+
+
+def build_initrd(kern: Kernel, variant: str, stage1: Path | None, dest: Path) -> None:
+    """A busybox initrd: modules (minus virtio_blk for 'nodriver'), nixboot-stage1, init."""
+    tree = dest.with_suffix(".tree")
+    shutil.rmtree(tree, ignore_errors=True)
+    for d in ["bin", "etc", "lib/modules", "dev", "proc", "sys", "run"]:
+        (tree / d).mkdir(parents=True)
+    shutil.copy2("/bin/busybox", tree / "bin/busybox")
+    (tree / "bin/sh").symlink_to("busybox")
+    order = kern.module_order(INITRD_MODULES)
+    if variant == "nodriver":
+        order = [m for m in order if not m.endswith("/virtio_blk.ko")]
+    for m in order:
+        shutil.copy2(kern.modules_dir / m, tree / "lib/modules" / Path(m).name)
+    (tree / "etc/modules-order").write_text("\n".join(Path(m).name for m in order) + "\n")
+    if stage1 is not None:
+        shutil.copy2(stage1, tree / "bin/nixboot-stage1")
+        _copy_libs(stage1, tree)
+    init = _subst((GUEST / "initrd-init").read_text(), LABEL=variant, VARIANT=variant)
+    (tree / "init").write_text(init)
+    (tree / "init").chmod(0o755)
+    files = subprocess.run(["find", "."], cwd=tree, capture_output=True, text=True, check=True).stdout
+    with open(dest, "wb") as f:
+        cpio = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet", "-R", "0:0"], cwd=tree,
+                              input=files.encode(), stdout=subprocess.PIPE, check=True)
+        f.write(subprocess.run(["gzip", "-1"], input=cpio.stdout, stdout=subprocess.PIPE,
+                               check=True).stdout)
+    shutil.rmtree(tree)
+
+
+def _copy_libs(binary: Path, tree: Path) -> None:
+    """Copies the shared libraries of a dynamic binary (nixboot-stage1 should be static)."""
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    for line in out.splitlines():
+        m = re.search(r"(/\S+\.so[^\s]*)", line)
+        if m and Path(m.group(1)).exists():
+            src = Path(m.group(1))
+            dst = tree / src.relative_to("/")
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dst)
+    if (tree / "lib64").exists() and not (tree / "lib64").is_symlink():
+        pass
+
+
+def _write(path: Path, text: str, mode=0o644):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    path.chmod(mode)
+
+
+CHECK_OK = """#!/bin/sh
+# VM test check: always passes on a healthy generation.
+echo "NIXBOOT-VM: check vm-ok of @LABEL@ passes"
+exit 0
+"""
+CHECK_FAIL = """#!/bin/sh
+# VM test check: the health check of a broken generation.
+echo "NIXBOOT-VM: check vm-service of @LABEL@ fails: service vm-app is not running (simulated)"
+exit 1
+"""
+NIXBOOT_CONF = """# nixboot configuration of the VM test generation @LABEL@
+bootloader = @BOOTLOADER@
+esp = /boot
+profile = /nix/var/nix/profiles/system
+state = /var/lib/nixboot
+checks-dir = /etc/nixboot/checks.d
+check-timeout = 30
+verdict-timeout = 180
+watchdog-timeout = 20
+confirm-timeout = 60
+"""
+
+
+def write_toplevel(store: Path, variant: str, kern: Kernel, initrd: Path, bootloader: str) -> None:
+    top_path = store_path(variant)
+    top = store / toplevel_name(variant)
+    top.mkdir(parents=True)
+    shutil.copy2(initrd, top / "initrd")
+    (top / "kernel").symlink_to(f"/nix/store/{KERNEL_NAME}/bzImage")
+    kw = dict(LABEL=variant, VARIANT=variant, TOPLEVEL=top_path, BOOTLOADER=bootloader)
+    _write(top / "init", _subst((GUEST / "toplevel-init").read_text(), **kw), 0o755)
+    _write(top / "bin/switch-to-configuration",
+           _subst((GUEST / "switch-to-configuration").read_text(), **kw), 0o755)
+    _write(top / "etc/nixboot/nixboot.conf", _subst(NIXBOOT_CONF, **kw))
+    _write(top / "etc/nixboot/checks.d/required/vm-ok", _subst(CHECK_OK, **kw), 0o755)
+    if variant == "failcheck":
+        _write(top / "etc/nixboot/checks.d/required/vm-service", _subst(CHECK_FAIL, **kw), 0o755)
+    params = BASE_PARAMS
+    _write(top / "kernel-params", " ".join(params))
+    _write(top / "nixos-version", f"24.11-nixboot-vm-{variant}")
+    spec = {"org.nixos.bootspec.v1": {
+        "init": f"{top_path}/init", "initrd": f"{top_path}/initrd",
+        "kernel": f"{top_path}/kernel", "kernelParams": params,
+        "label": f"NixOS 24.11 (nixboot-vm {variant})", "system": "x86_64-linux",
+        "toplevel": top_path}}
+    _write(top / "boot.json", json.dumps(spec, indent=2) + "\n")
+
+
+KERNEL_NAME = "00000000000000000000000000000000-linux-vm"
+NIXBOOT_PKG = "11111111111111111111111111111111-nixboot"
+
+
+def nixboot_build_dir() -> Path:
+    return Path(os.environ.get("NIXBOOT_BUILD", REPO / "build"))
+
+
+def nix_image(dest: Path, kern: Kernel, bootloader: str) -> dict:
+    """The /nix disk (label nixstore): kernel, nixboot, one toplevel per variant.
+
+    Returns {variant: toplevel store path}."""
+    build = nixboot_build_dir()
+    stage1 = build / "stage1-hook" / "nixboot-stage1"
+    nixboot = build / "cli" / "nixboot"
+    for b in (stage1, nixboot):
+        if not b.exists():
+            raise HarnessError(f"{b}: not built (run scripts/build or set NIXBOOT_BUILD)")
+    tree = dest.with_suffix(".tree")
+    shutil.rmtree(tree, ignore_errors=True)
+    store = tree / "store"
+    (store / KERNEL_NAME).mkdir(parents=True)
+    shutil.copy2(kern.vmlinuz, store / KERNEL_NAME / "bzImage")
+    pkg = store / NIXBOOT_PKG
+    run(["cmake", "--install", build, "--prefix", f"/nix/store/{NIXBOOT_PKG}"],
+        env={"DESTDIR": str(tree.parent / (tree.name + ".destdir"))})
+    staged = tree.parent / (tree.name + ".destdir") / "nix/store" / NIXBOOT_PKG
+    shutil.copytree(staged, pkg, symlinks=True)
+    shutil.rmtree(tree.parent / (tree.name + ".destdir"))
+    # Units and checks are taken from the source tree if the install rules do not ship them.
+    units_src = REPO / "cli" / "units"
+    if units_src.is_dir() and not (pkg / "lib/systemd/system").exists():
+        (pkg / "lib/systemd/system").mkdir(parents=True)
+        for u in units_src.iterdir():
+            if u.is_file():
+                shutil.copy2(u, pkg / "lib/systemd/system" / u.name)
+    if not (pkg / "bin/nixboot-try").exists():
+        (pkg / "bin/nixboot-try").symlink_to("nixboot")
+    for v in VARIANTS:
+        initrd = dest.parent / f"initrd-{v}"
+        build_initrd(kern, v, stage1, initrd)
+        write_toplevel(store, v, kern, initrd, bootloader)
+    for d in ["var/nix/profiles", "var/nix/gcroots"]:
+        (tree / d).mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_suffix(".tmp")
+    tmp.unlink(missing_ok=True)
+    run(["truncate", "-s", "512M", tmp])
+    run(["mkfs.ext4", "-q", "-F", "-L", "nixstore", "-d", tree, tmp])
+    tmp.rename(dest)
+    shutil.rmtree(tree)
+    return {v: store_path(v) for v in VARIANTS}
+
+
+def check_guest_libraries(binary: Path) -> list:
+    """Libraries `binary` needs that are not in the base system (reported, not fatal)."""
+    out = subprocess.run(["ldd", binary], capture_output=True, text=True).stdout
+    return [l.split()[0] for l in out.splitlines() if "=>" in l]

@@ -1,0 +1,333 @@
+"""One test machine: QEMU (TCG) started once per boot, a serial console log per
+boot, a backdoor shell on the second serial port, and QMP for exit reasons.
+
+QEMU runs with -no-reboot, so every guest reset (reboot, panic, watchdog)
+ends the process: one process = one boot, one log file, and the driver
+decides when to power the machine on again. Every wait is bounded.
+"""
+import base64
+import json
+import os
+import re
+import shlex
+import socket
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .util import HarnessError, log, run
+
+
+@dataclass
+class Boot:
+    """What one boot did, as seen on its serial console and by QMP."""
+    number: int
+    log: Path
+    started: float
+    lines: list = field(default_factory=list)      # (host time, text)
+    events: list = field(default_factory=list)     # QMP events
+    ended: float | None = None
+    end_reason: str = ""
+    killed: bool = False
+
+    def first(self, pattern):
+        """(time, match) of the first console line matching pattern, or None."""
+        rx = re.compile(pattern)
+        for t, line in list(self.lines):
+            m = rx.search(line)
+            if m:
+                return t, m
+        return None
+
+    def entry(self) -> str:
+        m = self.first(r"LoaderEntrySelected=(\S*) LoaderBootCountPath=(\S*)")
+        if m:
+            sel, path = m[1].group(1), m[1].group(2)
+            return sel + (f" (counter now {path.rsplit(chr(92), 1)[-1]})" if path else "")
+        m = self.first(r"nixboot\.entry=(\S+)")
+        return m[1].group(1) if m else "?"
+
+    def stage1_of(self) -> str:
+        m = self.first(r"NIXBOOT-VM: stage 1 of (\S+)")
+        return m[1].group(1) if m else "?"
+
+    def outcome(self) -> str:
+        """How the boot ended, from QMP events and the last kernel words."""
+        if self.killed:
+            return "power cut by the test"
+        if any(e.get("event") == "WATCHDOG" for e in self.events):
+            return "reset by the i6300esb watchdog"
+        text = "\n".join(l for _, l in self.lines)
+        if "Kernel panic - not syncing" in text:
+            m = re.search(r"Kernel panic - not syncing: ([^\n]*)", text)
+            return f"kernel panic ({m.group(1).strip()})"
+        if "reboot: Restarting system" in text:
+            return "rebooted"
+        if "reboot: Power down" in text:
+            return "powered off"
+        if self.end_reason:
+            return self.end_reason
+        return "still running" if self.ended is None else "ended"
+
+    def summary(self) -> str:
+        return (f"boot {self.number}: entry {self.entry()}, initrd of {self.stage1_of()}, "
+                f"{self.outcome()}")
+
+
+class Machine:
+    """A VM of one scenario. Disks and firmware come from the bootloader plug-in."""
+
+    def __init__(self, name: str, workdir: Path, logdir: Path, qemu_args: list,
+                 memory: int = 768):
+        self.name = name
+        self.workdir = workdir
+        self.logdir = logdir
+        self.qemu_args = qemu_args
+        self.memory = memory
+        self.boots: list[Boot] = []
+        self.proc = None
+        self._bd_sock = None
+        self._bd_buf = b""
+        self._bd_cond = threading.Condition()
+        self._seq = 0
+        logdir.mkdir(parents=True, exist_ok=True)
+
+    # -- power ---------------------------------------------------------------
+    @property
+    def boot(self) -> Boot:
+        return self.boots[-1]
+
+    def start(self) -> Boot:
+        """Powers the machine on: one new QEMU process, one new boot log."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise HarnessError(f"{self.name}: start while boot {self.boot.number} is still running")
+        n = len(self.boots) + 1
+        logf = self.logdir / f"boot-{n}.log"
+        logf.unlink(missing_ok=True)
+        logf.touch()
+        bd = self.workdir / "backdoor.sock"
+        qmp = self.workdir / "qmp.sock"
+        for s in (bd, qmp):
+            s.unlink(missing_ok=True)
+        cmd = ["qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none",
+               "-machine", "q35", "-m", str(self.memory), "-smp", "1", "-no-reboot",
+               "-device", "i6300esb", "-action", "watchdog=reset",
+               "-serial", f"file:{logf}",
+               "-chardev", f"socket,id=bd,path={bd},server=on,wait=off", "-serial", "chardev:bd",
+               "-qmp", f"unix:{qmp},server=on,wait=off",
+               *self.qemu_args]
+        boot = Boot(n, logf, time.time())
+        self.boots.append(boot)
+        (self.logdir / f"boot-{n}.cmd").write_text(shlex.join(cmd) + "\n")
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                     stderr=open(self.logdir / f"boot-{n}.qemu-stderr", "w"))
+        self._bd_buf = b""
+        threading.Thread(target=self._tail, args=(boot, self.proc), daemon=True).start()
+        threading.Thread(target=self._qmp, args=(boot, qmp, self.proc), daemon=True).start()
+        self._connect_backdoor(bd)
+        return boot
+
+    def _connect_backdoor(self, path: Path):
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(str(path))
+                self._bd_sock = s
+                threading.Thread(target=self._bd_reader, args=(s,), daemon=True).start()
+                return
+            except OSError:
+                s.close()
+                if self.proc.poll() is not None:
+                    break
+                time.sleep(0.05)
+        err = (self.logdir / f"boot-{self.boot.number}.qemu-stderr").read_text()
+        raise HarnessError(f"{self.name}: QEMU did not start (backdoor socket {path}): {err.strip()}")
+
+    def _bd_reader(self, s):
+        while True:
+            try:
+                data = s.recv(65536)
+            except OSError:
+                data = b""
+            with self._bd_cond:
+                if not data:
+                    self._bd_cond.notify_all()
+                    return
+                self._bd_buf += data
+                self._bd_cond.notify_all()
+
+    def _tail(self, boot: Boot, proc):
+        with open(boot.log, "rb") as f:
+            partial = b""
+            while True:
+                chunk = f.read()
+                if chunk:
+                    partial += chunk
+                    *done, partial = partial.split(b"\n")
+                    now = time.time()
+                    for l in done:
+                        boot.lines.append((now, l.decode("utf-8", "replace").rstrip("\r")))
+                elif proc.poll() is not None:
+                    if partial:
+                        boot.lines.append((time.time(), partial.decode("utf-8", "replace")))
+                    if boot.ended is None:
+                        boot.ended = time.time()
+                    return
+                else:
+                    time.sleep(0.05)
+
+    def _qmp(self, boot: Boot, path: Path, proc):
+        deadline = time.time() + 10
+        s = None
+        while time.time() < deadline and proc.poll() is None:
+            try:
+                s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                s.connect(str(path))
+                break
+            except OSError:
+                s.close()
+                s = None
+                time.sleep(0.05)
+        if s is None:
+            return
+        f = s.makefile("rwb")
+        try:
+            f.readline()
+            f.write(b'{"execute":"qmp_capabilities"}\n')
+            f.flush()
+            for line in f:
+                try:
+                    msg = json.loads(line)
+                except ValueError:
+                    continue
+                if "event" in msg:
+                    boot.events.append(msg)
+                    if msg["event"] == "SHUTDOWN":
+                        boot.end_reason = msg.get("data", {}).get("reason", "")
+        except OSError:
+            pass
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def wait_exit(self, timeout: float, what: str = "the guest to reset or power off") -> Boot:
+        """Waits for this boot's QEMU to end; a guest that does not is a failure."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.power_cut()
+            raise HarnessError(f"{self.name}: {self.boot.summary()}; timed out after {timeout:.0f}s "
+                               f"waiting for {what}")
+        self._settle()
+        return self.boot
+
+    def _settle(self):
+        deadline = time.time() + 3
+        while self.boot.ended is None and time.time() < deadline:
+            time.sleep(0.05)
+
+    def power_cut(self):
+        """Pulls the plug: SIGKILL, nothing flushed."""
+        if self.running():
+            self.boot.killed = True
+            self.proc.kill()
+            self.proc.wait()
+        self._settle()
+
+    def close(self):
+        self.power_cut()
+
+    # -- console ---------------------------------------------------------------
+    def wait_console(self, pattern: str, timeout: float, what: str | None = None):
+        """Waits for a console line matching pattern in the current boot."""
+        rx = re.compile(pattern)
+        deadline = time.time() + timeout
+        seen = 0
+        while True:
+            lines = self.boot.lines
+            for t, line in lines[seen:]:
+                m = rx.search(line)
+                if m:
+                    return t, m
+            seen = len(lines)
+            if not self.running() and self.boot.ended is not None and seen == len(self.boot.lines):
+                raise HarnessError(f"{self.name}: {self.boot.summary()}; ended before "
+                                   f"{what or repr(pattern)} appeared on the console")
+            if time.time() > deadline:
+                raise HarnessError(f"{self.name}: {self.boot.summary()}; no {what or repr(pattern)} "
+                                   f"on the console within {timeout:.0f}s")
+            time.sleep(0.1)
+
+    # -- backdoor ---------------------------------------------------------------
+    def wait_backdoor(self, timeout: float = 240) -> None:
+        """Waits until the guest's backdoor shell is up (systemd reached sysinit)."""
+        deadline = time.time() + timeout
+        with self._bd_cond:
+            while b"NIXBOOT-VM-BACKDOOR-READY" not in self._bd_buf:
+                left = deadline - time.time()
+                if not self.running():
+                    raise HarnessError(f"{self.name}: {self.boot.summary()}; the guest ended before "
+                                       f"its backdoor shell came up")
+                if left <= 0:
+                    raise HarnessError(f"{self.name}: {self.boot.summary()}; backdoor shell not up "
+                                       f"within {timeout:.0f}s")
+                self._bd_cond.wait(min(left, 0.5))
+            i = self._bd_buf.index(b"NIXBOOT-VM-BACKDOOR-READY")
+            nl = self._bd_buf.find(b"\n", i)
+            while nl < 0:
+                self._bd_cond.wait(0.5)
+                nl = self._bd_buf.find(b"\n", i)
+            self._bd_buf = self._bd_buf[nl + 1:]
+
+    def execute(self, cmd: str, timeout: float = 60) -> tuple[int, str]:
+        """Runs cmd with bash in the guest; returns (exit status, stdout+stderr)."""
+        self._seq += 1
+        tag = f"__NIXBOOT_VM_RC_{self._seq}__"
+        b64 = base64.b64encode(cmd.encode()).decode()
+        line = (f'bash -c "$(echo {b64} | base64 -d)" </dev/null 2>&1 | base64 -w0; echo; '
+                f'echo {tag} ${{PIPESTATUS[0]}}\n')
+        try:
+            self._bd_sock.sendall(line.encode())
+        except OSError as e:
+            raise HarnessError(f"{self.name}: boot {self.boot.number}: backdoor gone ({e}) "
+                               f"running: {cmd}")
+        rx = re.compile(rb"([A-Za-z0-9+/=]*)\r?\n" + tag.encode() + rb" (\d+)\r?\n")
+        deadline = time.time() + timeout
+        with self._bd_cond:
+            while True:
+                m = rx.search(self._bd_buf)
+                if m:
+                    self._bd_buf = self._bd_buf[m.end():]
+                    return int(m.group(2)), base64.b64decode(m.group(1)).decode("utf-8", "replace")
+                left = deadline - time.time()
+                if left <= 0 or not self.running():
+                    why = "timed out" if left <= 0 else "the guest went away"
+                    raise HarnessError(f"{self.name}: {self.boot.summary()}; {why} after "
+                                       f"{timeout:.0f}s running in the guest: {cmd}")
+                self._bd_cond.wait(min(left, 0.5))
+
+    def succeed(self, cmd: str, timeout: float = 60) -> str:
+        rc, out = self.execute(cmd, timeout)
+        if rc != 0:
+            raise HarnessError(f"{self.name}: boot {self.boot.number}: `{cmd}` exited {rc}: "
+                               f"{out.strip()[-1500:]}")
+        return out
+
+    def fail(self, cmd: str, timeout: float = 60) -> tuple[int, str]:
+        rc, out = self.execute(cmd, timeout)
+        if rc == 0:
+            raise HarnessError(f"{self.name}: boot {self.boot.number}: `{cmd}` succeeded but "
+                               f"should have failed: {out.strip()[-500:]}")
+        return rc, out
+
+    def send(self, cmd: str) -> None:
+        """Starts cmd in the guest without waiting (e.g. a reboot)."""
+        self._bd_sock.sendall(f"( {cmd} ) </dev/null >/dev/null 2>&1 &\n".encode())
+
+    def reboot(self, timeout: float = 120) -> Boot:
+        """Asks the guest to reboot and waits for the reset (the next boot is start())."""
+        self.send("systemctl reboot")
+        return self.wait_exit(timeout, "systemctl reboot to reset the guest")

@@ -1,0 +1,137 @@
+"""Scenario registry and the per-scenario context (one machine, helpers that
+speak nixboot inside the guest)."""
+import json
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .images import NIXBOOT_PKG, store_path
+from .machine import Boot, Machine
+from .util import HarnessError, log
+
+SCENARIOS: dict = {}   # number -> (slug, function)
+
+
+def scenario(number: str, slug: str):
+    """Registers a scenario function f(ctx) under its issue number."""
+    def deco(f):
+        SCENARIOS[number] = (slug, f)
+        return f
+    return deco
+
+
+@dataclass
+class Images:
+    root: Path          # raw ext4, label nixroot (cached, shared)
+    nix: Path           # raw ext4, label nixstore (this run)
+    boot: Path          # raw boot disk of the bootloader (this run)
+    kernel_version: str
+
+
+class Ctx:
+    """Everything one scenario run needs: its machine, its bootloader, its logs."""
+
+    def __init__(self, name: str, bootloader, images: Images, workdir: Path, logdir: Path):
+        self.name = name
+        self.bl = bootloader
+        self.workdir = workdir
+        self.logdir = logdir
+        self.notes: list[str] = []
+        self.metrics: dict = {}
+        workdir.mkdir(parents=True, exist_ok=True)
+        disks = []
+        for src, tag in ((images.boot, "boot"), (images.root, "root"), (images.nix, "nix")):
+            ov = workdir / f"{tag}.qcow2"
+            ov.unlink(missing_ok=True)
+            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(src), "-F", "raw",
+                            str(ov)], check=True)
+            disks += ["-drive", f"file={ov},if={bootloader.disk_interface()},format=qcow2"]
+        self.m = Machine(name, workdir, logdir, bootloader.firmware_args(workdir) + disks)
+
+    # -- booting -----------------------------------------------------------
+    def power_on(self, timeout: float = 240) -> Boot:
+        """Starts a boot that must come up to the backdoor shell."""
+        self.m.start()
+        self.m.wait_backdoor(timeout)
+        return self.m.boot
+
+    def power_on_expect_reset(self, timeout: float = 180) -> Boot:
+        """Starts a boot that must end by itself (panic, watchdog, reboot)."""
+        self.m.start()
+        return self.m.wait_exit(timeout, "the broken boot to end by itself")
+
+    def note(self, text: str) -> None:
+        log(f"{self.name}: {text}")
+        self.notes.append(text)
+
+    def boots_text(self) -> str:
+        return "; ".join(b.summary() for b in self.m.boots)
+
+    def fail(self, what: str):
+        raise HarnessError(f"{what} [boots: {self.boots_text()}]")
+
+    # -- the guest -----------------------------------------------------------
+    def sh(self, cmd: str, timeout: float = 60) -> str:
+        return self.m.succeed(cmd, timeout)
+
+    def nixboot(self, args: str, timeout: float = 120, ok: bool = True) -> tuple[int, str]:
+        rc, out = self.m.execute(f"nixboot {args}", timeout)
+        if ok and rc != 0:
+            self.fail(f"boot {self.m.boot.number}: `nixboot {args}` exited {rc}: {out.strip()[-1200:]}")
+        return rc, out
+
+    def status(self) -> dict:
+        rc, out = self.m.execute("nixboot status --json", 60)
+        if rc != 0:
+            self.fail(f"boot {self.m.boot.number}: `nixboot status --json` exited {rc}: {out.strip()[-800:]}")
+        try:
+            return json.loads(out)
+        except ValueError as e:
+            self.fail(f"boot {self.m.boot.number}: `nixboot status --json` is not JSON ({e}): {out[:500]}")
+
+    def journal(self) -> list:
+        out = self.sh("cat /var/lib/nixboot/journal 2>/dev/null || true")
+        events = []
+        for line in out.splitlines():
+            try:
+                events.append(json.loads(line))
+            except ValueError:
+                self.fail(f"boot {self.m.boot.number}: journal line is not JSON: {line[:200]}")
+        return events
+
+    def entries(self) -> list:
+        """File names under /boot/loader/entries (systemd-boot)."""
+        return sorted(self.sh("ls /boot/loader/entries/").split())
+
+    def efivar(self, name: str) -> str:
+        return self.sh(
+            f"f=/sys/firmware/efi/efivars/{name}-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f; "
+            f"[ -e $f ] && tail -c +5 $f | tr -d '\\000' || true").strip()
+
+    def provision(self, generations: dict, profile: int) -> None:
+        """First boot: install nixboot the way the NixOS module would (binaries,
+        units enabled), and lay out the system profile: {N: variant}."""
+        pkg = f"/nix/store/{NIXBOOT_PKG}"
+        links = " && ".join(
+            f"ln -sfn {store_path(v)} /nix/var/nix/profiles/system-{n}-link"
+            for n, v in sorted(generations.items()))
+        self.sh(f"""set -e
+ln -sfn {pkg}/bin/nixboot /usr/local/bin/nixboot
+ln -sfn {pkg}/bin/nixboot-try /usr/local/bin/nixboot-try
+[ -e {pkg}/bin/nixboot-stage1 ] && ln -sfn {pkg}/bin/nixboot-stage1 /usr/local/bin/nixboot-stage1
+mkdir -p /nix/var/nix/profiles /var/lib/nixboot
+{links}
+ln -sfn system-{profile}-link /nix/var/nix/profiles/system
+for u in {pkg}/lib/systemd/system/*; do
+  [ -e "$u" ] || continue
+  cp "$u" /etc/systemd/system/
+  sed -i 's|/usr/bin/nixboot|/usr/local/bin/nixboot|g; s|/usr/local/bin/nixboot|{pkg}/bin/nixboot|g' /etc/systemd/system/$(basename $u)
+done
+systemctl daemon-reload
+for u in {pkg}/lib/systemd/system/*; do
+  [ -e "$u" ] || continue
+  grep -q '^\\[Install\\]' "$u" && systemctl enable $(basename "$u")
+done
+true""")

@@ -1,0 +1,63 @@
+"""Small helpers shared by the harness: running commands, logging, paths."""
+import hashlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+VM_TESTS = REPO / "vm-tests"
+GUEST = VM_TESTS / "guest"
+
+
+class HarnessError(Exception):
+    """A failure of the harness itself or of a scenario, with context."""
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd, *, cwd=None, env=None, input=None, capture=False, check=True, quiet=True):
+    """Runs a command; on failure raises HarnessError naming the command and its stderr."""
+    full_env = dict(os.environ)
+    if env:
+        full_env.update(env)
+    res = subprocess.run(
+        [str(c) for c in cmd], cwd=cwd, env=full_env, input=input,
+        stdout=subprocess.PIPE if (capture or quiet) else None,
+        stderr=subprocess.PIPE if quiet else None, text=True)
+    if check and res.returncode != 0:
+        err = (res.stderr or "").strip().splitlines()[-5:]
+        raise HarnessError(f"command failed ({res.returncode}): {' '.join(map(str, cmd))}: "
+                           + " | ".join(err))
+    return res.stdout if capture else res
+
+
+def cache_dir() -> Path:
+    d = Path(os.environ.get("NIXBOOT_VM_CACHE", REPO / "build" / "vm-cache"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def out_dir() -> Path:
+    d = Path(os.environ.get("NIXBOOT_VM_OUT", REPO / "build" / "vm-tests"))
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def digest(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        if isinstance(p, Path):
+            p = p.read_bytes()
+        if isinstance(p, str):
+            p = p.encode()
+        h.update(p)
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def mtools_env():
+    return {"MTOOLS_SKIP_CHECK": "1"}

@@ -13,6 +13,7 @@
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 namespace nixboot::test {
 
@@ -49,6 +50,42 @@ inline std::string read_file(const std::filesystem::path& path) {
     std::ostringstream out;
     out << in.rdbuf();
     return out.str();
+}
+
+// A fake NixOS system generation for tests: STORE/system-N/{kernel,initrd,
+// init,boot.json} plus PROFILE-N-link -> that toplevel. Specialisations get
+// their own toplevel under the same store, listed in the parent's boot.json.
+// Returns the toplevel.
+inline std::filesystem::path make_generation(const std::filesystem::path& store, const std::filesystem::path& profile,
+                                             unsigned n, const std::vector<std::string>& specialisations = {}) {
+    const auto toplevel = store / ("system-" + std::to_string(n));
+    auto spec_json = [&](const std::filesystem::path& top, const std::string& label) {
+        write_file(top / "kernel-file", "kernel of " + top.string());
+        write_file(top / "initrd-file", "initrd of " + top.string());
+        write_file(top / "init", "#!/bin/sh\n");
+        return "{\"org.nixos.bootspec.v1\": {\"label\": \"" + label + "\", \"kernel\": \"" +
+               (top / "kernel-file").string() + "\", \"initrd\": \"" + (top / "initrd-file").string() +
+               "\", \"init\": \"" + (top / "init").string() + "\", \"toplevel\": \"" + top.string() +
+               "\", \"system\": \"x86_64-linux\", \"kernelParams\": [\"loglevel=4\", \"gen=" + std::to_string(n) +
+               "\"]}, \"org.nixos.systemd-boot\": {\"sortKey\": \"nixos\"}";
+    };
+    std::string json = spec_json(toplevel, "NixOS 24.05 (Linux 6.6." + std::to_string(n) + ")");
+    if (!specialisations.empty()) {
+        json += ", \"org.nixos.specialisation.v1\": {";
+        for (std::size_t i = 0; i < specialisations.size(); ++i) {
+            const auto sub = store / ("system-" + std::to_string(n) + "-" + specialisations[i]);
+            json += (i ? ", \"" : "\"") + specialisations[i] + "\": " + spec_json(sub, "NixOS " + specialisations[i]) + "}";
+        }
+        json += "}";
+    }
+    json += "}";
+    write_file(toplevel / "boot.json", json);
+    write_file(toplevel / "nixos-version", "24.05." + std::to_string(n) + "\n");
+    std::filesystem::create_directories(profile.parent_path());
+    const auto link = profile.parent_path() / (profile.filename().string() + "-" + std::to_string(n) + "-link");
+    std::filesystem::remove(link);
+    std::filesystem::create_directory_symlink(toplevel, link);
+    return toplevel;
 }
 
 inline bool is_root() { return ::geteuid() == 0; }

@@ -1,0 +1,87 @@
+#include "cli/verbs.hpp"
+
+#include "boot/util/error.hpp"
+
+#include <algorithm>
+#include <charconv>
+#include <map>
+#include <sstream>
+
+namespace nixboot::cli {
+
+namespace {
+std::map<std::string, Verb>& registry() {
+  static std::map<std::string, Verb> r;
+  return r;
+}
+}  // namespace
+
+void register_verb(Verb verb) {
+  auto name = verb.name;
+  registry()[name] = std::move(verb);
+}
+
+std::vector<const Verb*> verbs() {
+  std::vector<const Verb*> out;
+  for (const auto& [_, v] : registry()) out.push_back(&v);
+  std::stable_sort(out.begin(), out.end(), [](const Verb* a, const Verb* b) { return a->order < b->order; });
+  return out;
+}
+
+const Verb* find_verb(std::string_view name) {
+  auto it = registry().find(std::string(name));
+  return it == registry().end() ? nullptr : &it->second;
+}
+
+Backend& Context::backend() {
+  if (!backend_) {
+    BackendOptions bo;
+    bo.esp = config.esp;
+    bo.efivars = config.efivars;
+    bo.state = config.state;
+    bo.extra = config.extra;
+    backend_ = make_backend(config.bootloader, bo);
+  }
+  return *backend_;
+}
+
+MachineOptions Context::machine_options() const {
+  MachineOptions mo;
+  mo.profile = config.profile;
+  mo.state = config.state;
+  mo.tries = config.tries;
+  mo.keep = config.keep;
+  return mo;
+}
+
+Machine& Context::machine() {
+  if (!machine_) machine_ = std::make_unique<Machine>(backend(), machine_options());
+  return *machine_;
+}
+
+unsigned generation_argument(std::string_view what, std::string_view text) {
+  unsigned v = 0;
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+  if (text.empty() || ec != std::errc{} || p != text.data() + text.size() || v == 0)
+    throw UsageError(std::string(what) + ": '" + std::string(text) + "' is not a generation number");
+  return v;
+}
+
+std::string entry_argument(std::string_view text) {
+  if (parse_entry_id(text)) return std::string(text);
+  return entry_id(generation_argument("GEN", text));
+}
+
+std::string verb_help(const Verb& verb) {
+  po::options_description desc("Options of '" + verb.name + "'");
+  po::positional_options_description pos;
+  if (verb.options) verb.options(desc, pos);
+  std::ostringstream out;
+  out << "Usage: nixboot [GLOBAL OPTIONS] " << verb.name << (verb.synopsis.empty() ? "" : " ") << verb.synopsis
+      << "\n\n"
+      << verb.summary << "\n";
+  if (!desc.options().empty()) out << "\n" << desc;
+  return out.str();
+}
+
+}  // namespace nixboot::cli

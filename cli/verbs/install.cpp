@@ -1,0 +1,46 @@
+// nixboot install: sync the bootloader's entries with the profile's generations.
+#include "cli/verbs.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include <ostream>
+
+namespace nixboot::cli {
+namespace {
+
+int run_install(Context& ctx, const po::variables_map& vm) {
+  if (vm.count("keep")) apply_config_value(ctx.config, "keep", vm["keep"].as<std::string>(), "--keep");
+  if (vm.count("tries")) apply_config_value(ctx.config, "tries", vm["tries"].as<std::string>(), "--tries");
+  auto report = ctx.machine().install();
+  for (const auto& s : report.skipped) spdlog::warn("skipped {}", s);
+  for (const auto& w : report.sync.warnings) spdlog::warn("{}", w);
+  if (ctx.format == Format::json) {
+    nlohmann::json j{{"added", report.sync.added},       {"updated", report.sync.updated},
+                     {"removed", report.sync.removed},   {"skipped", report.skipped},
+                     {"gc_removed", report.gc.removed},  {"warnings", report.sync.warnings}};
+    j["adopted"] = report.adopted ? nlohmann::json(*report.adopted) : nlohmann::json(nullptr);
+    j["default"] = report.default_entry ? nlohmann::json(*report.default_entry) : nlohmann::json(nullptr);
+    ctx.out << j.dump() << "\n";
+    return 0;
+  }
+  if (report.adopted) ctx.out << "adopted " << *report.adopted << " as good\n";
+  ctx.out << report.sync.added.size() << " added, " << report.sync.updated.size() << " updated, "
+          << report.sync.removed.size() << " removed";
+  if (!report.gc.removed.empty()) ctx.out << ", " << report.gc.removed.size() << " files collected";
+  ctx.out << "; default " << report.default_entry.value_or("(none)") << "\n";
+  return 0;
+}
+
+VerbRegistration reg{Verb{
+    "install", "[--keep N] [--tries N]", "sync entries with the profile's generations (incremental)", 10,
+    [](po::options_description& d, po::positional_options_description&) {
+      d.add_options()
+          ("keep", po::value<std::string>()->value_name("N"), "keep the newest N generations (0 = all; never drops the newest good)")
+          ("tries", po::value<std::string>()->value_name("N"), "tries given to new generations (default from the config, 1)");
+    },
+    run_install}};
+
+}  // namespace
+}  // namespace nixboot::cli

@@ -1,0 +1,71 @@
+// nixboot status: what booted, the trial state, the default, the one-shot.
+#include "cli/verbs.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include <ostream>
+
+namespace nixboot::cli {
+
+nlohmann::json entry_json(const Entry& e);  // list.cpp
+
+namespace {
+
+nlohmann::json opt(const std::optional<std::string>& s) { return s ? nlohmann::json(*s) : nlohmann::json(nullptr); }
+
+std::string describe(const LoaderView& v, const std::optional<std::string>& id) {
+  if (!id) return "(none)";
+  const auto* e = v.find(*id);
+  if (!e) return *id + " (not a nixboot entry)";
+  std::string s = *id + " (" + std::string(to_string(e->state));
+  if (e->state == EntryState::trial) s += ", " + std::to_string(e->tries_left) + " left";
+  return s + ")";
+}
+
+int run_status(Context& ctx, const po::variables_map&) {
+  auto st = ctx.machine().status();
+  const auto& v = st.view;
+  if (ctx.format == Format::json) {
+    nlohmann::json j;
+    j["bootloader"] = std::string(to_string(v.bootloader));
+    j["loader_info"] = v.loader_info;
+    j["booted"] = opt(v.booted);
+    j["booted_file"] = opt(v.booted_file);
+    j["default"] = opt(v.persistent_default);
+    j["next_boot"] = opt(v.next_boot);
+    j["armed"] = opt(v.armed);
+    j["armed_mode"] = v.armed_mode ? nlohmann::json(*v.armed_mode == ArmMode::one_shot ? "one-shot" : "sort-order")
+                                   : nlohmann::json(nullptr);
+    j["vars_writable"] = v.vars_writable;
+    j["profile_generation"] = st.profile_generation ? nlohmann::json(*st.profile_generation) : nlohmann::json(nullptr);
+    j["entries"] = nlohmann::json::array();
+    for (const auto& e : v.entries) j["entries"].push_back(entry_json(e));
+    j["warnings"] = v.warnings;
+    ctx.out << j.dump() << "\n";
+    return 0;
+  }
+  auto& o = ctx.out;
+  o << "bootloader:  " << to_string(v.bootloader) << (v.loader_info.empty() ? "" : " (" + v.loader_info + ")") << "\n";
+  o << "booted:      " << describe(v, v.booted) << (v.booted_file ? "  [" + *v.booted_file + "]" : "") << "\n";
+  o << "default:     " << describe(v, v.persistent_default) << "\n";
+  o << "next boot:   " << describe(v, v.next_boot) << "\n";
+  if (v.armed)
+    o << "trial:       " << describe(v, v.armed) << " armed "
+      << (v.armed_mode == ArmMode::one_shot ? "as a one-shot" : "by sort order") << "\n";
+  else
+    o << "trial:       none armed\n";
+  o << "profile:     " << (st.profile_generation ? "generation " + std::to_string(*st.profile_generation) : "(unknown)") << "\n";
+  o << "EFI vars:    " << (v.vars_writable ? "writable" : "not writable") << "\n";
+  unsigned good = 0, trial = 0, bad = 0;
+  for (const auto& e : v.entries) (e.state == EntryState::good ? good : e.state == EntryState::trial ? trial : bad)++;
+  o << "entries:     " << v.entries.size() << " (" << good << " good, " << trial << " trial, " << bad << " bad)\n";
+  for (const auto& w : v.warnings) spdlog::warn("{}", w);
+  return 0;
+}
+
+VerbRegistration reg{Verb{"status", "", "what booted, trial state, tries left, default, one-shot", 40, nullptr, run_status}};
+
+}  // namespace
+}  // namespace nixboot::cli

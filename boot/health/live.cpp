@@ -10,6 +10,7 @@
 #include "boot/util/fd.hpp"
 
 #include <cerrno>
+#include <cstdlib>
 #include <fcntl.h>
 #include <sys/file.h>
 
@@ -205,6 +206,18 @@ std::string date_text(std::time_t t) {
 
 } // namespace
 
+LiveOptions live_options(const Config& config, std::vector<std::string> revert_argv) {
+    LiveOptions lo;
+    lo.profile = config.profile;
+    lo.state = config.state;
+    lo.checks_dir = config.checks_dir;
+    lo.check_settings.default_timeout = std::chrono::seconds(config.check_timeout);
+    lo.check_settings.sections = config.checks;
+    lo.confirm_timeout = std::chrono::seconds(config.confirm_timeout);
+    lo.revert_argv = std::move(revert_argv);
+    return lo;
+}
+
 LiveStartReport start_live_trial(Machine& machine, unsigned generation, const LiveOptions& opts,
                                  const OutputSink& sink) {
     LiveLock lock(opts.state);
@@ -216,9 +229,11 @@ LiveStartReport start_live_trial(Machine& machine, unsigned generation, const Li
     std::error_code ec;
     auto toplevel = std::filesystem::canonical(link, ec);
     if (ec) throw Error("generation " + std::to_string(generation) + " ('" + link.string() + "'): " + ec.message());
-    auto previous_toplevel = std::filesystem::canonical(opts.current_system, ec);
+    std::filesystem::path current_system = opts.current_system;
+    if (const char* env = std::getenv("NIXBOOT_CURRENT_SYSTEM"); env && *env) current_system = env;
+    auto previous_toplevel = std::filesystem::canonical(current_system, ec);
     if (ec)
-        throw Error("running system '" + opts.current_system.string() + "': " + ec.message() +
+        throw Error("running system '" + current_system.string() + "': " + ec.message() +
                     "; cannot tell what a revert would restore");
     if (previous_toplevel == toplevel)
         throw Error("generation " + std::to_string(generation) + " is already the running system");

@@ -5,6 +5,7 @@
 // `nixboot confirm` arrives in time. State: STATE/live (docs/contracts.md).
 #pragma once
 
+#include "boot/config.hpp"
 #include "boot/health/checks.hpp"
 #include "boot/machine.hpp"
 
@@ -59,6 +60,10 @@ struct LiveOptions {
     // Boot id source (tests point it at a file).
     std::filesystem::path boot_id_source = "/proc/sys/kernel/random/boot_id";
 };
+
+// LiveOptions from the settings (profile, state, checks, confirm-timeout).
+// Env NIXBOOT_CURRENT_SYSTEM overrides current_system (tests).
+LiveOptions live_options(const Config& config, std::vector<std::string> revert_argv);
 
 struct LiveStartReport {
     LiveTrial trial;

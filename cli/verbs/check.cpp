@@ -1,0 +1,107 @@
+// nixboot check: the late health check (nixboot-check.service). Runs the
+// checks; on a trial boot decides good (promote) or bad (mark bad, reboot
+// into the default unless on-failure=stay); on other boots only reports.
+#include "cli/verbs.hpp"
+
+#include "boot/health/process.hpp"
+#include "boot/health/verdict.hpp"
+#include "boot/util/error.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <ostream>
+
+namespace nixboot::cli {
+namespace {
+
+int run_check(Context& ctx, const po::variables_map& vm) {
+    health::BootCheckOptions bo;
+    if (vm.count("run")) bo.run = vm["run"].as<std::string>();
+    if (vm.count("cmdline")) bo.cmdline = vm["cmdline"].as<std::string>();
+    if (vm.count("uptime")) bo.uptime = vm["uptime"].as<std::string>();
+    bo.efivars = ctx.config.efivars;
+    bo.checks_dir = ctx.config.checks_dir;
+    bo.check_settings.default_timeout = std::chrono::seconds(ctx.config.check_timeout);
+    bo.check_settings.sections = ctx.config.checks;
+    bo.verdict_timeout = std::chrono::seconds(ctx.config.verdict_timeout);
+    bo.on_failure = ctx.config.on_failure;
+    bo.watchdog_device = ctx.config.watchdog_device;
+    std::vector<std::string> revert{ctx.self};
+    revert.insert(revert.end(), ctx.global_args.begin(), ctx.global_args.end());
+    revert.push_back("live-revert");
+    bo.live = health::live_options(ctx.config, revert);
+
+    bool json = ctx.format == Format::json;
+    auto sink = [&](std::string_view line) {
+        if (!json) ctx.out << line << "\n" << std::flush;
+    };
+    health::BootCheckReport r = health::run_boot_check(ctx.machine(), bo, sink);
+
+    const auto& rec = r.record;
+    bool trial = rec.trial == health::TrialBoot::yes && !rec.entry.empty();
+    std::vector<std::string> reboot_cmd = health::command_from_env("NIXBOOT_REBOOT_COMMAND", ctx.machine_options().reboot_command);
+    if (json) {
+        nlohmann::json j;
+        j["entry"] = rec.entry;
+        j["trial"] = trial;
+        j["record"] = r.source == health::RecordSource::stage1 ? "stage1" : "recomputed";
+        j["checks"] = nlohmann::json::array();
+        for (const auto& c : r.results)
+            j["checks"].push_back({{"name", c.name}, {"kind", health::to_string(c.kind)},
+                                   {"outcome", health::to_string(c.outcome)}, {"detail", c.detail},
+                                   {"ms", c.duration.count()}});
+        for (const auto& c : r.refused)
+            j["checks"].push_back({{"name", c.name}, {"kind", health::to_string(c.kind)},
+                                   {"outcome", "refused"}, {"detail", c.reason}, {"ms", 0}});
+        j["verdict"] = r.decision ? nlohmann::json(health::to_string(r.decision->verdict)) : nlohmann::json(nullptr);
+        j["reason"] = r.decision ? r.decision->reason : "";
+        j["settled"] = r.settled;
+        j["notes"] = r.notes;
+        j["reboot"] = r.reboot;
+        ctx.out << j.dump() << "\n";
+    } else {
+        for (const auto& n : r.notes) ctx.out << "note: " << n << "\n";
+        for (const auto& s : r.settled) ctx.out << "marked bad: " << s << "\n";
+        for (const auto& c : r.refused)
+            ctx.out << c.name << " (" << health::to_string(c.kind) << "): refused '" << c.path.string()
+                    << "': " << c.reason << "\n";
+        for (const auto& c : r.results) ctx.out << health::describe(c) << "\n";
+        if (!trial) {
+            ctx.out << (rec.entry.empty() ? std::string("this boot") : rec.entry) << " is not a trial: "
+                    << (r.healthy ? "all required checks passed" : "a required check did not pass")
+                    << " (reported only)\n";
+        } else {
+            ctx.out << "verdict on " << rec.entry << ": " << health::to_string(r.decision->verdict)
+                    << (r.resumed ? " (decided earlier in this boot)" : "") << ": " << r.decision->reason << "\n";
+            if (r.decision->verdict == health::Verdict::good)
+                ctx.out << rec.entry << " is good and the default\n";
+            else
+                ctx.out << rec.entry << " is marked bad"
+                        << (r.reboot ? "; rebooting into the default: " + health::join_command(reboot_cmd)
+                                     : "; staying (on-failure=stay)")
+                        << "\n";
+        }
+    }
+    ctx.out << std::flush;
+    if (r.reboot) {
+        int status = health::run_command(reboot_cmd);
+        if (status != 0)
+            throw Error("reboot command '" + health::join_command(reboot_cmd) + "' failed (exit status " +
+                        std::to_string(status) + ")");
+    }
+    return r.healthy ? 0 : 1;
+}
+
+VerbRegistration reg{Verb{
+    "check", "[--run DIR] [--cmdline FILE] [--uptime FILE]",
+    "run the health checks; on a trial boot promote it or mark it bad and reboot", 60,
+    [](po::options_description& d, po::positional_options_description&) {
+        d.add_options()
+            ("run", po::value<std::string>()->value_name("DIR"), "the /run directory holding nixboot/boot (default /run)")
+            ("cmdline", po::value<std::string>()->value_name("FILE"), "kernel command line (default /proc/cmdline)")
+            ("uptime", po::value<std::string>()->value_name("FILE"), "uptime source for the verdict timeout (default /proc/uptime)");
+    },
+    run_check}};
+
+}  // namespace
+}  // namespace nixboot::cli

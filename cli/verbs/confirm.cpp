@@ -1,0 +1,61 @@
+// nixboot confirm: accept the running live trial (from a NEW connection).
+// nixboot live-revert: what the revert timer runs when no confirm came.
+#include "cli/verbs.hpp"
+
+#include "boot/health/live.hpp"
+#include "boot/util/error.hpp"
+
+#include <ostream>
+
+namespace nixboot::cli {
+namespace {
+
+health::LiveOptions options_of(const Context& ctx) {
+    std::vector<std::string> revert{ctx.self};
+    revert.insert(revert.end(), ctx.global_args.begin(), ctx.global_args.end());
+    revert.push_back("live-revert");
+    return health::live_options(ctx.config, revert);
+}
+
+int run_confirm(Context& ctx, const po::variables_map&) {
+    auto lo = options_of(ctx);
+    if (!health::read_live_trial(lo.state)) throw Error("confirm: no live trial is running");
+    health::LiveTrial trial = health::confirm_live_trial(ctx.machine(), lo);
+    ctx.out << "generation " << trial.generation << " confirmed: it is good, the default and the system profile\n";
+    return 0;
+}
+
+int run_live_revert(Context& ctx, const po::variables_map& vm) {
+    auto lo = options_of(ctx);
+    auto running = health::read_live_trial(lo.state);
+    if (!running) {
+        ctx.out << "no live trial to revert (already confirmed or reverted)\n";
+        return 0;
+    }
+    std::string reason = vm.count("reason") ? vm["reason"].as<std::string>()
+                                            : "live trial of generation " + std::to_string(running->generation) +
+                                                  " was not confirmed within " +
+                                                  std::to_string(running->deadline - running->started) + " s";
+    auto trial = health::revert_live_trial(ctx.machine(), lo, reason, health::Activate::yes);
+    if (!trial) {
+        ctx.out << "the live trial was confirmed meanwhile; nothing reverted\n";
+        return 0;
+    }
+    ctx.out << "reverted: generation " << trial->previous << " is active again, generation " << trial->generation
+            << " is marked bad (" << reason << ")\n";
+    return 0;
+}
+
+VerbRegistration confirm_reg{Verb{
+    "confirm", "", "accept the running live trial (run it from a new connection)", 25,
+    [](po::options_description&, po::positional_options_description&) {}, run_confirm}};
+
+VerbRegistration revert_reg{Verb{
+    "live-revert", "[--reason TEXT]", "revert the running live trial (run by its timer)", 26,
+    [](po::options_description& d, po::positional_options_description&) {
+        d.add_options()("reason", po::value<std::string>()->value_name("TEXT"), "why, for the journal");
+    },
+    run_live_revert}};
+
+}  // namespace
+}  // namespace nixboot::cli

@@ -6,6 +6,9 @@
   nixpkgsLib,
   case,
   storeRoot ? "/nix/store",
+  # More configuration on top of the case (tests/nixos/run points the ESP,
+  # profile and state at a temporary directory with it).
+  extraConfig ? { },
 }:
 
 let
@@ -18,6 +21,7 @@ let
       ../../nixos/module.nix
       ./stubs.nix
       c.config
+      extraConfig
     ];
     specialArgs = { inherit pkgs; };
   };

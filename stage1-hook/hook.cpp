@@ -1,10 +1,12 @@
 #include "stage1-hook/hook.hpp"
 
 #include "boot/efivars.hpp"
+#include "boot/grub/grubenv.hpp"
 #include "boot/health/boot_record.hpp"
 #include "boot/health/cmdline.hpp"
 #include "boot/health/detect.hpp"
 #include "boot/health/watchdog.hpp"
+#include "boot/util/dir.hpp"
 #include "boot/util/error.hpp"
 #include "boot/util/utf16.hpp"
 
@@ -55,6 +57,7 @@ struct Paths {
     std::string root;  // NIXBOOT_STAGE1_ROOT
     std::string cmdline, efivars, run, kmsg, config, uptime;
     std::optional<std::string> watchdog_device;  // option wins over the config
+    std::vector<std::string> grubenv;            // candidates, first existing one wins
     std::optional<unsigned> feed_interval_ms;    // tests: faster feeding
 };
 
@@ -215,6 +218,44 @@ WatchdogState arm_watchdog(const std::string& device, unsigned timeout) {
     }
 }
 
+// GRUB could not save its decrement (nixboot.consume=stage1): write it into
+// the env block on the mounted root, as the GRUB backend's
+// consume_try_in_userspace does (same rule: only when the block still names
+// this trial with more tries than GRUB put on the command line).
+ConsumedBy consume_grub_try(const Paths& paths, const BootRecord& record, const KernelCmdline& cmdline) {
+    std::string env_path;
+    for (const auto& candidate : paths.grubenv) {
+        struct stat st{};
+        if (::stat(candidate.c_str(), &st) == 0) { env_path = candidate; break; }
+    }
+    if (env_path.empty()) {
+        std::string tried;
+        for (const auto& c : paths.grubenv) tried += (tried.empty() ? "" : ", ") + c;
+        problem("GRUB could not consume the try of " + record.entry + " and no grubenv was found (" + tried +
+                "); left to the late check");
+        return ConsumedBy::none;
+    }
+    try {
+        auto slash = env_path.rfind('/');
+        RootDir dir = RootDir::open(env_path.substr(0, slash));
+        std::string name = env_path.substr(slash + 1);
+        auto env = grub::read_grubenv(dir, name);
+        if (!env || env->get("nixboot_trial") != record.entry) {
+            problem(env_path + " does not name " + record.entry + " as the trial; nothing consumed");
+            return ConsumedBy::none;
+        }
+        unsigned after = cmdline.grub_tries_left.value_or(0);
+        auto now = parse_decimal(env->get("nixboot_tries").value_or(""), 1000);
+        if (now && *now <= after) return ConsumedBy::stage1;  // already done in this boot
+        env->set("nixboot_tries", std::to_string(after));
+        grub::write_grubenv(dir, name, *env, Sync::yes);
+        return ConsumedBy::stage1;
+    } catch (const Error& e) {
+        problem(std::string("consuming the GRUB try of ") + record.entry + ": " + e.what() + "; left to the late check");
+        return ConsumedBy::none;
+    }
+}
+
 void run(const Paths& paths) {
     KernelCmdline cmdline = read_cmdline(paths);
     HookConfig config = read_hook_config(paths.config);
@@ -227,8 +268,7 @@ void run(const Paths& paths) {
     BootRecord record = detection.record;
 
     if (record.trial == TrialBoot::yes && record.consumed_by == ConsumedBy::none)
-        problem("GRUB could not consume the try of " + record.entry +
-                " (nixboot.consume=stage1); left to the late check");
+        record.consumed_by = consume_grub_try(paths, record, cmdline);
 
     unsigned timeout = cmdline.watchdog_seconds.value_or(config.watchdog_timeout);
     std::string device = paths.watchdog_device.value_or(with_root(paths.root, config.watchdog_device));
@@ -344,6 +384,10 @@ int main(int argc, char** argv) {
     paths.run = with_root(paths.root, "/run");
     paths.kmsg = with_root(paths.root, "/dev/kmsg");
     paths.config = with_root(paths.root, "/etc/nixboot/nixboot.conf");
+    // The root filesystem as the initrd mounted it: NixOS' scripted stage 1
+    // (/mnt-root), systemd's initrd (/sysroot), or already the root.
+    for (const char* sysroot : {"/mnt-root", "/sysroot", ""})
+        paths.grubenv.push_back(with_root(paths.root, std::string(sysroot) + "/boot/grub/grubenv"));
 
     std::string mode = "run";
     std::vector<std::string> bad_args;
@@ -361,6 +405,7 @@ int main(int argc, char** argv) {
         else if (arg == "--kmsg") value(paths.kmsg);
         else if (arg == "--config") value(paths.config);
         else if (arg == "--uptime") value(paths.uptime);
+        else if (arg == "--grubenv") { value(tmp); if (!tmp.empty()) paths.grubenv = {tmp}; }
         else if (arg == "--watchdog-device") { value(tmp); if (!tmp.empty()) paths.watchdog_device = tmp; }
         else if (arg == "--feed-interval-ms") {
             value(tmp);

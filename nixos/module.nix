@@ -79,11 +79,24 @@ let
       };
     };
 
+  # host-reachable takes one HOST per call (cli/checks/host-reachable); the
+  # others take their whole list.
   builtinCheckScript =
     name: c:
-    pkgs.writeShellScript "nixboot-builtin-check-${name}" ''
-      exec ${libexecChecks}/${name} ${lib.escapeShellArgs c.args}
-    '';
+    pkgs.writeShellScript "nixboot-builtin-check-${name}" (
+      if name == "host-reachable" then
+        ''
+          status=0
+          for host in ${lib.escapeShellArgs c.args}; do
+            ${libexecChecks}/${name} "$host" || status=1
+          done
+          exit $status
+        ''
+      else
+        ''
+          exec ${libexecChecks}/${name} ${lib.escapeShellArgs c.args}
+        ''
+    );
 
   userCheckScript =
     name: c:
@@ -611,9 +624,27 @@ in
       environment.systemPackages = [ cfg.package ];
       environment.etc = checkFiles // {
         "nixboot/nixboot.conf".source = configFile;
+        # `nixboot check` refuses a missing checks directory; the runner
+        # skips dot files, so these keep both directories in place.
+        "nixboot/checks.d/required/.keep".text = "";
+        "nixboot/checks.d/wanted/.keep".text = "";
       };
 
+      # The units of cli/units/, shipped by the package. NixOS ignores their
+      # [Install] sections, so the same WantedBy/RequiredBy are given here
+      # (tests/nixos/run compares them). A switch must not restart them: a
+      # re-run check in the middle of a live trial, or a feeder that lets go
+      # of the armed watchdog, is not what a configuration change means.
       systemd.packages = [ cfg.package ];
+      systemd.services.nixboot-check = {
+        wantedBy = [ "multi-user.target" ];
+        requiredBy = [ "boot-complete.target" ];
+        restartIfChanged = false;
+      };
+      systemd.services.nixboot-watchdog = {
+        wantedBy = [ "sysinit.target" ];
+        restartIfChanged = false;
+      };
       systemd.tmpfiles.rules = [ "d ${cfg.state} 0700 root root -" ];
     }
 

@@ -26,6 +26,10 @@
   systemd,
   glibc,
   grub2,
+  bash,
+  coreutils,
+  gawk,
+  iputils,
   util-linux,
   dosfstools,
   mtools,
@@ -117,6 +121,20 @@ stdenv.mkDerivation (finalAttrs: {
         --replace-quiet /usr/bin/ $out/bin/ \
         --replace-quiet /usr/local/libexec/ $out/libexec/ \
         --replace-quiet /usr/libexec/ $out/libexec/
+    done
+    # The built-in checks call awk, systemctl, ping, timeout and bash; give
+    # them a PATH of their own instead of relying on the service's.
+    for check in $out/libexec/nixboot/checks/*; do
+      [ -e "$check" ] || continue
+      sed -i '1a export PATH=${
+        lib.makeBinPath [
+          bash
+          coreutils
+          gawk
+          iputils
+          systemd
+        ]
+      }''${PATH:+:$PATH}' "$check"
     done
     patchShebangs $out/libexec
     [ -e $out/bin/nixboot-try ] || ln -s nixboot $out/bin/nixboot-try

@@ -55,6 +55,9 @@ let
     nlohmann_json = drv "nlohmann_json" { };
     glibc = drv "glibc" { static = drv "glibc-static" { }; };
     util-linux = drv "util-linux" { };
+    bash = drv "bash" { };
+    gawk = drv "gawk" { };
+    iputils = drv "iputils" { };
     dosfstools = drv "dosfstools" { };
     mtools = drv "mtools" { };
   };

@@ -36,6 +36,42 @@ let
   efi = config.boot.loader.efi;
   isGrub = cfg.bootloader == "grub";
   grubDevices = cfg.grub.devices ++ optional (cfg.grub.device != null) cfg.grub.device;
+  grubDisks = lib.filter (d: d != "nodev") grubDevices;
+
+  # grub-install --target for this machine's UEFI.
+  grubEfiTargets = {
+    x86_64-linux = "x86_64-efi";
+    i686-linux = "i386-efi";
+    aarch64-linux = "arm64-efi";
+    riscv64-linux = "riscv64-efi";
+    loongarch64-linux = "loongarch64-efi";
+  };
+  system = pkgs.stdenv.hostPlatform.system;
+
+  # The GRUB backend's keys (boot/grub/backend.cpp parse_grub_settings,
+  # docs/grub.md): what `nixboot install --install-bootloader` passes to
+  # grub-install, and the menu timeout.
+  grubSettings = lib.optionalAttrs isGrub (
+    {
+      grub-install = "${cfg.grub.package}/bin/grub-install";
+      grub-target =
+        if cfg.efiSupport then
+          grubEfiTargets.${system}
+            or (throw "boot.loader.nixboot: no GRUB EFI target known for ${system}")
+        else
+          "i386-pc";
+    }
+    // lib.optionalAttrs cfg.efiSupport {
+      grub-efi-dir = efi.efiSysMountPoint;
+      grub-removable = if cfg.grub.efiInstallAsRemovable then "yes" else "no";
+    }
+    // lib.optionalAttrs (!cfg.efiSupport && grubDisks != [ ]) {
+      grub-device = builtins.head grubDisks;
+    }
+    // lib.optionalAttrs (config.boot.loader.timeout != null) {
+      grub-timeout = config.boot.loader.timeout;
+    }
+  );
   scriptedInitrd = !config.boot.initrd.systemd.enable;
 
   checksDir = "/etc/nixboot/checks.d";
@@ -141,7 +177,7 @@ let
     checkTimeouts = mapAttrs (_: c: c.timeout) (
       filterAttrs (_: c: c.timeout != null && c.script != null) cfg.checks
     );
-    extraSettings = cfg.extraSettings;
+    extraSettings = grubSettings // cfg.extraSettings;
   };
 
   configFile = pkgs.writeText "nixboot.conf" configText;
@@ -574,6 +610,14 @@ in
             message = "boot.loader.nixboot.grub.devices contains \"nodev\" but efiSupport = false: a BIOS install needs a real disk, or set boot.loader.nixboot.efiSupport = true.";
           }
           {
+            assertion = !isGrub || cfg.efiSupport || builtins.length grubDisks <= 1;
+            message = "boot.loader.nixboot.grub.devices = [ ${toString grubDisks} ]: nixboot installs GRUB to one disk; keep one in boot.loader.nixboot.grub.devices (mirrored boot disks are not supported yet).";
+          }
+          {
+            assertion = !(isGrub && cfg.efiSupport && !cfg.canTouchEfiVariables && !cfg.grub.efiInstallAsRemovable);
+            message = "boot.loader.nixboot: GRUB EFI without canTouchEfiVariables can only be found by the firmware at the removable path: set boot.loader.nixboot.grub.efiInstallAsRemovable = true (or canTouchEfiVariables = true).";
+          }
+          {
             assertion = lib.hasPrefix "/" efi.efiSysMountPoint;
             message = "boot.loader.efi.efiSysMountPoint = '${efi.efiSysMountPoint}' must be an absolute path (nixboot's esp).";
           }
@@ -600,7 +644,9 @@ in
         }) cfg.checks;
 
       warnings =
-        optional (cfg.panicTimeout == 0)
+        optional (isGrub && cfg.efiSupport && grubDisks != [ ])
+          "boot.loader.nixboot: GRUB is installed for UEFI only (efiSupport = true); the BIOS disk(s) ${toString grubDisks} are ignored."
+        ++ optional (cfg.panicTimeout == 0)
           "boot.loader.nixboot.panicTimeout = 0: a trial that panics waits forever instead of falling back (unless the watchdog resets it)."
         ++ optional (!cfg.watchdog.enable && cfg.panicTimeout == 0)
           "boot.loader.nixboot: with neither the watchdog nor panic= a hung trial needs a human to reset it.";
@@ -621,7 +667,7 @@ in
       system.build.installBootLoader = installScript;
       system.boot.loader.id = "nixboot";
 
-      environment.systemPackages = [ cfg.package ];
+      environment.systemPackages = [ cfg.package ] ++ optional isGrub cfg.grub.package;
       environment.etc = checkFiles // {
         "nixboot/nixboot.conf".source = configFile;
         # `nixboot check` refuses a missing checks directory; the runner
@@ -640,6 +686,8 @@ in
         wantedBy = [ "multi-user.target" ];
         requiredBy = [ "boot-complete.target" ];
         restartIfChanged = false;
+        # The GRUB backend reads its state with grub-editenv / grub-probe.
+        path = optional isGrub cfg.grub.package;
       };
       systemd.services.nixboot-watchdog = {
         wantedBy = [ "sysinit.target" ];

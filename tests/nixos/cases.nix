@@ -36,16 +36,41 @@
         enable = true;
         bootloader = "grub";
         efiSupport = false;
+        grub.device = "/dev/disk/by-id/ata-TEST";
+      };
+      boot.loader.timeout = 2;
+    };
+    expect = {
+      ok = true;
+      golden = "grub-bios";
+    };
+  };
+
+  grub-bios-two-disks = {
+    config = {
+      boot.loader.nixboot = {
+        enable = true;
+        bootloader = "grub";
+        efiSupport = false;
         grub.devices = [
           "/dev/sda"
           "/dev/sdb"
         ];
       };
     };
-    expect = {
-      ok = true;
-      golden = "grub-bios";
+    expect.assertion = [ "nixboot installs GRUB to one disk" ];
+  };
+
+  grub-efi-nvram = {
+    config = {
+      boot.loader.nixboot = {
+        enable = true;
+        bootloader = "grub";
+        grub.device = "nodev";
+        grub.efiInstallAsRemovable = false;
+      };
     };
+    expect.assertion = [ "set boot.loader.nixboot.grub.efiInstallAsRemovable = true" ];
   };
 
   checks = {

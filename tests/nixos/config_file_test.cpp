@@ -2,9 +2,11 @@
 // kept as golden files by tests/nixos/run) must be read by nixboot's own
 // parser (boot/config.cpp) with every value the module meant.
 #include "boot/config.hpp"
+#include "boot/grub/backend.hpp"
 
 #include <catch2/catch.hpp>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -55,6 +57,23 @@ TEST_CASE("nixos module: GRUB nixboot.conf carries tries and the configuration l
   auto bios = read_golden("grub-bios");
   REQUIRE(bios.bootloader == nixboot::Bootloader::grub);
   CHECK(bios.tries == 1);
+}
+
+TEST_CASE("nixos module: the GRUB backend accepts the module's grub-* keys", "[nixos]") {
+  auto efi = nixboot::grub::parse_grub_settings(read_golden("grub-efi").extra);
+  CHECK(efi.target == "x86_64-efi");
+  REQUIRE(efi.efi_dir.has_value());
+  CHECK(*efi.efi_dir == "/boot");
+  CHECK(efi.removable);
+  CHECK(efi.timeout == 5);
+  CHECK(std::filesystem::path(efi.install_program).filename() == "grub-install");
+  CHECK(efi.device.empty());
+
+  auto bios = nixboot::grub::parse_grub_settings(read_golden("grub-bios").extra);
+  CHECK(bios.target == "i386-pc");
+  CHECK(bios.device == "/dev/disk/by-id/ata-TEST");
+  CHECK(bios.timeout == 2);
+  CHECK_FALSE(bios.efi_dir.has_value());
 }
 
 TEST_CASE("nixos module: checks, timeouts and on-failure reach nixboot", "[nixos]") {

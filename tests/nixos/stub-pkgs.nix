@@ -21,6 +21,7 @@ let
     };
     runtimeShell = "/bin/sh";
 
+
     coreutils = drv "coreutils" { };
     efibootmgr = drv "efibootmgr" { };
     grub2 = drv "grub2" { };
@@ -36,12 +37,15 @@ let
         args = builtins.intersectAttrs (builtins.functionArgs fn) (self // packageInputs) // overrides;
       in
       fn args;
-    stdenv.mkDerivation =
-      f:
-      let
-        attrs = if builtins.isFunction f then f attrs else f;
-      in
-      drv "${attrs.pname}-${attrs.version}" { inherit attrs; };
+    stdenv = {
+      hostPlatform.system = "x86_64-linux";
+      mkDerivation =
+        f:
+        let
+          attrs = if builtins.isFunction f then f attrs else f;
+        in
+        drv "${attrs.pname}-${attrs.version}" { inherit attrs; };
+    };
   };
 
   packageInputs = {

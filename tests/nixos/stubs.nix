@@ -39,6 +39,10 @@ in
     };
     # Stock loaders: GRUB is on unless something turns it off, as in nixpkgs.
     boot.loader.grub.enable = bool true;
+    boot.loader.timeout = mkOption {
+      type = types.nullOr types.int;
+      default = 5;
+    };
     boot.loader.systemd-boot.enable = bool false;
 
     boot.bootspec.enable = bool true;

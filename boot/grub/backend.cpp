@@ -1,0 +1,566 @@
+#include "boot/grub/backend.hpp"
+
+#include "boot/generations.hpp"
+#include "boot/grub/grubcfg.hpp"
+#include "boot/grub/process.hpp"
+#include "boot/health/cmdline.hpp"
+#include "boot/sdboot.hpp"
+#include "boot/util/error.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <charconv>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+namespace nixboot::grub {
+
+namespace {
+
+constexpr std::size_t max_state_bytes = 64 << 20;
+constexpr std::size_t max_cfg_bytes = 64 << 20;
+
+std::string q(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+std::optional<unsigned> parse_unsigned(std::string_view text, unsigned max) {
+    if (text.empty() || text.size() > 10 || (text.size() > 1 && text[0] == '0')) return std::nullopt;
+    unsigned v = 0;
+    auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (ec != std::errc() || p != text.data() + text.size() || v > max) return std::nullopt;
+    return v;
+}
+
+GrubState load_state(const RootDir& boot) {
+    auto text = boot.read(state_path, max_state_bytes);
+    if (!text) return {};
+    return parse_state(*text, boot.display(state_path).string());
+}
+
+// Writes `rel` only when its content differs; returns whether it wrote.
+bool write_if_changed(RootDir& dir, std::string_view rel, const std::string& text, std::size_t max) {
+    auto old = dir.read(rel, max);
+    if (old && *old == text) return false;
+    dir.write_atomic(rel, text, Sync::yes);
+    return true;
+}
+
+// The value of the first `set default='...'` line of a grub.cfg nixboot wrote.
+std::optional<std::string> cfg_value(const std::string& cfg, std::string_view prefix) {
+    auto p = cfg.find(prefix);
+    if (p == std::string::npos) return std::nullopt;
+    p += prefix.size();
+    auto e = cfg.find('\'', p);
+    if (e == std::string::npos) return std::nullopt;
+    return cfg.substr(p, e - p);
+}
+
+const EntryRecord* newest_good(const GrubState& s) {
+    const EntryRecord* best = nullptr;
+    for (const auto& e : s.entries) {
+        if (e.state != EntryState::good) continue;
+        if (!best || e.generation > best->generation ||
+            (e.generation == best->generation && e.specialisation.empty() && !best->specialisation.empty()))
+            best = &e;
+    }
+    return best;
+}
+
+std::string sha256_of_file(const std::filesystem::path& path) {
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw_errno("reading " + q(path.string()));
+    std::ostringstream data;
+    data << in.rdbuf();
+    if (in.bad()) throw Error("reading " + q(path.string()) + ": read error");
+    return sha256_hex(data.str());
+}
+
+// Copies `src` into BOOT/kernels under a content-derived name, once; the
+// copy cache in `state` avoids hashing unchanged sources again.
+std::string ensure_copied(RootDir& boot, GrubState& state, const std::string& src, std::string_view kind) {
+    struct stat st {};
+    if (::stat(src.c_str(), &st) != 0) throw_errno("reading " + q(src));
+    if (!S_ISREG(st.st_mode)) throw Error(q(src) + " is not a regular file");
+    const std::uint64_t mtime = static_cast<std::uint64_t>(st.st_mtim.tv_sec) * 1000000000ull +
+                                static_cast<std::uint64_t>(st.st_mtim.tv_nsec);
+    std::string name;
+    auto it = state.copies.find(src);
+    if (it != state.copies.end() && it->second.size == static_cast<std::uint64_t>(st.st_size) &&
+        it->second.mtime_ns == mtime && it->second.ino == static_cast<std::uint64_t>(st.st_ino) &&
+        it->second.name.ends_with("-" + std::string(kind))) {
+        name = it->second.name;
+    } else {
+        name = std::string(kernels_dir) + "/" + sha256_of_file(src).substr(0, 32) + "-" + std::string(kind);
+        state.copies[src] = {name, static_cast<std::uint64_t>(st.st_size), mtime,
+                             static_cast<std::uint64_t>(st.st_ino)};
+    }
+    if (!boot.is_regular_file(name)) {
+        boot.mkdirs(kernels_dir);
+        boot.copy_in(src, name, Sync::yes);
+    }
+    return name;
+}
+
+}  // namespace
+
+GrubSettings parse_grub_settings(const std::map<std::string, std::string>& extra) {
+    GrubSettings s;
+    for (const auto& [key, value] : extra) {
+        if (key == "grub-device-path") {
+            if (!value.empty() && value != "/" && (value.front() != '/' || value.back() == '/'))
+                throw UsageError("grub-device-path: '" + value + "' is not an absolute path like /boot");
+            s.device_path = value == "/" ? "" : value;
+        } else if (key == "grub-efi-dir") {
+            if (value.empty() || value.front() != '/')
+                throw UsageError("grub-efi-dir: '" + value + "' is not an absolute path");
+            s.efi_dir = value;
+        } else if (key == "grub-probe-boot") {
+            s.probe_boot = parse_probe_override(value, key);
+        } else if (key == "grub-probe-efi") {
+            s.probe_efi = parse_probe_override(value, key);
+        } else if (key == "grub-timeout") {
+            auto t = parse_unsigned(value, 3600);
+            if (!t) throw UsageError("grub-timeout: '" + value + "' is not a number of seconds from 0 to 3600");
+            s.timeout = *t;
+        } else if (key == "grub-cmdline") {
+            s.cmdline = value;
+        } else if (key == "grub-target") {
+            s.target = value;
+        } else if (key == "grub-device") {
+            s.device = value;
+        } else if (key == "grub-removable") {
+            if (value != "yes" && value != "no")
+                throw UsageError("grub-removable: '" + value + "' is not yes or no");
+            s.removable = value == "yes";
+        } else if (key == "grub-install") {
+            s.install_program = value;
+        } else {
+            throw UsageError("unknown key '" + key + "'");
+        }
+    }
+    return s;
+}
+
+// ---- GrubBackend -----------------------------------------------------------
+
+namespace {
+
+// grub-probe, unless config injects answers for a directory.
+class ConfiguredProbe final : public Prober {
+public:
+    ConfiguredProbe(GrubSettings s, std::filesystem::path boot) : s_(std::move(s)), boot_(std::move(boot)) {}
+    FsInfo probe(const std::filesystem::path& dir) const override {
+        if (dir == boot_ && s_.probe_boot) return *s_.probe_boot;
+        if (s_.efi_dir && dir == *s_.efi_dir && s_.probe_efi) return *s_.probe_efi;
+        return GrubProbe().probe(dir);
+    }
+
+private:
+    GrubSettings s_;
+    std::filesystem::path boot_;
+};
+
+}  // namespace
+
+GrubBackend::GrubBackend(const BackendOptions& opts)
+    : opts_(opts), settings_(parse_grub_settings(opts.extra)) {
+    prober_ = std::make_shared<ConfiguredProbe>(settings_, opts_.esp);
+}
+
+GrubBackend::GrubBackend(const BackendOptions& opts, std::shared_ptr<const Prober> prober)
+    : opts_(opts), settings_(parse_grub_settings(opts.extra)), prober_(std::move(prober)) {}
+
+const EnvPlacement& GrubBackend::placement() const {
+    if (!placement_) {
+        std::optional<FsInfo> esp;
+        if (settings_.efi_dir) esp = prober_->probe(*settings_.efi_dir);
+        placement_ = place_env(prober_->probe(opts_.esp), esp);
+        spdlog::debug("grub: env placement: {}", placement_->reason);
+    }
+    return *placement_;
+}
+
+std::string GrubBackend::device_path() const {
+    if (settings_.device_path) return *settings_.device_path;
+    if (!device_path_) {
+        ProcessResult r;
+        try {
+            r = run_process({"grub-mkrelpath", opts_.esp.string()});
+        } catch (const Error& e) {
+            throw Error(std::string(e.what()) + "; set grub-device-path");
+        }
+        if (r.exit_status != 0)
+            throw Error("cannot tell where " + opts_.esp.string() + " lies on its filesystem (grub-mkrelpath: " +
+                        first_line(r.err) + "); set grub-device-path");
+        std::string p = first_line(r.out);
+        while (!p.empty() && p.back() == '/') p.pop_back();
+        device_path_ = p;
+    }
+    return *device_path_;
+}
+
+std::string GrubBackend::env_rel() const {
+    return std::string(placement().where == EnvPlacement::Where::esp ? env_on_esp : env_path);
+}
+
+RootDir GrubBackend::open_env_dir() const {
+    if (placement().where == EnvPlacement::Where::esp) return RootDir::open(*settings_.efi_dir);
+    return RootDir::open(opts_.esp);
+}
+
+GrubCfgSpec GrubBackend::cfg_spec(const GrubState& state) const {
+    GrubCfgSpec spec;
+    const std::string dev = device_path();
+    for (const auto& e : state.entries) {
+        MenuEntry m;
+        m.id = e.id;
+        m.title = e.title;
+        m.kernel = dev + "/" + e.kernel;
+        if (!e.initrd.empty()) m.initrd = dev + "/" + e.initrd;
+        m.params = e.params;
+        spec.entries.push_back(std::move(m));
+    }
+    const EntryRecord* def = state.default_id ? state.find(*state.default_id) : nullptr;
+    if (!def || def->state != EntryState::good) def = newest_good(state);
+    if (!def && !state.entries.empty()) def = &state.entries.front();  // nothing good yet: the newest
+    if (def) spec.default_id = def->id;
+    if (state.trial_id && state.find(*state.trial_id) && *state.trial_id != spec.default_id)
+        spec.trial_id = state.trial_id;
+    const EnvPlacement& p = placement();
+    spec.env.writer = p.writer;
+    if (p.where == EnvPlacement::Where::esp) {
+        spec.env.fs_uuid = p.esp_uuid;
+        spec.env.path = "/" + std::string(env_on_esp);
+    }
+    spec.timeout = settings_.timeout;
+    return spec;
+}
+
+// State first, then grub.cfg: a crash in between leaves the old grub.cfg,
+// which only names files the state still keeps (GC runs after both).
+void GrubBackend::write_all(RootDir& boot, const GrubState& state) {
+    boot.mkdirs("grub");
+    write_if_changed(boot, state_path, format_state(state), max_state_bytes);
+    if (state.entries.empty()) return;
+    write_if_changed(boot, cfg_path, format_grub_cfg(cfg_spec(state)), max_cfg_bytes);
+}
+
+LoaderView GrubBackend::read() const {
+    LoaderView v;
+    v.bootloader = Bootloader::grub;
+    auto boot = RootDir::open(opts_.esp);
+    const GrubState state = load_state(boot);
+
+    std::optional<GrubEnv> env;
+    try {
+        auto dir = open_env_dir();
+        env = read_grubenv(dir, env_rel());
+    } catch (const Error& e) {
+        v.warnings.push_back(std::string(e.what()) + " (left alone; the trial counter cannot be read)");
+    }
+    std::optional<std::string> armed;
+    std::optional<unsigned> env_tries;
+    if (env) {
+        if (auto t = env->get("nixboot_trial"); t && !t->empty()) armed = *t;
+        if (auto t = env->get("nixboot_tries")) {
+            env_tries = parse_unsigned(*t, max_tries);
+            if (!env_tries && armed) v.warnings.push_back("grubenv: nixboot_tries=" + q(*t) + " is not a number");
+        }
+    }
+
+    const auto cfg = boot.read(cfg_path, max_cfg_bytes);
+    std::optional<std::string> cfg_trial;
+    if (cfg) {
+        v.persistent_default = cfg_value(*cfg, "\nset default='");
+        cfg_trial = cfg_value(*cfg, "if [ \"${nixboot_trial}\" = '");
+    }
+    if (!v.persistent_default) v.persistent_default = state.default_id;
+
+    for (const auto& r : state.entries) {
+        Entry e;
+        e.id = r.id;
+        e.generation = r.generation;
+        e.specialisation = r.specialisation;
+        e.state = r.state;
+        e.file = std::string(cfg_path);
+        e.title = r.title;
+        e.version = r.version;
+        if (r.state == EntryState::trial) {
+            e.tries_left = r.tries;
+            if (armed == r.id && env_tries) {
+                e.tries_left = *env_tries;
+                e.tries_done = r.tries > *env_tries ? r.tries - *env_tries : 0;
+                if (*env_tries == 0) e.state = EntryState::bad;  // GRUB spent every try
+            }
+        }
+        v.entries.push_back(std::move(e));
+    }
+    if (armed) {
+        v.armed = armed;
+        v.armed_mode = ArmMode::one_shot;
+        if (!state.find(*armed)) v.warnings.push_back("grubenv arms " + q(*armed) + ", which has no entry");
+        else if (cfg_trial != armed)
+            v.warnings.push_back("grubenv arms " + q(*armed) + " but grub.cfg does not know it as the trial");
+    }
+    v.next_boot = v.persistent_default;
+    if (armed && env_tries && *env_tries > 0 && cfg_trial == armed) v.next_boot = armed;
+
+    const EnvPlacement& p = placement();
+    v.vars_writable = p.writer == EnvWriter::grub;
+    if (p.writer == EnvWriter::stage1) v.warnings.push_back("GRUB cannot write its env block: " + p.reason);
+
+    // What booted: nixboot.entry= on the kernel command line (GRUB puts it there).
+    std::ifstream in(settings_.cmdline, std::ios::binary);
+    if (in) {
+        std::string text(health::max_cmdline_bytes, '\0');
+        in.read(text.data(), static_cast<std::streamsize>(text.size()));
+        text.resize(static_cast<std::size_t>(in.gcount()));
+        auto cmd = health::parse_kernel_cmdline(text);
+        if (cmd.entry && parse_entry_id(*cmd.entry)) v.booted = cmd.entry;
+    }
+    return v;
+}
+
+SyncResult GrubBackend::sync(std::span<const Generation> generations, const SyncOptions& opts) {
+    auto boot = RootDir::open(opts_.esp);
+    GrubState state = load_state(boot);
+    const GrubState before = state;
+    SyncResult result;
+    std::set<std::string> wanted;
+
+    for (const auto& g : generations) {
+        std::vector<std::string> specs{""};
+        for (const auto& [name, _] : g.doc.specialisations) specs.push_back(name);
+        for (const auto& spec : specs) {
+            const BootSpec& bs = spec.empty() ? g.doc.boot : g.doc.specialisations.at(spec);
+            EntryRecord rec;
+            rec.id = entry_id(g.number, spec);
+            rec.generation = g.number;
+            rec.specialisation = spec;
+            wanted.insert(rec.id);
+            try {
+                rec.kernel = ensure_copied(boot, state, bs.kernel, "linux");
+                if (bs.initrd) rec.initrd = ensure_copied(boot, state, *bs.initrd, "initrd");
+            } catch (const Error& e) {
+                result.warnings.push_back("entry " + q(rec.id) + ": " + e.what() + "; not updated");
+                continue;
+            }
+            rec.version = !g.nixos_version.empty() ? g.nixos_version : bs.label;
+            rec.title = entry_title(g.number, spec, g.time, rec.version);
+            rec.params.push_back("init=" + bs.init);
+            for (const auto& p : bs.kernel_params) rec.params.push_back(p);
+            if (auto* old = state.find(rec.id)) {
+                rec.state = old->state;
+                rec.tries = old->tries;
+                if (!(*old == rec)) {
+                    *old = rec;
+                    result.updated.push_back(rec.id);
+                }
+            } else {
+                rec.state = opts.new_tries > 0 ? EntryState::trial : EntryState::good;
+                rec.tries = opts.new_tries;
+                state.entries.push_back(rec);
+                result.added.push_back(rec.id);
+            }
+        }
+    }
+
+    // Never drop what the loader may boot: the default, the armed trial, and
+    // whatever the caller protects (booted entry, ...).
+    std::set<std::string> keep = opts.protect;
+    if (state.default_id) keep.insert(*state.default_id);
+    if (state.trial_id) keep.insert(*state.trial_id);
+    std::erase_if(state.entries, [&](const EntryRecord& e) {
+        if (wanted.count(e.id) || keep.count(e.id)) return false;
+        result.removed.push_back(e.id);
+        return true;
+    });
+    sort_entries(state.entries);
+    const EntryRecord* def = state.default_id ? state.find(*state.default_id) : nullptr;
+    if (!def || def->state != EntryState::good) {
+        if (const auto* g = newest_good(state)) state.default_id = g->id;
+    }
+    // Drop cache rows of sources no entry uses any more.
+    std::set<std::string> names;
+    for (const auto& e : state.entries) {
+        names.insert(e.kernel);
+        names.insert(e.initrd);
+    }
+    std::erase_if(state.copies, [&](const auto& kv) { return !names.count(kv.second.name); });
+
+    if (!(state == before) || !boot.exists(cfg_path)) write_all(boot, state);
+    if (!state.entries.empty()) {
+        // The env block must exist (1024 bytes, allocated) for GRUB to save into it.
+        auto dir = open_env_dir();
+        auto env = read_grubenv(dir, env_rel());
+        if (!env) {
+            GrubEnv fresh;
+            if (state.default_id) fresh.set("nixboot_default", *state.default_id);
+            const std::string rel = env_rel();
+            if (auto slash = rel.rfind('/'); slash != std::string::npos) dir.mkdirs(rel.substr(0, slash));
+            write_grubenv(dir, rel, fresh, Sync::yes);
+        }
+    }
+    return result;
+}
+
+ArmMode GrubBackend::arm(std::string_view id, const ArmOptions& opts) {
+    auto boot = RootDir::open(opts_.esp);
+    GrubState state = load_state(boot);
+    EntryRecord* rec = state.find(id);
+    if (!rec) throw Error("no GRUB entry " + q(id) + " to arm (run 'nixboot install' first)");
+    if (state.default_id == id) throw Error(q(id) + " is the default; a trial of it is pointless");
+    if (opts.tries == 0 || opts.tries > max_tries)
+        throw UsageError("--tries " + std::to_string(opts.tries) + ": GRUB counts from 1 to " +
+                         std::to_string(max_tries));
+    const EnvPlacement& p = placement();
+    if (p.writer == EnvWriter::stage1 && !opts.accept_risk)
+        throw Error("refusing to arm " + q(id) + ": " + p.reason +
+                    ". Use --accept-risk to arm it anyway, or put /boot on a plain FAT/ext4 partition "
+                    "(or set grub-efi-dir to a FAT ESP)");
+    // Read the env first: a block we cannot parse is refused, not rewritten.
+    auto envdir = open_env_dir();
+    const std::string rel = env_rel();
+    GrubEnv env = read_grubenv(envdir, rel).value_or(GrubEnv{});
+
+    rec->state = EntryState::trial;
+    rec->tries = opts.tries;
+    state.trial_id = std::string(id);
+    write_all(boot, state);  // grub.cfg knows the trial before grubenv arms it
+
+    env.set("nixboot_trial", id);
+    env.set("nixboot_tries", std::to_string(opts.tries));
+    if (state.default_id) env.set("nixboot_default", *state.default_id);
+    if (auto slash = rel.rfind('/'); slash != std::string::npos) envdir.mkdirs(rel.substr(0, slash));
+    write_grubenv(envdir, rel, env, Sync::yes);
+    return ArmMode::one_shot;
+}
+
+void GrubBackend::disarm() {
+    auto envdir = open_env_dir();
+    const std::string rel = env_rel();
+    if (auto env = read_grubenv(envdir, rel)) {
+        bool changed = env->unset("nixboot_trial");
+        changed = env->unset("nixboot_tries") || changed;
+        if (changed) write_grubenv(envdir, rel, *env, Sync::yes);  // GRUB stops first
+    }
+    auto boot = RootDir::open(opts_.esp);
+    GrubState state = load_state(boot);
+    if (state.trial_id) {
+        state.trial_id.reset();
+        write_all(boot, state);
+    }
+}
+
+void GrubBackend::set_state(std::string_view id, EntryState st) {
+    if (st == EntryState::trial) throw UsageError("set_state: use arm() to make " + q(id) + " a trial");
+    auto boot = RootDir::open(opts_.esp);
+    GrubState state = load_state(boot);
+    EntryRecord* rec = state.find(id);
+    if (!rec) throw Error("no GRUB entry " + q(id));
+    if (rec->state == st && rec->tries == 0) return;
+    if (st == EntryState::bad && state.default_id == id)
+        throw Error("refusing to mark " + q(id) + " bad while it is the default; move the default first");
+    rec->state = st;
+    rec->tries = 0;
+    write_all(boot, state);
+}
+
+void GrubBackend::set_default(std::string_view id) {
+    auto boot = RootDir::open(opts_.esp);
+    GrubState state = load_state(boot);
+    const EntryRecord* rec = state.find(id);
+    if (!rec) throw Error("no GRUB entry " + q(id) + " to make the default");
+    if (rec->state != EntryState::good)
+        throw Error("refusing to make " + q(id) + " the default: it is " + std::string(to_string(rec->state)));
+    if (state.trial_id == id) {
+        disarm();
+        state = load_state(boot);
+    }
+    state.default_id = std::string(id);
+    write_all(boot, state);
+    auto envdir = open_env_dir();
+    const std::string rel = env_rel();
+    GrubEnv env = read_grubenv(envdir, rel).value_or(GrubEnv{});
+    if (env.get("nixboot_default") != id) {
+        env.set("nixboot_default", id);
+        if (auto slash = rel.rfind('/'); slash != std::string::npos) envdir.mkdirs(rel.substr(0, slash));
+        write_grubenv(envdir, rel, env, Sync::yes);
+    }
+}
+
+GcResult GrubBackend::collect_garbage() {
+    auto boot = RootDir::open(opts_.esp);
+    const GrubState state = load_state(boot);
+    const std::string cfg = boot.read(cfg_path, max_cfg_bytes).value_or("");
+    std::set<std::string> referenced;
+    for (const auto& e : state.entries) {
+        referenced.insert(e.kernel);
+        referenced.insert(e.initrd);
+    }
+    GcResult result;
+    for (const auto& name : boot.list(kernels_dir)) {
+        const std::string rel = std::string(kernels_dir) + "/" + name;
+        // Also keep whatever the grub.cfg on disk still names (a crash
+        // between the state and grub.cfg writes).
+        if (referenced.count(rel) || cfg.find("/" + rel + "'") != std::string::npos) continue;
+        if (!boot.is_regular_file(rel)) continue;
+        if (boot.remove(rel, Sync::yes)) result.removed.push_back(rel);
+    }
+    return result;
+}
+
+std::unique_ptr<Backend> make_grub_backend(const BackendOptions& opts) {
+    return std::make_unique<GrubBackend>(opts);
+}
+
+// ---- stage 1 -----------------------------------------------------------------
+
+ConsumeResult consume_try_in_userspace(const std::filesystem::path& grubenv, std::string_view trial,
+                                       unsigned tries_after) {
+    auto dir = RootDir::open(grubenv.parent_path());
+    const std::string name = grubenv.filename().string();
+    auto env = read_grubenv(dir, name);
+    if (!env || env->get("nixboot_trial") != trial) return ConsumeResult::not_armed;
+    auto tries = parse_unsigned(env->get("nixboot_tries").value_or(""), max_tries);
+    if (tries && *tries <= tries_after) return ConsumeResult::already_consumed;
+    env->set("nixboot_tries", std::to_string(tries_after));
+    write_grubenv(dir, name, *env, Sync::yes);
+    return ConsumeResult::consumed;
+}
+
+// ---- grub-install ---------------------------------------------------------------
+
+std::vector<std::string> grub_install_argv(const GrubSettings& s, const std::filesystem::path& boot_dir) {
+    if (s.target.empty())
+        throw UsageError("--install-bootloader needs grub-target (x86_64-efi, i386-pc, ...)");
+    std::vector<std::string> argv{s.install_program, "--target=" + s.target,
+                                  "--boot-directory=" + boot_dir.string()};
+    const bool efi = s.target.ends_with("-efi");
+    if (efi) {
+        if (!s.efi_dir) throw UsageError("grub-target " + s.target + " needs grub-efi-dir (the ESP)");
+        argv.push_back("--efi-directory=" + s.efi_dir->string());
+        argv.push_back("--bootloader-id=NixOS");
+        if (s.removable) argv.push_back("--removable");
+    } else if (s.target == "i386-pc") {
+        if (s.device.empty()) throw UsageError("grub-target i386-pc needs grub-device (the disk, e.g. /dev/sda)");
+        argv.push_back(s.device);
+    } else if (!s.device.empty()) {
+        argv.push_back(s.device);
+    }
+    return argv;
+}
+
+void install_grub_bootloader(const BackendOptions& opts) {
+    const GrubSettings s = parse_grub_settings(opts.extra);
+    const auto argv = grub_install_argv(s, opts.esp);
+    const ProcessResult r = run_process(argv);
+    if (r.exit_status != 0)
+        throw Error(s.install_program + " failed (exit " + std::to_string(r.exit_status) +
+                    "): " + first_line(r.err.empty() ? r.out : r.err));
+}
+
+}  // namespace nixboot::grub

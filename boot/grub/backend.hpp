@@ -1,0 +1,110 @@
+// The GRUB backend: boot/backend.hpp over grub.cfg (generated), grubenv (the
+// live trial counter, written by GRUB itself before it boots a trial) and
+// BOOT/grub/nixboot.json (every entry's state). Layout and keys: docs/grub.md.
+#pragma once
+
+#include "boot/backend.hpp"
+#include "boot/grub/grubenv.hpp"
+#include "boot/grub/probe.hpp"
+#include "boot/grub/state.hpp"
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace nixboot::grub {
+
+// Paths relative to the boot dir (--esp): grub.cfg, the state file, the
+// default env block, the kernel copies. On the ESP: env_on_esp.
+inline constexpr std::string_view cfg_path = "grub/grub.cfg";
+inline constexpr std::string_view state_path = "grub/nixboot.json";
+inline constexpr std::string_view env_path = "grub/grubenv";
+inline constexpr std::string_view kernels_dir = "kernels";
+inline constexpr std::string_view env_on_esp = "nixboot/grubenv";
+
+// The "grub-*" config keys (docs/contracts.md), parsed and checked.
+struct GrubSettings {
+    // Path of the boot dir as GRUB sees it on its filesystem: "" when the boot
+    // dir is the root of its filesystem, "/boot" when it is a directory of the
+    // root filesystem. nullopt: ask grub-mkrelpath.
+    std::optional<std::string> device_path;
+    std::optional<std::filesystem::path> efi_dir;  // the ESP, when it is not the boot dir
+    std::optional<FsInfo> probe_boot;              // injected grub-probe answers
+    std::optional<FsInfo> probe_efi;
+    unsigned timeout = 5;
+    std::filesystem::path cmdline = "/proc/cmdline";
+    // grub-install (install --install-bootloader only)
+    std::string target;                            // "x86_64-efi", "i386-pc", ...
+    std::string device;                            // i386-pc: the disk, e.g. /dev/sda
+    bool removable = false;
+    std::string install_program = "grub-install";
+};
+
+// Parses BackendOptions::extra. Throws UsageError "grub-timeout: 'x' is not
+// a number" / "unknown key 'grub-foo'" (exit 2, nothing written).
+GrubSettings parse_grub_settings(const std::map<std::string, std::string>& extra);
+
+class GrubBackend final : public Backend {
+public:
+    explicit GrubBackend(const BackendOptions& opts);
+    // For tests: an explicit prober instead of grub-probe / the injected keys.
+    GrubBackend(const BackendOptions& opts, std::shared_ptr<const Prober> prober);
+
+    Bootloader kind() const override { return Bootloader::grub; }
+    LoaderView read() const override;
+    SyncResult sync(std::span<const Generation> generations, const SyncOptions& opts) override;
+    // Refuses (Error) where GRUB cannot consume the try itself unless
+    // opts.accept_risk, naming the unprotected window.
+    ArmMode arm(std::string_view id, const ArmOptions& opts) override;
+    void disarm() override;
+    void set_state(std::string_view id, EntryState state) override;
+    void set_default(std::string_view id) override;
+    GcResult collect_garbage() override;
+
+    // Where the env block goes on this machine and who consumes tries (probed once).
+    const EnvPlacement& placement() const;
+    const GrubSettings& settings() const noexcept { return settings_; }
+
+private:
+    std::string device_path() const;
+    RootDir open_env_dir() const;
+    std::string env_rel() const;
+    GrubCfgSpec cfg_spec(const GrubState& state) const;
+    void write_all(RootDir& boot, const GrubState& state);
+
+    BackendOptions opts_;
+    GrubSettings settings_;
+    std::shared_ptr<const Prober> prober_;
+    mutable std::optional<EnvPlacement> placement_;
+    mutable std::optional<std::string> device_path_;
+};
+
+std::unique_ptr<Backend> make_grub_backend(const BackendOptions& opts);
+
+// For nixboot-stage1 where GRUB cannot write its env (cmdline
+// nixboot.consume=stage1): sets nixboot_tries in the env block at `grubenv`
+// to `tries_after` (the nixboot.tries GRUB put on the command line) if it
+// still names `trial` with more tries than that. Idempotent: a second call in
+// the same boot changes nothing.
+enum class ConsumeResult { consumed, already_consumed, not_armed };
+ConsumeResult consume_try_in_userspace(const std::filesystem::path& grubenv,
+                                       std::string_view trial, unsigned tries_after);
+
+// grub-install's argv for `install --install-bootloader`: --target,
+// --boot-directory=BOOT, --efi-directory and --bootloader-id=NixOS for EFI,
+// --removable, and the disk for i386-pc. Throws UsageError for a missing
+// target, an EFI target without grub-efi-dir, i386-pc without grub-device.
+std::vector<std::string> grub_install_argv(const GrubSettings& settings,
+                                           const std::filesystem::path& boot_dir);
+// Runs it; Error "grub-install failed (exit 1): <first stderr line>".
+void install_grub_bootloader(const BackendOptions& opts);
+
+}  // namespace nixboot::grub
+
+namespace nixboot {
+using grub::make_grub_backend;
+}

@@ -240,7 +240,7 @@ let
         if [ -z "$gen" ]; then
           echo "nixboot: $toplevel is not a generation of $profile; installed, no trial armed" >&2
         elif ! ${nixbootCmd} try "$gen"; then
-          echo "nixboot: generation $gen is installed but no trial is armed (see the error above); run 'nixboot try $gen' to arm one" >&2
+          echo "nixboot: generation $gen: no new trial armed (see the message above); 'nixboot status' shows what the next boot does" >&2
         fi
       fi
     ''}

@@ -1,5 +1,6 @@
 #include "boot/bootspec.hpp"
 
+#include "boot/util/dir.hpp"
 #include "boot/util/error.hpp"
 
 #include <nlohmann/json.hpp>
@@ -7,7 +8,6 @@
 #include <algorithm>
 #include <cerrno>
 #include <cctype>
-#include <fstream>
 #include <sstream>
 #include <sys/stat.h>
 
@@ -109,21 +109,7 @@ json spec_to_json(const BootSpec& spec) {
 }
 
 std::optional<std::string> read_small_file(const std::filesystem::path& path, std::size_t max_bytes) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) {
-        struct stat st {};
-        if (::stat(path.c_str(), &st) != 0 && errno == ENOENT) return std::nullopt;
-        throw_errno("reading '" + path.string() + "'");
-    }
-    std::string content;
-    char buffer[65536];
-    while (in.read(buffer, sizeof buffer) || in.gcount() > 0) {
-        content.append(buffer, static_cast<std::size_t>(in.gcount()));
-        if (content.size() > max_bytes)
-            throw Error("reading '" + path.string() + "': larger than " + std::to_string(max_bytes) + " bytes");
-    }
-    if (in.bad()) throw Error("reading '" + path.string() + "': I/O error");
-    return content;
+    return read_file_if_exists(path, max_bytes);
 }
 
 std::string trim(std::string s) {

@@ -1,13 +1,15 @@
 #include "boot/generations.hpp"
 
 #include "boot/util/error.hpp"
+#include "boot/util/dir.hpp"
 #include "boot/util/fd.hpp"
 
 #include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <fcntl.h>
-#include <fstream>
+#include <climits>
+#include <map>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -28,23 +30,40 @@ std::optional<unsigned> parse_link_name(std::string_view name, std::string_view 
     return n;
 }
 
-void require_file(const std::string& path, const std::string& what) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) throw SysError(errno, what + " '" + path + "'");
-    if (!S_ISREG(st.st_mode)) throw Error(what + " '" + path + "' is not a regular file");
-}
+// Kernels are shared by many generations: stat each path once per scan.
+class FileChecks {
+public:
+    void require(const std::string& path, const std::string& what) {
+        auto it = seen_.find(path);
+        if (it == seen_.end()) {
+            struct stat st {};
+            std::string tail;  // what follows the quoted path in the message; empty = fine
+            if (::stat(path.c_str(), &st) != 0) tail = "': " + std::error_code(errno, std::generic_category()).message();
+            else if (!S_ISREG(st.st_mode)) tail = "' is not a regular file";
+            it = seen_.emplace(path, std::move(tail)).first;
+        }
+        if (!it->second.empty()) throw Error(what + " '" + path + it->second);
+    }
 
-// The files an entry copies to the ESP must exist before anything is written.
-void require_boot_files(const BootSpec& spec, const std::string& prefix) {
-    require_file(spec.kernel, prefix + "kernel");
-    if (spec.initrd) require_file(*spec.initrd, prefix + "initrd");
-    if (spec.devicetree) require_file(*spec.devicetree, prefix + "devicetree");
-}
+    // The files an entry copies to the ESP must exist before anything is written.
+    void require_boot_files(const BootSpec& spec, const std::string& prefix) {
+        require(spec.kernel, prefix + "kernel");
+        if (spec.initrd) require(*spec.initrd, prefix + "initrd");
+        if (spec.devicetree) require(*spec.devicetree, prefix + "devicetree");
+    }
+
+private:
+    std::map<std::string, std::string> seen_;
+};
 
 std::string read_version(const std::filesystem::path& toplevel) {
-    std::ifstream in(toplevel / "nixos-version");
     std::string line;
-    if (!in || !std::getline(in, line)) return "";
+    try {
+        line = read_file_if_exists(toplevel / "nixos-version", 4096).value_or("");
+    } catch (const Error&) {
+        return "";
+    }
+    line = line.substr(0, line.find('\n'));
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
     if (line.size() > 256 || std::any_of(line.begin(), line.end(), [](char c) {
             return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
@@ -53,20 +72,28 @@ std::string read_version(const std::filesystem::path& toplevel) {
     return line;
 }
 
-Generation read_generation(const std::filesystem::path& link, unsigned number) {
+Generation read_generation_checked(const GenerationLink& link, FileChecks& checks) {
     Generation gen;
-    gen.number = number;
-    gen.link = link;
-    struct stat st {};
-    if (::lstat(link.c_str(), &st) != 0) throw_errno("'" + link.string() + "'");
-    gen.time = st.st_mtime;
-    std::error_code ec;
-    gen.toplevel = std::filesystem::canonical(link, ec);
-    if (ec) throw Error("'" + link.string() + "' does not lead to a system (" + ec.message() + ")");
-    gen.doc = read_boot_document(gen.toplevel);
-    require_boot_files(gen.doc.boot, "");
+    gen.number = link.number;
+    gen.link = link.link;
+    gen.time = link.time;
+    gen.toplevel = link.target;
+    try {
+        gen.doc = read_boot_document(gen.toplevel);
+    } catch (const Error&) {
+        // Say why in terms of the link when the system itself is gone; only
+        // looked at on failure, to keep the common path to a few syscalls.
+        struct stat st {};
+        if (::stat(link.target.c_str(), &st) != 0) {
+            const int err = errno;
+            throw Error("'" + link.link.string() + "' does not lead to a system ('" + link.target.string() + "': " +
+                        std::error_code(err, std::generic_category()).message() + ")");
+        }
+        throw;
+    }
+    checks.require_boot_files(gen.doc.boot, "");
     for (const auto& [name, spec] : gen.doc.specialisations)
-        require_boot_files(spec, "specialisation '" + name + "': ");
+        checks.require_boot_files(spec, "specialisation '" + name + "': ");
     gen.nixos_version = read_version(gen.toplevel);
     return gen;
 }
@@ -77,26 +104,57 @@ std::filesystem::path generation_link(const std::filesystem::path& profile, unsi
     return profile.parent_path() / (profile.filename().string() + "-" + std::to_string(n) + "-link");
 }
 
-GenerationScan discover_generations(const std::filesystem::path& profile) {
+std::vector<GenerationLink> list_generation_links(const std::filesystem::path& profile) {
     const std::filesystem::path dir = profile.parent_path().empty() ? "." : profile.parent_path();
     const std::string base = profile.filename().string();
-    std::vector<std::pair<unsigned, std::filesystem::path>> links;
-    std::error_code ec;
-    for (auto it = std::filesystem::directory_iterator(dir, ec); !ec && it != std::filesystem::directory_iterator();
-         it.increment(ec)) {
-        const std::string name = it->path().filename().string();
-        if (auto n = parse_link_name(name, base)) links.emplace_back(*n, it->path());
+    std::optional<RootDir> opened;
+    try {
+        opened = RootDir::open(dir);
+    } catch (const SysError& e) {
+        throw SysError(e.errno_value(), "listing generations in '" + dir.string() + "'");
     }
-    if (ec) throw SysError(ec.value(), "listing generations in '" + dir.string() + "'");
-    std::sort(links.begin(), links.end());
+    const RootDir& root = *opened;
+    std::vector<GenerationLink> links;
+    for (const std::string& name : root.list("")) {
+        const auto number = parse_link_name(name, base);
+        if (!number) continue;
+        GenerationLink link;
+        link.number = *number;
+        link.link = dir / name;
+        struct stat st {};
+        if (::fstatat(root.fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) continue;  // raced away
+        link.time = st.st_mtime;
+        if (S_ISLNK(st.st_mode)) {
+            std::string target(PATH_MAX, '\0');
+            const ssize_t n = ::readlinkat(root.fd(), name.c_str(), target.data(), target.size());
+            if (n < 0) continue;
+            target.resize(static_cast<std::size_t>(n));
+            link.target = std::filesystem::path(target).is_absolute() ? std::filesystem::path(target) : dir / target;
+        } else {
+            link.target = link.link;  // not a symlink: read it as the toplevel itself
+        }
+        link.target = link.target.lexically_normal();
+        links.push_back(std::move(link));
+    }
+    std::sort(links.begin(), links.end(), [](const auto& a, const auto& b) { return a.number < b.number; });
+    return links;
+}
+
+Generation read_generation(const GenerationLink& link) {
+    FileChecks checks;
+    return read_generation_checked(link, checks);
+}
+
+GenerationScan discover_generations(const std::filesystem::path& profile) {
     GenerationScan scan;
-    for (const auto& [number, link] : links) {
+    FileChecks checks;
+    for (const GenerationLink& link : list_generation_links(profile)) {
         try {
-            scan.ok.push_back(read_generation(link, number));
+            scan.ok.push_back(read_generation_checked(link, checks));
         } catch (const Error& e) {
-            scan.skipped.push_back(SkippedGeneration{number, e.what()});
+            scan.skipped.push_back(SkippedGeneration{link.number, e.what()});
         } catch (const std::exception& e) {  // std::filesystem / bad_alloc: still only this generation
-            scan.skipped.push_back(SkippedGeneration{number, "'" + link.string() + "': " + e.what()});
+            scan.skipped.push_back(SkippedGeneration{link.number, "'" + link.link.string() + "': " + e.what()});
         }
     }
     return scan;

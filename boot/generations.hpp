@@ -31,6 +31,25 @@ struct GenerationScan {
     std::vector<SkippedGeneration> skipped;   // sorted by number
 };
 
+// A generation link as found beside the profile, before reading its system.
+struct GenerationLink {
+    unsigned number = 0;
+    std::filesystem::path link;    // PROFILE-N-link
+    std::filesystem::path target;  // where it points (absolute, lexically normal)
+    std::time_t time = 0;          // mtime of the link itself
+};
+
+// Cheap: one directory listing plus one lstat and readlink per link; reads no
+// toplevel. Sorted by number. For callers that only need to know which
+// generations exist (no-op install, status). Throws only if the profile's
+// directory cannot be listed.
+std::vector<GenerationLink> list_generation_links(const std::filesystem::path& profile);
+
+// Reads one generation: its boot.json (or legacy files) and checks that every
+// kernel, initrd and devicetree it names exists. Throws Error naming the link
+// or file and the cause.
+Generation read_generation(const GenerationLink& link);
+
 // Lists PROFILE-N-link (N a decimal without leading zeros, fits unsigned)
 // next to `profile`; each one is read with read_boot_document. A broken one
 // (dangling link, missing kernel, malformed boot.json) is skipped with the

@@ -119,6 +119,35 @@ void validate_relative_path(std::string_view rel) {
     }
 }
 
+std::optional<std::string> read_file_if_exists(const std::filesystem::path& path, std::size_t max_bytes) {
+    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    if (!fd) {
+        if (errno == ENOENT) return std::nullopt;
+        throw_errno("reading " + quoted(path));
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) throw_errno("reading " + quoted(path));
+    if (!S_ISREG(st.st_mode)) throw Error("reading " + quoted(path) + ": not a regular file");
+    if (static_cast<std::uint64_t>(st.st_size) > max_bytes)
+        throw Error("reading " + quoted(path) + ": larger than " + std::to_string(max_bytes) + " bytes");
+    std::string content(static_cast<std::size_t>(st.st_size), '\0');
+    std::size_t got = 0;
+    for (;;) {
+        if (got == content.size()) content.resize(std::min(max_bytes + 1, content.size() * 2 + 4096));
+        const ssize_t n = ::read(fd.get(), content.data() + got, content.size() - got);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("reading " + quoted(path));
+        }
+        if (n == 0) break;
+        got += static_cast<std::size_t>(n);
+        if (got > max_bytes) throw Error("reading " + quoted(path) + ": larger than " + std::to_string(max_bytes) + " bytes");
+    }
+    content.resize(got);
+    fd.close(path.c_str());
+    return content;
+}
+
 RootDir RootDir::open(const std::filesystem::path& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) throw_errno("opening directory " + quoted(path));
@@ -391,6 +420,17 @@ void RootDir::mkdirs(std::string_view rel) {
         if (next < 0) { const int err = errno; throw_open_error(err, dir.get(), name, "opening directory", shown); }
         dir = Fd(next);
     }
+}
+
+std::size_t RootDir::remove_stale_temp_files(std::string_view rel, Sync sync) {
+    std::size_t removed = 0;
+    for (const std::string& name : list(rel)) {
+        if (!name.starts_with('.') || name.find(".nixboot-tmp-") == std::string::npos) continue;
+        const std::string path = (rel.empty() || rel == ".") ? name : std::string(rel) + "/" + name;
+        if (remove(path, Sync::no)) ++removed;
+    }
+    if (removed > 0 && sync == Sync::yes) fsync_dir(rel);
+    return removed;
 }
 
 void RootDir::fsync_dir(std::string_view rel) const {

@@ -31,6 +31,11 @@ void reset_io_stats() noexcept;
 // components (no absolute path, no "." or "..", no empty part, no NUL).
 void validate_relative_path(std::string_view rel);
 
+// Reads a whole regular file at an ordinary path (outside any RootDir: the
+// Nix store, /proc), following symlinks. nullopt if it does not exist;
+// throws Error if it is larger than max_bytes or not a regular file.
+std::optional<std::string> read_file_if_exists(const std::filesystem::path& path, std::size_t max_bytes);
+
 class RootDir {
 public:
     // Opens `path` (which must exist and be a directory; symlinks in `path`
@@ -78,6 +83,10 @@ public:
     void mkdirs(std::string_view rel);
     // fsync of directory `rel` ("" = the root).
     void fsync_dir(std::string_view rel) const;
+    // Removes leftovers of write_atomic/copy_in interrupted by a crash
+    // (".NAME.nixboot-tmp-*") in directory `rel`; returns how many. Only call
+    // it under the Lock: another command's temp file looks the same.
+    std::size_t remove_stale_temp_files(std::string_view rel, Sync sync);
     // Opens an existing or new file below the root with O_NOFOLLOW on every
     // component; `flags` are open(2) flags (O_CLOEXEC added).
     Fd open_file(std::string_view rel, int flags, unsigned mode = 0644) const;

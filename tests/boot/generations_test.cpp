@@ -39,8 +39,8 @@ TEST_CASE("generations: discovered in order, broken ones skipped with the reason
               ": not JSON: parse error at line 1, column 4: syntax error while parsing object key - invalid literal; last read: "
               "'{ no'; expected string literal");
     CHECK(scan.skipped[1].number == 5);
-    CHECK(scan.skipped[1].reason == "'" + (tmp / "profiles/system-5-link").string() +
-                                        "' does not lead to a system (No such file or directory)");
+    CHECK(scan.skipped[1].reason == "'" + (tmp / "profiles/system-5-link").string() + "' does not lead to a system ('" +
+                                        (store / "gone").string() + "': No such file or directory)");
     CHECK(scan.skipped[2].number == 6);
     CHECK(scan.skipped[2].reason == "kernel '" + (store / "system-6/kernel-file").string() + "': No such file or directory");
     CHECK(scan.skipped[3].number == 7);

@@ -90,3 +90,23 @@ TEST_CASE("generations: switch_profile swaps the symlink atomically", "[generati
     std::sort(names.begin(), names.end());
     CHECK(names == std::vector<std::string>{"system", "system-1-link", "system-2-link"});
 }
+
+TEST_CASE("generations: links are listed cheaply and read one at a time", "[generations]") {
+    test::TempDir tmp;
+    const auto profile = tmp / "profiles/system";
+    test::make_generation(tmp / "store", profile, 2);
+    test::make_generation(tmp / "store", profile, 1);
+    std::filesystem::create_symlink("../store/system-1", tmp / "profiles/system-3-link");  // relative target
+    const auto links = list_generation_links(profile);
+    REQUIRE(links.size() == 3);
+    CHECK(links[0].number == 1);
+    CHECK(links[0].link == tmp / "profiles/system-1-link");
+    CHECK(links[0].target == tmp / "store/system-1");
+    CHECK(links[2].target == tmp / "store/system-1");  // made absolute and normal
+    const Generation g = read_generation(links[2]);
+    CHECK(g.number == 3);
+    CHECK(g.doc.boot.kernel == (tmp / "store/system-1/kernel-file").string());
+    std::filesystem::remove(tmp / "store/system-2/boot.json");
+    CHECK_THROWS_WITH(read_generation(links[1]), "'" + (tmp / "store/system-2").string() +
+                                                    "': no boot.json and no usable 'kernel' (No such file or directory)");
+}

@@ -202,3 +202,30 @@ TEST_CASE("RootDir: a read-only file system fails with the path and changes noth
                       "removing '" + (tmp / "esp/a+1.conf").string() + "': Read-only file system");
     CHECK(root.read("a+1.conf", 10) == std::optional<std::string>("x"));
 }
+
+TEST_CASE("RootDir: leftovers of an interrupted write are cleaned up, the file is intact", "[util][dir]") {
+    test::TempDir tmp;
+    RootDir root = RootDir::open(tmp.path());
+    root.mkdirs("loader/entries");
+    root.write_atomic("loader/entries/a.conf", "old\n", Sync::yes);
+    // What a crash between "write temp" and "rename" leaves behind.
+    test::write_file(tmp / "loader/entries/.a.conf.nixboot-tmp-123-0-abc", "new, half");
+    test::write_file(tmp / "loader/entries/.hidden-by-user", "keep");
+    CHECK(root.remove_stale_temp_files("loader/entries", Sync::yes) == 1);
+    CHECK(root.list("loader/entries") == std::vector<std::string>{".hidden-by-user", "a.conf"});
+    CHECK(test::read_file(tmp / "loader/entries/a.conf") == "old\n");
+    CHECK(root.remove_stale_temp_files("loader/entries", Sync::yes) == 0);
+}
+
+TEST_CASE("read_file_if_exists: bounded reads outside a root", "[util][dir]") {
+    test::TempDir tmp;
+    test::write_file(tmp / "f", "hello");
+    CHECK(read_file_if_exists(tmp / "f", 5) == std::optional<std::string>("hello"));
+    CHECK_FALSE(read_file_if_exists(tmp / "missing", 5));
+    CHECK_THROWS_WITH(read_file_if_exists(tmp / "f", 4), "reading '" + (tmp / "f").string() + "': larger than 4 bytes");
+    CHECK_THROWS_WITH(read_file_if_exists(tmp.path(), 4), "reading '" + tmp.path().string() + "': not a regular file");
+    // /proc files report size 0 and are still read whole.
+    const auto boot_id = read_file_if_exists("/proc/sys/kernel/random/boot_id", 100);
+    REQUIRE(boot_id);
+    CHECK(boot_id->size() == 37);
+}

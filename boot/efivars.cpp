@@ -34,9 +34,28 @@ constexpr long efivarfs_magic = 0xde5e81e4;
 // one directory per process; every other directory is read and written here
 // directly, in the same format (4-byte attributes + data in "Name-GUID").
 const std::string& libefivar_dir() {
+    // The process's initial environment (what libefivar saw when it was
+    // loaded), not getenv(): a later setenv() must not make us believe that
+    // libefivar serves another directory.
     static const std::string dir = [] {
-        const char* env = std::getenv("EFIVARFS_PATH");
-        return std::string(env ? env : "/sys/firmware/efi/efivars/");
+        std::string initial = "/sys/firmware/efi/efivars/";
+        std::optional<std::string> environ_block;
+        try {
+            environ_block = read_file_if_exists("/proc/self/environ", 1 << 20);
+        } catch (const Error&) {
+        }
+        if (environ_block) {
+            std::string_view rest = *environ_block;
+            while (!rest.empty()) {
+                const std::size_t end = std::min(rest.find('\0'), rest.size());
+                const std::string_view var = rest.substr(0, end);
+                if (var.starts_with("EFIVARFS_PATH=")) initial = std::string(var.substr(14));
+                rest.remove_prefix(std::min(end + 1, rest.size()));
+            }
+        } else if (const char* env = std::getenv("EFIVARFS_PATH")) {
+            initial = env;  // no /proc (early boot): the best we know
+        }
+        return initial;
     }();
     return dir;
 }

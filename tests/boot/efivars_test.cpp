@@ -208,3 +208,50 @@ TEST_CASE("efivars: libefivar and the direct path read each other's files", "[ef
           std::string("\x07\x00\x00\x00", 4) + utf16("nixos-generation-12+3.conf"));
     CHECK_FALSE(vars.get_string(efivar_name::loader_entry_default));
 }
+
+// Runs this test binary again with EFIVARFS_PATH=dir/ (so libefivar binds
+// to dir at load) and the given hidden test tag; returns its exit status.
+int run_child(const std::string& tag, const std::filesystem::path& dir, const std::filesystem::path& other) {
+    const std::string env_path = "EFIVARFS_PATH=" + dir.string() + "/";
+    const std::string env_dir = "NIXBOOT_TEST_EFIVARS=" + dir.string();
+    const std::string env_other = "NIXBOOT_TEST_EFIVARS_OTHER=" + other.string();
+    const pid_t child = ::fork();
+    if (child < 0) return -1;
+    if (child == 0) {
+        const int devnull = ::open("/dev/null", O_WRONLY);
+        ::dup2(devnull, 1);
+        char* argv[] = {const_cast<char*>("nixboot_tests"), const_cast<char*>(tag.c_str()), nullptr};
+        char* envp[] = {const_cast<char*>(env_path.c_str()), const_cast<char*>(env_dir.c_str()),
+                        const_cast<char*>(env_other.c_str()), nullptr};
+        ::execve("/proc/self/exe", argv, envp);
+        ::_exit(127);
+    }
+    int status = 0;
+    if (::waitpid(child, &status, 0) != child || !WIFEXITED(status)) return -1;
+    return WEXITSTATUS(status);
+}
+
+TEST_CASE("efivars: setenv child", "[.libefivar-setenv-child]") {
+    const char* dir = std::getenv("NIXBOOT_TEST_EFIVARS");
+    const char* other = std::getenv("NIXBOOT_TEST_EFIVARS_OTHER");
+    REQUIRE(dir);
+    REQUIRE(other);
+    // Before any EfiVars exists: point the environment elsewhere, as a caller
+    // might for --efivars. libefivar stays bound to `dir`.
+    REQUIRE(::setenv("EFIVARFS_PATH", (std::string(other) + "/").c_str(), 1) == 0);
+    EfiVars vars(other);
+    CHECK_FALSE(vars.uses_libefivar());
+    vars.set_string(efivar_name::loader_entry_default, "nixos-generation-3.conf");
+    CHECK(EfiVars(dir).uses_libefivar());
+}
+
+TEST_CASE("efivars: setenv(EFIVARFS_PATH) after start does not redirect libefivar", "[efivars]") {
+    test::TempDir tmp;
+    std::filesystem::create_directories(tmp / "bound");
+    std::filesystem::create_directories(tmp / "other");
+    CHECK(run_child("[libefivar-setenv-child]", tmp / "bound", tmp / "other") == 0);
+    // The write went where it was asked to go, not into libefivar's directory.
+    CHECK(test::read_file(var_file(tmp / "other", "LoaderEntryDefault")) ==
+          std::string("\x07\x00\x00\x00", 4) + utf16("nixos-generation-3.conf"));
+    CHECK_FALSE(std::filesystem::exists(var_file(tmp / "bound", "LoaderEntryDefault")));
+}

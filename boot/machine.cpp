@@ -310,7 +310,7 @@ TryReport Machine::try_generation(unsigned generation, const TryOptions& opts) {
     fallback = g->id;
   if (fallback.empty() || fallback == id)
     throw Error("refusing to try generation " + std::to_string(generation) + ": no other good entry to fall back to");
-  if (view.persistent_default != fallback && !sort_order_trial_pending(view)) backend_.set_default(fallback);
+  if (!sort_order_trial_pending(view)) backend_.set_default(fallback);  // pinned before anything is armed
   unsigned tries = opts.tries.value_or(opts_.tries);
   if (tries == 0) throw UsageError("--tries must be at least 1");
   ArmOptions ao;
@@ -358,11 +358,8 @@ void Machine::mark_good(std::string_view entry, std::string_view reason) {
   }
   if (view.armed == id) backend_.disarm();
   view = backend_.read();
-  bool moved = false;
-  if (view.persistent_default != id || sort_order_trial_pending(view)) {
-    backend_.set_default(id);
-    moved = true;
-  }
+  bool moved = view.persistent_default != id;
+  backend_.set_default(id);  // idempotent; also pins a default left unpinned by a sort-order trial
   if (current_generation(opts_.profile) != gen) {
     switch_profile(opts_.profile, gen);
     moved = true;
@@ -396,8 +393,8 @@ void Machine::mark_bad(std::string_view entry, std::string_view reason) {
     journal(JournalEvent::bad, gen, id, file_of(backend_.read(), id), std::string(reason));
   }
   view = backend_.read();
-  if (!is_good(view, view.persistent_default) && !sort_order_trial_pending(view))
-    backend_.set_default(newest_good(view)->id);
+  if (!sort_order_trial_pending(view))
+    backend_.set_default(is_good(view, view.persistent_default) ? *view.persistent_default : newest_good(view)->id);
 }
 
 std::string Machine::rollback(std::string_view reason) {

@@ -1,0 +1,352 @@
+// The state machine over the real systemd-boot backend, on temporary
+// directories, with systemd-boot's boot-time behaviour modelled by Rig::boot().
+#include "boot/machine.hpp"
+
+#include "boot/journal.hpp"
+#include "boot/util/error.hpp"
+#include "boot/util/lock.hpp"
+#include "tests/cli/rig.hpp"
+
+#include <catch2/catch.hpp>
+
+#include <sys/stat.h>
+
+using namespace nixboot;
+using nixboot::test::Rig;
+using Files = std::vector<std::string>;
+
+namespace {
+
+struct Setup {
+  Rig rig;
+  SdBootBackend backend;
+  Machine machine;
+  explicit Setup(unsigned gens = 3, std::string info = "systemd-boot 252.39-1~deb12u1", unsigned current = 0,
+                 unsigned tries = 1, unsigned keep = 0)
+      : rig(gens, std::move(info), current), backend(rig.backend_options()), machine(backend, rig.machine_options(tries, keep)) {}
+};
+
+std::vector<JournalEvent> events(const Rig& rig) {
+  std::vector<JournalEvent> out;
+  for (const auto& r : read_journal(rig.state).records) out.push_back(r.event);
+  return out;
+}
+
+}  // namespace
+
+TEST_CASE("first install adopts the current generation, the rest enter as trials, default pinned (G1)") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  auto report = s.machine.install();
+  CHECK(report.adopted == std::optional<std::string>("nixos-generation-2"));
+  CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+1.conf"});
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+  auto v = s.backend.read();
+  CHECK(v.persistent_default == std::optional<std::string>("nixos-generation-2"));
+  CHECK(v.next_boot == v.persistent_default);
+  CHECK_FALSE(v.armed);
+  // One kernel and one initrd per distinct content.
+  CHECK(std::distance(std::filesystem::directory_iterator(s.rig.esp / "EFI/nixos"), {}) == 6);
+  CHECK(events(s.rig) == std::vector<JournalEvent>{JournalEvent::adopt, JournalEvent::install});
+  auto text = test::read_file(s.rig.esp / "loader/entries/nixos-generation-2.conf");
+  CHECK(text.find("title NixOS\n") != std::string::npos);
+  CHECK(text.find("version Generation 2 NixOS 24.05 (Linux 6.6.2), Built on ") != std::string::npos);
+  CHECK(text.find(" nixboot.entry=nixos-generation-2\n") != std::string::npos);
+  CHECK(text.find("options init=" + (s.rig.store / "system-2").string() + "/init loglevel=4 gen=2 ") != std::string::npos);
+}
+
+TEST_CASE("a no-op install writes nothing; a new generation writes only its entry") {
+  Setup s(5);
+  s.machine.install();
+  auto before = s.rig.snapshot();
+  reset_io_stats();
+  auto r = s.machine.install();
+  auto io = io_stats();
+  CHECK(io.writes == 0);
+  CHECK(io.renames == 0);
+  CHECK(io.removes == 0);
+  CHECK(r.sync.added.empty());
+  CHECK(s.rig.snapshot() == before);
+
+  test::make_generation(s.rig.store, s.rig.profile, 6);
+  reset_io_stats();
+  r = s.machine.install();
+  io = io_stats();
+  CHECK(r.sync.added == Files{"nixos-generation-6"});
+  // entry + kernel + initrd, the journal line; the copy cache in the state dir;
+  // each atomic write is one rename (the journal is appended).
+  CHECK(io.writes == 5);
+  CHECK(io.renames == 4);
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-5");
+}
+
+TEST_CASE("shared kernels are copied once under content names") {
+  Setup s(2);
+  // generation 3 boots exactly generation 2's kernel and initrd
+  auto top3 = test::make_generation(s.rig.store, s.rig.profile, 3);
+  auto top2 = s.rig.store / "system-2";
+  std::filesystem::copy_file(top2 / "kernel-file", top3 / "kernel-file", std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::copy_file(top2 / "initrd-file", top3 / "initrd-file", std::filesystem::copy_options::overwrite_existing);
+  s.machine.install();
+  CHECK(std::distance(std::filesystem::directory_iterator(s.rig.esp / "EFI/nixos"), {}) == 4);
+  auto e2 = test::read_file(s.rig.esp / "loader/entries/nixos-generation-2.conf");
+  auto e3 = test::read_file(s.rig.esp / "loader/entries/nixos-generation-3+1.conf");
+  auto linux_of = [](const std::string& t) { auto p = t.find("linux "); return t.substr(p, t.find('\n', p) - p); };
+  CHECK(linux_of(e2) == linux_of(e3));
+  CHECK(linux_of(e2).find("linux /EFI/nixos/") == 0);
+}
+
+TEST_CASE("try arms a one-shot with the counter in the ID on systemd-boot 252; bless promotes (G1, G3)") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  s.machine.install();
+  auto r = s.machine.try_generation(3, {});
+  CHECK(r.mode == ArmMode::one_shot);
+  CHECK(r.fallback == "nixos-generation-2");
+  CHECK(s.rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3+1.conf"));
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+  auto v = s.backend.read();
+  CHECK(v.next_boot == std::optional<std::string>("nixos-generation-3"));
+  CHECK(v.armed == std::optional<std::string>("nixos-generation-3"));
+
+  CHECK(s.rig.boot() == "nixos-generation-3+0-1.conf");
+  CHECK_FALSE(s.rig.var(efivar_name::loader_entry_oneshot));
+  CHECK(s.machine.booted_entry() == std::optional<std::string>("nixos-generation-3"));
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");  // G1 while the trial runs
+
+  s.machine.mark_good("nixos-generation-3", "checks passed");
+  CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3.conf"});
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
+  CHECK(current_generation(s.rig.profile) == std::optional<unsigned>(3));
+  auto ev = events(s.rig);
+  CHECK(ev == std::vector<JournalEvent>{JournalEvent::adopt, JournalEvent::install, JournalEvent::arm, JournalEvent::good,
+                                        JournalEvent::promote});
+  // Re-running the promotion (e.g. after a crash) changes nothing.
+  auto before = s.rig.snapshot();
+  reset_io_stats();
+  s.machine.mark_good("nixos-generation-3", "checks passed");
+  CHECK(io_stats().writes == 0);
+  CHECK(io_stats().renames == 0);
+  CHECK(s.rig.snapshot() == before);
+  // And the next power-on boots the new default.
+  CHECK(s.rig.boot() == "nixos-generation-3.conf");
+}
+
+TEST_CASE("systemd-boot 258 gets the one-shot ID without the counter") {
+  Setup s(3, "systemd-boot 258", 2);
+  s.machine.install();
+  s.machine.try_generation(3, TryOptions{2, Reboot::no, false});
+  CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+2.conf"});
+  CHECK(s.rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3.conf"));
+  CHECK(s.rig.boot() == "nixos-generation-3+1-1.conf");
+}
+
+TEST_CASE("a one-shot of generation 5 never matches generation 50") {
+  Setup s(0);
+  for (unsigned n : {5u, 50u}) test::make_generation(s.rig.store, s.rig.profile, n);
+  s.rig.point_profile(50);
+  s.machine.install();
+  s.machine.try_generation(5, {});
+  auto v = s.backend.read();
+  CHECK(v.next_boot == std::optional<std::string>("nixos-generation-5"));
+  CHECK(s.rig.boot() == "nixos-generation-5+0-1.conf");
+}
+
+TEST_CASE("a failed one-shot trial falls back to the good default and is marked bad (G2)") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  s.machine.install();
+  s.machine.try_generation(3, {});
+  CHECK(s.rig.boot() == "nixos-generation-3+0-1.conf");  // panics...
+  CHECK(s.rig.boot() == "nixos-generation-2.conf");       // ...the firmware falls back
+  s.machine.mark_bad("nixos-generation-3", "trial boot of generation 3 did not reach a verdict");
+  CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+0-1.conf"});
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+  // bad entries can be retried
+  s.machine.try_generation(3, {});
+  CHECK(s.rig.entries()[2] == "nixos-generation-3+1.conf");
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+}
+
+TEST_CASE("try refuses an unknown generation, the default, and a try without a good fallback") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  s.machine.install();
+  auto before = s.rig.snapshot();
+  CHECK_THROWS_WITH(s.machine.try_generation(9, {}),
+                    "unknown generation 9 (no " + (s.rig.tmp / "profiles/system-9-link").string() + ")");
+  CHECK_THROWS_WITH(s.machine.try_generation(2, {}),
+                    "generation 2 is already the default (loader/entries/nixos-generation-2.conf); nothing to try");
+  CHECK(s.rig.snapshot() == before);
+  CHECK_THROWS_WITH(s.machine.mark_bad("nixos-generation-2", "x"),
+                    "refusing to mark 'nixos-generation-2' bad: it is the only good entry");
+  CHECK(s.rig.snapshot() == before);
+}
+
+TEST_CASE("mark-bad of the default moves the default to another good entry first") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  s.machine.install();
+  s.machine.mark_good("nixos-generation-3", "by hand");
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
+  s.machine.mark_bad("nixos-generation-3", "by hand");
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+  CHECK(s.rig.entries()[2] == "nixos-generation-3+0.conf");
+}
+
+TEST_CASE("rollback makes the previous good generation the default and points the profile at it") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  s.machine.install();
+  s.machine.mark_good("nixos-generation-3", "by hand");
+  CHECK(s.machine.rollback("") == "nixos-generation-2");
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+  CHECK(current_generation(s.rig.profile) == std::optional<unsigned>(2));
+  // install keeps a good default that was chosen by rollback
+  s.machine.install();
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+  CHECK_THROWS_WITH(s.machine.rollback(""), "no good generation older than 2 to roll back to");
+}
+
+TEST_CASE("retention keeps the newest N, the newest good and the booted entry") {
+  Setup s(6, "systemd-boot 252.39-1~deb12u1", 1, 1, 2);
+  s.machine.install();  // adopts 1, keeps 5 and 6 as the newest two
+  CHECK(s.rig.entries() == Files{"nixos-generation-1.conf", "nixos-generation-5+1.conf", "nixos-generation-6+1.conf"});
+  s.machine.try_generation(6, {});
+  CHECK(s.rig.boot() == "nixos-generation-6+0-1.conf");  // booted, not yet decided
+  for (unsigned n = 7; n <= 9; ++n) test::make_generation(s.rig.store, s.rig.profile, n);
+  s.machine.install();
+  // 8, 9 newest; 1 newest good + profile; 6 booted (LoaderBootCountPath)
+  CHECK(s.rig.entries() == Files{"nixos-generation-1.conf", "nixos-generation-6+0-1.conf", "nixos-generation-8+1.conf",
+                                 "nixos-generation-9+1.conf"});
+  // kernels of removed generations are collected, the kept ones stay
+  CHECK(std::distance(std::filesystem::directory_iterator(s.rig.esp / "EFI/nixos"), {}) == 8);
+}
+
+TEST_CASE("without writable EFI variables the trial works by sort order, other trials are parked, then re-pinned") {
+  Setup s(4, "", 2);
+  std::filesystem::remove_all(s.rig.efivars);  // no efivarfs at all
+  s.machine.install();
+  CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+1.conf",
+                                 "nixos-generation-4+1.conf"});
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+  CHECK_THROWS_WITH(s.machine.try_generation(1, {}),
+                    "cannot arm 'nixos-generation-1' without writable EFI variables: good entry 'nixos-generation-2' "
+                    "sorts before it, so the loader would not boot the trial");
+  auto r = s.machine.try_generation(3, {});
+  CHECK(r.mode == ArmMode::sort_order);
+  // 4 would sort before the good fallback: parked as bad; default unpinned
+  CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+1.conf",
+                                 "nixos-generation-4+0.conf"});
+  CHECK(s.rig.pinned_good_default() == "<no default>");
+  auto v = s.backend.read();
+  CHECK(v.armed == std::optional<std::string>("nixos-generation-3"));
+  CHECK(v.armed_mode == std::optional<ArmMode>(ArmMode::sort_order));
+  // install while the trial is pending does not re-pin
+  s.machine.install();
+  CHECK(s.rig.pinned_good_default() == "<no default>");
+  // the firmware: the trial once, then the good one
+  std::filesystem::create_directories(s.rig.efivars);
+  CHECK(s.rig.boot() == "nixos-generation-3+0-1.conf");
+  CHECK(s.rig.boot() == "nixos-generation-2.conf");
+  std::filesystem::remove_all(s.rig.efivars);
+  s.machine.mark_bad("nixos-generation-3", "did not reach a verdict");
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+}
+
+TEST_CASE("a generation without kernel or with a malformed boot.json is skipped; the others install") {
+  Setup s(4, "systemd-boot 252.39-1~deb12u1", 4);
+  std::filesystem::remove(s.rig.store / "system-2/kernel-file");
+  test::write_file(s.rig.store / "system-3/boot.json", "{not json");
+  auto r = s.machine.install();
+  REQUIRE(r.skipped.size() == 2);
+  CHECK(r.skipped[0].rfind("generation 2: ", 0) == 0);
+  CHECK(r.skipped[1].rfind("generation 3: ", 0) == 0);
+  CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-4.conf"});
+}
+
+TEST_CASE("duplicate counters are reported and left alone; arming such an entry is refused") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  s.machine.install();
+  auto dir = s.rig.esp / "loader/entries";
+  std::filesystem::copy_file(dir / "nixos-generation-3+1.conf", dir / "nixos-generation-3.conf");
+  test::write_file(dir / "other+x.conf", "title Other\nlinux /x\n");
+  auto v = s.backend.read();
+  bool dup = false, garbage = false;
+  for (const auto& w : v.warnings) {
+    dup |= w.find("duplicate entries for the same ID") != std::string::npos && w.find("nixos-generation-3+1.conf") != std::string::npos;
+    garbage |= w.find("other+x.conf") != std::string::npos;
+  }
+  CHECK(dup);
+  CHECK(garbage);
+  s.machine.install();
+  CHECK(std::filesystem::exists(dir / "nixos-generation-3+1.conf"));
+  CHECK(std::filesystem::exists(dir / "nixos-generation-3.conf"));
+  CHECK(std::filesystem::exists(dir / "other+x.conf"));
+  CHECK_THROWS_WITH(s.machine.try_generation(3, {}),
+                    "entry 'nixos-generation-3' has more than one file in " + dir.string() +
+                        " (nixos-generation-3+1.conf, nixos-generation-3.conf); remove all but one");
+}
+
+TEST_CASE("loader.conf keeps the lines nixboot does not manage") {
+  Setup s(2, "systemd-boot 252.39-1~deb12u1", 1);
+  test::write_file(s.rig.esp / "loader/loader.conf", "# mine\ntimeout 5\nconsole-mode max\nfrobnicate yes\ndefault nixos-*\n");
+  s.machine.install();
+  CHECK(s.rig.conf() == "# mine\ntimeout 5\nconsole-mode max\nfrobnicate yes\ndefault nixos-generation-1.conf\n");
+}
+
+TEST_CASE("a stale LoaderEntryDefault is removed; an unreadable one-shot is refused with its name") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  EfiVars(s.rig.efivars).set_string(efivar_name::loader_entry_default, "nixos-generation-3+1.conf");
+  s.machine.install();
+  CHECK_FALSE(s.rig.var(efivar_name::loader_entry_default));
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+
+  // An odd-length one-shot variable (5 bytes of data after the attributes).
+  auto file = s.rig.efivars / (std::string("LoaderEntryOneShot-") + loader_vendor_guid);
+  test::write_file(file, std::string("\x07\0\0\0" "abcde", 9));
+  auto before = s.rig.snapshot();
+  CHECK_THROWS_WITH(s.machine.try_generation(3, {}),
+                    Catch::StartsWith("EFI variable LoaderEntryOneShot (" + file.string() + "): invalid UTF-16"));
+  CHECK(s.rig.snapshot() == before);
+}
+
+TEST_CASE("two nixboot commands at once: the second is refused and changes nothing") {
+  Setup s(3);
+  s.machine.install();
+  auto before = s.rig.snapshot();
+  auto held = Lock::acquire(s.rig.state);
+  CHECK_THROWS_WITH(s.machine.try_generation(2, {}),
+                    "another nixboot command is running (lock '" + (s.rig.state / "lock").string() + "' is held)");
+  CHECK(s.rig.snapshot() == before);
+}
+
+TEST_CASE("a symlink in the ESP pointing outside it is refused") {
+  Setup s(2);
+  test::TempDir outside;
+  std::filesystem::create_directories(s.rig.esp / "loader");
+  std::filesystem::create_directory_symlink(outside.path(), s.rig.esp / "loader/entries");
+  CHECK_THROWS(s.machine.install());
+  CHECK(std::filesystem::is_empty(outside.path()));
+}
+
+TEST_CASE("a read-only or full ESP fails with the file and the cause, and loses nothing", "[root]") {
+  if (!test::is_root()) {
+    WARN("not root: skipping the tmpfs ESP test");
+    return;
+  }
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  test::TmpfsMount mnt(s.rig.esp, "256k");
+  s.machine.install();
+  auto before = s.rig.entries();
+  SECTION("read-only") {
+    test::make_generation(s.rig.store, s.rig.profile, 4);
+    mnt.remount_read_only();
+    CHECK_THROWS_WITH(s.machine.install(), Catch::Contains("Read-only file system"));
+    CHECK(s.rig.entries() == before);
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+  }
+  SECTION("full") {
+    auto top = test::make_generation(s.rig.store, s.rig.profile, 4);
+    test::write_file(top / "kernel-file", std::string(400 * 1024, 'k'));
+    CHECK_THROWS_WITH(s.machine.install(), Catch::Contains("No space left on device"));
+    CHECK(s.rig.entries() == before);
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+    for (const auto& e : std::filesystem::directory_iterator(s.rig.esp / "EFI/nixos"))
+      CHECK(e.path().filename().string().find(".tmp") == std::string::npos);
+  }
+}

@@ -45,6 +45,11 @@ class Bootloader:
     def guest_setup(self, machine) -> None:
         """Plug-in point: extra steps in the guest on the first boot (default: none)."""
 
+    def disable_one_shot(self, ctx) -> None:
+        """Plug-in point (scenario 6): take away the loader's one-shot so a trial
+        can only run as a counted default."""
+        raise NotImplementedError(f"{self.name}: scenario 6 needs disable_one_shot")
+
     def disk_interface(self) -> str:
         """Plug-in point: QEMU `if=` of the three disks (boot, root, /nix)."""
         return "virtio"
@@ -99,6 +104,26 @@ class SystemdBoot(Bootloader):
         mtools("mcopy", i, stage / "nixos-generation-1.conf", "::/loader/entries/")
         shutil.rmtree(stage)
         return img
+
+    def disable_one_shot(self, ctx) -> None:
+        """EFI variables read-only on every boot from now on (efivarfs remounted ro)."""
+        ctx.sh("""set -e
+cat > /etc/systemd/system/nixboot-vm-efivars-ro.service <<'EOT'
+[Unit]
+Description=VM test: EFI variables read-only (no one-shot, no persistent default)
+DefaultDependencies=no
+After=sys-firmware-efi-efivars.mount
+Before=sysinit.target nixboot-check.service
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/mount -o remount,ro /sys/firmware/efi/efivars
+[Install]
+WantedBy=sysinit.target
+EOT
+systemctl enable nixboot-vm-efivars-ro.service
+mount -o remount,ro /sys/firmware/efi/efivars
+! touch /sys/firmware/efi/efivars/x-nixboot-vm-test 2>/dev/null""")
 
     def firmware_args(self, machine_dir: Path) -> list:
         vars_copy = machine_dir / "OVMF_VARS.fd"

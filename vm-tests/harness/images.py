@@ -155,7 +155,7 @@ class Generation:
 
 # Every variant the scenarios use; all live in the one /nix image, and each
 # scenario links the ones it needs as system-N-link.
-VARIANTS = ["good", "healthy", "panic", "nodriver", "hang", "failcheck", "poweroff"]
+VARIANTS = ["good", "healthy", "healthy2", "panic", "nodriver", "hang", "failcheck", "poweroff"]
 
 
 def toplevel_name(variant: str) -> str:
@@ -296,21 +296,22 @@ def nix_image(dest: Path, kern: Kernel, bootloader: str) -> dict:
     store = tree / "store"
     (store / KERNEL_NAME).mkdir(parents=True)
     shutil.copy2(kern.vmlinuz, store / KERNEL_NAME / "bzImage")
+    # The nixboot package as the install rules lay it out (bin/, lib/systemd/system,
+    # libexec/nixboot/checks), assembled from the build and the source tree so a
+    # partial build (no man page) is enough.
     pkg = store / NIXBOOT_PKG
-    run(["cmake", "--install", build, "--prefix", f"/nix/store/{NIXBOOT_PKG}"],
-        env={"DESTDIR": str(tree.parent / (tree.name + ".destdir"))})
-    staged = tree.parent / (tree.name + ".destdir") / "nix/store" / NIXBOOT_PKG
-    shutil.copytree(staged, pkg, symlinks=True)
-    shutil.rmtree(tree.parent / (tree.name + ".destdir"))
-    # Units and checks are taken from the source tree if the install rules do not ship them.
-    units_src = REPO / "cli" / "units"
-    if units_src.is_dir() and not (pkg / "lib/systemd/system").exists():
-        (pkg / "lib/systemd/system").mkdir(parents=True)
-        for u in units_src.iterdir():
-            if u.is_file():
-                shutil.copy2(u, pkg / "lib/systemd/system" / u.name)
-    if not (pkg / "bin/nixboot-try").exists():
-        (pkg / "bin/nixboot-try").symlink_to("nixboot")
+    (pkg / "bin").mkdir(parents=True)
+    shutil.copy2(nixboot, pkg / "bin/nixboot")
+    shutil.copy2(stage1, pkg / "bin/nixboot-stage1")
+    (pkg / "bin/nixboot-try").symlink_to("nixboot")
+    for src, dst, mode in ((REPO / "cli/units", "lib/systemd/system", 0o644),
+                           (REPO / "cli/checks", "libexec/nixboot/checks", 0o755)):
+        if src.is_dir():
+            (pkg / dst).mkdir(parents=True)
+            for f in src.iterdir():
+                if f.is_file():
+                    shutil.copy2(f, pkg / dst / f.name)
+                    (pkg / dst / f.name).chmod(mode)
     for v in VARIANTS:
         initrd = dest.parent / f"initrd-{v}"
         build_initrd(kern, v, stage1, initrd)

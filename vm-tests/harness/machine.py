@@ -282,8 +282,9 @@ class Machine:
                 nl = self._bd_buf.find(b"\n", i)
             self._bd_buf = self._bd_buf[nl + 1:]
 
-    def execute(self, cmd: str, timeout: float = 60) -> tuple[int, str]:
-        """Runs cmd with bash in the guest; returns (exit status, stdout+stderr)."""
+    def execute(self, cmd: str, timeout: float = 60, may_reset: bool = False) -> tuple[int, str]:
+        """Runs cmd with bash in the guest; returns (exit status, stdout+stderr).
+        may_reset: the command may end the boot (e.g. reboots); then (-1, "")."""
         self._seq += 1
         tag = f"__NIXBOOT_VM_RC_{self._seq}__"
         b64 = base64.b64encode(cmd.encode()).decode()
@@ -303,6 +304,8 @@ class Machine:
                     self._bd_buf = self._bd_buf[m.end():]
                     return int(m.group(2)), base64.b64decode(m.group(1)).decode("utf-8", "replace")
                 left = deadline - time.time()
+                if may_reset and not self.running():
+                    return -1, ""
                 if left <= 0 or not self.running():
                     why = "timed out" if left <= 0 else "the guest went away"
                     raise HarnessError(f"{self.name}: {self.boot.summary()}; {why} after "

@@ -62,9 +62,15 @@ class Ctx:
         self.m.start()
         return self.m.wait_exit(timeout, "the broken boot to end by itself")
 
-    def note(self, text: str) -> None:
-        log(f"{self.name}: {text}")
+    narrate = None      # the demo sets a callable that prints each step
+
+    def say(self, text: str) -> None:
+        """Records a step; the demo prints it, the test run logs it."""
         self.notes.append(text)
+        if self.narrate:
+            self.narrate(text)
+        else:
+            log(f"{self.name}: {text}")
 
     def boots_text(self) -> str:
         return "; ".join(b.summary() for b in self.m.boots)
@@ -83,13 +89,13 @@ class Ctx:
         return rc, out
 
     def status(self) -> dict:
-        rc, out = self.m.execute("nixboot status --json", 60)
+        rc, out = self.m.execute("nixboot --json status", 60)
         if rc != 0:
-            self.fail(f"boot {self.m.boot.number}: `nixboot status --json` exited {rc}: {out.strip()[-800:]}")
+            self.fail(f"boot {self.m.boot.number}: `nixboot --json status` exited {rc}: {out.strip()[-800:]}")
         try:
             return json.loads(out)
         except ValueError as e:
-            self.fail(f"boot {self.m.boot.number}: `nixboot status --json` is not JSON ({e}): {out[:500]}")
+            self.fail(f"boot {self.m.boot.number}: `nixboot --json status` is not JSON ({e}): {out[:500]}")
 
     def journal(self) -> list:
         out = self.sh("cat /var/lib/nixboot/journal 2>/dev/null || true")
@@ -135,3 +141,32 @@ for u in {pkg}/lib/systemd/system/*; do
   grep -q '^\\[Install\\]' "$u" && systemctl enable $(basename "$u")
 done
 true""")
+
+
+# -- reading nixboot's view --------------------------------------------------
+
+def entry_of(status: dict, generation: int) -> dict | None:
+    """The (non-specialisation) entry of a generation in `nixboot --json status`."""
+    for e in status.get("entries", []):
+        if e.get("generation") == generation and not e.get("specialisation"):
+            return e
+    return None
+
+
+def generation_of(status: dict, entry_id) -> int | None:
+    if entry_id is None:
+        return None
+    for e in status.get("entries", []):
+        if e.get("id") == entry_id:
+            return e.get("generation")
+    m = __import__("re").match(r"nixos-generation-(\d+)", entry_id)
+    return int(m.group(1)) if m else None
+
+
+def describe_status(status: dict) -> str:
+    ents = ", ".join(
+        f"{e.get('id')}={e.get('state')}"
+        + (f"({e.get('tries_left')} left)" if e.get("state") == "trial" else "")
+        for e in status.get("entries", []))
+    return (f"booted={status.get('booted')} default={status.get('default')} "
+            f"armed={status.get('armed')} entries=[{ents}]")

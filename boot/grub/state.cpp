@@ -106,6 +106,13 @@ GrubState parse_state(std::string_view text, std::string_view origin) {
         rec.version = r.str(e, "version", where);
         rec.kernel = r.str(e, "kernel", where);
         rec.initrd = r.str(e, "initrd", where);
+        for (const std::string* path : {&rec.kernel, &rec.initrd}) {
+            if (path == &rec.initrd && path->empty()) continue;
+            const std::string name = path->starts_with("kernels/") ? path->substr(8) : "";
+            if (name.empty() || name.find('/') != std::string::npos || name.starts_with(".") ||
+                name.find_first_of(std::string_view("'\0\n", 3)) != std::string::npos)
+                r.fail(where + "'" + *path + "' is not a file under kernels/");
+        }
         const json& params = r.field(e, "params", where);
         if (!params.is_array()) r.fail(where + "\"params\" is not an array");
         for (const auto& p : params) {

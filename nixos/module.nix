@@ -700,6 +700,9 @@ in
     # are open (a password prompt must not eat the watchdog's time), before
     # the root is mounted; /run is moved into stage 2 with the record.
     (mkIf scriptedInitrd {
+      # nixboot-stage1 reads watchdog-device, watchdog-timeout and
+      # verdict-timeout from here (stage1-hook/hook.cpp).
+      boot.initrd.extraFiles."/etc/nixboot/nixboot.conf".source = configFile;
       boot.initrd.extraUtilsCommands = ''
         copy_bin_and_libs ${cfg.package}/bin/nixboot-stage1
       '';
@@ -713,6 +716,7 @@ in
 
     # The early hook, systemd stage 1: same place in the order.
     (mkIf (!scriptedInitrd) {
+      boot.initrd.systemd.contents."/etc/nixboot/nixboot.conf".source = configFile;
       boot.initrd.systemd.storePaths = [ "${cfg.package}/bin/nixboot-stage1" ];
       boot.initrd.systemd.services.nixboot-stage1 = {
         description = "nixboot early trial hook";

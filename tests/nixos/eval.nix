@@ -75,6 +75,8 @@ in
       postDeviceCommands
       ;
     systemdServices = config.boot.initrd.systemd.services;
+    extraFiles = lib.mapAttrs (_: f: toString f.source) config.boot.initrd.extraFiles;
+    systemdContents = lib.mapAttrs (_: f: toString f.source) config.boot.initrd.systemd.contents;
     systemdStorePaths = config.boot.initrd.systemd.storePaths;
   };
   stockGrub = config.boot.loader.grub.enable;

@@ -54,6 +54,14 @@ in
       extraUtilsCommands = lines;
       extraUtilsCommandsTest = lines;
       postDeviceCommands = lines;
+      extraFiles = mkOption {
+        type = types.attrsOf (types.submodule { options.source = anything; });
+        default = { };
+      };
+      systemd.contents = mkOption {
+        type = types.attrsOf (types.submodule { options.source = anything; });
+        default = { };
+      };
       systemd.enable = bool false;
       systemd.storePaths = mkOption {
         type = types.listOf types.str;

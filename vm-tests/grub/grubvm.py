@@ -220,17 +220,24 @@ def _mkimage_efi(out: Path) -> None:
     run(["grub-mkimage", "-O", "x86_64-efi", "-o", str(out), "-p", "/grub"] + EFI_MODULES)
 
 
-def _mkimage_bios(out: Path) -> None:
+def _mkimage_bios(out: Path, early_cfg: str | None = None) -> None:
+    extra = []
+    if early_cfg is not None:
+        cfg = out.with_name("early.cfg")
+        cfg.write_text(early_cfg)
+        extra = ["-c", str(cfg)]
     run(["grub-mkimage", "-O", "i386-pc", "-o", str(out), "-p", "(hd0,msdos1)/grub"]
-        + BIOS_MODULES)
+        + extra + BIOS_MODULES)
 
 
 def make_disk(image: Path, firmware: str, files: dict[str, Path], fs: str = "fat",
-              size_mb: int = 128, label: str = "ESP") -> Disk:
+              size_mb: int = 128, label: str = "ESP",
+              bios_early_cfg: str | None = None) -> Disk:
     """Builds a bootable GRUB disk: MBR partition 1 with `fs` (labelled
     `label`) holding `files` (boot-fs path -> host path) plus the firmware's
     GRUB image. An empty 1024-byte /grub/grubenv is created unless files has
-    one."""
+    one. bios_early_cfg: a config embedded in core.img (run before
+    $prefix/grub.cfg, which it must load itself)."""
     if firmware not in ("efi", "bios"):
         raise VmError(f"firmware {firmware!r}: expected efi or bios")
     if fs not in ("fat", "ext4", "btrfs"):
@@ -276,19 +283,19 @@ def make_disk(image: Path, firmware: str, files: dict[str, Path], fs: str = "fat
         run(["dd", f"if={part}", f"of={image.with_suffix('.tmp')}", "bs=1M", "seek=1",
              "conv=notrunc,sparse", "status=none"])
         if firmware == "bios":
-            _install_bios_boot(image.with_suffix(".tmp"), tmp)
+            _install_bios_boot(image.with_suffix(".tmp"), tmp, bios_early_cfg)
         image.with_suffix(".tmp").rename(image)
     return Disk(image=image, firmware=firmware, fs=fs)
 
 
-def _install_bios_boot(image: Path, tmp: Path) -> None:
+def _install_bios_boot(image: Path, tmp: Path, early_cfg: str | None) -> None:
     """boot.img's code into the MBR (bytes 0..439: the disk signature and the
     partition table at 440..511 stay), core.img into sectors 1.. of the gap.
     boot.img's default kernel sector is 1, and grub-mkimage -O i386-pc
     already starts core.img with diskboot.img whose blocklist covers the
     rest of the image from sector 2, so no patching is needed."""
     core = tmp / "core.img"
-    _mkimage_bios(core)
+    _mkimage_bios(core, early_cfg)
     core_sectors = (core.stat().st_size + SECTOR - 1) // SECTOR
     if 1 + core_sectors > PART_START_SECTOR:
         raise VmError(f"core.img is {core_sectors} sectors: does not fit the post-MBR gap")

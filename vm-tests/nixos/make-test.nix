@@ -189,6 +189,9 @@ pkgs.testers.runNixOSTest {
         enable = true;
         inherit bootloader;
         grub.device = lib.mkIf (bootloader == "grub") "nodev";
+        # OVMF finds EFI/BOOT/BOOTX64.EFI without an NVRAM entry, also in the
+        # image-building VM, whose EFI variables are not the test's.
+        grub.efiInstallAsRemovable = lib.mkIf (bootloader == "grub") true;
         panicTimeout = 1;
         watchdog.timeout = 120;
         verdictTimeout = 600;

@@ -166,7 +166,7 @@ def store_path(variant: str) -> str:
     return f"/nix/store/{toplevel_name(variant)}"
 
 
-BASE_PARAMS = ["console=ttyS0,115200", "panic=1", "boot.panic_on_fail",
+BASE_PARAMS = ["console=ttyS0,115200", "no_timer_check", "panic=1", "boot.panic_on_fail",
                "nixboot.watchdog=20", "systemd.show_status=1"]
 
 

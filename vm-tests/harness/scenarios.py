@@ -85,9 +85,12 @@ def expect_bad(ctx: Ctx, st: dict, generation: int, what: str) -> dict:
                  f"nixboot-check said: {check_log(ctx)[-800:]}")
     if generation_of(st, st.get("default")) == generation:
         ctx.fail(f"{what}: the bad generation {generation} is the default (G1): {describe_status(st)}")
-    bad = [j for j in ctx.journal() if j.get("event") == "bad" and j.get("generation") == generation]
+    journal = ctx.journal()
+    bad = [j for j in journal if j.get("event") == "bad" and j.get("generation") == generation]
     if not bad:
-        ctx.fail(f"{what}: the journal has no 'bad' event for generation {generation}")
+        seen = "; ".join(f"{j.get('event')} gen {j.get('generation')}: {j.get('reason')}" for j in journal)
+        ctx.fail(f"{what}: the journal has no 'bad' event for generation {generation} "
+                 f"(journal: {seen or 'empty'}); nixboot-check said: {check_log(ctx)[-600:]}")
     if not str(bad[-1].get("reason", "")).strip():
         ctx.fail(f"{what}: the journal's 'bad' event for generation {generation} gives no reason")
     ctx.say(f"journal: generation {generation} bad: {bad[-1].get('reason')}")

@@ -108,3 +108,19 @@ TEST_CASE("BLS entry: parse(format(x)) == x for generated entries", "[bls_entry]
         REQUIRE(format_bls_entry(parse_bls_entry(text, "gen")) == text);
     }
 }
+
+TEST_CASE("BLS entry: random bytes either parse into a stable entry or fail with file:line", "[bls_entry]") {
+    std::mt19937 rng(23);
+    const std::vector<std::string> pieces = {"title", "linux", "initrd", "options", "sort-key", "x", " ", "\t", "\n",
+                                             "#", "/a", "=", "\x01", "\r", "version", "a b"};
+    for (int i = 0; i < 5000; ++i) {
+        std::string text;
+        for (unsigned k = rng() % 20; k > 0; --k) text += pieces[rng() % pieces.size()];
+        try {
+            const BlsEntry e = parse_bls_entry(text, "f.conf");
+            REQUIRE(parse_bls_entry(format_bls_entry(e), "f.conf") == e);
+        } catch (const ParseError& e) {
+            REQUIRE(std::string(e.what()).starts_with("f.conf:"));
+        }
+    }
+}

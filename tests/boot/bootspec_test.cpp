@@ -173,3 +173,25 @@ TEST_CASE("bootspec: boot.json of a toplevel, and the legacy files", "[bootspec]
     CHECK_THROWS_WITH(read_boot_document(old),
                       "'" + old.string() + "': no boot.json and no usable 'kernel' (No such file or directory)");
 }
+
+TEST_CASE("bootspec: mutated documents are refused with ParseError, never anything else", "[bootspec]") {
+    std::mt19937 rng(37);
+    const std::string alphabet = "{}[]\":,0123456789abc/ \\";
+    for (int i = 0; i < 3000; ++i) {
+        std::string text = real_boot_json;
+        for (unsigned k = 1 + rng() % 4; k > 0; --k) {
+            const std::size_t at = rng() % text.size();
+            switch (rng() % 3) {
+            case 0: text[at] = alphabet[rng() % alphabet.size()]; break;
+            case 1: text.erase(at, 1 + rng() % 8); break;
+            default: text.insert(at, 1, alphabet[rng() % alphabet.size()]); break;
+            }
+        }
+        try {
+            const BootDocument doc = parse_bootspec(text, "m.json");
+            REQUIRE(parse_bootspec(format_bootspec(doc), "m.json") == doc);
+        } catch (const ParseError& e) {
+            REQUIRE(std::string(e.what()).starts_with("m.json: "));
+        }
+    }
+}

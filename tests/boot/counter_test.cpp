@@ -108,3 +108,21 @@ TEST_CASE("counter: scanning a directory reports duplicates and garbage", "[coun
     CHECK(efi.entries.size() == 2);
     CHECK(efi.duplicates.size() == 1);
 }
+
+TEST_CASE("counter: random names either parse and format back or are refused", "[counter]") {
+    std::mt19937 rng(17);
+    const std::string alphabet = "ab+-0123456789.confi/\x01 ";
+    for (int i = 0; i < 20000; ++i) {
+        std::string text;
+        for (unsigned k = rng() % 16; k > 0; --k) text += alphabet[rng() % alphabet.size()];
+        if (rng() % 2) text += rng() % 2 ? ".conf" : ".efi";
+        try {
+            const EntryName parsed = parse_entry_name(text);
+            // Formatting normalizes "+N-0" to "+N" and leading zeros; the value survives.
+            REQUIRE(parse_entry_name(format_entry_name(parsed)) == parsed);
+            REQUIRE_FALSE(parsed.stem.empty());
+        } catch (const ParseError& e) {
+            REQUIRE(std::string(e.what()).starts_with("entry file name '"));
+        }
+    }
+}

@@ -119,3 +119,23 @@ TEST_CASE("journal: boot id", "[journal]") {
     CHECK_THROWS_WITH(current_boot_id(tmp / "missing"), "reading the boot id from '" + (tmp / "missing").string() + "' failed");
     CHECK(current_boot_id().size() == 36);  // the real one
 }
+
+TEST_CASE("journal: mutated lines are refused with ParseError, never anything else", "[journal]") {
+    std::mt19937 rng(41);
+    const std::string line = format_journal_line(sample());
+    const std::string alphabet = "{}[]\":,0123456789ae-TZ \\";
+    for (int i = 0; i < 3000; ++i) {
+        std::string text = line;
+        for (unsigned k = 1 + rng() % 3; k > 0; --k) {
+            const std::size_t at = rng() % text.size();
+            if (rng() % 2) text[at] = alphabet[rng() % alphabet.size()];
+            else text.erase(at, 1 + rng() % 6);
+        }
+        try {
+            const JournalRecord r = parse_journal_line(text, "j:1");
+            REQUIRE(parse_journal_line(format_journal_line(r), "j:1") == r);
+        } catch (const ParseError& e) {
+            REQUIRE(std::string(e.what()).starts_with("j:1: "));
+        }
+    }
+}

@@ -83,3 +83,18 @@ TEST_CASE("loader.conf: parse(format(x)) == x and format(parse(t)) == t for gene
         REQUIRE(LoaderConf::parse(changed.format(), "gen").get("default") == "nixos-generation-9.conf");
     }
 }
+
+TEST_CASE("loader.conf: any text without NUL formats back byte for byte", "[loader_conf]") {
+    std::mt19937 rng(31);
+    for (int i = 0; i < 5000; ++i) {
+        std::string text;
+        for (unsigned k = rng() % 60; k > 0; --k) {
+            char c = static_cast<char>(rng() % 256);
+            if (c == '\0') c = '\n';
+            text += c;
+        }
+        if (!text.empty() && text.back() != '\n') text += '\n';  // format always ends lines
+        const LoaderConf conf = LoaderConf::parse(text, "gen");
+        REQUIRE(conf.format() == text);
+    }
+}

@@ -634,6 +634,10 @@ in
           assertion = c.script != null;
           message = "boot.loader.nixboot.checks.${name} has no script: set boot.loader.nixboot.checks.${name}.script (a shell script, exit 0 = healthy) or remove the check.";
         }) cfg.checks
+        ++ mapAttrsToList (key: _: {
+          assertion = lib.hasPrefix "grub-" key && builtins.match "[a-z0-9-]+" key != null;
+          message = "boot.loader.nixboot.extraSettings.${key}: only backend keys (grub-*, docs/contracts.md) belong here; the other nixboot.conf keys have options of their own.";
+        }) cfg.extraSettings
         ++ mapAttrsToList (name: _: {
           assertion = validCheckName name;
           message = "boot.loader.nixboot.checks.\"${name}\": a check name must be letters, digits, '_', '.', '-' and start with a letter or digit (it becomes a file name).";

@@ -214,6 +214,16 @@
     expect.assertion = [ "needs UEFI: set boot.loader.nixboot.efiSupport = true" ];
   };
 
+  extra-setting-not-a-backend-key = {
+    config = {
+      boot.loader.nixboot = {
+        enable = true;
+        extraSettings.tries = 5;
+      };
+    };
+    expect.assertion = [ "boot.loader.nixboot.extraSettings.tries: only backend keys (grub-*" ];
+  };
+
   watchdog-conflict = {
     config = {
       boot.loader.nixboot.enable = true;

@@ -98,7 +98,7 @@ def _toplevel_initrd(nix_img: Path, variant: str, dest: Path) -> None:
 class _Grub(Bootloader):
     nixboot_name = "grub"
     firmware = "?"
-    scenarios = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "g0"}
+    scenarios = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "g0", "g4"}
 
     def build_boot_image(self, kern, generation1: str) -> Path:
         img = self.workdir / f"boot-{self.name}.img"
@@ -165,6 +165,7 @@ def _grubenv_block(values: dict) -> bytes:
 
 def _guest_grubenv(ctx: Ctx) -> dict:
     """/boot/grub/grubenv as the guest reads it (must be a 1024-byte block)."""
+    ctx.sh(MOUNT_BOOT, 90)
     out = ctx.sh("wc -c < /boot/grub/grubenv; grep -a -v '^#' /boot/grub/grubenv || true")
     lines = out.splitlines()
     if not lines or lines[0].strip() != "1024":
@@ -180,51 +181,175 @@ def _trial_words(ctx: Ctx, boot) -> dict:
     return dict(w.split("=", 1) for w in m[1].group(1).split() if w.startswith("nixboot."))
 
 
-@scenario("g0", "grub-machinery")
-def grub_machinery(ctx: Ctx):
-    """Real GRUB counting with the harness's root, no nixboot binaries used:
-    a hand-written counting grub.cfg (refcfg.py) and a grubenv arming
-    generation 2 (panics in stage 1) with 2 tries."""
-    b = ctx.power_on(BOOT)
-    if b.stage1_of() != "good":
-        ctx.fail(f"boot 1 (stock grub.cfg) ran the initrd of {b.stage1_of()}, expected good")
-    good, panic = images.store_path("good"), images.store_path("panic")
+def _refcfg(trial_variant: str) -> str:
+    """The reference counting grub.cfg: generation 2 (trial_variant) and 1 (good)."""
+    good, bad = images.store_path("good"), images.store_path(trial_variant)
     params = list(images.BASE_PARAMS)
-    cfg = refcfg.grub_cfg([
-        refcfg.MenuEntry("nixos-generation-2", "NixOS - Configuration 2 (panic)",
-                         f"/kernels/{KERNEL_FILE}", f"/kernels/{initrd_file('panic')}",
-                         [f"init={panic}/init", *params]),
+    return refcfg.grub_cfg([
+        refcfg.MenuEntry("nixos-generation-2", f"NixOS - Configuration 2 ({trial_variant})",
+                         f"/kernels/{KERNEL_FILE}", f"/kernels/{initrd_file(trial_variant)}",
+                         [f"init={bad}/init", *params]),
         refcfg.MenuEntry("nixos-generation-1", "NixOS - Configuration 1 (good)",
                          f"/kernels/{KERNEL_FILE}", f"/kernels/{initrd_file('good')}",
                          [f"init={good}/init", *params]),
     ], default_id="nixos-generation-1")
-    env = _grubenv_block({"nixboot_trial": "nixos-generation-2", "nixboot_tries": "2",
-                          "nixboot_default": "nixos-generation-1"})
+
+
+# /boot is a nofail fstab mount with a short device timeout: under TCG udev can
+# be slower than that, and the backdoor may run before (or without) it. Make
+# sure the boot partition itself is mounted before writing to it.
+MOUNT_BOOT = """i=0
+until mountpoint -q /boot; do
+  mount /boot 2>/dev/null || mount LABEL=ESP /boot 2>/dev/null || true
+  i=$((i + 1)); [ $i -lt 60 ] || { echo "/boot (LABEL=ESP) not mounted after 60 s"; exit 1; }
+  mountpoint -q /boot || sleep 1
+done
+test -f /boot/grub/grub.cfg || { echo "/boot has no grub/grub.cfg: not the GRUB boot partition"; exit 1; }"""
+
+
+def _armed_env(tries: int) -> bytes:
+    return _grubenv_block({"nixboot_trial": "nixos-generation-2", "nixboot_tries": str(tries),
+                           "nixboot_default": "nixos-generation-1"})
+
+
+def _arm_reference_trial(ctx: Ctx, variant: str, tries: int) -> None:
+    """Boot 1 (stock grub.cfg, generation 1), then from inside the guest: the
+    reference counting grub.cfg and a grubenv arming generation 2 with
+    `tries`; reboot."""
+    b = ctx.power_on(BOOT)
+    if b.stage1_of() != "good":
+        ctx.fail(f"boot 1 (stock grub.cfg) ran the initrd of {b.stage1_of()}, expected good")
+    cfg, env = _refcfg(variant), _armed_env(tries)
     ctx.sh(f"""set -e
-cp {panic}/initrd /boot/kernels/{initrd_file('panic')}
+{MOUNT_BOOT}
+cp {images.store_path(variant)}/initrd /boot/kernels/{initrd_file(variant)}
 echo {base64.b64encode(cfg.encode()).decode()} | base64 -d > /boot/grub/grub.cfg.new
 mv /boot/grub/grub.cfg.new /boot/grub/grub.cfg
 echo {base64.b64encode(env).decode()} | base64 -d > /boot/grub/grubenv
 sync""")
     ctx.m.reboot()
-    for n, left in ((2, "1"), (3, "0")):
-        b = ctx.power_on_expect_reset(BROKEN)
-        words = _trial_words(ctx, b)
-        if b.stage1_of() != "panic" or "panic" not in b.outcome():
-            ctx.fail(f"boot {n} should be the panicking trial (generation 2): {b.summary()}")
-        want = {"nixboot.entry": "nixos-generation-2", "nixboot.trial": "nixos-generation-2",
-                "nixboot.tries": left}
-        if any(words.get(k) != v for k, v in want.items()):
-            ctx.fail(f"boot {n}: trial command line words {words}, expected {want}")
+
+
+def _expect_trial_boot(ctx: Ctx, variant: str, left: str, outcome: str):
+    b = ctx.power_on_expect_reset(BROKEN)
+    n = b.number
+    if b.stage1_of() != variant or outcome not in b.outcome():
+        ctx.fail(f"boot {n} should be the trial (generation 2, {variant}) ending in "
+                 f"'{outcome}': {b.summary()}")
+    words = _trial_words(ctx, b)
+    want = {"nixboot.entry": "nixos-generation-2", "nixboot.trial": "nixos-generation-2",
+            "nixboot.tries": left}
+    if any(words.get(k) != v for k, v in want.items()):
+        ctx.fail(f"boot {n}: trial command line words {words}, expected {want}")
+    return b
+
+
+def _expect_good_boot(ctx: Ctx, tries_saved: str | None):
     b = ctx.power_on(BOOT)
     if b.stage1_of() != "good":
-        ctx.fail(f"boot 4 should be back on generation 1 after 2 tries: {b.summary()}")
+        ctx.fail(f"boot {b.number} should be back on generation 1: {b.summary()}")
     words = _trial_words(ctx, b)
     if words.get("nixboot.entry") != "nixos-generation-1" or "nixboot.trial" in words:
-        ctx.fail(f"boot 4: command line words {words}, expected a plain generation 1 boot")
-    env = _guest_grubenv(ctx)
-    if env.get("nixboot_tries") != "0" or env.get("nixboot_trial") != "nixos-generation-2":
-        ctx.fail(f"boot 4: grubenv {env}: GRUB should have saved nixboot_tries=0")
+        ctx.fail(f"boot {b.number}: command line words {words}, expected a plain generation 1 boot")
+    if tries_saved is not None:
+        env = _guest_grubenv(ctx)
+        if env.get("nixboot_tries") != tries_saved or env.get("nixboot_trial") != "nixos-generation-2":
+            ctx.fail(f"boot {b.number}: grubenv {env}: GRUB should have saved "
+                     f"nixboot_tries={tries_saved}")
+    return b
+
+
+@scenario("g0", "grub-machinery")
+def grub_machinery(ctx: Ctx):
+    """Real GRUB counting with the harness's root, no nixboot binaries used:
+    a hand-written counting grub.cfg (refcfg.py) and a grubenv arming
+    generation 2 (panics in stage 1) with 2 tries: booted twice, each try
+    saved by GRUB before the kernel, then generation 1."""
+    _arm_reference_trial(ctx, "panic", 2)
+    _expect_trial_boot(ctx, "panic", "1", "kernel panic")
+    _expect_trial_boot(ctx, "panic", "0", "kernel panic")
+    _expect_good_boot(ctx, "0")
     ctx.metrics["tries"] = "2->1->0"
     ctx.m.send("systemctl poweroff")
     ctx.m.wait_exit(90, "poweroff")
+
+
+@scenario("g4", "grub-watchdog")
+def grub_watchdog(ctx: Ctx):
+    """A one-shot trial (1 try) whose stage 2 hangs: GRUB saves tries=0,
+    nixboot-stage1 sees the GRUB trial on the command line and arms the
+    i6300esb watchdog, the watchdog resets the hung guest, and GRUB boots
+    generation 1. Uses the reference grub.cfg (no nixboot CLI)."""
+    _arm_reference_trial(ctx, "hang", 1)
+    b = _expect_trial_boot(ctx, "hang", "0", "watchdog")
+    armed = b.first(r"nixboot-stage1: .*watchdog armed (\d+)s")
+    if not armed:
+        ctx.fail(f"boot {b.number}: nixboot-stage1 did not arm the watchdog on the trial boot")
+    hang = b.first(r"stage 2 hangs")
+    if hang:
+        ctx.metrics["hang-to-reset"] = f"{(b.ended or 0) - hang[0]:.0f}s"
+    _expect_good_boot(ctx, "0")
+    ctx.m.send("systemctl poweroff")
+    ctx.m.wait_exit(90, "poweroff")
+
+
+@register
+class GrubBiosBtrfs(_Grub):
+    """GRUB i386-pc whose /boot (grub.cfg, grubenv, kernels) is on btrfs:
+    GRUB reads it but cannot save_env there (G5's case). The disk is made on
+    the host with the reference counting grub.cfg and a trial already armed
+    (generation 2 panics, 1 try)."""
+    name = "grub-bios-btrfs"
+    firmware = "bios"
+    scenarios = {"g8"}
+
+    def firmware_args(self, machine_dir: Path) -> list:
+        return ["-bios", str(grubvm.SEABIOS)]
+
+    def build_boot_image(self, kern, generation1: str) -> Path:
+        img = self.workdir / f"boot-{self.name}.img"
+        with tempfile.TemporaryDirectory() as d:
+            tmp = Path(d)
+            files = {f"/kernels/{KERNEL_FILE}": kern.vmlinuz}
+            for v in ("good", "panic"):
+                _toplevel_initrd(self.workdir / "nix.img", v, tmp / v)
+                files[f"/kernels/{initrd_file(v)}"] = tmp / v
+            (tmp / "grub.cfg").write_text(_refcfg("panic"))
+            (tmp / "grubenv").write_bytes(_armed_env(1))
+            files["/grub/grub.cfg"] = tmp / "grub.cfg"
+            files["/grub/grubenv"] = tmp / "grubenv"
+            try:
+                grubvm.make_disk(img, "bios", files, fs="btrfs", size_mb=256, label="ESP",
+                                 bios_early_cfg=BIOS_EARLY_CFG)
+            except grubvm.VmError as e:
+                raise HarnessError(f"{self.name}: building the boot disk: {e}")
+        return img
+
+
+def _host_grubenv(ctx: Ctx) -> dict:
+    """The boot disk's grubenv read on the host (machine off): qcow2 overlay
+    -> raw copy -> btrfs restore -> grub-editenv list."""
+    with tempfile.TemporaryDirectory() as d:
+        raw = Path(d) / "boot.raw"
+        grubvm.run(["qemu-img", "convert", "-O", "raw", str(ctx.workdir / "boot.qcow2"), str(raw)])
+        return grubvm.Disk(image=raw, firmware="bios", fs="btrfs").grubenv()
+
+
+@scenario("g8", "grub-unwritable-env")
+def grub_unwritable_env(ctx: Ctx):
+    """GRUB's side of scenario 8, with the reference grub.cfg: the env block
+    is on btrfs, save_env fails, so GRUB never boots the armed trial (it
+    could not count it): two boots, both generation 1, grubenv unchanged."""
+    for _ in range(2):
+        b = _expect_good_boot(ctx, None)
+        if not b.first(r"nixboot: save_env failed: not booting trial nixos-generation-2"):
+            ctx.fail(f"boot {b.number}: GRUB did not report the failed save_env on btrfs")
+        rec = b.first(r"run/nixboot/boot: (.*)")
+        if rec and "trial=0" not in rec[1].group(1):
+            ctx.fail(f"boot {b.number}: stage 1 recorded a trial: {rec[1].group(1)}")
+        ctx.m.send("systemctl poweroff")
+        ctx.m.wait_exit(90, "poweroff")
+    env = _host_grubenv(ctx)
+    if env.get("nixboot_tries") != "1":
+        ctx.fail(f"grubenv on btrfs changed: {env} (GRUB cannot write there; expected tries=1)")
+    ctx.metrics["save_env"] = "refused (btrfs)"

@@ -6,7 +6,10 @@
 #include <catch2/catch.hpp>
 
 #include <cerrno>
+#include <csignal>
+#include <random>
 #include <sys/stat.h>
+#include <sys/wait.h>
 
 using namespace nixboot;
 
@@ -228,4 +231,46 @@ TEST_CASE("read_file_if_exists: bounded reads outside a root", "[util][dir]") {
     const auto boot_id = read_file_if_exists("/proc/sys/kernel/random/boot_id", 100);
     REQUIRE(boot_id);
     CHECK(boot_id->size() == 37);
+}
+
+TEST_CASE("RootDir: a writer killed at any instant leaves the old or the new file, never a mix", "[util][dir]") {
+    test::TempDir tmp;
+    const std::string a(256 * 1024, 'a');
+    const std::string b(300 * 1024, 'b');
+    {
+        RootDir root = RootDir::open(tmp.path());
+        root.write_atomic("loader.conf", a, Sync::no);
+    }
+    std::mt19937 rng(8);
+    unsigned leftovers = 0;
+    for (int round = 0; round < 40; ++round) {
+        int started[2];
+        REQUIRE(::pipe(started) == 0);
+        const pid_t child = ::fork();
+        REQUIRE(child >= 0);
+        if (child == 0) {
+            RootDir root = RootDir::open(tmp.path());
+            for (bool first = true;; first = false) {
+                root.write_atomic("loader.conf", b, Sync::no);
+                root.write_atomic("loader.conf", a, Sync::no);
+                if (first && ::write(started[1], "x", 1) != 1) ::_exit(1);
+            }
+        }
+        // Kill only once the child is really writing (the machine may be busy).
+        char byte = 0;
+        REQUIRE(::read(started[0], &byte, 1) == 1);
+        ::close(started[0]);
+        ::close(started[1]);
+        ::usleep(static_cast<useconds_t>(rng() % 3000));
+        ::kill(child, SIGKILL);
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        const std::string content = test::read_file(tmp / "loader.conf");
+        REQUIRE((content == a || content == b));
+        RootDir root = RootDir::open(tmp.path());
+        leftovers += static_cast<unsigned>(root.remove_stale_temp_files("", Sync::no));
+        REQUIRE(root.list("") == std::vector<std::string>{"loader.conf"});
+    }
+    // Most kills land mid-write: the cleanup had real work to do.
+    CHECK(leftovers > 0);
 }

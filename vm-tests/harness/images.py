@@ -20,6 +20,7 @@ ROOT_PACKAGES = [
     "systemd", "systemd-sysv", "udev", "kmod", "util-linux", "procps",
     "libefivar1", "libboost-program-options1.74.0", "libspdlog1.10", "libfmt9",
     "libsystemd0", "libstdc++6", "systemd-boot", "efibootmgr",
+    "grub-common",  # grub-probe, grub-mkrelpath, grub-editenv: nixboot's GRUB backend runs them
 ]
 
 # Modules the test initrd loads, in an order resolved from modules.dep.

@@ -125,10 +125,28 @@ class _Grub(Bootloader):
         return img
 
 
+    def guest_setup(self, ctx) -> None:
+        """/boot mounted for sure (see MOUNT_BOOT), and no menu wait: every
+        generation's nixboot.conf gets `grub-timeout = 0` (docs/grub.md),
+        which saves 5 s of every boot of every scenario."""
+        ctx.sh(MOUNT_BOOT, 90)
+        ctx.sh("""set -e
+for f in /nix/store/*-nixos-system-*/etc/nixboot/nixboot.conf; do
+  grep -q '^grub-timeout' "$f" || echo 'grub-timeout = 0' >> "$f"
+done""")
+
+    def disable_one_shot(self, ctx) -> None:
+        """GRUB has no one-shot separate from counting: a trial armed with
+        --tries N is GRUB's counted mode (grubenv nixboot_tries, decremented
+        by GRUB's save_env before each boot). Nothing to disable."""
+
+
 @register
 class GrubEfi(_Grub):
     name = "grub-efi"
     firmware = "efi"
+    # 8 is a BIOS machine's problem: with an ESP the env block lives there.
+    scenarios = _Grub.scenarios - {"8"}
 
     def firmware_args(self, machine_dir: Path) -> list:
         vars_copy = machine_dir / "OVMF_VARS.fd"
@@ -353,3 +371,52 @@ def grub_unwritable_env(ctx: Ctx):
     if env.get("nixboot_tries") != "1":
         ctx.fail(f"grubenv on btrfs changed: {env} (GRUB cannot write there; expected tries=1)")
     ctx.metrics["save_env"] = "refused (btrfs)"
+
+
+# ---------------------------------------------------------------------------
+# Scenario 8 with nixboot: GRUB cannot write the boot dir, no ESP
+
+@scenario("8", "unwritable-env")
+def unwritable_env(ctx: Ctx):
+    """/boot where GRUB cannot save_env and no ESP to move the env block to
+    (docs/grub.md, "Where GRUB cannot write"): `nixboot try` must refuse and
+    arm nothing; with --accept-risk, GRUB only reads the block and
+    nixboot-stage1 consumes the try, so a trial that hangs after the root is
+    up (watchdog reset) still leaves the machine on generation 1.
+    GRUB's own refusal on a real btrfs is proven by g8 (grub-bios-btrfs);
+    here the probe answer is injected (grub-probe-boot = fs=btrfs) on the
+    FAT boot partition, so the same disk serves every GRUB scenario."""
+    from harness.scenarios import install, narrate_boot, expect_on, expect_bad
+    install(ctx, {1: "good", 2: "hang"}, 2)
+    ctx.sh("""set -e
+for f in /nix/store/*-nixos-system-*/etc/nixboot/nixboot.conf; do
+  grep -q '^grub-probe-boot' "$f" || echo 'grub-probe-boot = fs=btrfs' >> "$f"
+done""")
+    ctx.nixboot("install")
+    rc, out = ctx.nixboot("try 2", ok=False)
+    ctx.say(f"nixboot try 2 with an unwritable env: exit {rc}: {out.strip()}")
+    if rc != 1:
+        ctx.fail(f"boot {ctx.m.boot.number}: `nixboot try 2` should refuse (exit 1) where GRUB "
+                 f"cannot write its env, exited {rc}: {out.strip()[-600:]}")
+    if "accept-risk" not in out:
+        ctx.fail(f"boot {ctx.m.boot.number}: the refusal should name --accept-risk: {out.strip()[-600:]}")
+    env = ctx.sh("grub-editenv /boot/grub/grubenv list")
+    if "nixboot_trial=" in env:
+        ctx.fail(f"boot {ctx.m.boot.number}: a refused try armed grubenv anyway: {env.strip()}")
+    ctx.metrics["try"] = "refused"
+    rc, out = ctx.m.execute("nixboot-try 2 --accept-risk --reboot 2>&1 | tee /dev/console", 120,
+                            may_reset=True)
+    if rc > 0:
+        ctx.fail(f"boot {ctx.m.boot.number}: `nixboot-try 2 --accept-risk --reboot` exited {rc}: "
+                 f"{out.strip()[-800:]}")
+    ctx.m.wait_exit(120, "`nixboot-try 2 --accept-risk --reboot` to reboot the machine")
+    b = ctx.power_on_expect_reset(BROKEN)
+    narrate_boot(ctx, b)
+    words = _trial_words(ctx, b)
+    if b.stage1_of() != "hang" or words.get("nixboot.consume") != "stage1":
+        ctx.fail(f"boot {b.number} should be the trial of generation 2 with nixboot.consume=stage1 "
+                 f"(words {words}): {b.summary()}")
+    ctx.power_on(BOOT)
+    narrate_boot(ctx, ctx.m.boot)
+    st = expect_on(ctx, 1, "good", "after the hanging trial (try consumed by nixboot-stage1)")
+    expect_bad(ctx, st, 2, "after the hanging trial (try consumed by nixboot-stage1)")

@@ -165,7 +165,10 @@ let
 
   configText = import ./config-file.nix { inherit lib; } {
     inherit (cfg) bootloader tries;
-    esp = efi.efiSysMountPoint;
+    # systemd-boot: the ESP. GRUB: its boot directory (grub.cfg, kernels);
+    # the ESP is grub-efi-dir, where grubenv goes when GRUB cannot write
+    # the boot directory (docs/contracts.md).
+    esp = if isGrub then cfg.grub.bootDir else efi.efiSysMountPoint;
     inherit (cfg) profile state;
     efivars = "/sys/firmware/efi/efivars";
     keep = if cfg.configurationLimit == null then 0 else cfg.configurationLimit;
@@ -549,6 +552,18 @@ in
         example = [ "/dev/sda" "/dev/sdb" ];
         description = "Disks GRUB is installed to (BIOS), or `[ \"nodev\" ]` with EFI.";
       };
+      bootDir = mkOption {
+        type = types.str;
+        default = "/boot";
+        example = "/boot";
+        description = ''
+          Where GRUB's {file}`grub/grub.cfg` and the kernels go (nixboot's
+          `esp` for GRUB; grub-install's `--boot-directory`). With UEFI the
+          ESP is {option}`boot.loader.efi.efiSysMountPoint`; when GRUB cannot
+          write its environment block here (btrfs, LVM, RAID, LUKS) nixboot
+          keeps it on the ESP.
+        '';
+      };
       efiInstallAsRemovable = mkOption {
         type = types.bool;
         default = !cfg.canTouchEfiVariables;
@@ -616,6 +631,10 @@ in
           {
             assertion = !(isGrub && cfg.efiSupport && !cfg.canTouchEfiVariables && !cfg.grub.efiInstallAsRemovable);
             message = "boot.loader.nixboot: GRUB EFI without canTouchEfiVariables can only be found by the firmware at the removable path: set boot.loader.nixboot.grub.efiInstallAsRemovable = true (or canTouchEfiVariables = true).";
+          }
+          {
+            assertion = !isGrub || lib.hasPrefix "/" cfg.grub.bootDir;
+            message = "boot.loader.nixboot.grub.bootDir = '${cfg.grub.bootDir}' must be an absolute path.";
           }
           {
             assertion = lib.hasPrefix "/" efi.efiSysMountPoint;

@@ -16,6 +16,8 @@
 
   grub-efi = {
     config = {
+      # The stock GRUB layout: the ESP under /boot, kernels in /boot.
+      boot.loader.efi.efiSysMountPoint = "/boot/efi";
       boot.loader.nixboot = {
         enable = true;
         bootloader = "grub";

@@ -51,6 +51,7 @@ TEST_CASE("nixos module: default nixboot.conf parses with the module's defaults"
 TEST_CASE("nixos module: GRUB nixboot.conf carries tries and the configuration limit", "[nixos]") {
   auto c = read_golden("grub-efi");
   REQUIRE(c.bootloader == nixboot::Bootloader::grub);
+  CHECK(c.esp == "/boot");  // GRUB's boot dir; the ESP is grub-efi-dir
   CHECK(c.tries == 3);
   CHECK(c.keep == 20);
 
@@ -63,7 +64,7 @@ TEST_CASE("nixos module: the GRUB backend accepts the module's grub-* keys", "[n
   auto efi = nixboot::grub::parse_grub_settings(read_golden("grub-efi").extra);
   CHECK(efi.target == "x86_64-efi");
   REQUIRE(efi.efi_dir.has_value());
-  CHECK(*efi.efi_dir == "/boot");
+  CHECK(*efi.efi_dir == "/boot/efi");
   CHECK(efi.removable);
   CHECK(efi.timeout == 5);
   CHECK(std::filesystem::path(efi.install_program).filename() == "grub-install");

@@ -21,7 +21,8 @@ let
       ../../nixos/module.nix
       ./stubs.nix
       c.config
-      extraConfig
+      # Wins over the case (a temporary ESP replaces the case's).
+      { config = lib.mkOverride 10 extraConfig; }
     ];
     specialArgs = { inherit pkgs; };
   };

@@ -295,7 +295,7 @@ void replace_atomically(const RootDir& root, Fd dir, const std::string& name, st
     TempGuard guard(dir.get(), temp);
     if (::fchmod(file.get(), mode) != 0) throw_errno("writing " + quoted(shown) + " (setting its mode)");
     fill(file.get(), shown);
-    if (sync == Sync::yes) do_fsync(file.get(), shown);
+    if (sync != Sync::no) do_fsync(file.get(), shown);
     file.close(shown.c_str());
     if (::renameat(dir.get(), temp.c_str(), dir.get(), name.c_str()) != 0)
         throw_errno("writing " + quoted(shown) + " (renaming the temporary file into place)");
@@ -346,7 +346,7 @@ void RootDir::append(std::string_view rel, std::string_view data, Sync sync) {
     if (!file) { const int err = errno; throw_open_error(err, dir.get(), name, "opening", shown); }
     write_all(file.get(), data.data(), data.size(), shown);
     ++g_writes;
-    if (sync == Sync::yes) do_fsync(file.get(), shown);
+    if (sync != Sync::no) do_fsync(file.get(), shown);
     file.close(shown.c_str());
     if (sync == Sync::yes && !existed) do_fsync(dir.get(), shown.parent_path());
 }

@@ -15,7 +15,15 @@
 
 namespace nixboot {
 
-enum class Sync { no, yes };
+// How durable a change must be when the call returns.
+//   no:        neither file nor directory fsynced (tests, state that may be lost)
+//   yes:       file data and the directory entry fsynced (the default for the ESP)
+//   file_only: file data fsynced, the directory entry not: for batches of new
+//              files in one directory; call fsync_dir() once afterwards, and
+//              before anything that depends on the files (e.g. a default
+//              pointing at them). A crash before then loses whole new files,
+//              never leaves a partial one.
+enum class Sync { no, yes, file_only };
 
 // Process-wide counters of mutating I/O, for the benchmark.
 struct IoStats {

@@ -274,3 +274,22 @@ TEST_CASE("RootDir: a writer killed at any instant leaves the old or the new fil
     // Most kills land mid-write: the cleanup had real work to do.
     CHECK(leftovers > 0);
 }
+
+TEST_CASE("RootDir: Sync::file_only fsyncs each file and leaves the directory to one fsync_dir", "[util][dir]") {
+    test::TempDir tmp;
+    RootDir root = RootDir::open(tmp.path());
+    root.mkdirs("loader/entries");
+    reset_io_stats();
+    for (int i = 0; i < 10; ++i)
+        root.write_atomic("loader/entries/e" + std::to_string(i) + ".conf", "x", Sync::file_only);
+    root.fsync_dir("loader/entries");
+    CHECK(io_stats().fsyncs == 11);
+    CHECK(io_stats().writes == 10);
+    reset_io_stats();
+    root.write_atomic("loader/entries/e0.conf", "y", Sync::yes);
+    CHECK(io_stats().fsyncs == 2);
+    reset_io_stats();
+    root.write_atomic("loader/entries/e0.conf", "z", Sync::no);
+    CHECK(io_stats().fsyncs == 0);
+    CHECK(test::read_file(tmp / "loader/entries/e0.conf") == "z");
+}

@@ -5,6 +5,7 @@
 
 #include <catch2/catch.hpp>
 
+#include <chrono>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -42,4 +43,29 @@ TEST_CASE("Lock: an unusable state directory is an error naming it", "[util][loc
     test::write_file(tmp / "file", "x");
     CHECK_THROWS_WITH(Lock::acquire(tmp / "file" / "state"),
                       Catch::Matchers::StartsWith("creating state directory '" + (tmp / "file" / "state").string() + "'"));
+}
+
+TEST_CASE("Lock: LockWait::yes waits for the holder to finish", "[util][lock]") {
+    test::TempDir tmp;
+    int ready[2];
+    REQUIRE(::pipe(ready) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        Lock held = Lock::acquire(tmp.path());
+        if (::write(ready[1], "x", 1) != 1) ::_exit(1);
+        ::usleep(300 * 1000);
+        ::_exit(0);  // the lock goes with the process
+    }
+    char byte = 0;
+    REQUIRE(::read(ready[0], &byte, 1) == 1);
+    CHECK_THROWS_AS(Lock::acquire(tmp.path(), LockWait::no), Error);
+    const auto start = std::chrono::steady_clock::now();
+    Lock mine = Lock::acquire(tmp.path(), LockWait::yes);
+    const auto waited = std::chrono::steady_clock::now() - start;
+    CHECK(waited > std::chrono::milliseconds(100));
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ::close(ready[0]);
+    ::close(ready[1]);
 }

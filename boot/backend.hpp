@@ -134,6 +134,11 @@ class Backend {
   // Removes kernels/initrds (and other files the backend owns) that no
   // entry references any more.
   virtual GcResult collect_garbage() = 0;
+
+  // A cheap description of everything read() and sync() depend on (file
+  // names, sizes, mtimes, variables), or "" when the backend offers none.
+  // Machine::install skips all work when it equals the last install's.
+  virtual std::string fingerprint() const { return {}; }
 };
 
 // Where a backend finds things. Backend-specific config keys ("grub-*")

@@ -14,6 +14,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <dirent.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -21,6 +23,7 @@
 #include <cerrno>
 #include <charconv>
 #include <cstdlib>
+#include <fstream>
 #include <set>
 
 namespace nixboot {
@@ -180,10 +183,125 @@ std::string file_of(const LoaderView& v, std::string_view id) {
   return e ? e->file : "";
 }
 
+// What the generations side of an install depends on, without parsing
+// anything: link names and targets, and the identity of each toplevel's
+// boot files (store paths are immutable; tests edit them in place).
+std::string generations_fingerprint(const std::filesystem::path& profile) {
+  std::string out;
+  auto dir = profile.parent_path();
+  auto prefix = profile.filename().string() + "-";
+  std::vector<std::string> names;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return "no profile dir\n";
+  while (auto* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n.starts_with(prefix) && n.ends_with("-link")) names.push_back(std::move(n));
+  }
+  std::sort(names.begin(), names.end());
+  char buf[4096];
+  int dfd = ::dirfd(d);
+  auto link = [&](const std::filesystem::path& p) {
+    auto k = p.has_parent_path() ? ::readlink(p.c_str(), buf, sizeof buf) : ::readlinkat(dfd, p.c_str(), buf, sizeof buf);
+    return k < 0 ? std::string("-") : std::string(buf, static_cast<std::size_t>(k));
+  };
+  auto stat_of = [&](const std::filesystem::path& p) {
+    struct stat st {};
+    if (::stat(p.c_str(), &st) != 0) return std::string(" -");
+    return " " + std::to_string(st.st_size) + ":" + std::to_string(st.st_mtim.tv_sec) + "." +
+           std::to_string(st.st_mtim.tv_nsec) + ":" + std::to_string(st.st_ino);
+  };
+  out += "profile " + link(profile) + "\n";
+  for (const auto& n : names) {
+    auto target = link(n);
+    std::filesystem::path top = !target.empty() && target[0] == '/' ? std::filesystem::path(target) : dir / target;
+    out += n + " " + target;
+    // Store paths never change once they exist: their name is their identity.
+    if (target.starts_with("/nix/store/")) {
+      out += "\n";
+      continue;
+    }
+    auto bj = stat_of(top / "boot.json");
+    out += bj;
+    if (bj == " -")
+      for (const char* f : {"kernel", "initrd", "init", "kernel-params", "nixos-version", "specialisation"})
+        out += stat_of(top / f);
+    out += "\n";
+  }
+  ::closedir(d);
+  return out;
+}
+
+constexpr const char* stamp_name = "install-stamp";
+
+struct Stamp {
+  std::string key;
+  std::optional<std::string> default_entry;
+  std::vector<std::string> skipped;
+};
+
+// STATE/install-stamp: "default ID" and "skip TEXT" lines, a blank line,
+// then the key verbatim.
+std::optional<Stamp> read_stamp(const std::filesystem::path& state) {
+  std::ifstream in(state / stamp_name, std::ios::binary);
+  if (!in) return std::nullopt;
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  auto sep = text.find("\n\n");
+  if (sep == std::string::npos) return std::nullopt;
+  Stamp s;
+  s.key = text.substr(sep + 2);
+  std::size_t pos = 0;
+  while (pos < sep) {
+    auto nl = text.find('\n', pos);
+    if (nl == std::string::npos || nl > sep) nl = sep;
+    std::string line = text.substr(pos, nl - pos);
+    if (line.starts_with("default ")) s.default_entry = line.substr(8);
+    else if (line.starts_with("skip ")) s.skipped.push_back(line.substr(5));
+    pos = nl + 1;
+  }
+  if (s.key.empty()) return std::nullopt;
+  return s;
+}
+
+std::string format_stamp(const Stamp& s) {
+  std::string text = "nixboot install stamp\n";
+  if (s.default_entry) text += "default " + *s.default_entry + "\n";
+  for (const auto& k : s.skipped) text += "skip " + k + "\n";
+  return text + "\n" + s.key;
+}
+
 }  // namespace
+
+// "" when the backend cannot describe its inputs cheaply (no fast path).
+static std::string install_key(const Backend& backend, const MachineOptions& opts) {
+  auto fp = backend.fingerprint();
+  if (fp.empty()) return {};
+  // Kept verbatim (not hashed): comparing a few hundred KiB is cheaper than
+  // hashing them, and there is no collision to reason about.
+  return std::string(to_string(backend.kind())) + "\ntries " + std::to_string(opts.tries) + "\nkeep " +
+         std::to_string(opts.keep) + "\n" + fp + generations_fingerprint(opts.profile);
+}
 
 InstallReport Machine::install() {
   auto lock = Lock::acquire(opts_.state);
+  InstallReport report;
+  // Fast path: nothing the install reads has changed since the last one.
+  auto key = install_key(backend_, opts_);
+  auto stamp = read_stamp(opts_.state);
+  if (!key.empty() && stamp && stamp->key == key) {
+    report.default_entry = stamp->default_entry;
+    report.skipped = stamp->skipped;
+    return report;
+  }
+  report = install_unlocked();
+  auto after = install_key(backend_, opts_);
+  if (!after.empty() && (!stamp || stamp->key != after)) {
+    RootDir::open_or_create(opts_.state)
+        .write_atomic(stamp_name, format_stamp(Stamp{after, report.default_entry, report.skipped}), Sync::no);
+  }
+  return report;
+}
+
+InstallReport Machine::install_unlocked() {
   Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
   InstallReport report;
 

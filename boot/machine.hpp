@@ -100,6 +100,8 @@ class Machine {
   Backend& backend() { return backend_; }
 
  private:
+  InstallReport install_unlocked();
+
   Backend& backend_;
   MachineOptions opts_;
 };

@@ -9,6 +9,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -870,6 +872,70 @@ GcResult SdBootBackend::collect_garbage() {
     r.removed.push_back(rel);
   }
   return r;
+}
+
+}  // namespace nixboot
+
+namespace nixboot {
+
+std::string SdBootBackend::fingerprint() const {
+  auto esp = RootDir::open(opts_.esp);
+  std::string out = "sdboot1\n";
+  auto stat_line = [&](const std::string& rel) {
+    struct stat st {};
+    if (::fstatat(esp.fd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+      out += rel + " -\n";
+      return;
+    }
+    out += rel + " " + std::to_string(st.st_mode) + " " + std::to_string(st.st_size) + " " +
+           std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + " " + std::to_string(st.st_ino) +
+           "\n";
+  };
+  stat_line(loader_conf_path);
+  // Entries: name, size, mtime, inode of each (stat relative to the open dir).
+  try {
+    auto dir = esp.open_file(entries_dir, O_RDONLY | O_DIRECTORY);
+    std::vector<std::string> names;
+    if (DIR* stream = ::fdopendir(dir.get())) {
+      dir.release();
+      while (const dirent* e = ::readdir(stream))
+        if (e->d_name[0] != '.') names.emplace_back(e->d_name);
+      std::sort(names.begin(), names.end());
+      for (const auto& name : names) {
+        struct stat st {};
+        if (::fstatat(::dirfd(stream), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+          out += name + " -\n";
+          continue;
+        }
+        out += name + " " + std::to_string(st.st_mode) + " " + std::to_string(st.st_size) + " " +
+               std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + " " +
+               std::to_string(st.st_ino) + "\n";
+      }
+      ::closedir(stream);
+    }
+  } catch (const SysError& e) {
+    out += std::string("entries: ") + e.what() + "\n";
+  }
+  // Kernels and initrds are content-named: their names say enough.
+  for (const auto& name : esp.list(files_dir)) out += name + "\n";
+  EfiVars vars(opts_.efivars);
+  out += vars.writable() == Writable::yes ? "vars rw\n" : "vars ro\n";
+  for (const char* name : {efivar_name::loader_info, efivar_name::loader_features, efivar_name::loader_entry_oneshot,
+                           efivar_name::loader_entry_default, efivar_name::loader_boot_count_path,
+                           efivar_name::loader_entry_selected}) {
+    out += name;
+    try {
+      if (auto raw = vars.get_raw(name, 4096)) {
+        out += " " + sha256_hex(std::string_view(reinterpret_cast<const char*>(raw->data()), raw->size()));
+      } else {
+        out += " -";
+      }
+    } catch (const Error& e) {
+      out += std::string(" error ") + e.what();
+    }
+    out += "\n";
+  }
+  return out;
 }
 
 }  // namespace nixboot

@@ -94,6 +94,7 @@ class SdBootBackend final : public Backend {
   void set_state(std::string_view id, EntryState state) override;
   void set_default(std::string_view id) override;
   GcResult collect_garbage() override;
+  std::string fingerprint() const override;
 
  private:
   struct Scanned;

@@ -72,10 +72,10 @@ TEST_CASE("a no-op install writes nothing; a new generation writes only its entr
   r = s.machine.install();
   io = io_stats();
   CHECK(r.sync.added == Files{"nixos-generation-6"});
-  // entry + kernel + initrd, the journal line; the copy cache in the state dir;
-  // each atomic write is one rename (the journal is appended).
-  CHECK(io.writes == 5);
-  CHECK(io.renames == 4);
+  // entry + kernel + initrd, the journal line; the copy cache and the install
+  // stamp in the state dir; each atomic write is one rename (the journal is appended).
+  CHECK(io.writes == 6);
+  CHECK(io.renames == 5);
   CHECK(s.rig.pinned_good_default() == "nixos-generation-5");
 }
 
@@ -349,4 +349,34 @@ TEST_CASE("a read-only or full ESP fails with the file and the cause, and loses 
     for (const auto& e : std::filesystem::directory_iterator(s.rig.esp / "EFI/nixos"))
       CHECK(e.path().filename().string().find(".tmp") == std::string::npos);
   }
+}
+
+TEST_CASE("the no-op fast path notices what the loader and the user change") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  s.machine.install();
+  s.machine.try_generation(3, {});
+  s.machine.install();  // settles the stamp
+  reset_io_stats();
+  s.machine.install();
+  CHECK(io_stats().writes == 0);
+  // the firmware consumes the try: the next install sees the rename and protects the booted entry
+  s.rig.boot();
+  s.rig.point_profile(1);  // and someone points the profile elsewhere
+  test::make_generation(s.rig.store, s.rig.profile, 4);
+  auto r = s.machine.install();
+  CHECK(r.sync.added == Files{"nixos-generation-4"});
+  // an entry edited in place is rewritten
+  auto e2 = s.rig.esp / "loader/entries/nixos-generation-2.conf";
+  test::write_file(e2, "title broken\n");
+  r = s.machine.install();
+  CHECK(r.sync.updated == Files{"nixos-generation-2"});
+  CHECK(test::read_file(e2).find("title NixOS\n") == 0);
+  // a hand-edited loader.conf default is put back
+  test::write_file(s.rig.esp / "loader/loader.conf", "default nixos-generation-3*\n");
+  s.machine.install();
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+  // a stale EFI default is removed
+  EfiVars(s.rig.efivars).set_string(efivar_name::loader_entry_default, "nixos-generation-4+1.conf");
+  s.machine.install();
+  CHECK_FALSE(s.rig.var(efivar_name::loader_entry_default));
 }

@@ -71,9 +71,17 @@ class Boot:
             return self.end_reason
         return "still running" if self.ended is None else "ended"
 
+    def verdict(self) -> str:
+        """nixboot-check's verdict as forwarded from the journal to the console."""
+        m = self.first(r"nixboot\[\d+\]: (verdict on \S+: \w+)")
+        if m:
+            return m[1].group(1)
+        m = self.first(r"nixboot\[\d+\]: (\S+ is not a trial)")
+        return m[1].group(1) if m else "no verdict seen"
+
     def summary(self) -> str:
         return (f"boot {self.number}: entry {self.entry()}, initrd of {self.stage1_of()}, "
-                f"{self.outcome()}")
+                f"{self.verdict()}, {self.outcome()}")
 
 
 class Machine:

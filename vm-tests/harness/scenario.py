@@ -55,6 +55,10 @@ class Ctx:
         """Starts a boot that must come up to the backdoor shell."""
         self.m.start()
         self.m.wait_backdoor(timeout)
+        rc, out = self.m.execute("mountpoint -q /boot || { systemctl status boot.mount --no-pager; exit 1; }")
+        if rc != 0:
+            self.fail(f"boot {self.m.boot.number}: the boot disk (LABEL=ESP) is not mounted on /boot: "
+                      f"{out.strip()[-600:]}")
         return self.m.boot
 
     def power_on_expect_reset(self, timeout: float = 180) -> Boot:

@@ -15,11 +15,15 @@ constexpr std::string_view suffixes[] = {".conf", ".efi"};
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 
-// Parses all of `digits` (non-empty, only digits) as unsigned.
+// systemd (bootctl 252) refuses counters above INT_MAX: "Numerical result
+// out of range", and drops the entry. Match it.
+constexpr unsigned max_counter = 2147483647;
+
+// Parses all of `digits` (non-empty, only digits), at most max_counter.
 std::optional<unsigned> to_unsigned(std::string_view digits) {
     unsigned value = 0;
     const auto [ptr, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), value);
-    if (ec != std::errc() || ptr != digits.data() + digits.size()) return std::nullopt;
+    if (ec != std::errc() || ptr != digits.data() + digits.size() || value > max_counter) return std::nullopt;
     return value;
 }
 
@@ -59,7 +63,7 @@ EntryName parse_entry_name(std::string_view file_name) {
     if (left_len == 0) throw ParseError(context + ": " + shown + " is not +LEFT or +LEFT-DONE");
     Counter value;
     const auto left = to_unsigned(counter.substr(0, left_len));
-    if (!left) throw ParseError(context + ": " + shown + " has a number larger than 4294967295");
+    if (!left) throw ParseError(context + ": " + shown + " has a number larger than 2147483647");
     value.left = *left;
     std::string_view rest = counter.substr(left_len);
     if (!rest.empty()) {
@@ -67,7 +71,7 @@ EntryName parse_entry_name(std::string_view file_name) {
             !std::all_of(rest.begin() + 1, rest.end(), is_digit))
             throw ParseError(context + ": " + shown + " is not +LEFT or +LEFT-DONE");
         const auto done = to_unsigned(rest.substr(1));
-        if (!done) throw ParseError(context + ": " + shown + " has a number larger than 4294967295");
+        if (!done) throw ParseError(context + ": " + shown + " has a number larger than 2147483647");
         value.done = *done;
     }
     result.stem = base.substr(0, plus);
@@ -117,7 +121,7 @@ EntryName make_bad(EntryName name) {
 EntryName decrement(EntryName name) {
     if (!name.counter) return name;
     if (name.counter->left > 0) --name.counter->left;
-    if (name.counter->done < UINT_MAX) ++name.counter->done;
+    if (name.counter->done < max_counter) ++name.counter->done;
     return name;
 }
 

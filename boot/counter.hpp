@@ -31,7 +31,7 @@ struct EntryName {
 
 // Parses a bare file name (no '/'). Throws ParseError
 // "entry file name 'X': REASON" for: no ".conf"/".efi" suffix, empty stem,
-// a '+' not followed by LEFT or LEFT-DONE digits, a number > 4294967295.
+// a '+' not followed by LEFT or LEFT-DONE digits, a number > 2147483647 (systemd's limit).
 EntryName parse_entry_name(std::string_view file_name);
 // The same, returning nullopt instead of throwing.
 std::optional<EntryName> try_parse_entry_name(std::string_view file_name) noexcept;

@@ -1,8 +1,14 @@
 #include "boot/counter.hpp"
 
 #include "boot/util/error.hpp"
+#include "tests/boot/util/test_support.hpp"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <map>
+#include <sstream>
 
 #include <random>
 
@@ -23,7 +29,7 @@ TEST_CASE("counter: parse names like bless-boot", "[counter]") {
     // The last '+' starts the counter.
     CHECK(parse_entry_name("a+b+1.conf") == name("a+b", Counter{1, 0}));
     CHECK(parse_entry_name("a.b.conf") == name("a.b", std::nullopt));
-    CHECK(parse_entry_name("x+4294967295-4294967295.conf") == name("x", Counter{4294967295u, 4294967295u}));
+    CHECK(parse_entry_name("x+2147483647-2147483647.conf") == name("x", Counter{2147483647u, 2147483647u}));
 }
 
 TEST_CASE("counter: garbage is rejected with the reason", "[counter]") {
@@ -33,8 +39,10 @@ TEST_CASE("counter: garbage is rejected with the reason", "[counter]") {
     CHECK_THROWS_WITH(parse_entry_name("a+1-2-3.conf"),
                       "entry file name 'a+1-2-3.conf': counter '+1-2-3' is not +LEFT or +LEFT-DONE");
     CHECK_THROWS_WITH(parse_entry_name("a+-1.conf"), "entry file name 'a+-1.conf': counter '+-1' is not +LEFT or +LEFT-DONE");
-    CHECK_THROWS_WITH(parse_entry_name("a+4294967296.conf"),
-                      "entry file name 'a+4294967296.conf': counter '+4294967296' has a number larger than 4294967295");
+    CHECK_THROWS_WITH(parse_entry_name("a+2147483648.conf"),
+                      "entry file name 'a+2147483648.conf': counter '+2147483648' has a number larger than 2147483647");
+    CHECK_THROWS_WITH(parse_entry_name("a+1-99999999999.conf"),
+                      "entry file name 'a+1-99999999999.conf': counter '+1-99999999999' has a number larger than 2147483647");
     CHECK_THROWS_WITH(parse_entry_name("+1.conf"), "entry file name '+1.conf': nothing before the counter");
     CHECK_THROWS_WITH(parse_entry_name(".conf"),
                       "entry file name '.conf': does not end in .conf or .efi with a name before it");
@@ -125,4 +133,78 @@ TEST_CASE("counter: random names either parse and format back or are refused", "
             REQUIRE(std::string(e.what()).starts_with("entry file name '"));
         }
     }
+}
+
+// systemd's own parser is the reference: bootctl reads the same names.
+TEST_CASE("counter: parse_entry_name agrees with bootctl on every name it accepts", "[counter][root][interop]") {
+    if (!test::is_root()) {
+        WARN("skipped: bootctl needs the ESP to be a mounted file system; mounting a tmpfs needs root");
+        return;
+    }
+    if (::access("/usr/bin/bootctl", X_OK) != 0) {
+        WARN("skipped: /usr/bin/bootctl is not installed (package systemd-boot)");
+        return;
+    }
+    test::TempDir tmp;
+    test::TmpfsMount esp(tmp / "esp", "4m");
+    std::vector<std::string> names = {"a+x.conf",  "b+1-2-3.conf", "c+01.conf",          "d+2-0.conf", "e+0.conf",
+                                      "f+3-1.conf", "g+.conf",     "h+4294967296.conf", "i++1.conf",  "j.conf",
+                                      "k+2147483647-7.conf", "k2+2147483648.conf", "k3+1-2147483648.conf", "l-x+2-5.conf", "m+1-.conf", "n+-1.conf"};
+    std::mt19937 rng(51);
+    const std::string alphabet = "ab+-0123456789";
+    for (int i = 0; i < 60; ++i) {
+        std::string stem = "r" + std::to_string(i);
+        for (unsigned k = rng() % 6; k > 0; --k) stem += alphabet[rng() % alphabet.size()];
+        names.push_back(stem + ".conf");
+    }
+    for (const auto& name : names) test::write_file(tmp / "esp/loader/entries" / name, "title T\nlinux /k\n");
+    test::write_file(tmp / "esp/k", "k");
+    const std::string cmd = "SYSTEMD_RELAX_ESP_CHECKS=1 /usr/bin/bootctl --no-pager --esp-path=" + (tmp / "esp").string() +
+                            " --json=short list 2>/dev/null";
+    FILE* pipe = ::popen(cmd.c_str(), "r");
+    REQUIRE(pipe);
+    std::string output;
+    char buffer[4096];
+    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) output.append(buffer, n);
+    ::pclose(pipe);
+    // bootctl prints one JSON object per line (or a JSON array).
+    std::map<std::string, nlohmann::json> by_file;
+    auto take = [&](const nlohmann::json& e) {
+        by_file[std::filesystem::path(e.at("path").get<std::string>()).filename().string()] = e;
+    };
+    if (!output.empty() && output.front() == '[') {
+        for (const auto& e : nlohmann::json::parse(output)) take(e);
+    } else {
+        std::istringstream lines(output);
+        for (std::string line; std::getline(lines, line);)
+            if (!line.empty()) take(nlohmann::json::parse(line));
+    }
+    REQUIRE(by_file.size() >= names.size() - 5);  // bootctl drops only names it cannot parse at all
+    unsigned agreed = 0, refused = 0;
+    for (const auto& name : names) {
+        const auto ours = try_parse_entry_name(name);
+        const auto it = by_file.find(name);
+        INFO(name);
+        if (ours) {
+            REQUIRE(it != by_file.end());
+            const auto& e = it->second;
+            CHECK(e.at("id").get<std::string>() == ours->stem + ours->suffix);
+            if (ours->counter) {
+                CHECK(e.at("triesLeft").get<unsigned>() == ours->counter->left);
+                CHECK(e.value("triesDone", 0u) == ours->counter->done);
+            } else {
+                CHECK_FALSE(e.contains("triesLeft"));
+            }
+            ++agreed;
+        } else {
+            // We refuse it; systemd either drops it or reads it as a name without a counter.
+            if (it != by_file.end()) {
+                CHECK(it->second.at("id").get<std::string>() == name);
+                CHECK_FALSE(it->second.contains("triesLeft"));
+            }
+            ++refused;
+        }
+    }
+    CHECK(agreed > 20);
+    CHECK(refused > 5);
 }

@@ -517,21 +517,6 @@ std::unique_ptr<Backend> make_grub_backend(const BackendOptions& opts) {
     return std::make_unique<GrubBackend>(opts);
 }
 
-// ---- stage 1 -----------------------------------------------------------------
-
-ConsumeResult consume_try_in_userspace(const std::filesystem::path& grubenv, std::string_view trial,
-                                       unsigned tries_after) {
-    auto dir = RootDir::open(grubenv.parent_path());
-    const std::string name = grubenv.filename().string();
-    auto env = read_grubenv(dir, name);
-    if (!env || env->get("nixboot_trial") != trial) return ConsumeResult::not_armed;
-    auto tries = parse_unsigned(env->get("nixboot_tries").value_or(""), max_tries);
-    if (tries && *tries <= tries_after) return ConsumeResult::already_consumed;
-    env->set("nixboot_tries", std::to_string(tries_after));
-    write_grubenv(dir, name, *env, Sync::yes);
-    return ConsumeResult::consumed;
-}
-
 // ---- grub-install ---------------------------------------------------------------
 
 std::vector<std::string> grub_install_argv(const GrubSettings& s, const std::filesystem::path& boot_dir) {

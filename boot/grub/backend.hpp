@@ -4,6 +4,7 @@
 #pragma once
 
 #include "boot/backend.hpp"
+#include "boot/grub/consume.hpp"
 #include "boot/grub/grubenv.hpp"
 #include "boot/grub/probe.hpp"
 #include "boot/grub/state.hpp"
@@ -84,15 +85,6 @@ private:
 };
 
 std::unique_ptr<Backend> make_grub_backend(const BackendOptions& opts);
-
-// For nixboot-stage1 where GRUB cannot write its env (cmdline
-// nixboot.consume=stage1): sets nixboot_tries in the env block at `grubenv`
-// to `tries_after` (the nixboot.tries GRUB put on the command line) if it
-// still names `trial` with more tries than that. Idempotent: a second call in
-// the same boot changes nothing.
-enum class ConsumeResult { consumed, already_consumed, not_armed };
-ConsumeResult consume_try_in_userspace(const std::filesystem::path& grubenv,
-                                       std::string_view trial, unsigned tries_after);
 
 // grub-install's argv for `install --install-bootloader`: --target,
 // --boot-directory=BOOT, --efi-directory and --bootloader-id=NixOS for EFI,

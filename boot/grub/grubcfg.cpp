@@ -176,7 +176,9 @@ std::string format_grub_cfg(const GrubCfgSpec& spec) {
         }
         out += "fi\n";
     }
-    out += "\n";
+    // Entries inside a submenu run in a new environment context that only
+    // inherits exported variables (seen on real GRUB 2.06).
+    out += "export nixboot_args\n\n";
 
     append_entry(out, *def, "NixOS", "");
     if (trial) append_entry(out, *trial, trial->title + " (trial)", "");

@@ -224,6 +224,8 @@ TEST_CASE("grubcfg: every kernel line names its entry and carries the trial word
     CHECK(def != std::string::npos);
     CHECK(def < trial);
     CHECK(trial < sub);
+    // The trial words reach entries inside the submenu too.
+    CHECK(text.find("export nixboot_args\n") < text.find("\nmenuentry "));
     // The persistent default is never the trial.
     CHECK(text.find("set default='nixos-generation-2'\n") != std::string::npos);
     CHECK(text.find("set default='nixos-generation-3'\n") == text.find("      set default='nixos-generation-3'\n") + 6);

@@ -380,8 +380,7 @@ InstallReport Machine::install_unlocked() {
     for (const auto& e : view.entries)
       if (e.file == *view.booted_file) so.protect.insert(e.id);
   report.sync = backend_.sync(kept, so);
-
-  view = backend_.read();
+  if (!report.sync.added.empty() || !report.sync.updated.empty() || !report.sync.removed.empty()) view = backend_.read();
   if (!sort_order_trial_pending(view)) {
     std::string target;
     if (is_good(view, view.persistent_default))

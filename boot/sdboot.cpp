@@ -297,8 +297,14 @@ int strverscmp_improved(std::string_view as, std::string_view bs) {
 }
 
 void sort_like_systemd_boot(std::vector<SortItem>& items, IdScheme scheme) {
+  // Decorate with the loader IDs once instead of in every comparison.
+  std::vector<std::pair<std::string, SortItem>> decorated;
+  decorated.reserve(items.size());
+  for (auto& it : items) decorated.emplace_back(loader_entry_id(it.file_name, scheme), std::move(it));
   auto spent = [](const SortItem& i) { return i.counter && i.counter->left == 0; };
-  std::stable_sort(items.begin(), items.end(), [&](const SortItem& x, const SortItem& y) {
+  std::stable_sort(decorated.begin(), decorated.end(), [&](const auto& dx, const auto& dy) {
+    const SortItem& x = dx.second;
+    const SortItem& y = dy.second;
     auto compare = [&]() -> int {
       int r = cmp(spent(x), spent(y));
       if (r) return r;
@@ -312,7 +318,7 @@ void sort_like_systemd_boot(std::vector<SortItem>& items, IdScheme scheme) {
         r = -strverscmp_improved(x.version.value_or(""), y.version.value_or(""));
         if (r) return r;
       }
-      r = -strverscmp_improved(loader_entry_id(x.file_name, scheme), loader_entry_id(y.file_name, scheme));
+      r = -strverscmp_improved(dx.first, dy.first);
       if (r) return r;
       if (!x.counter || !y.counter) return 0;
       r = -cmp(x.counter->left, y.counter->left);
@@ -321,6 +327,7 @@ void sort_like_systemd_boot(std::vector<SortItem>& items, IdScheme scheme) {
     };
     return compare() < 0;
   });
+  for (std::size_t i = 0; i < items.size(); ++i) items[i] = std::move(decorated[i].second);
 }
 
 std::optional<std::size_t> pick_default_entry(const std::vector<SortItem>& sorted,
@@ -657,7 +664,7 @@ std::string ensure_copied(RootDir& esp, FileCache& cache, const std::string& src
   }
   if (!esp.is_regular_file(name)) {
     esp.mkdirs(files_dir);
-    esp.copy_in(src, name, Sync::yes);
+    esp.copy_in(src, name, Sync::file_only);  // the directory is fsynced once, after the batch
   }
   return "/" + name;
 }
@@ -691,7 +698,7 @@ SyncResult SdBootBackend::sync(std::span<const Generation> generations, const Sy
         if (it != s.by_stem.end()) {
           const auto& f = s.files[it->second.front()];
           if (f.text == text) continue;
-          esp.write_atomic(std::string(entries_dir) + "/" + f.file_name, text, Sync::yes);
+          esp.write_atomic(std::string(entries_dir) + "/" + f.file_name, text, Sync::file_only);
           result.updated.push_back(id);
         } else {
           if (!made_dir) {
@@ -700,7 +707,7 @@ SyncResult SdBootBackend::sync(std::span<const Generation> generations, const Sy
           }
           EntryName n{id, std::nullopt, ".conf"};
           if (opts.new_tries > 0) n = make_trial(n, opts.new_tries);
-          esp.write_atomic(std::string(entries_dir) + "/" + format_entry_name(n), text, Sync::yes);
+          esp.write_atomic(std::string(entries_dir) + "/" + format_entry_name(n), text, Sync::file_only);
           result.added.push_back(id);
         }
       }
@@ -711,7 +718,16 @@ SyncResult SdBootBackend::sync(std::span<const Generation> generations, const Sy
       esp.remove(std::string(entries_dir) + "/" + f.file_name, Sync::yes);
       result.removed.push_back(f.name.stem);
     }
+    if (!result.added.empty() || !result.updated.empty()) {
+      if (esp.exists(files_dir)) esp.fsync_dir(files_dir);
+      esp.fsync_dir(entries_dir);
+    }
   } catch (const Error& e) {
+    try {  // keep what was written before the failure
+      if (esp.exists(files_dir)) esp.fsync_dir(files_dir);
+      if (esp.exists(entries_dir)) esp.fsync_dir(entries_dir);
+    } catch (const Error&) {
+    }
     cache.save(opts_.state);
     std::string done;
     if (!result.added.empty() || !result.updated.empty() || !result.removed.empty())

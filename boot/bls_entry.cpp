@@ -1,6 +1,7 @@
 #include "boot/bls_entry.hpp"
 
 #include "boot/util/error.hpp"
+#include "boot/util/utf16.hpp"
 
 #include <algorithm>
 #include <map>
@@ -59,6 +60,11 @@ BlsEntry parse_bls_entry(std::string_view text, std::string_view origin_view) {
         if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
         const std::string where = origin + ":" + std::to_string(line_no) + ": ";
         if (std::string why = bad_char(line); !why.empty()) throw ParseError(where + "line contains a " + why);
+        try {
+            validate_utf8(line);
+        } catch (const Error& e) {
+            throw ParseError(where + "line is not valid UTF-8 (" + e.what() + ")");
+        }
         line = trim(line);
         if (line.empty() || line.front() == '#') continue;
         const std::size_t key_end = std::find_if(line.begin(), line.end(), is_space) - line.begin();
@@ -95,6 +101,11 @@ std::string format_bls_entry(const BlsEntry& entry) {
         if (value.empty()) throw Error(shown + " is empty");
         if (trim(value) != value) throw Error(shown + " has leading or trailing whitespace");
         if (std::string why = bad_char(value); !why.empty()) throw Error(shown + " contains a " + why);
+        try {
+            validate_utf8(value);
+        } catch (const Error& e) {
+            throw Error(shown + " is not valid UTF-8 (" + e.what() + ")");
+        }
         out.append(key).append(" ").append(value).append("\n");
     };
     auto optional_line = [&](std::string_view key, const std::optional<std::string>& value) {

@@ -27,8 +27,9 @@ struct BlsEntry {
 
 // Parses entry text. `origin` names the file in errors:
 // "loader/entries/x.conf:3: key 'linux' has no value". Comment and blank lines
-// are skipped; keys are [a-z0-9-]+; values are trimmed; a value may not hold
-// NUL or control characters other than tab. Max 64 KiB.
+// are skipped; keys are [a-z0-9-]+; values are trimmed; lines must be valid UTF-8
+// without control characters other than tab (bootctl 252 fails the whole
+// listing on invalid UTF-8). Max 64 KiB.
 BlsEntry parse_bls_entry(std::string_view text, std::string_view origin);
 
 // Formats in the order title, version, sort-key, machine-id, linux, initrd...,

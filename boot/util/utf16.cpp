@@ -95,20 +95,16 @@ std::vector<std::string> utf16le_list_to_utf8(std::span<const std::uint8_t> data
     return out;
 }
 
-std::vector<std::uint8_t> utf8_to_utf16le(std::string_view text, Terminator terminator) {
-    std::vector<std::uint8_t> out;
-    out.reserve(2 * text.size() + 2);
-    auto put = [&](unsigned unit) {
-        out.push_back(static_cast<std::uint8_t>(unit & 0xff));
-        out.push_back(static_cast<std::uint8_t>(unit >> 8));
-    };
+namespace {
+
+// Decodes the UTF-8 sequence at byte i of `text` into `cp`; returns its
+// length. Throws Error naming the byte for anything invalid.
+std::size_t decode_utf8(std::string_view text, std::size_t i, char32_t& cp) {
     const auto* s = reinterpret_cast<const unsigned char*>(text.data());
     const std::size_t n = text.size();
-    for (std::size_t i = 0; i < n;) {
+    {
         const unsigned char c = s[i];
-        char32_t cp = 0;
         std::size_t len = 0;
-        if (c == 0) throw Error("NUL at byte " + std::to_string(i));
         if (c < 0x80) {
             cp = c;
             len = 1;
@@ -133,6 +129,28 @@ std::vector<std::uint8_t> utf8_to_utf16le(std::string_view text, Terminator term
         if (cp < min_for_len[len]) throw Error("overlong UTF-8 at byte " + std::to_string(i));
         if (cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
             throw Error("invalid code point in UTF-8 at byte " + std::to_string(i));
+        return len;
+    }
+}
+
+} // namespace
+
+void validate_utf8(std::string_view text) {
+    char32_t cp = 0;
+    for (std::size_t i = 0; i < text.size();) i += decode_utf8(text, i, cp);
+}
+
+std::vector<std::uint8_t> utf8_to_utf16le(std::string_view text, Terminator terminator) {
+    std::vector<std::uint8_t> out;
+    out.reserve(2 * text.size() + 2);
+    auto put = [&](unsigned unit) {
+        out.push_back(static_cast<std::uint8_t>(unit & 0xff));
+        out.push_back(static_cast<std::uint8_t>(unit >> 8));
+    };
+    for (std::size_t i = 0; i < text.size();) {
+        if (text[i] == '\0') throw Error("NUL at byte " + std::to_string(i));
+        char32_t cp = 0;
+        const std::size_t len = decode_utf8(text, i, cp);
         if (cp >= 0x10000) {
             const char32_t v = cp - 0x10000;
             put(0xd800 + static_cast<unsigned>(v >> 10));

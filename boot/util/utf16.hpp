@@ -29,4 +29,9 @@ std::vector<std::string> utf16le_list_to_utf8(std::span<const std::uint8_t> data
 // Throws Error on invalid UTF-8 (overlong, surrogates, truncated) or NUL inside.
 std::vector<std::uint8_t> utf8_to_utf16le(std::string_view text, Terminator terminator);
 
+// Throws Error with the reason ("invalid UTF-8 at byte 3", "overlong UTF-8
+// at byte 0", ...) unless `text` is valid UTF-8 (NUL allowed; callers that
+// forbid control characters check those themselves).
+void validate_utf8(std::string_view text);
+
 } // namespace nixboot

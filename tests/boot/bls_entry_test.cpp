@@ -1,8 +1,14 @@
 #include "boot/bls_entry.hpp"
 
 #include "boot/util/error.hpp"
+#include "tests/boot/util/test_support.hpp"
 
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
+#include <map>
+#include <sstream>
 
 #include <random>
 
@@ -58,6 +64,8 @@ TEST_CASE("BLS entry: errors name file and line", "[bls_entry]") {
     CHECK_THROWS_WITH(parse_bls_entry(std::string("title A\0B\n", 10), "e.conf"),
                       "e.conf:1: line contains a control character 0x00");
     CHECK_THROWS_WITH(parse_bls_entry("ti=tle A\n", "e.conf"), "e.conf:1: 'ti=tle' is not a valid key");
+    CHECK_THROWS_WITH(parse_bls_entry("title ok\ntitle2 caf\xc3\n", "e.conf"),
+                      "e.conf:2: line is not valid UTF-8 (truncated UTF-8 sequence at byte 10)");
     CHECK_THROWS_WITH(parse_bls_entry(std::string(70000, '#'), "e.conf"), "e.conf: larger than 65536 bytes");
     CHECK_THROWS_AS(parse_bls_entry("linux\n", "e"), ParseError);
 }
@@ -70,6 +78,8 @@ TEST_CASE("BLS entry: format refuses what would not read back", "[bls_entry]") {
     CHECK_THROWS_WITH(format_bls_entry(e), "BLS entry: value of 'title' has leading or trailing whitespace");
     e.title = "";
     CHECK_THROWS_WITH(format_bls_entry(e), "BLS entry: value of 'title' is empty");
+    e.title = "caf\xe9 au lait";  // Latin-1, not UTF-8
+    CHECK_THROWS_WITH(format_bls_entry(e), "BLS entry: value of 'title' is not valid UTF-8 (invalid UTF-8 at byte 3)");
     e.title = "ok";
     e.other = {{"linux", "/x"}};
     CHECK_THROWS_WITH(format_bls_entry(e), "BLS entry: key 'linux' belongs in its own field, not in 'other'");
@@ -77,7 +87,8 @@ TEST_CASE("BLS entry: format refuses what would not read back", "[bls_entry]") {
 
 TEST_CASE("BLS entry: parse(format(x)) == x for generated entries", "[bls_entry]") {
     std::mt19937 rng(42);
-    const std::string chars = "abcXYZ019 /._-=+,\"'\t\xc3\xa9";
+    const std::vector<std::string> chars = {"a", "b", "c", "X", "Y", "Z", "0", "1", "9", " ", "/", ".", "_", "-",
+                                            "=", "+", ",", "\"", "'", "\t", "\xc3\xa9", "\xf0\x9f\x98\x80"};
     auto value = [&] {
         std::string v;
         const int len = 1 + static_cast<int>(rng() % 40);
@@ -122,5 +133,88 @@ TEST_CASE("BLS entry: random bytes either parse into a stable entry or fail with
         } catch (const ParseError& e) {
             REQUIRE(std::string(e.what()).starts_with("f.conf:"));
         }
+    }
+}
+
+// systemd's own parser is the reference: bootctl must read what we format
+// the way parse_bls_entry does.
+TEST_CASE("BLS entry: bootctl reads formatted entries exactly as parse_bls_entry does", "[bls_entry][root][interop]") {
+    if (!test::is_root()) {
+        WARN("skipped: bootctl needs the ESP to be a mounted file system; mounting a tmpfs needs root");
+        return;
+    }
+    if (::access("/usr/bin/bootctl", X_OK) != 0) {
+        WARN("skipped: /usr/bin/bootctl is not installed (package systemd-boot)");
+        return;
+    }
+    test::TempDir tmp;
+    test::TmpfsMount esp(tmp / "esp", "4m");
+    test::write_file(tmp / "esp/k", "k");
+    std::mt19937 rng(61);
+    const std::vector<std::string> chars = {"a", "b", "X", "0", "9", " ", "/", ".", "_", "-", "=", "+", ",",
+                                            "\"", "'", "#", "\t", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    auto value = [&] {
+        std::string v = "v";
+        for (unsigned i = rng() % 30; i > 0; --i) v += chars[rng() % chars.size()];
+        while (v.back() == ' ' || v.back() == '\t') v.pop_back();
+        return v;
+    };
+    // bootctl checks paths (no trailing '/', ...): keep file names plain.
+    auto file_name = [&] {
+        std::string v = "f";
+        for (unsigned i = 1 + rng() % 12; i > 0; --i) v += "abcXYZ019._-+"[rng() % 13];
+        return v;
+    };
+    std::map<std::string, BlsEntry> written;
+    for (int i = 0; i < 40; ++i) {
+        BlsEntry e;
+        e.title = value();
+        if (rng() % 2) e.version = value();
+        if (rng() % 2) e.sort_key = "key" + std::to_string(rng() % 100);
+        if (rng() % 2) e.machine_id = "0123456789abcdef0123456789abcdef";
+        e.kernel = "/k";
+        for (unsigned k = rng() % 3; k > 0; --k) e.initrds.push_back("/EFI/nixos/" + file_name());
+        if (rng() % 2) e.options = value() + " " + value();
+        const std::string file = "e" + std::to_string(i) + ".conf";
+        const std::string text = format_bls_entry(e);
+        test::write_file(tmp / "esp/loader/entries" / file, text);
+        written[file] = parse_bls_entry(text, file);
+    }
+    const std::string cmd = "SYSTEMD_RELAX_ESP_CHECKS=1 /usr/bin/bootctl --no-pager --esp-path=" + (tmp / "esp").string() +
+                            " --json=short list 2>" + (tmp / "bootctl.err").string();
+    FILE* pipe = ::popen(cmd.c_str(), "r");
+    REQUIRE(pipe);
+    std::string output;
+    char buffer[4096];
+    for (std::size_t n; (n = std::fread(buffer, 1, sizeof buffer, pipe)) > 0;) output.append(buffer, n);
+    ::pclose(pipe);
+    std::vector<nlohmann::json> listed;
+    if (!output.empty() && output.front() == '[') {
+        for (const auto& e : nlohmann::json::parse(output)) listed.push_back(e);
+    } else {
+        std::istringstream lines(output);
+        for (std::string line; std::getline(lines, line);)
+            if (!line.empty()) listed.push_back(nlohmann::json::parse(line));
+    }
+    INFO("bootctl said: " + test::read_file(tmp / "bootctl.err"));
+    REQUIRE(listed.size() == written.size());
+    auto optional_field = [](const nlohmann::json& j, const char* key) -> std::optional<std::string> {
+        if (!j.contains(key)) return std::nullopt;
+        return j.at(key).get<std::string>();
+    };
+    for (const auto& j : listed) {
+        const std::string file = std::filesystem::path(j.at("path").get<std::string>()).filename().string();
+        INFO(file);
+        REQUIRE(written.count(file) == 1);
+        const BlsEntry& e = written.at(file);
+        CHECK(optional_field(j, "title") == e.title);
+        CHECK(optional_field(j, "version") == e.version);
+        CHECK(optional_field(j, "sortKey") == e.sort_key);
+        CHECK(optional_field(j, "machineId") == e.machine_id);
+        CHECK(optional_field(j, "linux") == e.kernel);
+        CHECK(optional_field(j, "options") == e.options);
+        std::vector<std::string> initrds;
+        if (j.contains("initrd")) initrds = j.at("initrd").get<std::vector<std::string>>();
+        CHECK(initrds == e.initrds);
     }
 }

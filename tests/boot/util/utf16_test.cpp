@@ -113,3 +113,13 @@ TEST_CASE("UTF-16LE decoding never accepts random garbage silently", "[util][utf
         }
     }
 }
+
+TEST_CASE("validate_utf8", "[util][utf16]") {
+    CHECK_NOTHROW(validate_utf8("plain \xc3\xa9 \xe2\x82\xac \xf0\x9f\x98\x80"));
+    CHECK_NOTHROW(validate_utf8(std::string_view("a\0b", 3)));
+    CHECK_THROWS_WITH(validate_utf8("caf\xe9 ok"), "invalid UTF-8 at byte 3");
+    CHECK_THROWS_WITH(validate_utf8("caf\xe9"), "truncated UTF-8 sequence at byte 3");
+    CHECK_THROWS_WITH(validate_utf8("\xc0\xaf"), "overlong UTF-8 at byte 0");
+    CHECK_THROWS_WITH(validate_utf8("ab\xf4\x90\x80\x80"), "invalid code point in UTF-8 at byte 2");
+    CHECK_THROWS_WITH(validate_utf8("\xe2\x82"), "truncated UTF-8 sequence at byte 0");
+}

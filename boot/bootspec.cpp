@@ -2,6 +2,7 @@
 
 #include "boot/util/dir.hpp"
 #include "boot/util/error.hpp"
+#include "boot/util/utf16.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -136,7 +137,14 @@ BootSpec read_legacy(const std::filesystem::path& toplevel) {
         throw Error(where + ": no boot.json and no 'init'");
     spec.init = (toplevel / "init").string();
     spec.toplevel = toplevel.string();
-    const std::string version = trim(read_small_file(toplevel / "nixos-version", 4096).value_or(""));
+    std::string version = trim(read_small_file(toplevel / "nixos-version", 4096).value_or(""));
+    if (std::any_of(version.begin(), version.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20; }))
+        version.clear();
+    try {
+        validate_utf8(version);  // the label ends up in entry titles
+    } catch (const Error&) {
+        version.clear();
+    }
     spec.label = version.empty() ? "NixOS" : "NixOS " + version;
     spec.system = trim(read_small_file(toplevel / "system", 4096).value_or(""));
     std::istringstream params(read_small_file(toplevel / "kernel-params", 64 * 1024).value_or(""));

@@ -3,6 +3,7 @@
 #include "boot/util/error.hpp"
 #include "boot/util/dir.hpp"
 #include "boot/util/fd.hpp"
+#include "boot/util/utf16.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -69,6 +70,11 @@ std::string read_version(const std::filesystem::path& toplevel) {
             return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
         }))
         return "";
+    try {
+        validate_utf8(line);  // it ends up in entry titles
+    } catch (const Error&) {
+        return "";
+    }
     return line;
 }
 

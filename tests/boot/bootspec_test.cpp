@@ -169,6 +169,10 @@ TEST_CASE("bootspec: boot.json of a toplevel, and the legacy files", "[bootspec]
     CHECK_FALSE(legacy.specialisations.at("console").initrd);
     CHECK(legacy.specialisations.at("console").label == "NixOS");
 
+    // A version that is not UTF-8 (it would end up in entry titles) is dropped.
+    test::write_file(old / "nixos-version", "20.09-caf\xe9 x\n");
+    CHECK(read_boot_document(old).boot.label == "NixOS");
+
     std::filesystem::remove(old / "kernel");
     CHECK_THROWS_WITH(read_boot_document(old),
                       "'" + old.string() + "': no boot.json and no usable 'kernel' (No such file or directory)");

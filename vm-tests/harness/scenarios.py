@@ -257,7 +257,8 @@ def power_cut_promotion(ctx: Ctx):
     ctx.power_on(BOOT)
     # Cut the power the instant the verdict is recorded, before promotion finishes.
     ctx.m.send("while ! [ -e /run/nixboot/verdict ]; do sleep 0.01; done; "
-               "echo 'NIXBOOT-VM: cutting power during promotion'; echo o > /proc/sysrq-trigger")
+               "echo 'NIXBOOT-VM: cutting power during promotion' > /dev/console; "
+               "echo o > /proc/sysrq-trigger")
     b = ctx.m.wait_exit(SETTLE, "the power cut during promotion")
     narrate_boot(ctx, b)
     if not b.first(r"cutting power during promotion"):

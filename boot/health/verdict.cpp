@@ -144,20 +144,58 @@ std::optional<unsigned> generation_of(std::string_view entry) {
     return std::nullopt;
 }
 
+// True when the journal holds a good or bad verdict on `entry` after its last
+// `arm` (or it was never armed).
+bool verdict_since_arm(const JournalContents& journal, std::string_view entry) {
+    bool armed = false, decided = false;
+    for (const auto& r : journal.records) {
+        if (r.entry != entry) continue;
+        if (r.event == JournalEvent::arm) { armed = true; decided = false; }
+        else if (r.event == JournalEvent::good || r.event == JournalEvent::bad) decided = true;
+    }
+    return !armed || decided;
+}
+
+// Machine::mark_bad journals only a change of state; a spent trial
+// ("+0-1") already reads as bad on disk, so the verdict and its reason are
+// journaled here when the transition itself did not.
+void mark_bad_with_reason(Machine& machine, const std::string& entry, const std::string& reason) {
+    machine.mark_bad(entry, reason);
+    const auto& state = machine.options().state;
+    if (verdict_since_arm(read_journal(state), entry)) return;
+    LoaderView view = machine.backend().read();
+    JournalRecord r;
+    r.time = journal_now();
+    r.event = JournalEvent::bad;
+    r.generation = generation_of(entry);
+    r.entry = entry;
+    if (const Entry* e = view.find(entry)) r.file = e->file;
+    r.bootloader = std::string(to_string(view.bootloader));
+    try {
+        r.boot_id = current_boot_id();
+    } catch (const Error&) {
+    }
+    r.reason = reason;
+    append_journal(state, r);
+}
+
 // Trials booted before this boot that never got a verdict: the loader
-// consumed a try (done > 0), they are not what booted now, and the loader
-// will not boot them again by itself (not armed with tries left).
+// consumed a try (done > 0), the journal has no verdict since their arm,
+// they are not what booted now, and the loader will not boot them again by
+// itself (not armed with tries left).
 void settle_unverdicted(Machine& machine, const BootRecord& record, BootCheckReport& report) {
     LoaderView view = machine.backend().read();
+    JournalContents journal = read_journal(machine.options().state);
     std::optional<unsigned> booted_generation = generation_of(record.entry);
     if (!booted_generation && view.booted) booted_generation = generation_of(*view.booted);
     std::string booted = record.entry.empty() ? view.booted.value_or("") : record.entry;
     for (const Entry& e : view.entries) {
-        if (e.state != EntryState::trial || e.tries_done == 0) continue;
+        if (e.state == EntryState::good || e.tries_done == 0) continue;
         if (e.id == booted) continue;
         if (view.armed && *view.armed == e.id && e.tries_left > 0) continue;
+        if (verdict_since_arm(journal, e.id)) continue;
         std::string reason = unverdicted_trial_reason(e.generation, booted_generation);
-        machine.mark_bad(e.id, reason);
+        mark_bad_with_reason(machine, e.id, reason);
         report.settled.push_back(e.id + ": " + reason);
     }
 }
@@ -215,7 +253,7 @@ BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, c
         machine.mark_good(record.entry, reason);
         if (auto note = disarm_watchdog(opts.watchdog_device)) report.notes.push_back(*note);
     } else {
-        machine.mark_bad(record.entry, reason);
+        mark_bad_with_reason(machine, record.entry, reason);
         if (opts.on_failure == OnFailure::reboot) report.reboot = true;
         else if (auto note = disarm_watchdog(opts.watchdog_device)) report.notes.push_back(*note);
     }

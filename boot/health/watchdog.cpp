@@ -12,7 +12,7 @@
 namespace nixboot::health {
 
 Watchdog Watchdog::open(const std::string& device) {
-    int fd = ::open(device.c_str(), O_WRONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    int fd = ::open(device.c_str(), O_WRONLY | O_APPEND | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
     if (fd < 0) throw_errno("opening watchdog '" + device + "'");
     return Watchdog(device, Fd(fd));
 }

@@ -18,7 +18,8 @@ inline constexpr char watchdog_magic_byte = 'V';
 
 class Watchdog {
 public:
-    // Opens `device` for writing (non-blocking, so a FIFO without a reader
+    // Opens `device` for writing (appending, so a plain file in a test keeps
+    // every write; non-blocking, so a FIFO without a reader
     // fails instead of hanging). Throws SysError "opening watchdog 'DEV': ...".
     // Opening a real watchdog starts it.
     static Watchdog open(const std::string& device);

@@ -1,0 +1,321 @@
+// The verdict: pure decision, and `nixboot check` end to end on a temporary
+// systemd-boot machine (tests/cli/rig.hpp models the loader's boot), with
+// nixboot-stage1 recording the boot first, real check executables, and a
+// reboot command that only records its call.
+#include "boot/health/verdict.hpp"
+
+#include "boot/journal.hpp"
+#include "boot/util/error.hpp"
+#include "tests/boot/health/health_support.hpp"
+
+#include <catch2/catch.hpp>
+
+using namespace nixboot;
+using namespace nixboot::health;
+using namespace nixboot::test;
+
+TEST_CASE("verdict: required checks decide, wanted ones only report", "[health][verdict]") {
+    CheckResult pass{"a", CheckKind::required, CheckOutcome::passed, 0, {}, {}, ""};
+    CheckResult wanted_fail{"ntp", CheckKind::wanted, CheckOutcome::failed, 1, {}, {}, "exit status 1"};
+    CheckResult req_fail{"ssh", CheckKind::required, CheckOutcome::failed, 1, {}, {}, "exit status 1"};
+    CheckResult req_timeout{"db", CheckKind::required, CheckOutcome::timed_out, {}, {}, {}, "killed after the 30 s timeout"};
+    CHECK(decide({pass}, {}) == Decision{Verdict::good, "the required check passed"});
+    CHECK(decide({}, {}) == Decision{Verdict::good, "all 0 required checks passed"});
+    CHECK(decide({pass, pass, wanted_fail}, {}) ==
+          Decision{Verdict::good, "all 2 required checks passed (wanted check failed: ntp)"});
+    CHECK(decide({pass, req_fail}, {}) == Decision{Verdict::bad, "required check 'ssh' failed (exit status 1)"});
+    CHECK(decide({req_timeout}, {}) ==
+          Decision{Verdict::bad, "required check 'db' timed out (killed after the 30 s timeout)"});
+    CheckRefusal refused{"x", CheckKind::required, "/c/required/x", "writable by group or others (mode 0777)"};
+    CHECK(decide({pass}, {refused}) ==
+          Decision{Verdict::bad, "required check 'x' refused: writable by group or others (mode 0777)"});
+    refused.kind = CheckKind::wanted;
+    CHECK(decide({pass}, {refused}).verdict == Verdict::good);
+}
+
+TEST_CASE("verdict: the verdict file pair", "[health][verdict]") {
+    Decision d{Verdict::bad, "required check 'ssh' failed\n(exit status 1)"};
+    CHECK(format_verdict(d) == "bad\nrequired check 'ssh' failed (exit status 1)\n");
+    CHECK(parse_verdict(format_verdict(d), "v") == Decision{Verdict::bad, "required check 'ssh' failed (exit status 1)"});
+    CHECK_THROWS_WITH(parse_verdict("maybe\n", "/run/nixboot/verdict"), "/run/nixboot/verdict:1: expected 'good' or 'bad'");
+    CHECK(unverdicted_trial_reason(3, 2u) == "trial boot of generation 3 did not reach a verdict; booted generation 2 instead");
+}
+
+namespace {
+
+// A machine with generations 1..3 installed (2 the good default) and the
+// files `nixboot check` reads.
+struct CheckRig {
+    Rig rig{3, "systemd-boot 252.39-1~deb12u1", 2};
+    std::filesystem::path run = rig.tmp / "run";
+    std::filesystem::path checks = rig.tmp / "checks.d";
+    std::filesystem::path config = rig.tmp / "nixboot.conf";
+    std::filesystem::path cmdline = rig.tmp / "cmdline";
+    std::filesystem::path uptime = rig.tmp / "uptime";
+    std::filesystem::path kmsg = rig.tmp / "kmsg";
+    std::filesystem::path watchdog = rig.tmp / "watchdog";
+    std::filesystem::path calls = rig.tmp / "calls";
+    std::filesystem::path reboot = rig.tmp / "bin/reboot";
+
+    explicit CheckRig(const std::string& extra_config = "") {
+        ::chmod(rig.tmp.path().c_str(), 0755);
+        std::filesystem::create_directories(run);
+        std::filesystem::create_directories(checks / "required");
+        std::filesystem::create_directories(checks / "wanted");
+        write_file(config, "checks-dir = " + checks.string() + "\nwatchdog-device = " + watchdog.string() +
+                               "\nverdict-timeout = 600\n" + extra_config);
+        write_file(uptime, "30.00 40.00\n");
+        write_file(kmsg, "");
+        write_file(watchdog, "");
+        write_recorder(reboot, calls, "reboot");
+        auto r = nixboot({"install"});
+        REQUIRE(r.status == 0);
+    }
+    void check_script(const std::string& rel, const std::string& body) {
+        write_script(checks / rel, "#!/bin/sh\n" + body + "\n");
+    }
+    RunResult nixboot(std::vector<std::string> args) {
+        std::vector<std::string> argv{NIXBOOT_BIN,         "--esp",   rig.esp.string(), "--profile", rig.profile.string(),
+                                      "--efivars",         rig.efivars.string(), "--state", rig.state.string(),
+                                      "--config",          config.string()};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return run_program(argv, {"NIXBOOT_REBOOT_COMMAND=" + reboot.string()});
+    }
+    RunResult check() {
+        return nixboot({"check", "--run", run.string(), "--cmdline", cmdline.string(), "--uptime", uptime.string()});
+    }
+    // Power-on: the loader picks and renames, stage 1 records the boot.
+    std::string boot() {
+        std::string booted = rig.boot();
+        std::string id = booted.substr(0, booted.find_first_of("+."));
+        write_file(cmdline, "init=/x nixboot.entry=" + id + "\n");
+        std::filesystem::remove_all(run);  // /run is a fresh tmpfs each boot
+        std::filesystem::create_directories(run);
+        auto r = run_program({NIXBOOT_STAGE1_BIN, "--cmdline", cmdline.string(), "--efivars", rig.efivars.string(),
+                              "--run", run.string(), "--kmsg", kmsg.string(), "--watchdog-device", watchdog.string(),
+                              "--config", config.string()});
+        REQUIRE(r.status == 0);
+        return booted;
+    }
+    std::vector<std::string> events_for(unsigned generation) {
+        std::vector<std::string> out;
+        for (const auto& rec : read_journal(rig.state).records)
+            if (rec.generation == generation) out.emplace_back(to_string(rec.event));
+        return out;
+    }
+    std::string reason_of(unsigned generation, JournalEvent event) {
+        for (const auto& rec : read_journal(rig.state).records)
+            if (rec.generation == generation && rec.event == event) return rec.reason;
+        return "<none>";
+    }
+};
+
+} // namespace
+
+TEST_CASE("check: a trial whose required checks pass is promoted and the watchdog disarmed", "[health][verdict][cli]") {
+    CheckRig c;
+    c.check_script("required/ok", "echo fine");
+    c.check_script("wanted/flaky", "echo nope; exit 1");
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    CHECK(c.boot() == "nixos-generation-3+0-1.conf");
+    CHECK(read_file(c.run / "nixboot/boot").find("trial=1\n") != std::string::npos);
+    auto r = c.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("ok: fine\n") != std::string::npos);
+    CHECK(r.out.find("flaky: nope\n") != std::string::npos);
+    CHECK(r.out.find("verdict on nixos-generation-3: good: the required check passed (wanted check failed: flaky)\n") !=
+          std::string::npos);
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-3");
+    CHECK(std::filesystem::read_symlink(c.rig.profile) == "system-3-link");
+    CHECK(std::filesystem::exists(c.rig.esp / "loader/entries/nixos-generation-3.conf"));
+    CHECK(read_file(c.run / "nixboot/verdict").starts_with("good\n"));
+    CHECK(read_file(c.watchdog) == ".V");  // stage 1's feed, then the magic close
+    CHECK(read_or_empty(c.calls).empty());
+    CHECK(c.events_for(3) == std::vector<std::string>{"arm", "good", "promote"});
+}
+
+TEST_CASE("check: a failing required check marks the trial bad and reboots into the default", "[health][verdict][cli]") {
+    CheckRig c;
+    c.check_script("required/ssh", "echo 'port 22 closed'; exit 1");
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    c.boot();
+    auto r = c.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 1);
+    CHECK(r.out.find("nixos-generation-3 is marked bad; rebooting into the default: " + c.reboot.string() + "\n") !=
+          std::string::npos);
+    CHECK(read_file(c.calls) == "reboot \n");
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
+    CHECK(std::filesystem::read_symlink(c.rig.profile) == "system-2-link");
+    CHECK(std::filesystem::exists(c.rig.esp / "loader/entries/nixos-generation-3+0-1.conf"));
+    CHECK(c.reason_of(3, JournalEvent::bad) ==
+          "trial boot of nixos-generation-3: required check 'ssh' failed (exit status 1)");
+    CHECK(read_file(c.watchdog) == ".");  // still armed: the reboot is on its way
+    // The next power-on boots the default.
+    CHECK(c.boot() == "nixos-generation-2.conf");
+}
+
+TEST_CASE("check: on-failure=stay marks bad without rebooting", "[health][verdict][cli]") {
+    CheckRig c("on-failure = stay\n");
+    c.check_script("required/ssh", "exit 1");
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    c.boot();
+    auto r = c.check();
+    CHECK(r.status == 1);
+    CHECK(r.out.find("staying (on-failure=stay)") != std::string::npos);
+    CHECK(read_or_empty(c.calls).empty());
+    CHECK(read_file(c.watchdog) == ".V");
+}
+
+TEST_CASE("check: a required check that times out fails the trial", "[health][verdict][cli]") {
+    CheckRig c("[check.slow]\ntimeout = 1\n");
+    c.check_script("required/slow", "sleep 30");
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    c.boot();
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = c.check();
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(10));
+    CHECK(r.status == 1);
+    CHECK(c.reason_of(3, JournalEvent::bad) ==
+          "trial boot of nixos-generation-3: required check 'slow' timed out (killed after the 1 s timeout)");
+}
+
+TEST_CASE("check: a world-writable required check is refused and fails the trial", "[health][verdict][cli][bad-input]") {
+    CheckRig c;
+    write_script(c.checks / "required/open", "#!/bin/sh\ntouch " + (c.rig.tmp / "ran").string() + "\n", 0777);
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    c.boot();
+    auto r = c.check();
+    CHECK(r.status == 1);
+    CHECK(r.out.find("open (required): refused '" + (c.checks / "required/open").string() +
+                     "': writable by group or others (mode 0777)\n") != std::string::npos);
+    CHECK_FALSE(std::filesystem::exists(c.rig.tmp / "ran"));
+    CHECK(c.events_for(3).back() == "bad");
+}
+
+TEST_CASE("check: past the verdict timeout the trial is bad without running checks", "[health][verdict][cli]") {
+    CheckRig c;
+    c.check_script("required/ok", "touch " + (c.rig.tmp / "ran").string());
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    c.boot();
+    write_file(c.uptime, "601.00 1.00\n");
+    CHECK(c.check().status == 1);
+    CHECK_FALSE(std::filesystem::exists(c.rig.tmp / "ran"));
+    CHECK(c.reason_of(3, JournalEvent::bad) ==
+          "trial boot of nixos-generation-3: no verdict within the verdict timeout of 600 s after boot");
+}
+
+TEST_CASE("check: a non-trial boot only reports", "[health][verdict][cli]") {
+    CheckRig c;
+    c.check_script("required/ssh", "exit 1");
+    CHECK(c.boot() == "nixos-generation-2.conf");
+    auto before = c.rig.snapshot();
+    auto r = c.check();
+    CHECK(r.status == 1);
+    CHECK(r.out.find("nixos-generation-2 is not a trial: a required check did not pass (reported only)\n") !=
+          std::string::npos);
+    CHECK(c.rig.snapshot() == before);
+    CHECK(read_or_empty(c.calls).empty());
+    CHECK_FALSE(std::filesystem::exists(c.run / "nixboot/verdict"));
+}
+
+TEST_CASE("check: a trial that never reached a verdict is settled as bad on the next boot", "[health][verdict][cli]") {
+    CheckRig c;
+    c.check_script("required/ok", "exit 0");
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    CHECK(c.boot() == "nixos-generation-3+0-1.conf");
+    // ... it hangs; the watchdog resets; the one-shot is spent: the default boots.
+    CHECK(c.boot() == "nixos-generation-2.conf");
+    auto r = c.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("marked bad: nixos-generation-3: trial boot of generation 3 did not reach a verdict; booted "
+                     "generation 2 instead\n") != std::string::npos);
+    CHECK(c.reason_of(3, JournalEvent::bad) ==
+          "trial boot of generation 3 did not reach a verdict; booted generation 2 instead");
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
+    // Idempotent: a second run settles nothing more.
+    auto again = c.check();
+    CHECK(again.out.find("marked bad") == std::string::npos);
+    CHECK(c.events_for(3) == std::vector<std::string>{"arm", "bad"});
+}
+
+TEST_CASE("check: without the stage-1 record the boot is recomputed from the loader's variables", "[health][verdict][cli]") {
+    CheckRig c;
+    c.check_script("required/ok", "exit 0");
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    c.boot();
+    std::filesystem::remove(c.run / "nixboot/boot");
+    auto r = c.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-3");
+}
+
+TEST_CASE("check: a missing checks directory changes nothing", "[health][verdict][cli][bad-input]") {
+    CheckRig c;
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    c.boot();
+    std::filesystem::remove_all(c.checks);
+    auto before = c.rig.snapshot();
+    auto r = c.check();
+    CHECK(r.status == 1);
+    CHECK(r.err.find("checks directory '" + c.checks.string() + "': No such file or directory") != std::string::npos);
+    CHECK(c.rig.snapshot() == before);
+    CHECK_FALSE(std::filesystem::exists(c.run / "nixboot/verdict"));
+}
+
+TEST_CASE("check: promotion interrupted at every step and re-run ends good exactly once", "[health][verdict][cli][idempotence]") {
+    // The steps after the decision: verdict file, bless (rename), default,
+    // profile. Each prefix of them is set up by hand as a crash would leave
+    // it, then `nixboot check` runs again. A now-failing check proves the
+    // re-run finishes the recorded verdict instead of deciding again.
+    for (int done = 0; done <= 4; ++done) {
+        DYNAMIC_SECTION("interrupted after step " << done) {
+            CheckRig c;
+            c.check_script("required/ok", "exit 1");
+            REQUIRE(c.nixboot({"try", "3"}).status == 0);
+            c.boot();
+            if (done >= 1) write_file(c.run / "nixboot/verdict", "good\nthe required check passed\n");
+            if (done >= 2) std::filesystem::rename(c.rig.esp / "loader/entries/nixos-generation-3+0-1.conf",
+                                                   c.rig.esp / "loader/entries/nixos-generation-3.conf");
+            if (done >= 3) {
+                auto conf = c.rig.conf();
+                auto p = conf.find("default ");
+                conf.replace(p, conf.find('\n', p) - p, "default nixos-generation-3.conf");
+                write_file(c.rig.esp / "loader/loader.conf", conf);
+            }
+            if (done >= 4) c.rig.point_profile(3);
+            if (done == 0) {
+                // No verdict yet: the re-run decides, with a passing check.
+                c.check_script("required/ok", "exit 0");
+            }
+            auto r = c.check();
+            INFO(r.out << r.err);
+            CHECK(r.status == 0);
+            CHECK(c.rig.pinned_good_default() == "nixos-generation-3");
+            CHECK(std::filesystem::read_symlink(c.rig.profile) == "system-3-link");
+            auto ev = c.events_for(3);
+            CHECK(std::count(ev.begin(), ev.end(), "bad") == 0);
+            // Run once more: nothing changes.
+            auto before = c.rig.snapshot();
+            CHECK(c.check().status == 0);
+            CHECK(c.rig.snapshot() == before);
+        }
+    }
+}
+
+TEST_CASE("check: a bad verdict interrupted before marking is finished by the re-run", "[health][verdict][cli][idempotence]") {
+    CheckRig c;
+    c.check_script("required/ok", "exit 0");  // would pass now: the recorded verdict wins
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    c.boot();
+    write_file(c.run / "nixboot/verdict", "bad\nrequired check 'ok' failed (exit status 1)\n");
+    auto r = c.check();
+    CHECK(r.status == 1);
+    CHECK(r.out.find("(decided earlier in this boot)") != std::string::npos);
+    CHECK(c.events_for(3) == std::vector<std::string>{"arm", "bad"});
+    CHECK(read_file(c.calls) == "reboot \n");
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
+}

@@ -148,7 +148,7 @@ std::string activate(const std::filesystem::path& toplevel) {
 
 void stop_timer(const LiveOptions& opts, const std::string& unit) {
     if (unit.empty()) return;
-    auto argv = command_from_env("NIXBOOT_SYSTEMCTL", opts.systemctl_stop);
+    auto argv = program_from_env("NIXBOOT_SYSTEMCTL", opts.systemctl_stop);
     argv.push_back(unit + ".timer");
     try {
         run_command(argv);  // best effort: a timer that fires anyway finds no live trial
@@ -251,7 +251,7 @@ LiveStartReport start_live_trial(Machine& machine, unsigned generation, const Li
     trial.unit = "nixboot-live-revert-" + std::to_string(generation);
 
     // The revert timer exists before anything is activated.
-    auto argv = command_from_env("NIXBOOT_SYSTEMD_RUN", opts.systemd_run);
+    auto argv = program_from_env("NIXBOOT_SYSTEMD_RUN", opts.systemd_run);
     argv.push_back("--unit=" + trial.unit);
     argv.push_back("--on-active=" + std::to_string(opts.confirm_timeout.count()));
     argv.insert(argv.end(), opts.revert_argv.begin(), opts.revert_argv.end());

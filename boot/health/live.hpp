@@ -51,9 +51,9 @@ struct LiveOptions {
     CheckSettings check_settings;
     std::chrono::seconds confirm_timeout{300};
     // argv that starts the revert timer; "--on-active=S", "--unit=U" and the
-    // revert argv are appended. Env NIXBOOT_SYSTEMD_RUN (a program path) overrides.
+    // revert argv are appended. Env NIXBOOT_SYSTEMD_RUN replaces the program.
     std::vector<std::string> systemd_run = {"systemd-run", "--collect", "--timer-property=AccuracySec=1s"};
-    // argv that stops the timer after a confirm; "U.timer" appended. Env NIXBOOT_SYSTEMCTL overrides.
+    // argv that stops the timer after a confirm; "U.timer" appended. Env NIXBOOT_SYSTEMCTL replaces the program.
     std::vector<std::string> systemctl_stop = {"systemctl", "stop"};
     // What the timer runs: `nixboot [global options] live-revert`.
     std::vector<std::string> revert_argv;

@@ -35,6 +35,12 @@ std::vector<std::string> command_from_env(const char* var, std::vector<std::stri
     return fallback;
 }
 
+std::vector<std::string> program_from_env(const char* var, std::vector<std::string> argv) {
+    const char* value = std::getenv(var);
+    if (value && *value && !argv.empty()) argv[0] = value;
+    return argv;
+}
+
 std::string join_command(const std::vector<std::string>& argv) {
     std::string out;
     for (const auto& a : argv) {

@@ -16,6 +16,10 @@ int run_command(const std::vector<std::string>& argv);
 // empty (tests point these at scripts that record their calls).
 std::vector<std::string> command_from_env(const char* var, std::vector<std::string> fallback);
 
+// `argv` with argv[0] replaced by the value of environment variable `var`
+// when it is set and not empty (a stand-in program taking the same arguments).
+std::vector<std::string> program_from_env(const char* var, std::vector<std::string> argv);
+
 // "systemd-run --on-active=30 ..." for messages.
 std::string join_command(const std::vector<std::string>& argv);
 

@@ -6,7 +6,10 @@
 
 #include <catch2/catch.hpp>
 
+#include <arpa/inet.h>
 #include <csignal>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <fstream>
 #include <mutex>
 #include <thread>
@@ -188,4 +191,78 @@ TEST_CASE("checks: runs without a shell in between, stdin is /dev/null", "[healt
     CHECK(results[0].outcome == CheckOutcome::passed);
     REQUIRE(out.lines.size() == 1);
     CHECK(out.lines[0] == "a;b $(x): argv0=" + (c.dir / "required/a;b $(x)").string());
+}
+
+// ---- the built-in checks (cli/checks/) and `nixboot checks` -----------------
+
+namespace {
+const std::filesystem::path builtins = std::filesystem::path(NIXBOOT_SOURCE_DIR) / "cli/checks";
+}
+
+TEST_CASE("built-in checks: readable scripts, each described, executable", "[health][checks][builtin]") {
+    for (const char* name : {"failed-units", "unit-active", "tcp-port", "host-reachable", "default-route"}) {
+        auto path = builtins / name;
+        INFO(name);
+        REQUIRE(std::filesystem::exists(path));
+        CHECK(read_file(path).starts_with("#!/bin/sh\n# nixboot-check: "));
+        CHECK((std::filesystem::status(path).permissions() & std::filesystem::perms::owner_exec) != std::filesystem::perms::none);
+        CHECK(run_program({"/bin/sh", "-n", path.string()}).status == 0);
+    }
+}
+
+TEST_CASE("built-in tcp-port and host-reachable against a real listener", "[health][checks][builtin]") {
+    int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    REQUIRE(s >= 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    REQUIRE(::bind(s, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0);
+    REQUIRE(::listen(s, 4) == 0);
+    socklen_t len = sizeof addr;
+    ::getsockname(s, reinterpret_cast<sockaddr*>(&addr), &len);
+    std::string port = std::to_string(ntohs(addr.sin_port));
+    auto listening = run_program({(builtins / "tcp-port").string(), port});
+    CHECK(listening.status == 0);
+    CHECK(listening.out == "port " + port + " is listening\n");
+    auto reach = run_program({(builtins / "host-reachable").string(), "127.0.0.1", port});
+    CHECK(reach.status == 0);
+    CHECK(reach.out == "127.0.0.1:" + port + " accepts TCP connections\n");
+    ::close(s);
+    auto closed = run_program({(builtins / "tcp-port").string(), port});
+    CHECK(closed.status == 1);
+    CHECK(closed.out == "nothing listens on TCP port " + port + "\n");
+    CHECK(run_program({(builtins / "host-reachable").string(), "127.0.0.1", port}).status == 1);
+    auto bad = run_program({(builtins / "tcp-port").string(), "22;reboot"});
+    CHECK(bad.status == 2);
+    CHECK(bad.out == "'22;reboot' is not a port number\n");
+}
+
+TEST_CASE("built-in default-route agrees with the kernel's routing table", "[health][checks][builtin]") {
+    auto route = read_file("/proc/net/route");
+    bool has_default = route.find("\t00000000\t") != std::string::npos;
+    auto r = run_program({(builtins / "default-route").string()});
+    if (has_default) {
+        CHECK(r.status == 0);
+        CHECK(r.out == "IPv4 default route present\n");
+    } else {
+        CHECK(r.out != "IPv4 default route present\n");
+    }
+}
+
+TEST_CASE("nixboot checks: lists built-ins and configured checks with refusals", "[health][checks][cli]") {
+    Checks c;
+    c.add("required/ssh", "exit 0");
+    c.add("wanted/open", "exit 0", 0777);
+    write_file(c.tmp / "nixboot.conf", "checks-dir = " + c.dir.string() + "\n[check.ssh]\ntimeout = 5\n");
+    auto r = run_program({NIXBOOT_BIN, "--config", (c.tmp / "nixboot.conf").string(), "checks", "--builtin-dir",
+                          builtins.string()});
+    CHECK(r.status == 1);  // a refused check is worth a non-zero status
+    CHECK(r.out.find("  tcp-port - something listens on the TCP port(s)\n") != std::string::npos);
+    CHECK(r.out.find("  failed-units - no failed systemd units (arguments: unit names allowed to fail)\n") != std::string::npos);
+    CHECK(r.out.find("configured checks (" + c.dir.string() + "):\n  required/ssh timeout 5 s\n"
+                     "  wanted/open REFUSED: writable by group or others (mode 0777)\n") != std::string::npos);
+    std::filesystem::remove_all(c.dir);
+    auto missing = run_program({NIXBOOT_BIN, "--config", (c.tmp / "nixboot.conf").string(), "checks"});
+    CHECK(missing.status == 1);
+    CHECK(missing.err.find("checks directory '" + c.dir.string() + "': No such file or directory") != std::string::npos);
 }

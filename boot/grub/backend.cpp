@@ -327,7 +327,6 @@ LoaderView GrubBackend::read() const {
 SyncResult GrubBackend::sync(std::span<const Generation> generations, const SyncOptions& opts) {
     auto boot = RootDir::open(opts_.esp);
     GrubState state = load_state(boot);
-    const GrubState before = state;
     SyncResult result;
     std::set<std::string> wanted;
 
@@ -391,7 +390,9 @@ SyncResult GrubBackend::sync(std::span<const Generation> generations, const Sync
     }
     std::erase_if(state.copies, [&](const auto& kv) { return !names.count(kv.second.name); });
 
-    if (!(state == before) || !boot.exists(cfg_path)) write_all(boot, state);
+    // Always regenerated (and written only when the text differs): grub.cfg
+    // also depends on settings and on the env placement, not only the state.
+    write_all(boot, state);
     if (!state.entries.empty()) {
         // The env block must exist (1024 bytes, allocated) for GRUB to save into it.
         auto dir = open_env_dir();

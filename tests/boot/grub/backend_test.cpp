@@ -159,6 +159,14 @@ TEST_CASE("grub backend: first sync writes grub.cfg, grubenv, state and kernels 
         CHECK(io_stats().writes == 0);
         CHECK(io_stats().renames == 0);
     }
+    SECTION("a changed setting rewrites grub.cfg even when no entry changed") {
+        BackendOptions o = f.opts;
+        o.extra["grub-timeout"] = "1";
+        GrubBackend b2(o);
+        auto again = b2.sync(gens, good_sync());
+        CHECK(again.added.empty());
+        CHECK(f.cfg().find("set timeout=1\n") != std::string::npos);
+    }
     SECTION("a vanished generation is removed, its files collected, protected ones kept") {
         SyncOptions o = good_sync();
         o.protect = {"nixos-generation-1"};

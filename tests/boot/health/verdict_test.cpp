@@ -249,3 +249,50 @@ TEST_CASE("check: a bad verdict interrupted before marking is finished by the re
     CHECK(read_file(c.calls) == "reboot \n");
     CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
 }
+
+TEST_CASE("check: a GRUB trial is detected by stage 1 and promoted by the check", "[health][verdict][cli][grub]") {
+    TempDir tmp;
+    ::chmod(tmp.path().c_str(), 0755);
+    auto boot = tmp / "boot", profile = tmp / "profiles/system", checks = tmp / "checks.d", run = tmp / "run";
+    std::filesystem::create_directories(boot);
+    std::filesystem::create_directories(checks / "required");
+    std::filesystem::create_directories(run);
+    for (unsigned n = 1; n <= 3; ++n) make_generation(tmp / "store", profile, n);
+    std::filesystem::create_symlink("system-2-link", profile);
+    auto cmdline = tmp / "cmdline";
+    write_file(cmdline, "ro quiet\n");
+    write_file(tmp / "nixboot.conf", "grub-device-path = /\ngrub-probe-boot = fs=ext2\ngrub-cmdline = " + cmdline.string() +
+                                         "\nchecks-dir = " + checks.string() + "\nwatchdog-device = " +
+                                         (tmp / "watchdog").string() + "\n");
+    write_file(tmp / "watchdog", "");
+    write_script(checks / "required/ok", "#!/bin/sh\necho up\n");
+    auto nixboot = [&](std::vector<std::string> args) {
+        std::vector<std::string> argv{NIXBOOT_BIN, "--bootloader", "grub", "--config", (tmp / "nixboot.conf").string(),
+                                      "--esp", boot.string(), "--profile", profile.string(), "--state",
+                                      (tmp / "state").string(), "--efivars", (tmp / "efivars").string()};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return run_program(argv);
+    };
+    auto env = [&] { return run_program({"/usr/bin/grub-editenv", (boot / "grub/grubenv").string(), "list"}).out; };
+    REQUIRE(nixboot({"install"}).status == 0);
+    REQUIRE(nixboot({"try", "3"}).status == 0);
+    CHECK(env().find("nixboot_trial=nixos-generation-3\nnixboot_tries=1\n") != std::string::npos);
+    // What GRUB's preamble does at power-on: save the decrement, boot the
+    // trial with the trial words on its command line.
+    REQUIRE(run_program({"/usr/bin/grub-editenv", (boot / "grub/grubenv").string(), "set", "nixboot_tries=0"}).status == 0);
+    write_file(cmdline, "init=/x nixboot.entry=nixos-generation-3 nixboot.trial=nixos-generation-3 nixboot.tries=0\n");
+    auto s1 = run_program({NIXBOOT_STAGE1_BIN, "--cmdline", cmdline.string(), "--efivars", (tmp / "efivars").string(),
+                           "--run", run.string(), "--kmsg", (tmp / "kmsg").string(), "--watchdog-device",
+                           (tmp / "watchdog").string(), "--config", (tmp / "none.conf").string()});
+    REQUIRE(s1.status == 0);
+    CHECK(read_file(run / "nixboot/boot") == "bootloader=grub\nentry=nixos-generation-3\nfile=\ntrial=1\ntries-left=0\n"
+                                             "consumed-by=bootloader\nwatchdog=armed\n");
+    auto r = nixboot({"check", "--run", run.string(), "--cmdline", cmdline.string(), "--uptime", (tmp / "none").string()});
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("verdict on nixos-generation-3: good: the required check passed\n") != std::string::npos);
+    CHECK(env().find("nixboot_default=nixos-generation-3") != std::string::npos);
+    CHECK(env().find("nixboot_trial=nixos-generation-3") == std::string::npos);
+    CHECK(std::filesystem::read_symlink(profile) == "system-3-link");
+    CHECK(read_file(tmp / "watchdog") == ".V");
+}

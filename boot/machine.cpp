@@ -178,6 +178,16 @@ std::optional<unsigned> gen_of(const std::string& id) {
   return std::nullopt;
 }
 
+// The last journal event about `entry`, to journal a verdict exactly once even
+// when the loader already renamed the file (a spent one-shot reads +0-1, and
+// systemd-bless-boot may have blessed it first).
+std::optional<JournalEvent> last_event(const std::filesystem::path& state, std::string_view entry) {
+  std::optional<JournalEvent> last;
+  for (const auto& r : read_journal(state).records)
+    if (r.entry == entry && r.event != JournalEvent::default_ && r.event != JournalEvent::install) last = r.event;
+  return last;
+}
+
 std::string file_of(const LoaderView& v, std::string_view id) {
   const auto* e = v.find(id);
   return e ? e->file : "";
@@ -469,10 +479,11 @@ void Machine::mark_good(std::string_view entry, std::string_view reason) {
   if (!e) throw Error("no entry " + q(entry) + " to mark good");
   std::string id(entry);
   unsigned gen = e->generation;
-  if (e->state != EntryState::good) {
-    backend_.set_state(id, EntryState::good);
+  auto last = last_event(opts_.state, id);
+  bool was_good = e->state == EntryState::good;
+  if (!was_good) backend_.set_state(id, EntryState::good);
+  if (!was_good || (last && last != JournalEvent::good && last != JournalEvent::promote))
     journal(JournalEvent::good, gen, id, file_of(backend_.read(), id), std::string(reason));
-  }
   if (view.armed == id) backend_.disarm();
   view = backend_.read();
   bool moved = view.persistent_default != id;
@@ -505,10 +516,11 @@ void Machine::mark_bad(std::string_view entry, std::string_view reason) {
     backend_.set_default(target);
   }
   if (view.armed == id) backend_.disarm();
-  if (e->state != EntryState::bad) {
-    backend_.set_state(id, EntryState::bad);
+  auto last = last_event(opts_.state, id);
+  bool was_bad = e->state == EntryState::bad;
+  if (!was_bad) backend_.set_state(id, EntryState::bad);
+  if (!was_bad || last != JournalEvent::bad)
     journal(JournalEvent::bad, gen, id, file_of(backend_.read(), id), std::string(reason));
-  }
   view = backend_.read();
   if (!sort_order_trial_pending(view))
     backend_.set_default(is_good(view, view.persistent_default) ? *view.persistent_default : newest_good(view)->id);

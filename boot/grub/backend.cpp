@@ -514,6 +514,25 @@ GcResult GrubBackend::collect_garbage() {
     return result;
 }
 
+std::string GrubBackend::fingerprint() const {
+    std::string out = "grub1\n";
+    for (const auto& [k, v] : opts_.extra) out += k + "=" + v + "\n";
+    auto stat_line = [&](const std::filesystem::path& dir, std::string_view rel) {
+        const auto path = dir / rel;
+        struct stat st {};
+        if (::lstat(path.c_str(), &st) != 0) {
+            out += path.string() + " -\n";
+            return;
+        }
+        out += path.string() + " " + std::to_string(st.st_mode) + " " + std::to_string(st.st_size) + " " +
+               std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + " " +
+               std::to_string(st.st_ino) + "\n";
+    };
+    for (auto rel : {cfg_path, state_path, env_path, kernels_dir}) stat_line(opts_.esp, rel);
+    if (settings_.efi_dir) stat_line(*settings_.efi_dir, env_on_esp);
+    return out;
+}
+
 std::unique_ptr<Backend> make_grub_backend(const BackendOptions& opts) {
     return std::make_unique<GrubBackend>(opts);
 }

@@ -65,6 +65,9 @@ public:
     void set_state(std::string_view id, EntryState state) override;
     void set_default(std::string_view id) override;
     GcResult collect_garbage() override;
+    // Stat lines of grub.cfg, nixboot.json, grubenv (both places), the
+    // kernels dir, plus the grub-* settings: Machine::install's fast path.
+    std::string fingerprint() const override;
 
     // Where the env block goes on this machine and who consumes tries (probed once).
     const EnvPlacement& placement() const;

@@ -373,6 +373,13 @@ TEST_CASE("grub backend: the state machine runs on GRUB", "[grub][backend][machi
     script_check_ok(f.boot / "grub/grub.cfg");
     CHECK(f.cfg().find("set default='nixos-generation-2'\n") != std::string::npos);
 
+    // A second install with nothing changed takes the fast path: no writes.
+    CHECK_FALSE(b.fingerprint().empty());
+    reset_io_stats();
+    auto again = m.install();
+    CHECK(again.default_entry == "nixos-generation-2");
+    CHECK(io_stats().writes == 0);
+
     TryOptions to;
     to.tries = 1;
     auto tr = m.try_generation(3, to);

@@ -377,9 +377,19 @@ InstallReport Machine::install_unlocked() {
     for (const auto& e : view.entries)
       if (e.file == *view.booted_file) must.insert(e.generation);
   if (auto g = current_generation(opts_.profile)) must.insert(*g);
+  // While a trial is armed by sort order, a new counted entry would sort
+  // before it and boot instead: new generations wait until it is decided.
+  bool hold_new = sort_order_trial_pending(view);
   for (std::size_t i = 0; i < scan.ok.size(); ++i) {
     const auto& g = scan.ok[i];
     bool recent = opts_.keep == 0 || i + opts_.keep >= scan.ok.size();
+    bool known = std::any_of(view.entries.begin(), view.entries.end(),
+                             [&](const Entry& e) { return e.generation == g.number; });
+    if (hold_new && !known) {
+      report.sync.warnings.push_back("generation " + std::to_string(g.number) + " is not added while the trial of " +
+                                     *view.armed + " is armed by sort order; it will be after the verdict");
+      continue;
+    }
     if (recent || must.count(g.number)) kept.push_back(g);
   }
   SyncOptions so;
@@ -389,7 +399,9 @@ InstallReport Machine::install_unlocked() {
   if (view.booted_file)
     for (const auto& e : view.entries)
       if (e.file == *view.booted_file) so.protect.insert(e.id);
+  auto held = std::move(report.sync.warnings);
   report.sync = backend_.sync(kept, so);
+  report.sync.warnings.insert(report.sync.warnings.begin(), held.begin(), held.end());
   if (!report.sync.added.empty() || !report.sync.updated.empty() || !report.sync.removed.empty()) view = backend_.read();
   if (!sort_order_trial_pending(view)) {
     std::string target;

@@ -236,15 +236,24 @@ TEST_CASE("without writable EFI variables the trial works by sort order, other t
   auto v = s.backend.read();
   CHECK(v.armed == std::optional<std::string>("nixos-generation-3"));
   CHECK(v.armed_mode == std::optional<ArmMode>(ArmMode::sort_order));
-  // install while the trial is pending does not re-pin
-  s.machine.install();
+  // install while the trial is pending neither re-pins nor adds a counted
+  // entry that would sort before the trial
+  test::make_generation(s.rig.store, s.rig.profile, 5);
+  auto held = s.machine.install();
   CHECK(s.rig.pinned_good_default() == "<no default>");
+  CHECK(held.sync.added.empty());
+  REQUIRE_FALSE(held.sync.warnings.empty());
+  CHECK(held.sync.warnings.front() ==
+        "generation 5 is not added while the trial of nixos-generation-3 is armed by sort order; it will be after the verdict");
   // the firmware: the trial once, then the good one
   std::filesystem::create_directories(s.rig.efivars);
   CHECK(s.rig.boot() == "nixos-generation-3+0-1.conf");
   CHECK(s.rig.boot() == "nixos-generation-2.conf");
   std::filesystem::remove_all(s.rig.efivars);
   s.machine.mark_bad("nixos-generation-3", "did not reach a verdict");
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+  // decided: the held generation comes in as a trial behind the pinned default
+  CHECK(s.machine.install().sync.added == Files{"nixos-generation-5"});
   CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
 }
 

@@ -224,3 +224,29 @@ TEST_CASE("grubenv: reading a bad file names it and leaves it alone", "[grub][gr
     CHECK_THROWS_WITH(read_grubenv(dir, "grubenv"), shown + ": is 31 bytes, not 1024 (truncated?)");
     CHECK(slurp(tmp / "grubenv") == "# GRUB Environment Block\nshort\n");
 }
+
+TEST_CASE("grubenv: mutated blocks only ever parse or raise ParseError", "[grub][grubenv]") {
+    GrubEnv env;
+    env.set("nixboot_trial", "nixos-generation-3");
+    env.set("nixboot_tries", "2");
+    env.set("x", "a\\b\nc");
+    const std::string good = format_grubenv(env);
+    const std::string bytes = std::string("#=\n\\a\0 ", 7);
+    unsigned seed = 777;
+    auto next = [&] { return (seed = seed * 1103515245 + 12345) >> 16; };
+    int parsed = 0;
+    for (int round = 0; round < 2000; ++round) {
+        std::string block = good;
+        const int edits = 1 + static_cast<int>(next() % 4);
+        for (int i = 0; i < edits; ++i) block[next() % block.size()] = bytes[next() % bytes.size()];
+        try {
+            const GrubEnv back = parse_grubenv(block, "fuzz");
+            ++parsed;
+            // What parsed must format to a block that parses to the same thing.
+            REQUIRE(parse_grubenv(format_grubenv(back), "fuzz") == back);
+        } catch (const ParseError& e) {
+            REQUIRE(std::string(e.what()).starts_with("fuzz: "));
+        }
+    }
+    CHECK(parsed > 0);
+}

@@ -1,6 +1,7 @@
 #include "boot/loader_conf.hpp"
 
 #include "boot/util/error.hpp"
+#include "boot/util/utf16.hpp"
 
 #include <algorithm>
 
@@ -73,6 +74,11 @@ void LoaderConf::set(std::string_view key, std::string_view value) {
         throw UsageError("loader.conf: value for '" + std::string(key) + "' contains a line break or NUL");
     if (trim(value) != value)
         throw UsageError("loader.conf: value for '" + std::string(key) + "' has leading or trailing whitespace");
+    try {
+        validate_utf8(value);
+    } catch (const Error& e) {
+        throw UsageError("loader.conf: value for '" + std::string(key) + "' is not valid UTF-8 (" + e.what() + ")");
+    }
     const std::string raw = value.empty() ? std::string(key) : std::string(key) + " " + std::string(value);
     bool placed = false;
     std::vector<Line> kept;

@@ -66,6 +66,9 @@ TEST_CASE("loader.conf: errors", "[loader_conf]") {
     CHECK_THROWS_WITH(conf.set("bad key", "a"), "loader.conf: 'bad key' is not a valid key");
     CHECK_THROWS_WITH(conf.set("default", " a"), "loader.conf: value for 'default' has leading or trailing whitespace");
     CHECK_THROWS_AS(conf.set("", "a"), UsageError);
+    CHECK_THROWS_WITH(conf.set("default", "caf\xe9 x"),
+                      "loader.conf: value for 'default' is not valid UTF-8 (invalid UTF-8 at byte 3)");
+    CHECK(conf.format().empty());  // nothing changed by the refused calls
 }
 
 TEST_CASE("loader.conf: parse(format(x)) == x and format(parse(t)) == t for generated files", "[loader_conf]") {

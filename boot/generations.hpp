@@ -15,7 +15,7 @@ namespace nixboot {
 struct Generation {
     unsigned number = 0;
     std::filesystem::path link;      // PROFILE-N-link
-    std::filesystem::path toplevel;  // the link's target, resolved
+    std::filesystem::path toplevel;  // the link's target (absolute, lexically normal; not canonicalized)
     BootDocument doc;
     std::time_t time = 0;            // mtime of the link itself (lstat), for titles
     std::string nixos_version;       // TOPLEVEL/nixos-version, else "" 

@@ -194,14 +194,18 @@ std::string with_root(const std::string& root, const std::string& path) {
     return root.empty() ? path : root + path;
 }
 
-KernelCmdline read_cmdline(const Paths& paths) {
+// Problems are said once per boot: by the hook, not again by the feeder.
+enum class Report { problems, quiet };
+
+KernelCmdline read_cmdline(const Paths& paths, Report report) {
     auto text = read_small(paths.cmdline, max_cmdline_bytes + 4096);
     if (!text) {
-        problem("reading " + paths.cmdline + ": " + errno_text());
+        if (report == Report::problems) problem("reading " + paths.cmdline + ": " + errno_text());
         return {};
     }
     KernelCmdline cmdline = parse_kernel_cmdline(*text);
-    for (const auto& p : cmdline.problems) problem(p);
+    if (report == Report::problems)
+        for (const auto& p : cmdline.problems) problem(p);
     return cmdline;
 }
 
@@ -257,7 +261,7 @@ ConsumedBy consume_grub_try(const Paths& paths, const BootRecord& record, const 
 }
 
 void run(const Paths& paths) {
-    KernelCmdline cmdline = read_cmdline(paths);
+    KernelCmdline cmdline = read_cmdline(paths, Report::problems);
     HookConfig config = read_hook_config(paths.config);
     ensure_efivarfs(paths);
     LoaderVars vars;
@@ -312,7 +316,7 @@ void feed(const Paths& paths) {
         return;
     }
     if (record.watchdog != WatchdogState::armed) return;
-    KernelCmdline cmdline = read_cmdline(paths);
+    KernelCmdline cmdline = read_cmdline(paths, Report::quiet);
     HookConfig config = read_hook_config(paths.config);
     unsigned timeout = cmdline.watchdog_seconds.value_or(config.watchdog_timeout);
     std::string device = paths.watchdog_device.value_or(with_root(paths.root, config.watchdog_device));

@@ -100,6 +100,8 @@ int run(unsigned count, Bootloader which, fs::path root) {
   if (const char* e = std::getenv("NIXBOOT_BENCH_EXTRA")) {  // "key=value" for backend-specific options
     std::string kv = e;
     if (auto eq = kv.find('='); eq != std::string::npos) bo.extra[kv.substr(0, eq)] = kv.substr(eq + 1);
+  } else if (which == Bootloader::grub) {
+    bo.extra["grub-probe-boot"] = "fs=ext2";  // the temp dir stands for a plain ext2 /boot GRUB can write
   }
   auto backend = make_backend(which, bo);
   MachineOptions mo;
@@ -133,6 +135,9 @@ int run(unsigned count, Bootloader which, fs::path root) {
                 static_cast<unsigned long long>(r.io.removes));
   std::printf("+1 generation: added %zu entries, updated %zu, removed %zu\n", one.sync.added.size(), one.sync.updated.size(),
               one.sync.removed.size());
+  for (const auto& f : fs::recursive_directory_iterator(esp))
+    if (f.path().filename() == "grub.cfg" && f.is_regular_file())
+      std::printf("%s: %ju bytes\n", fs::relative(f.path(), root).c_str(), static_cast<std::uintmax_t>(f.file_size()));
   std::printf("status: %zu entries, default %s, next boot %s\n", st.view.entries.size(),
               st.view.persistent_default.value_or("-").c_str(), st.view.next_boot.value_or("-").c_str());
   double best = std::min(rows[1].ms, rows[2].ms);

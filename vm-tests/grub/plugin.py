@@ -107,10 +107,24 @@ def _toplevel_initrd(nix_img: Path, variant: str, dest: Path) -> None:
         raise HarnessError(f"{nix_img}: cannot read {path}: {p.stderr.strip()}")
 
 
+# Which scenarios run where. The full matrix (every scenario on both
+# firmwares, ~60 min under TCG on 2 cores) does not fit the GRUB share of CI
+# (~20 min), so by default each issue scenario runs on one GRUB variant:
+# EFI gets the trial life cycle (1, 2, 4, 7), BIOS the rest (3, 5, counted
+# mode g6 instead of the systemd-boot-specific 6, 8) plus the nixboot-free
+# machinery check g0. NIXBOOT_VM_GRUB_FULL=1 runs the full matrix. 9 (live
+# trials) does not touch the bootloader until a reboot: systemd-boot covers it,
+# the full matrix adds it for GRUB.
+FULL = os.environ.get("NIXBOOT_VM_GRUB_FULL") == "1"
+ALL = {"1", "2", "3", "4", "5", "7", "8", "9", "g0", "g4", "g6"}
+DEFAULT = {"grub-efi": {"1", "2", "4", "7"},
+           "grub-bios": {"3", "5", "8", "g0", "g6"}}
+
+
 class _Grub(Bootloader):
     nixboot_name = "grub"
     firmware = "?"
-    scenarios = {"1", "2", "3", "4", "5", "6", "7", "8", "9", "g0", "g4"}
+    scenarios = ALL
 
     def build_boot_image(self, kern, generation1: str) -> Path:
         img = self.workdir / f"boot-{self.name}.img"
@@ -158,7 +172,7 @@ class GrubEfi(_Grub):
     name = "grub-efi"
     firmware = "efi"
     # 8 is a BIOS machine's problem: with an ESP the env block lives there.
-    scenarios = _Grub.scenarios - {"8"}
+    scenarios = ALL - {"8"} if FULL else DEFAULT["grub-efi"]
 
     def firmware_args(self, machine_dir: Path) -> list:
         vars_copy = machine_dir / "OVMF_VARS.fd"
@@ -172,6 +186,7 @@ class GrubEfi(_Grub):
 class GrubBios(_Grub):
     name = "grub-bios"
     firmware = "bios"
+    scenarios = ALL if FULL else DEFAULT["grub-bios"]
 
     def firmware_args(self, machine_dir: Path) -> list:
         return ["-bios", str(grubvm.SEABIOS)]
@@ -405,13 +420,15 @@ for f in /nix/store/*-nixos-system-*/etc/nixboot/nixboot.conf; do
   grep -q '^grub-probe-boot' "$f" || echo 'grub-probe-boot = fs=btrfs' >> "$f"
 done""")
     ctx.nixboot("install")
-    rc, out = ctx.nixboot("try 2", ok=False)
+    problems = []  # checked at the end, so one run shows both halves
+    rc, out = ctx.m.execute("nixboot try 2", 120)
     ctx.say(f"nixboot try 2 with an unwritable env: exit {rc}: {out.strip()}")
     if rc != 1:
-        ctx.fail(f"boot {ctx.m.boot.number}: `nixboot try 2` should refuse (exit 1) where GRUB "
-                 f"cannot write its env, exited {rc}: {out.strip()[-600:]}")
+        problems.append(f"boot {ctx.m.boot.number}: `nixboot try 2` should refuse with exit 1 "
+                        f"where GRUB cannot write its env, exited {rc}: {out.strip()[-300:]}")
     if "accept-risk" not in out:
-        ctx.fail(f"boot {ctx.m.boot.number}: the refusal should name --accept-risk: {out.strip()[-600:]}")
+        problems.append(f"boot {ctx.m.boot.number}: the refusal should name --accept-risk: "
+                        f"{out.strip()[-300:]}")
     env = ctx.sh("grub-editenv /boot/grub/grubenv list")
     if "nixboot_trial=" in env:
         ctx.fail(f"boot {ctx.m.boot.number}: a refused try armed grubenv anyway: {env.strip()}")
@@ -431,4 +448,39 @@ done""")
     ctx.power_on(BOOT)
     narrate_boot(ctx, ctx.m.boot)
     st = expect_on(ctx, 1, "good", "after the hanging trial (try consumed by nixboot-stage1)")
-    expect_bad(ctx, st, 2, "after the hanging trial (try consumed by nixboot-stage1)")
+    try:
+        expect_bad(ctx, st, 2, "after the hanging trial (try consumed by nixboot-stage1)")
+    except HarnessError as e:
+        problems.append(str(e))
+    if problems:
+        ctx.fail("; ".join(problems))
+
+
+@scenario("g6", "grub-counted")
+def grub_counted(ctx: Ctx):
+    """GRUB's counted mode with nixboot's own grub.cfg: `nixboot try 2
+    --tries 3` on a generation that panics; real GRUB boots it exactly 3
+    times, saving 2, 1, 0 before each kernel, then generation 1, which
+    marks it bad."""
+    from harness.scenarios import install, narrate_boot, expect_on, expect_bad
+    install(ctx, {1: "good", 2: "panic"}, 2)
+    ctx.nixboot("try 2 --tries 3")
+    env = ctx.sh("grub-editenv /boot/grub/grubenv list")
+    if "nixboot_trial=nixos-generation-2" not in env or "nixboot_tries=3" not in env:
+        ctx.fail(f"boot {ctx.m.boot.number}: `nixboot try 2 --tries 3` left grubenv: {env.strip()}")
+    ctx.m.reboot()
+    for left in ("2", "1", "0"):
+        b = ctx.power_on_expect_reset(BROKEN)
+        narrate_boot(ctx, b)
+        words = _trial_words(ctx, b)
+        if b.stage1_of() != "panic" or words.get("nixboot.tries") != left:
+            ctx.fail(f"boot {b.number} should be generation 2 with nixboot.tries={left} "
+                     f"(words {words}): {b.summary()}")
+    ctx.power_on(BOOT)
+    narrate_boot(ctx, ctx.m.boot)
+    env = ctx.sh("grub-editenv /boot/grub/grubenv list")
+    st = expect_on(ctx, 1, "good", "after 3 failed tries")
+    if "nixboot_tries=0" not in env and "nixboot_trial=" in env:
+        ctx.fail(f"after 3 tries grubenv should say nixboot_tries=0: {env.strip()}")
+    ctx.metrics["tries"] = "3->2->1->0"
+    expect_bad(ctx, st, 2, "after 3 failed tries")

@@ -293,7 +293,11 @@ void replace_atomically(const RootDir& root, Fd dir, const std::string& name, st
     Fd file(::openat(dir.get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
     if (!file) throw_errno("writing " + quoted(shown) + " (creating a temporary file)");
     TempGuard guard(dir.get(), temp);
-    if (::fchmod(file.get(), mode) != 0) throw_errno("writing " + quoted(shown) + " (setting its mode)");
+    // Exact mode regardless of umask where the file system keeps modes. FAT
+    // (the ESP) derives them from mount options and refuses chmod with EPERM
+    // unless mounted "quiet": there the mount's mode is the right one.
+    if (::fchmod(file.get(), mode) != 0 && errno != EPERM && errno != EOPNOTSUPP && errno != ENOTSUP)
+        throw_errno("writing " + quoted(shown) + " (setting its mode)");
     fill(file.get(), shown);
     if (sync != Sync::no) do_fsync(file.get(), shown);
     file.close(shown.c_str());

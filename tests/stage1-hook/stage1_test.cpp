@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <thread>
 
 using namespace nixboot::test;
@@ -291,6 +292,29 @@ TEST_CASE("stage1 feed: stops feeding at the verdict timeout so a hung trial is 
     CHECK(read_file(f.watchdog) == ".");  // stage 1's feed only: no more, and no 'V'
     CHECK(f.kmsg_lines().back() == "<4>nixboot-stage1: trial boot of nixos-generation-5 reached no verdict within 600s; "
                                    "no longer feeding the watchdog");
+}
+
+TEST_CASE("stage1 feed: stopped before a verdict (shutdown) it leaves the watchdog running", "[stage1][watchdog]") {
+    FakeRoot f;
+    f.cmdline("nixboot.entry=nixos-generation-5");
+    f.systemd_boot("\\loader\\entries\\nixos-generation-5+0-1.conf");
+    write_file(f.root / "proc/uptime", "10.00 20.00\n");
+    REQUIRE(f.run().status == 0);
+    std::string env_root = "NIXBOOT_STAGE1_ROOT=" + f.root.string();
+    char* argv[] = {const_cast<char*>(NIXBOOT_STAGE1_BIN), const_cast<char*>("feed"),
+                    const_cast<char*>("--feed-interval-ms"), const_cast<char*>("50"), nullptr};
+    char* envp[] = {env_root.data(), nullptr};
+    pid_t pid = -1;
+    REQUIRE(posix_spawn(&pid, NIXBOOT_STAGE1_BIN, nullptr, nullptr, argv, envp) == 0);
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    ::kill(pid, SIGTERM);
+    int st = 0;
+    REQUIRE(::waitpid(pid, &st, 0) == pid);
+    CHECK(WIFEXITED(st));
+    CHECK(WEXITSTATUS(st) == 0);
+    std::string fed = read_file(f.watchdog);
+    CHECK(fed.size() >= 3);                       // fed while it ran
+    CHECK(fed.find('V') == std::string::npos);    // never disarmed
 }
 
 TEST_CASE("stage1 feed: nothing to do when stage 1 armed nothing", "[stage1][watchdog]") {

@@ -333,22 +333,22 @@ InstallReport Machine::install_unlocked() {
     if (view.booted) {
       if (auto g = gen_of(*view.booted)) {
         pick = g;
-        why = "booted";
+        why = "the booted";
       }
     }
     if (!pick) {
       if (auto g = current_generation(opts_.profile)) {
         pick = g;
-        why = "the system profile's current generation";
+        why = "the system profile's current";
       }
     }
     if (!pick) {
       pick = scan.ok.back().number;
-      why = "the newest generation";
+      why = "the newest";
     }
     auto it = std::find_if(scan.ok.begin(), scan.ok.end(), [&](const Generation& g) { return g.number == *pick; });
     if (it == scan.ok.end())
-      throw Error("cannot adopt generation " + std::to_string(*pick) + " (" + why + ") as good: it is not usable" +
+      throw Error("cannot adopt generation " + std::to_string(*pick) + " (" + why + " generation) as good: it is not usable" +
                   (report.skipped.empty() ? std::string() : " (" + report.skipped.front() + ")"));
     SyncOptions first;
     first.new_tries = 0;

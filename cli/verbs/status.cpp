@@ -1,6 +1,8 @@
 // nixboot status: what booted, the trial state, the default, the one-shot.
 #include "cli/verbs.hpp"
 
+#include "boot/journal.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
@@ -24,9 +26,24 @@ std::string describe(const LoaderView& v, const std::optional<std::string>& id) 
   return s + ")";
 }
 
+// A trial that booted with its last try reads "+0-N" (bad by its name) until
+// its verdict; the journal tells the difference: armed, not yet judged.
+bool verdict_pending(const Context& ctx, const LoaderView& v) {
+  if (!v.booted) return false;
+  const auto* e = v.find(*v.booted);
+  if (!e || e->state == EntryState::good) return false;
+  std::optional<JournalEvent> last;
+  for (const auto& r : read_journal(ctx.config.state).records)
+    if (r.entry == *v.booted && (r.event == JournalEvent::arm || r.event == JournalEvent::good ||
+                                 r.event == JournalEvent::bad || r.event == JournalEvent::live_start))
+      last = r.event;
+  return last == JournalEvent::arm || last == JournalEvent::live_start;
+}
+
 int run_status(Context& ctx, const po::variables_map&) {
   auto st = ctx.machine().status();
   const auto& v = st.view;
+  bool pending = verdict_pending(ctx, v);
   if (ctx.format == Format::json) {
     nlohmann::json j;
     j["bootloader"] = std::string(to_string(v.bootloader));
@@ -39,6 +56,7 @@ int run_status(Context& ctx, const po::variables_map&) {
     j["armed_mode"] = v.armed_mode ? nlohmann::json(*v.armed_mode == ArmMode::one_shot ? "one-shot" : "sort-order")
                                    : nlohmann::json(nullptr);
     j["vars_writable"] = v.vars_writable;
+    j["verdict_pending"] = pending;
     j["profile_generation"] = st.profile_generation ? nlohmann::json(*st.profile_generation) : nlohmann::json(nullptr);
     j["entries"] = nlohmann::json::array();
     for (const auto& e : v.entries) j["entries"].push_back(entry_json(e));
@@ -48,7 +66,8 @@ int run_status(Context& ctx, const po::variables_map&) {
   }
   auto& o = ctx.out;
   o << "bootloader:  " << to_string(v.bootloader) << (v.loader_info.empty() ? "" : " (" + v.loader_info + ")") << "\n";
-  o << "booted:      " << describe(v, v.booted) << (v.booted_file ? "  [" + *v.booted_file + "]" : "") << "\n";
+  o << "booted:      " << describe(v, v.booted) << (v.booted_file ? "  [" + *v.booted_file + "]" : "")
+    << (pending ? "  trial boot, verdict pending" : "") << "\n";
   o << "default:     " << describe(v, v.persistent_default) << "\n";
   o << "next boot:   " << describe(v, v.next_boot) << "\n";
   if (v.armed)

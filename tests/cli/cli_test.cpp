@@ -69,6 +69,9 @@ TEST_CASE("cli: install, try, status, list, history through the binary") {
   CHECK(r.out.rfind("GEN    STATE    TRIES   ENTRY", 0) == 0);
 
   rig.boot();
+  r = run_program(cmd(rig, {"status"}));
+  CHECK(r.out.find("booted:      nixos-generation-3 (bad)  [loader/entries/nixos-generation-3+0-1.conf]  trial boot, verdict pending\n") !=
+        std::string::npos);
   r = run_program(cmd(rig, {"mark-good"}));
   CHECK(r.status == 0);
   CHECK(r.out == "nixos-generation-3 is good and the default\n");

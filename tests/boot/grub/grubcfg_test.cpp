@@ -361,6 +361,5 @@ TEST_CASE("grubcfg: 1000 generations, size and time", "[grub][grubcfg][bench]") 
     WARN("grub.cfg for 1000 generations + 100 specialisations: " << text.size() << " bytes in " << ms
                                                                  << " ms");
     CHECK(text.size() < 1024 * 1024);
-    CHECK(ms < 1000);
     CHECK(script_check(text).status == 0);
 }

@@ -1,18 +1,45 @@
 // nixboot install: sync the bootloader's entries with the profile's generations.
 #include "cli/verbs.hpp"
 
+#include "boot/grub/backend.hpp"
+#include "boot/grub/process.hpp"
+#include "boot/util/error.hpp"
+
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
 
+#include <cstdlib>
 #include <ostream>
 
 namespace nixboot::cli {
 namespace {
 
+// The bootloader binary itself: asked for with --install-bootloader or, as
+// NixOS's stock installers do, NIXOS_INSTALL_BOOTLOADER=1 (nixos-install,
+// nixos-rebuild --install-bootloader). Otherwise only entries are written.
+void install_bootloader_binary(Context& ctx) {
+  BackendOptions bo;
+  bo.esp = ctx.config.esp;
+  bo.efivars = ctx.config.efivars;
+  bo.state = ctx.config.state;
+  bo.extra = ctx.config.extra;
+  if (ctx.backend().kind() == Bootloader::grub) {
+    grub::install_grub_bootloader(bo);
+    return;
+  }
+  const std::vector<std::string> argv{"bootctl", "--esp-path=" + ctx.config.esp.string(), "install"};
+  const grub::ProcessResult r = grub::run_process(argv);
+  if (r.exit_status != 0)
+    throw Error("bootctl install failed (exit " + std::to_string(r.exit_status) +
+                "): " + grub::first_line(r.err.empty() ? r.out : r.err));
+}
+
 int run_install(Context& ctx, const po::variables_map& vm) {
   if (vm.count("keep")) apply_config_value(ctx.config, "keep", vm["keep"].as<std::string>(), "--keep");
   if (vm.count("tries")) apply_config_value(ctx.config, "tries", vm["tries"].as<std::string>(), "--tries");
+  const char* env = std::getenv("NIXOS_INSTALL_BOOTLOADER");
+  if (vm.count("install-bootloader") || (env && std::string_view(env) == "1")) install_bootloader_binary(ctx);
   auto report = ctx.machine().install();
   for (const auto& s : report.skipped) spdlog::warn("skipped {}", s);
   for (const auto& w : report.sync.warnings) spdlog::warn("{}", w);
@@ -34,11 +61,12 @@ int run_install(Context& ctx, const po::variables_map& vm) {
 }
 
 VerbRegistration reg{Verb{
-    "install", "[--keep N] [--tries N]", "sync entries with the profile's generations (incremental)", 10,
+    "install", "[--keep N] [--tries N] [--install-bootloader]", "sync entries with the profile's generations (incremental)", 10,
     [](po::options_description& d, po::positional_options_description&) {
       d.add_options()
           ("keep", po::value<std::string>()->value_name("N"), "keep the newest N generations (0 = all; never drops the newest good)")
-          ("tries", po::value<std::string>()->value_name("N"), "tries given to new generations (default from the config, 1)");
+          ("tries", po::value<std::string>()->value_name("N"), "tries given to new generations (default from the config, 1)")
+          ("install-bootloader", "also (re)install the bootloader itself: grub-install (grub-* keys) or bootctl install; NIXOS_INSTALL_BOOTLOADER=1 does the same");
     },
     run_install}};
 

@@ -209,3 +209,24 @@ TEST_CASE("cli: the config file supplies defaults, the command line wins") {
   CHECK(r.status == 0);
   CHECK(rig.entries()[2] == "nixos-generation-3+3.conf");
 }
+
+TEST_CASE("cli: install --install-bootloader runs grub-install first, and only when asked") {
+  Rig rig(2, "", 2);
+  auto log = rig.tmp / "grub-install.log";
+  auto fake = rig.tmp / "fake-grub-install";
+  test::write_file(fake, "#!/bin/sh\necho \"$@\" >> '" + log.string() + "'\n");
+  std::filesystem::permissions(fake, std::filesystem::perms::owner_all);
+  with_config(rig, "bootloader = grub\ngrub-probe-boot = fs=ext2\ngrub-target = i386-pc\ngrub-device = /dev/vdz\n"
+                   "grub-install = " + fake.string() + "\n");
+  REQUIRE(run_program(cmd(rig, {"install"})).status == 0);
+  CHECK_FALSE(std::filesystem::exists(log));  // entries only, unless asked
+  auto r = run_program(cmd(rig, {"install", "--install-bootloader"}));
+  CHECK(r.status == 0);
+  CHECK(test::read_file(log) == "--target=i386-pc --boot-directory=" + rig.esp.string() + " /dev/vdz\n");
+
+  // A failing grub-install is one line, exit 1.
+  test::write_file(fake, "#!/bin/sh\necho 'grub-install: error: disk not found' >&2\nexit 1\n");
+  r = run_program(cmd(rig, {"install", "--install-bootloader"}));
+  CHECK(r.status == 1);
+  CHECK(r.err == "nixboot: " + fake.string() + " failed (exit 1): grub-install: error: disk not found\n");
+}

@@ -336,6 +336,14 @@ InstallReport Machine::install_unlocked() {
         why = "the booted";
       }
     }
+    if (!pick && view.booted_toplevel) {
+      // Without nixboot.entry= (a stock config) the booted init= names it.
+      for (const auto& g : scan.ok)
+        if (g.toplevel == *view.booted_toplevel) {
+          pick = g.number;
+          why = "the booted";
+        }
+    }
     if (!pick) {
       if (auto g = current_generation(opts_.profile)) {
         pick = g;
@@ -527,9 +535,16 @@ void Machine::mark_bad(std::string_view entry, std::string_view reason) {
                              : fallback;
     backend_.set_default(target);
   }
-  if (view.armed == id) backend_.disarm();
-  auto last = last_event(opts_.state, id);
   bool was_bad = e->state == EntryState::bad;
+  if (view.armed == id) {
+    backend_.disarm();
+    // GRUB shows a trial whose tries are spent as bad only while grubenv
+    // still arms it: once disarmed, what it keeps on disk (a trial) shows.
+    auto disarmed = backend_.read();
+    const auto* now = disarmed.find(id);
+    was_bad = now && now->state == EntryState::bad;
+  }
+  auto last = last_event(opts_.state, id);
   if (!was_bad) backend_.set_state(id, EntryState::bad);
   if (!was_bad || last != JournalEvent::bad)
     journal(JournalEvent::bad, gen, id, file_of(backend_.read(), id), std::string(reason));

@@ -296,3 +296,121 @@ TEST_CASE("check: a GRUB trial is detected by stage 1 and promoted by the check"
     CHECK(std::filesystem::read_symlink(profile) == "system-3-link");
     CHECK(read_file(tmp / "watchdog") == ".V");
 }
+
+namespace {
+
+// A GRUB machine with generations 1..3 (1 the default), a trial of 3 armed by
+// `nixboot try 3 --tries TRIES`; boot() plays GRUB's preamble and stage 1.
+struct GrubCheck {
+    TempDir tmp;
+    std::filesystem::path boot = tmp / "boot", profile = tmp / "profiles/system", checks = tmp / "checks.d",
+                          run = tmp / "run", cmdline = tmp / "cmdline";
+    explicit GrubCheck(unsigned tries) {
+        ::chmod(tmp.path().c_str(), 0755);
+        std::filesystem::create_directories(boot);
+        std::filesystem::create_directories(checks / "required");
+        for (unsigned n = 1; n <= 3; ++n) make_generation(tmp / "store", profile, n);
+        std::filesystem::create_symlink("system-1-link", profile);
+        write_file(cmdline, "init=/x nixboot.entry=nixos-generation-1\n");
+        write_file(tmp / "nixboot.conf", "grub-device-path = /\ngrub-probe-boot = fs=ext2\ngrub-cmdline = " +
+                                             cmdline.string() + "\nchecks-dir = " + checks.string() +
+                                             "\nwatchdog-device = " + (tmp / "watchdog").string() + "\n");
+        write_file(tmp / "watchdog", "");
+        write_script(tmp / "reboot", "#!/bin/sh\necho reboot >> '" + (tmp / "reboots").string() + "'\n");
+        REQUIRE(nixboot({"install"}).status == 0);
+        REQUIRE(nixboot({"try", "3", "--tries", std::to_string(tries)}).status == 0);
+    }
+    RunResult nixboot(std::vector<std::string> args) {
+        std::vector<std::string> argv{NIXBOOT_BIN, "--bootloader", "grub", "--config", (tmp / "nixboot.conf").string(),
+                                      "--esp", boot.string(), "--profile", profile.string(), "--state",
+                                      (tmp / "state").string(), "--efivars", (tmp / "efivars").string()};
+        argv.insert(argv.end(), args.begin(), args.end());
+        return run_program(argv, {"NIXBOOT_REBOOT_COMMAND=" + (tmp / "reboot").string()});
+    }
+    std::string env() { return run_program({"/usr/bin/grub-editenv", (boot / "grub/grubenv").string(), "list"}).out; }
+    // What GRUB does at power-on: the trial with its decrement saved, or,
+    // with the tries spent, the default with the trial words of a spent trial.
+    void boot_entry(unsigned generation, unsigned tries_left, bool decrement) {
+        if (decrement)
+            REQUIRE(run_program({"/usr/bin/grub-editenv", (boot / "grub/grubenv").string(), "set",
+                                 "nixboot_tries=" + std::to_string(tries_left)})
+                        .status == 0);
+        write_file(cmdline, "init=/x nixboot.entry=nixos-generation-" + std::to_string(generation) +
+                                " nixboot.trial=nixos-generation-3 nixboot.tries=" + std::to_string(tries_left) + "\n");
+        std::filesystem::remove_all(run);
+        std::filesystem::create_directories(run);
+        auto s1 = run_program({NIXBOOT_STAGE1_BIN, "--cmdline", cmdline.string(), "--efivars",
+                               (tmp / "efivars").string(), "--run", run.string(), "--kmsg", (tmp / "kmsg").string(),
+                               "--watchdog-device", (tmp / "watchdog").string(), "--config",
+                               (tmp / "none.conf").string()});
+        REQUIRE(s1.status == 0);
+    }
+    RunResult check() {
+        return nixboot({"check", "--run", run.string(), "--cmdline", cmdline.string(), "--uptime",
+                        (tmp / "none").string()});
+    }
+    std::string state_of_3() {
+        auto r = nixboot({"list"});
+        auto at = r.out.find("nixos-generation-3");
+        if (at == std::string::npos) return r.out;
+        auto start = r.out.rfind('\n', at) + 1;  // npos + 1 == 0: the first line
+        return r.out.substr(start, r.out.find('\n', at) - start);  // "3      bad      ..."
+    }
+};
+
+} // namespace
+
+TEST_CASE("check: GRUB booted the default after the trial's tries ran out: the trial is settled bad and disarmed",
+          "[health][verdict][cli][grub]") {
+    GrubCheck g(1);
+    write_script(g.checks / "required/ok", "#!/bin/sh\nexit 0\n");
+    g.boot_entry(3, 0, true);  // the trial panics before its check
+    g.boot_entry(1, 0, false);
+    auto r = g.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("marked bad: nixos-generation-3: trial boot of generation 3 did not reach a verdict; booted "
+                     "generation 1 instead\n") != std::string::npos);
+    CHECK(g.env().find("nixboot_trial") == std::string::npos);
+    CHECK(g.state_of_3().find("bad") != std::string::npos);
+    auto journal = read_journal(g.tmp / "state");
+    REQUIRE_FALSE(journal.records.empty());
+    CHECK(journal.records.back().event == JournalEvent::bad);
+    CHECK(journal.records.back().reason ==
+          "trial boot of generation 3 did not reach a verdict; booted generation 1 instead");
+    // Idempotent: the next boot settles nothing more.
+    auto again = g.check();
+    CHECK(again.out.find("marked bad") == std::string::npos);
+    CHECK(read_journal(g.tmp / "state").records.size() == journal.records.size());
+}
+
+TEST_CASE("check: a GRUB trial whose check fails stays bad after the reboot", "[health][verdict][cli][grub]") {
+    GrubCheck g(2);
+    write_script(g.checks / "required/fails", "#!/bin/sh\nexit 1\n");
+    g.boot_entry(3, 1, true);
+    auto r = g.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 1);
+    CHECK(r.out.find("nixos-generation-3 is marked bad") != std::string::npos);
+    CHECK(read_file(g.tmp / "reboots") == "reboot\n");
+    CHECK(g.env().find("nixboot_trial") == std::string::npos);
+    CHECK(g.state_of_3().find("bad") != std::string::npos);
+    CHECK(g.state_of_3().find("trial") == std::string::npos);
+}
+
+TEST_CASE("check: a GRUB one-shot trial whose check fails is bad, not a trial with its try back",
+          "[health][verdict][cli][grub]") {
+    GrubCheck g(1);
+    write_script(g.checks / "required/fails", "#!/bin/sh\nexit 1\n");
+    g.boot_entry(3, 0, true);
+    auto r = g.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 1);
+    g.boot_entry(1, 0, false);
+    CHECK(g.state_of_3().find("bad") != std::string::npos);
+    CHECK(g.state_of_3().find("trial") == std::string::npos);
+    auto events = read_journal(g.tmp / "state").records;
+    CHECK(std::count_if(events.begin(), events.end(), [](const JournalRecord& rec) {
+              return rec.generation == 3u && rec.event == JournalEvent::bad;
+          }) == 1);
+}

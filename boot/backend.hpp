@@ -69,6 +69,8 @@ struct LoaderView {
   std::vector<Entry> entries;             // in the loader's menu order (default choice order)
   std::optional<std::string> booted;      // entry ID that booted this time, if the loader says
   std::optional<std::string> booted_file; // file the loader reports as booted (LoaderBootCountPath), relative
+  std::optional<std::filesystem::path> booted_toplevel;  // the toplevel of init= on the command line,
+                                          // when the loader did not name the entry (stock GRUB config)
   std::optional<std::string> armed;       // entry ID armed as a trial for the next boot
   std::optional<ArmMode> armed_mode;
   std::optional<std::string> persistent_default;  // entry the loader boots when nothing is armed

@@ -34,6 +34,22 @@ std::optional<unsigned> parse_unsigned(std::string_view text, unsigned max) {
     return v;
 }
 
+// The toplevel booted by a command line without nixboot.entry= (a stock
+// grub.cfg): init=TOPLEVEL/init, TOPLEVEL an absolute store path.
+std::optional<std::filesystem::path> init_toplevel(std::string_view cmdline) {
+    std::optional<std::filesystem::path> found;
+    std::istringstream words{std::string(cmdline)};
+    for (std::string w; words >> w;) {
+        if (!w.starts_with("init=")) continue;
+        std::filesystem::path init(w.substr(5));
+        found.reset();
+        if (init.is_absolute() && init.filename() == "init" && init == init.lexically_normal() &&
+            init.parent_path() != init.root_path())
+            found = init.parent_path();
+    }
+    return found;
+}
+
 GrubState load_state(const RootDir& boot) {
     auto text = boot.read(state_path, max_state_bytes);
     if (!text) return {};
@@ -320,6 +336,7 @@ LoaderView GrubBackend::read() const {
         text.resize(static_cast<std::size_t>(in.gcount()));
         auto cmd = health::parse_kernel_cmdline(text);
         if (cmd.entry && parse_entry_id(*cmd.entry)) v.booted = cmd.entry;
+        else v.booted_toplevel = init_toplevel(text);
     }
     return v;
 }

@@ -141,3 +141,25 @@ TEST_CASE("grub cli: bad grub keys are usage errors and write nothing", "[grub][
     CHECK(r.output.find("grub-timeout: 'later' is not a number of seconds from 0 to 3600") != std::string::npos);
     CHECK_FALSE(std::filesystem::exists(f.boot / "grub"));
 }
+
+TEST_CASE("grub cli: first install without nixboot.entry adopts the generation init= booted", "[grub][cli][real]") {
+    // A stock grub.cfg booted generation 1; the profile already points at a
+    // never-booted 2. Adopting 2 as good would make it the default (G1).
+    CliFixture f;
+    spit(f.tmp / "cmdline", "BOOT_IMAGE=/kernels/k init=" + (f.tmp / "store/system-1/init").string() + " ro quiet\n");
+    auto r = f.nixboot({"install"});
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    CHECK(f.cfg().find("set default='nixos-generation-1'\n") != std::string::npos);
+    CHECK(slurp(f.tmp / "state/journal").find("first install: adopted the booted generation 1 as good") !=
+          std::string::npos);
+}
+
+TEST_CASE("grub cli: first install with an init= of no generation adopts the profile's current", "[grub][cli][real]") {
+    CliFixture f;
+    spit(f.tmp / "cmdline", "init=/nix/store/elsewhere/init init=relative/init\n");
+    auto r = f.nixboot({"install"});
+    INFO(r.output);
+    REQUIRE(r.status == 0);
+    CHECK(f.cfg().find("set default='nixos-generation-2'\n") != std::string::npos);
+}

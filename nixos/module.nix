@@ -709,6 +709,8 @@ in
         wantedBy = [ "multi-user.target" ];
         requiredBy = [ "boot-complete.target" ];
         restartIfChanged = false;
+        # The loader's state is read and written there (the unit file names /boot).
+        unitConfig.RequiresMountsFor = [ (if isGrub then cfg.grub.bootDir else efi.efiSysMountPoint) ];
         # The GRUB backend reads its state with grub-editenv / grub-probe.
         path = optional isGrub cfg.grub.package;
       };

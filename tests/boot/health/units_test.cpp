@@ -37,6 +37,7 @@ TEST_CASE("units: ordering around boot-complete.target and early start of the fe
     auto check = read_file(units / "nixboot-check.service");
     CHECK(check.find("\nAfter=multi-user.target\n") != std::string::npos);
     CHECK(check.find("\nBefore=boot-complete.target\n") != std::string::npos);
+    CHECK(check.find("\nRequiresMountsFor=/boot\n") != std::string::npos);
     CHECK(check.find("\nRequiredBy=boot-complete.target\n") != std::string::npos);
     CHECK(check.find("\nExecStart=/usr/bin/nixboot check\n") != std::string::npos);
     auto feeder = read_file(units / "nixboot-watchdog.service");

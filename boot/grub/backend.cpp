@@ -425,6 +425,17 @@ SyncResult GrubBackend::sync(std::span<const Generation> generations, const Sync
     return result;
 }
 
+namespace {
+// A mount point: its device differs from its parent's. nixboot-stage1 only
+// sees the root file system (mounted at /mnt-root) before switching root, so
+// a grubenv on a separate /boot is out of its reach (the VM tests saw it).
+bool is_own_file_system(const std::filesystem::path& dir) {
+    struct stat self {}, parent {};
+    if (::stat(dir.c_str(), &self) != 0 || ::stat((dir / "..").c_str(), &parent) != 0) return false;
+    return self.st_dev != parent.st_dev;
+}
+}  // namespace
+
 ArmMode GrubBackend::arm(std::string_view id, const ArmOptions& opts) {
     auto boot = RootDir::open(opts_.esp);
     GrubState state = load_state(boot);
@@ -439,6 +450,11 @@ ArmMode GrubBackend::arm(std::string_view id, const ArmOptions& opts) {
         throw Error("refusing to arm " + q(id) + ": " + p.reason +
                     ". Use --accept-risk to arm it anyway, or put /boot on a plain FAT/ext4 partition "
                     "(or set grub-efi-dir to a FAT ESP)");
+    if (p.writer == EnvWriter::stage1 && is_own_file_system(opts_.esp))
+        throw Error("refusing to arm " + q(id) + ": " + p.reason + " But " + q(opts_.esp.string()) +
+                    " is a file system of its own, which nixboot-stage1 cannot reach in the initrd: "
+                    "nothing would count the tries, even with --accept-risk. Put /boot on a plain "
+                    "FAT/ext4 partition (or set grub-efi-dir to a FAT ESP)");
     // Read the env first: a block we cannot parse is refused, not rewritten.
     auto envdir = open_env_dir();
     const std::string rel = env_rel();

@@ -405,9 +405,11 @@ def grub_unwritable_env(ctx: Ctx):
 def unwritable_env(ctx: Ctx):
     """/boot where GRUB cannot save_env and no ESP to move the env block to
     (docs/grub.md, "Where GRUB cannot write"): `nixboot try` must refuse and
-    arm nothing; with --accept-risk, GRUB only reads the block and
-    nixboot-stage1 consumes the try, so a trial that hangs after the root is
-    up (watchdog reset) still leaves the machine on generation 1.
+    arm nothing; and since this /boot is a partition of its own, which
+    nixboot-stage1 cannot reach in the initrd to count the tries, it refuses
+    even with --accept-risk (G5); a reboot stays on generation 1. (Stage 1's
+    counting where grubenv is on the root file system is covered by
+    tests/boot/grub and tests/stage1-hook.)
     GRUB's own refusal on a real btrfs is proven by g8 (grub-bios-btrfs);
     here the probe answer is injected (grub-probe-boot = fs=btrfs) on the
     FAT boot partition, so the same disk serves every GRUB scenario."""
@@ -436,25 +438,21 @@ done""")
     if "nixboot_trial=" in env:
         ctx.fail(f"boot {ctx.m.boot.number}: a refused try armed grubenv anyway: {env.strip()}")
     ctx.metrics["try"] = "refused"
-    rc, out = ctx.m.execute("nixboot-try 2 --accept-risk --reboot 2>&1 | tee /dev/console", 120,
-                            may_reset=True)
-    if rc > 0:
-        ctx.fail(f"boot {ctx.m.boot.number}: `nixboot-try 2 --accept-risk --reboot` exited {rc}: "
-                 f"{out.strip()[-800:]}")
-    ctx.m.wait_exit(120, "`nixboot-try 2 --accept-risk --reboot` to reboot the machine")
-    b = ctx.power_on_expect_reset(BROKEN)
-    narrate_boot(ctx, b)
-    words = _trial_words(ctx, b)
-    if b.stage1_of() != "hang" or words.get("nixboot.consume") != "stage1":
-        ctx.fail(f"boot {b.number} should be the trial of generation 2 with nixboot.consume=stage1 "
-                 f"(words {words}): {b.summary()}")
+    # With --accept-risk nixboot-stage1 would have to count the tries, but
+    # this /boot is a partition of its own that the initrd never mounts: the
+    # trial is refused outright (G5) rather than booted again and again.
+    rc, out = ctx.m.execute("nixboot-try 2 --accept-risk --reboot", 120)
+    ctx.say(f"nixboot try 2 --accept-risk with /boot out of stage 1's reach: exit {rc}: {out.strip()}")
+    if rc != 1 or "file system of its own" not in out:
+        problems.append(f"boot {ctx.m.boot.number}: `nixboot-try 2 --accept-risk` should refuse with exit 1 "
+                        f"(separate /boot), exited {rc}: {out.strip()[-300:]}")
+    env = ctx.sh("grub-editenv /boot/grub/grubenv list")
+    if "nixboot_trial=" in env:
+        ctx.fail(f"boot {ctx.m.boot.number}: a refused try armed grubenv anyway: {env.strip()}")
+    ctx.m.reboot()
     ctx.power_on(BOOT)
     narrate_boot(ctx, ctx.m.boot)
-    st = expect_on(ctx, 1, "good", "after the hanging trial (try consumed by nixboot-stage1)")
-    try:
-        expect_bad(ctx, st, 2, "after the hanging trial (try consumed by nixboot-stage1)")
-    except HarnessError as e:
-        problems.append(str(e))
+    expect_on(ctx, 1, "good", "after both refused tries")
     if problems:
         ctx.fail("; ".join(problems))
 

@@ -296,8 +296,10 @@ class Machine:
         self._seq += 1
         tag = f"__NIXBOOT_VM_RC_{self._seq}__"
         b64 = base64.b64encode(cmd.encode()).decode()
-        line = (f'bash -c "$(echo {b64} | base64 -d)" </dev/null 2>&1 | base64 -w0; echo; '
-                f'echo {tag} ${{PIPESTATUS[0]}}\n')
+        # PIPESTATUS must be read right after the pipeline: the `echo` that
+        # ends the base64 line would reset it (every command read as 0).
+        line = (f'bash -c "$(echo {b64} | base64 -d)" </dev/null 2>&1 | base64 -w0; '
+                f'__rc=${{PIPESTATUS[0]}}; echo; echo {tag} $__rc\n')
         try:
             self._bd_sock.sendall(line.encode())
         except OSError as e:

@@ -313,6 +313,33 @@ TEST_CASE("grub backend: /boot where GRUB cannot write", "[grub][backend][real]"
     }
 }
 
+TEST_CASE("grub backend: --accept-risk is refused too when /boot is its own file system", "[grub][backend][root]") {
+    // nixboot-stage1 runs before a separate /boot is mounted: it could not
+    // count the tries, so the trial is refused outright (G5); seen in the VM
+    // tests as a hanging trial booted again and again.
+    if (::geteuid() != 0) {
+        WARN("skipped: needs root to mount a tmpfs as /boot");
+        return;
+    }
+    Fixture f(std::map<std::string, std::string>{{"grub-probe-boot", "fs=ext2 abstraction=lvm"}});
+    REQUIRE(::system(("mount -t tmpfs -o size=4m nixboot-test '" + f.boot.string() + "'").c_str()) == 0);
+    struct Unmount {
+        std::filesystem::path p;
+        ~Unmount() { [[maybe_unused]] int rc = ::system(("umount '" + p.string() + "'").c_str()); }
+    } unmount{f.boot};
+    GrubBackend b(f.opts);
+    b.sync(std::vector<Generation>{f.gen(1), f.gen(2)}, good_sync());
+    const std::string cfg_before = f.cfg();
+    ArmOptions ao;
+    ao.accept_risk = true;
+    CHECK_THROWS_WITH(
+        b.arm("nixos-generation-1", ao),
+        Catch::Contains("But '" + f.boot.string() + "' is a file system of its own, which nixboot-stage1 "
+                        "cannot reach in the initrd: nothing would count the tries, even with --accept-risk"));
+    CHECK(f.cfg() == cfg_before);
+    CHECK(f.env().count("nixboot_trial") == 0);
+}
+
 TEST_CASE("grub backend: booted entry comes from the kernel command line", "[grub][backend]") {
     Fixture f;
     GrubBackend b(f.opts);

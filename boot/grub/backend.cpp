@@ -451,7 +451,7 @@ ArmMode GrubBackend::arm(std::string_view id, const ArmOptions& opts) {
                     ". Use --accept-risk to arm it anyway, or put /boot on a plain FAT/ext4 partition "
                     "(or set grub-efi-dir to a FAT ESP)");
     if (p.writer == EnvWriter::stage1 && is_own_file_system(opts_.esp))
-        throw Error("refusing to arm " + q(id) + ": " + p.reason + " But " + q(opts_.esp.string()) +
+        throw Error("refusing to arm " + q(id) + ": " + p.reason + ". But " + q(opts_.esp.string()) +
                     " is a file system of its own, which nixboot-stage1 cannot reach in the initrd: "
                     "nothing would count the tries, even with --accept-risk. Put /boot on a plain "
                     "FAT/ext4 partition (or set grub-efi-dir to a FAT ESP)");

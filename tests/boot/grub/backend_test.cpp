@@ -334,7 +334,7 @@ TEST_CASE("grub backend: --accept-risk is refused too when /boot is its own file
     ao.accept_risk = true;
     CHECK_THROWS_WITH(
         b.arm("nixos-generation-1", ao),
-        Catch::Contains("But '" + f.boot.string() + "' is a file system of its own, which nixboot-stage1 "
+        Catch::Contains("booted again and again. But '" + f.boot.string() + "' is a file system of its own, which nixboot-stage1 "
                         "cannot reach in the initrd: nothing would count the tries, even with --accept-risk"));
     CHECK(f.cfg() == cfg_before);
     CHECK(f.env().count("nixboot_trial") == 0);

@@ -63,51 +63,39 @@ BootRecord parse_boot_record(std::string_view text, std::string_view origin) {
         throw ParseError(std::string(origin) + ": larger than " +
                          std::to_string(max_boot_record_bytes) + " bytes");
     BootRecord r;
-    unsigned line_no = 0;
-    while (!text.empty()) {
-        ++line_no;
-        auto nl = text.find('\n');
-        std::string_view line = text.substr(0, nl);
-        text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-        if (line.empty()) continue;
-        auto fail = [&](const std::string& why) {
-            throw ParseError(std::string(origin) + ":" + std::to_string(line_no) + ": " + why);
-        };
-        auto eq = line.find('=');
-        if (eq == std::string_view::npos) fail("line has no '='");
-        std::string_view key = line.substr(0, eq), value = line.substr(eq + 1);
-        auto bad_value = [&] { fail("bad value '" + std::string(value) + "' for '" + std::string(key) + "'"); };
+    for_each_key_value(text, origin, [&](const KeyValueLine& kv) {
+        const std::string_view key = kv.key, value = kv.value;
         if (key == "bootloader") {
             if (value == "systemd-boot") r.bootloader = Bootloader::systemd_boot;
             else if (value == "grub") r.bootloader = Bootloader::grub;
             else if (value == "unknown") r.bootloader.reset();
-            else bad_value();
+            else kv.bad_value();
         } else if (key == "entry") {
-            if (!value.empty() && !valid_entry_id(value)) bad_value();
+            if (!value.empty() && !valid_entry_id(value)) kv.bad_value();
             r.entry = std::string(value);
         } else if (key == "file") {
-            if (!valid_file(value)) bad_value();
+            if (!valid_file(value)) kv.bad_value();
             r.file = std::string(value);
         } else if (key == "trial") {
             if (value == "1") r.trial = TrialBoot::yes;
             else if (value == "0") r.trial = TrialBoot::no;
-            else bad_value();
+            else kv.bad_value();
         } else if (key == "tries-left") {
             auto n = parse_decimal(value, 4294967295u);
-            if (!n) bad_value();
+            if (!n) kv.bad_value();
             r.tries_left = *n;
         } else if (key == "consumed-by") {
             if (value == "bootloader") r.consumed_by = ConsumedBy::bootloader;
             else if (value == "stage1") r.consumed_by = ConsumedBy::stage1;
             else if (value == "none") r.consumed_by = ConsumedBy::none;
-            else bad_value();
+            else kv.bad_value();
         } else if (key == "watchdog") {
             if (value == "armed") r.watchdog = WatchdogState::armed;
             else if (value == "off") r.watchdog = WatchdogState::off;
             else if (value == "unavailable") r.watchdog = WatchdogState::unavailable;
-            else bad_value();
+            else kv.bad_value();
         }
-    }
+    });
     return r;
 }
 

@@ -4,6 +4,7 @@
 #pragma once
 
 #include "boot/backend.hpp"
+#include "boot/util/error.hpp"
 
 #include <optional>
 #include <string>
@@ -42,5 +43,38 @@ BootRecord parse_boot_record(std::string_view text, std::string_view origin);
 
 const char* to_string(ConsumedBy consumed) noexcept;  // "none" | "bootloader" | "stage1"
 const char* to_string(WatchdogState state) noexcept;  // "off" | "armed" | "unavailable"
+
+// One line of a `key=value` file (the boot record, STATE/live).
+struct KeyValueLine {
+    std::string_view key, value;
+    std::string_view origin;
+    unsigned line = 0;
+    // Throws ParseError "ORIGIN:LINE: why".
+    [[noreturn]] void fail(const std::string& why) const {
+        throw ParseError(std::string(origin) + ":" + std::to_string(line) + ": " + why);
+    }
+    [[noreturn]] void bad_value() const {
+        fail("bad value '" + std::string(value) + "' for '" + std::string(key) + "'");
+    }
+};
+
+// Calls fn(const KeyValueLine&) for each non-empty line of `text`; a line
+// without '=' is a ParseError naming origin and line.
+template <class Fn>
+void for_each_key_value(std::string_view text, std::string_view origin, Fn&& fn) {
+    unsigned line_no = 0;
+    while (!text.empty()) {
+        ++line_no;
+        const auto nl = text.find('\n');
+        const std::string_view line = text.substr(0, nl);
+        text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
+        if (line.empty()) continue;
+        const auto eq = line.find('=');
+        KeyValueLine kv{line.substr(0, eq), {}, origin, line_no};
+        if (eq == std::string_view::npos) kv.fail("line has no '='");
+        kv.value = line.substr(eq + 1);
+        fn(kv);
+    }
+}
 
 } // namespace nixboot::health

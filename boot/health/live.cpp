@@ -1,6 +1,7 @@
 #include "boot/health/live.hpp"
 
 #include "boot/generations.hpp"
+#include "boot/health/boot_record.hpp"
 #include "boot/health/cmdline.hpp"
 #include "boot/health/process.hpp"
 #include "boot/health/verdict.hpp"
@@ -40,30 +41,19 @@ std::string format_live_trial(const LiveTrial& t) {
 
 LiveTrial parse_live_trial(std::string_view text, std::string_view origin) {
     LiveTrial t;
-    unsigned line_no = 0;
     bool has_generation = false;
-    while (!text.empty()) {
-        ++line_no;
-        auto nl = text.find('\n');
-        std::string_view line = text.substr(0, nl);
-        text = nl == std::string_view::npos ? std::string_view{} : text.substr(nl + 1);
-        if (line.empty()) continue;
-        auto fail = [&](const std::string& why) {
-            throw ParseError(std::string(origin) + ":" + std::to_string(line_no) + ": " + why);
-        };
-        auto eq = line.find('=');
-        if (eq == std::string_view::npos) fail("line has no '='");
-        std::string_view key = line.substr(0, eq), value = line.substr(eq + 1);
+    for_each_key_value(text, origin, [&](const KeyValueLine& kv) {
+        const std::string_view key = kv.key, value = kv.value;
         auto number = [&](unsigned max) {
             auto n = parse_decimal(value, max);
-            if (!n) fail("bad value '" + std::string(value) + "' for '" + std::string(key) + "'");
+            if (!n) kv.bad_value();
             return *n;
         };
         if (key == "status") {
             if (value == "running") t.status = LiveStatus::running;
             else if (value == "confirmed") t.status = LiveStatus::confirmed;
             else if (value == "reverting") t.status = LiveStatus::reverting;
-            else fail("bad value '" + std::string(value) + "' for 'status'");
+            else kv.bad_value();
         } else if (key == "generation") { t.generation = number(4294967295u); has_generation = true; }
         else if (key == "previous") t.previous = number(4294967295u);
         else if (key == "previous-toplevel") t.previous_toplevel = std::string(value);
@@ -71,7 +61,7 @@ LiveTrial parse_live_trial(std::string_view text, std::string_view origin) {
         else if (key == "started") t.started = number(4294967295u);
         else if (key == "deadline") t.deadline = number(4294967295u);
         else if (key == "unit") t.unit = std::string(value);
-    }
+    });
     if (!has_generation) throw ParseError(std::string(origin) + ": no 'generation'");
     return t;
 }

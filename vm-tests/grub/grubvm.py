@@ -9,11 +9,16 @@ partition table bytes are kept) and core.img into the post-MBR gap.
 
 Disk layout (both firmwares, so the guest sees the same /dev/vda1):
   MBR, partition 1 from 1 MiB, type 0xEF (EFI) or 0x0C/0x83 (BIOS),
-  a FAT32 or ext4 filesystem holding the GRUB "boot directory":
+  a FAT32, ext4 or (BIOS) btrfs filesystem holding the GRUB "boot directory":
      /grub/grub.cfg, /grub/grubenv, /kernels/...       (prefix (hd0,msdos1)/grub)
   EFI:  /EFI/BOOT/BOOTX64.EFI  (grub-mkimage -O x86_64-efi, prefix /grub)
   BIOS: boot.img in MBR bytes 0..439, core.img at LBA 1
         (grub-mkimage -O i386-pc, prefix (hd0,msdos1)/grub)
+EFI with a non-FAT boot directory (esp_mb > 0): partition 1 is a FAT32 ESP
+  holding only /EFI/BOOT/BOOTX64.EFI, partition 2 (type 0x83) the boot
+  directory; the image's embedded config finds partition 2 by filesystem
+  UUID and sets prefix=($root)/grub, as grub-install's load.cfg does for a
+  separate /boot.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 SECTOR = 512
@@ -216,8 +222,15 @@ class Disk:
             self.write(path, f.read_bytes())
 
 
-def _mkimage_efi(out: Path) -> None:
-    run(["grub-mkimage", "-O", "x86_64-efi", "-o", str(out), "-p", "/grub"] + EFI_MODULES)
+def _mkimage_efi(out: Path, early_cfg: str | None = None) -> None:
+    extra = []
+    if early_cfg is not None:
+        cfg = out.with_name("early.cfg")
+        cfg.write_text(early_cfg)
+        extra = ["-c", str(cfg)]
+    run(["grub-mkimage", "-O", "x86_64-efi", "-o", str(out), "-p", "/grub"] + extra + EFI_MODULES)
+    if early_cfg is not None:
+        out.with_name("early.cfg").unlink()
 
 
 def _mkimage_bios(out: Path, early_cfg: str | None = None) -> None:
@@ -232,22 +245,31 @@ def _mkimage_bios(out: Path, early_cfg: str | None = None) -> None:
 
 def make_disk(image: Path, firmware: str, files: dict[str, Path], fs: str = "fat",
               size_mb: int = 128, label: str = "ESP",
-              bios_early_cfg: str | None = None) -> Disk:
+              bios_early_cfg: str | None = None,
+              esp_mb: int = 0, esp_label: str = "EFISYS") -> Disk:
     """Builds a bootable GRUB disk: MBR partition 1 with `fs` (labelled
     `label`) holding `files` (boot-fs path -> host path) plus the firmware's
     GRUB image. An empty 1024-byte /grub/grubenv is created unless files has
     one. bios_early_cfg: a config embedded in core.img (run before
-    $prefix/grub.cfg, which it must load itself)."""
+    $prefix/grub.cfg, which it must load itself).
+    EFI with fs other than fat needs esp_mb: partition 1 is then a FAT ESP
+    of esp_mb MiB (labelled esp_label) with only the GRUB image, and the
+    boot directory is partition 2 (see the module docstring)."""
     if firmware not in ("efi", "bios"):
         raise VmError(f"firmware {firmware!r}: expected efi or bios")
     if fs not in ("fat", "ext4", "btrfs"):
         raise VmError(f"filesystem {fs!r}: expected fat, ext4 or btrfs")
-    if firmware == "efi" and fs != "fat":
-        raise VmError("GRUB EFI boots from the ESP: fs must be fat")
+    split = firmware == "efi" and fs != "fat"
+    if split and esp_mb <= 0:
+        raise VmError("GRUB EFI boots from a FAT ESP: a non-FAT boot directory needs esp_mb")
+    if not split and esp_mb:
+        raise VmError("esp_mb is only for GRUB EFI with a non-FAT boot directory")
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         part = tmp / "part.img"
-        part_bytes = size_mb * 1024 * 1024 - PART_START_SECTOR * SECTOR
+        part_start = PART_START_SECTOR + esp_mb * 1024 * 1024 // SECTOR
+        part_bytes = size_mb * 1024 * 1024 - part_start * SECTOR
+        fs_uuid = str(uuid.uuid4())
         tree = tmp / "tree"
         tree.mkdir()
         for dest, src in files.items():
@@ -258,9 +280,17 @@ def make_disk(image: Path, firmware: str, files: dict[str, Path], fs: str = "fat
         if not env.exists():
             env.parent.mkdir(parents=True, exist_ok=True)
             run(["grub-editenv", str(env), "create"])
+        esp_tree = tmp / "esp" if split else tree
         if firmware == "efi":
-            (tree / "EFI" / "BOOT").mkdir(parents=True)
-            _mkimage_efi(tree / "EFI" / "BOOT" / "BOOTX64.EFI")
+            (esp_tree / "EFI" / "BOOT").mkdir(parents=True)
+            _mkimage_efi(esp_tree / "EFI" / "BOOT" / "BOOTX64.EFI",
+                         f"search --no-floppy --fs-uuid --set=root {fs_uuid}\n"
+                         "set prefix=($root)/grub\n" if split else None)
+        if split:
+            esp = tmp / "esp.img"
+            run(["mkfs.vfat", "-F", "32", "-n", esp_label, "-C", str(esp),
+                 str(esp_mb * 1024)])
+            run(["mcopy", "-s", "-i", str(esp), str(esp_tree / "EFI"), "::/"])
         if fs == "fat":
             run(["mkfs.vfat", "-F", "32", "-n", label, "-C", str(part),
                  str(part_bytes // 1024)])
@@ -269,23 +299,33 @@ def make_disk(image: Path, firmware: str, files: dict[str, Path], fs: str = "fat
         elif fs == "ext4":
             with open(part, "wb") as f:
                 f.truncate(part_bytes)
-            run(["mkfs.ext4", "-q", "-F", "-L", label, "-d", str(tree), str(part)])
+            run(["mkfs.ext4", "-q", "-F", "-L", label, "-U", fs_uuid, "-d", str(tree), str(part)])
         else:
             with open(part, "wb") as f:
                 f.truncate(part_bytes)
-            run(["mkfs.btrfs", "-q", "-f", "-L", label, "--rootdir", str(tree), str(part)])
-        # MBR partition table, then the filesystem at 1 MiB.
+            run(["mkfs.btrfs", "-q", "-f", "-L", label, "-U", fs_uuid, "--rootdir", str(tree),
+                 str(part)])
+        # MBR partition table, then the filesystem(s) from 1 MiB.
         with open(image.with_suffix(".tmp"), "wb") as f:
             f.truncate(size_mb * 1024 * 1024)
-        ptype = "ef" if firmware == "efi" else ("c" if fs == "fat" else "83")
+        if split:
+            table = (f"{PART_START_SECTOR},{part_start - PART_START_SECTOR},ef,*\n"
+                     f"{part_start},,83\n")
+        else:
+            ptype = "ef" if firmware == "efi" else ("c" if fs == "fat" else "83")
+            table = f"{PART_START_SECTOR},,{ptype},*\n"
         run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(image.with_suffix(".tmp"))],
-            input=f"label: dos\n{PART_START_SECTOR},,{ptype},*\n")
-        run(["dd", f"if={part}", f"of={image.with_suffix('.tmp')}", "bs=1M", "seek=1",
-             "conv=notrunc,sparse", "status=none"])
+            input="label: dos\n" + table)
+        if split:
+            run(["dd", f"if={esp}", f"of={image.with_suffix('.tmp')}", "bs=1M", "seek=1",
+                 "conv=notrunc,sparse", "status=none"])
+        run(["dd", f"if={part}", f"of={image.with_suffix('.tmp')}", "bs=1M",
+             f"seek={part_start * SECTOR}", "oflag=seek_bytes", "conv=notrunc,sparse",
+             "status=none"])
         if firmware == "bios":
             _install_bios_boot(image.with_suffix(".tmp"), tmp, bios_early_cfg)
         image.with_suffix(".tmp").rename(image)
-    return Disk(image=image, firmware=firmware, fs=fs)
+    return Disk(image=image, firmware=firmware, fs=fs, part_offset=part_start * SECTOR)
 
 
 def _install_bios_boot(image: Path, tmp: Path, early_cfg: str | None) -> None:

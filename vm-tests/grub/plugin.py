@@ -1,11 +1,15 @@
 """GRUB plug-ins for vm-tests/run (see vm-tests/README.md, "Plugging in a
 bootloader"): `grub-efi` (GRUB x86_64-efi under OVMF) and `grub-bios` (GRUB
-i386-pc under SeaBIOS), with real GRUB 2.06 from Debian's packages.
+i386-pc under SeaBIOS), with real GRUB 2.06 from Debian's packages, on a FAT
+/boot; `grub-bios-btrfs` and `grub-efi-btrfs`, the same on a btrfs /boot.
 
 The boot disk (vm-tests/grub/grubvm.py) is MBR-partitioned, partition 1 is
 FAT32 labelled ESP (the guest mounts LABEL=ESP on /boot), GRUB's prefix is
 /grub on it: grub.cfg and grubenv live in /boot/grub/ and kernels in
-/boot/kernels/ as the guest sees them. Generation 1 is installed the way
+/boot/kernels/ as the guest sees them. The btrfs plug-ins: partition 1 is
+btrfs labelled ESP (BIOS), or partition 1 is a FAT ESP with only
+EFI/BOOT/BOOTX64.EFI, left unmounted, and partition 2 the btrfs labelled ESP
+that GRUB's prefix points into (EFI). Generation 1 is installed the way
 NixOS's stock GRUB installer leaves a fresh machine (install-grub.pl: a
 "NixOS - Default" entry and the "All configurations" submenu, the
 next_entry/saved_entry header, no nixboot yet); the scenarios then run the
@@ -17,7 +21,9 @@ This file also registers the GRUB-only scenarios:
       (vm-tests/grub/refcfg.py), no nixboot: proves firmware, GRUB, the
       literal decrement persisted by save_env, the trial command line seen
       by stage 1, and the fallback to generation 1.
-  8   unwritable-env: see grub_unwritable_env below.
+  g4  grub-watchdog, g6 grub-counted: see below.
+  g8  grub-unwritable-env: GRUB's own refusal of save_env on a real btrfs.
+  8   unwritable-env: nixboot on a real btrfs /boot (unwritable_env below).
 """
 import base64
 import os
@@ -109,22 +115,25 @@ def _toplevel_initrd(nix_img: Path, variant: str, dest: Path) -> None:
 # firmwares, ~60 min under TCG on 2 cores) does not fit the GRUB share of CI
 # (~20 min), so by default each issue scenario runs on one GRUB variant:
 # EFI gets the trial life cycle (1, 2, 4; 7 is known failing, below), BIOS the rest (3, 5, counted
-# mode g6 instead of the systemd-boot-specific 6, 8) plus the nixboot-free
+# mode g6 instead of the systemd-boot-specific 6) plus the nixboot-free
 # machinery check g0. NIXBOOT_VM_GRUB_FULL=1 runs the full matrix. 9 (live
 # trials) does not touch the bootloader until a reboot: systemd-boot covers it,
-# the full matrix adds it for GRUB.
+# the full matrix adds it for GRUB. The unwritable-env scenarios need a boot
+# dir GRUB cannot write, so they run only on the btrfs plug-ins, always:
+# 8 on both firmwares, g8 (GRUB alone) on BIOS.
 FULL = os.environ.get("NIXBOOT_VM_GRUB_FULL") == "1"
-ALL = {"1", "2", "3", "4", "5", "7", "8", "9", "g0", "g4", "g6"}
+ALL = {"1", "2", "3", "4", "5", "7", "9", "g0", "g4", "g6"}
 DEFAULT = {"grub-efi": {"1", "2", "4"},
-           "grub-bios": {"3", "5", "8", "g0", "g6"}}
+           "grub-bios": {"3", "5", "g0", "g6"}}
+BTRFS = {"grub-bios-btrfs": {"8", "g8"},
+         "grub-efi-btrfs": {"8"}}
 # KNOWN FAILING, left out of the default set and said so on every run:
 # grub-efi:7 — a power cut during promotion (after the verdict, while
 # grub/nixboot.json and grub.cfg are being replaced on the FAT /boot) leaves
 # FAT inconsistent: the next boot reads grub/nixboot.json as "Input/output
 # error". FAT cannot replace a file atomically; the fix is two alternating
 # copies of the state (not done yet). NIXBOOT_VM_GRUB_FULL=1 runs it.
-KNOWN_FAILING = ("grub-efi:7-power-cut-promotion (FAT loses grub/nixboot.json after a power cut mid-promotion), "
-                 "grub-bios-btrfs:g8-grub-unwritable-env (the guest cannot mount the btrfs /boot the harness now requires)")
+KNOWN_FAILING = "grub-efi:7-power-cut-promotion (FAT loses grub/nixboot.json after a power cut mid-promotion)"
 if not FULL:
     print(f"note: not in the default set, known failing: {KNOWN_FAILING}; "
           f"NIXBOOT_VM_GRUB_FULL=1 runs it", file=sys.stderr)
@@ -134,6 +143,10 @@ class _Grub(Bootloader):
     nixboot_name = "grub"
     firmware = "?"
     scenarios = ALL
+    boot_fs = "fat"     # the boot dir's filesystem (the partition labelled ESP)
+    esp_mb = 0          # EFI with a non-FAT boot dir: size of the separate FAT ESP
+    # Byte offset of the boot dir's partition in the disk image (build_boot_image sets it).
+    boot_part_offset = grubvm.PART_START_SECTOR * grubvm.SECTOR
 
     def build_boot_image(self, kern, generation1: str) -> Path:
         img = self.workdir / f"boot-{self.name}.img"
@@ -149,14 +162,15 @@ class _Grub(Bootloader):
             if check.returncode != 0:
                 raise HarnessError(f"stock grub.cfg: grub-script-check: {check.stdout}{check.stderr}")
             try:
-                grubvm.make_disk(img, self.firmware, {
+                disk = grubvm.make_disk(img, self.firmware, {
                     "/grub/grub.cfg": cfg,
                     f"/kernels/{KERNEL_FILE}": kern.vmlinuz,
                     f"/kernels/{initrd_file('good')}": initrd,
-                }, fs="fat", size_mb=256, label="ESP",
-                    bios_early_cfg=BIOS_EARLY_CFG)
+                }, fs=self.boot_fs, size_mb=256, label="ESP",
+                    bios_early_cfg=BIOS_EARLY_CFG, esp_mb=self.esp_mb)
             except grubvm.VmError as e:
                 raise HarnessError(f"{self.name}: building the boot disk: {e}")
+        self.boot_part_offset = disk.part_offset
         return img
 
 
@@ -180,8 +194,7 @@ done""")
 class GrubEfi(_Grub):
     name = "grub-efi"
     firmware = "efi"
-    # 8 is a BIOS machine's problem: with an ESP the env block lives there.
-    scenarios = ALL - {"8"} if FULL else DEFAULT["grub-efi"]
+    scenarios = ALL if FULL else DEFAULT["grub-efi"]
 
     def firmware_args(self, machine_dir: Path) -> list:
         vars_copy = machine_dir / "OVMF_VARS.fd"
@@ -348,39 +361,26 @@ def grub_watchdog(ctx: Ctx):
 
 
 @register
-class GrubBiosBtrfs(_Grub):
-    """GRUB i386-pc whose /boot (grub.cfg, grubenv, kernels) is on btrfs:
-    GRUB reads it but cannot save_env there (G5's case). The disk is made on
-    the host with the reference counting grub.cfg and a trial already armed
-    (generation 2 panics, 1 try)."""
+class GrubBiosBtrfs(GrubBios):
+    """GRUB i386-pc whose /boot (grub.cfg, grubenv, kernels) is partition 1,
+    btrfs: GRUB reads it but cannot save_env there (G5's case). Same stock
+    generation 1 as grub-bios; the guest mounts it on /boot (btrfs.ko from
+    the root image, images.ROOT_MODULES)."""
     name = "grub-bios-btrfs"
-    firmware = "bios"
-    # Known failing in the default set (said on every run): the guest kernel
-    # has no btrfs module, so the harness's "boot disk on /boot" check fails
-    # the first boot (seen in a clean-clone CI run); FULL runs it.
-    scenarios = {"g8"} if FULL else set()
+    boot_fs = "btrfs"
+    scenarios = BTRFS["grub-bios-btrfs"]
 
-    def firmware_args(self, machine_dir: Path) -> list:
-        return ["-bios", str(grubvm.SEABIOS)]
 
-    def build_boot_image(self, kern, generation1: str) -> Path:
-        img = self.workdir / f"boot-{self.name}.img"
-        with tempfile.TemporaryDirectory() as d:
-            tmp = Path(d)
-            files = {f"/kernels/{KERNEL_FILE}": kern.vmlinuz}
-            for v in ("good", "panic"):
-                _toplevel_initrd(self.workdir / "nix.img", v, tmp / v)
-                files[f"/kernels/{initrd_file(v)}"] = tmp / v
-            (tmp / "grub.cfg").write_text(_refcfg("panic"))
-            (tmp / "grubenv").write_bytes(_armed_env(1))
-            files["/grub/grub.cfg"] = tmp / "grub.cfg"
-            files["/grub/grubenv"] = tmp / "grubenv"
-            try:
-                grubvm.make_disk(img, "bios", files, fs="btrfs", size_mb=256, label="ESP",
-                                 bios_early_cfg=BIOS_EARLY_CFG)
-            except grubvm.VmError as e:
-                raise HarnessError(f"{self.name}: building the boot disk: {e}")
-        return img
+@register
+class GrubEfiBtrfs(GrubEfi):
+    """GRUB x86_64-efi on a FAT ESP (partition 1, only EFI/BOOT/BOOTX64.EFI,
+    not mounted in the guest, no grub-efi-dir) whose prefix points at
+    partition 2, btrfs, mounted on /boot: GRUB cannot save_env there and
+    nixboot has no ESP configured to move the env block to."""
+    name = "grub-efi-btrfs"
+    boot_fs = "btrfs"
+    esp_mb = 40
+    scenarios = BTRFS["grub-efi-btrfs"]
 
 
 def _host_grubenv(ctx: Ctx) -> dict:
@@ -389,14 +389,17 @@ def _host_grubenv(ctx: Ctx) -> dict:
     with tempfile.TemporaryDirectory() as d:
         raw = Path(d) / "boot.raw"
         grubvm.run(["qemu-img", "convert", "-O", "raw", str(ctx.workdir / "boot.qcow2"), str(raw)])
-        return grubvm.Disk(image=raw, firmware="bios", fs="btrfs").grubenv()
+        return grubvm.Disk(image=raw, firmware=ctx.bl.firmware, fs=ctx.bl.boot_fs,
+                           part_offset=ctx.bl.boot_part_offset).grubenv()
 
 
 @scenario("g8", "grub-unwritable-env")
 def grub_unwritable_env(ctx: Ctx):
-    """GRUB's side of scenario 8, with the reference grub.cfg: the env block
-    is on btrfs, save_env fails, so GRUB never boots the armed trial (it
+    """GRUB's side of scenario 8, with the reference grub.cfg: the guest
+    arms generation 2 (panics, 1 try) in a grubenv it writes on its btrfs
+    /boot; save_env fails there, so GRUB never boots the armed trial (it
     could not count it): two boots, both generation 1, grubenv unchanged."""
+    _arm_reference_trial(ctx, "panic", 1)
     for _ in range(2):
         b = _expect_good_boot(ctx, None)
         if not b.first(r"nixboot: save_env failed: not booting trial nixos-generation-2"):
@@ -424,16 +427,18 @@ def unwritable_env(ctx: Ctx):
     even with --accept-risk (G5); a reboot stays on generation 1. (Stage 1's
     counting where grubenv is on the root file system is covered by
     tests/boot/grub and tests/stage1-hook.)
-    GRUB's own refusal on a real btrfs is proven by g8 (grub-bios-btrfs);
-    here the probe answer is injected (grub-probe-boot = fs=btrfs) on the
-    FAT boot partition, so the same disk serves every GRUB scenario."""
-    from harness.scenarios import install, narrate_boot, expect_on, expect_bad
+    Runs on the btrfs plug-ins: /boot is a real btrfs, nixboot asks the real
+    grub-probe (no grub-probe-boot answer injected), and GRUB's own refusal
+    to save_env there is proven by g8."""
+    from harness.scenarios import install, narrate_boot, expect_on
     install(ctx, {1: "good", 2: "hang"}, 2)
-    ctx.sh("""set -e
-for f in /nix/store/*-nixos-system-*/etc/nixboot/nixboot.conf; do
-  grep -q '^grub-probe-boot' "$f" || echo 'grub-probe-boot = fs=btrfs' >> "$f"
-done""")
-    ctx.nixboot("install")
+    fs = ctx.sh("grub-probe --target=fs /boot").strip()
+    injected = ctx.sh("grep -h '^grub-probe' /nix/store/*-nixos-system-*/etc/nixboot/nixboot.conf "
+                      "|| true").strip()
+    if fs != "btrfs" or injected:
+        ctx.fail(f"boot {ctx.m.boot.number}: nixboot must see the real btrfs: grub-probe "
+                 f"--target=fs /boot said {fs!r}, probe answers in nixboot.conf: {injected!r}")
+    ctx.metrics["grub-probe"] = fs
     problems = []  # checked at the end, so one run shows both halves
     # The exit status is echoed by the command itself: Machine.execute reports
     # ${PIPESTATUS[0]} after an `echo`, i.e. always 0 (vm-tests/harness).
@@ -445,9 +450,9 @@ done""")
     if rc != 1:
         problems.append(f"boot {ctx.m.boot.number}: `nixboot try 2` should refuse with exit 1 "
                         f"where GRUB cannot write its env, exited {rc}: {out.strip()[-300:]}")
-    if "accept-risk" not in out:
-        problems.append(f"boot {ctx.m.boot.number}: the refusal should name --accept-risk: "
-                        f"{out.strip()[-300:]}")
+    if "accept-risk" not in out or "btrfs" not in out:
+        problems.append(f"boot {ctx.m.boot.number}: the refusal should name btrfs (what grub-probe "
+                        f"found) and --accept-risk: {out.strip()[-300:]}")
     env = ctx.sh("grub-editenv /boot/grub/grubenv list")
     if "nixboot_trial=" in env:
         ctx.fail(f"boot {ctx.m.boot.number}: a refused try armed grubenv anyway: {env.strip()}")

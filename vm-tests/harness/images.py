@@ -23,6 +23,13 @@ ROOT_PACKAGES = [
     "grub-common",  # grub-probe, grub-mkrelpath, grub-editenv: nixboot's GRUB backend runs them
 ]
 
+# Kernel modules installed in the root image's /lib/modules (with depmod's
+# indexes), for what stage 2 needs beyond the initrd: the GRUB plug-ins'
+# btrfs /boot. Without btrfs.ko, udev's `btrfs ready` builtin cannot open
+# /dev/btrfs-control, marks the partition SYSTEMD_READY=0, and
+# /dev/disk/by-label/ESP never appears (boot.mount times out).
+ROOT_MODULES = ["btrfs"]
+
 # Modules the test initrd loads, in an order resolved from modules.dep.
 INITRD_MODULES = [
     "virtio_pci", "virtio_blk", "crc32c_generic", "libcrc32c", "ext4",
@@ -98,12 +105,16 @@ def kernel() -> Kernel:
 
 
 def root_image() -> Path:
-    """Debian 12 minbase + systemd root filesystem (ext4, label nixroot)."""
+    """Debian 12 minbase + systemd root filesystem (ext4, label nixroot),
+    with ROOT_MODULES of kernel() in /lib/modules."""
     overlay = GUEST / "root"
     files = sorted(p for p in overlay.rglob("*") if p.is_file())
+    kern = kernel()
+    modules = kern.module_order(ROOT_MODULES)
     key = digest(debian_mirror(), " ".join(ROOT_PACKAGES),
                  *[str(p.relative_to(overlay)) for p in files], *files,
-                 *[str(p.stat().st_mode & 0o777) for p in files])
+                 *[str(p.stat().st_mode & 0o777) for p in files],
+                 kern.version, *modules, *[kern.modules_dir / m for m in modules])
     img = cache_dir() / f"root-{key}.img"
     if img.exists():
         return img
@@ -127,6 +138,14 @@ def root_image() -> Path:
         p.symlink_to("/dev/null")
     for d in ["nix", "boot", "var/lib/nixboot-vm"]:
         (tree / d).mkdir(parents=True, exist_ok=True)
+    mods = tree / "lib/modules" / kern.version
+    for m in modules:
+        (mods / m).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(kern.modules_dir / m, mods / m)
+    for f in ("modules.builtin", "modules.builtin.modinfo"):
+        if (kern.modules_dir / f).exists():
+            shutil.copy2(kern.modules_dir / f, mods / f)
+    run(["depmod", "-b", tree, kern.version])
     etc_nixboot = tree / "etc/nixboot"
     if etc_nixboot.is_dir() and not etc_nixboot.is_symlink():
         shutil.rmtree(etc_nixboot)

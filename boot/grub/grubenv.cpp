@@ -185,7 +185,9 @@ std::optional<GrubEnv> read_grubenv(const RootDir& dir, std::string_view rel) {
 void write_grubenv(RootDir& dir, std::string_view rel, const GrubEnv& env, Sync sync) {
     const std::string shown = dir.display(rel).string();
     const std::string block = format_grubenv(env, shown);
-    dir.write_atomic(rel, block, sync);
+    // In place when the block exists (as GRUB's own save_env does): a power
+    // cut cannot break a FAT cluster chain the next boot must read.
+    if (!dir.overwrite_in_place(rel, block, sync)) dir.write_atomic(rel, block, sync);
 
     Fd fd = dir.open_file(rel, O_RDONLY);
     struct stat st {};

@@ -74,8 +74,10 @@ std::string format_grubenv(const GrubEnv& env, std::string_view origin = "gruben
 // Errors name the full path (RootDir::display).
 std::optional<GrubEnv> read_grubenv(const RootDir& dir, std::string_view rel);
 
-// Writes `env` to `rel` under `dir` through RootDir::write_atomic (crash
-// safe), then checks that the new file is 1024 bytes and fully allocated
+// Writes `env` to `rel` under `dir`: in place when a 1024-byte block is
+// already there (RootDir::overwrite_in_place, as GRUB's save_env does: no FAT
+// allocation changes, so a power cut cannot corrupt the file system), else
+// through RootDir::write_atomic. Then checks that the new file is 1024 bytes and fully allocated
 // (st_blocks covers it: not sparse, not inline data), which GRUB's save_env
 // needs to write it in place. Throws Error naming the file otherwise.
 void write_grubenv(RootDir& dir, std::string_view rel, const GrubEnv& env, Sync sync);

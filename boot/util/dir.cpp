@@ -344,6 +344,34 @@ void RootDir::copy_in(const std::filesystem::path& src, std::string_view rel, Sy
     file.commit(sync);
 }
 
+bool RootDir::overwrite_in_place(std::string_view rel, std::string_view data, Sync sync) {
+    auto [dir, name] = open_parent(rel);
+    const std::filesystem::path shown = display(rel);
+    Fd file(::openat(dir.get(), name.c_str(), O_WRONLY | O_NOFOLLOW | O_CLOEXEC));
+    if (!file) {
+        const int err = errno;
+        if (err == ENOENT) return false;
+        throw_open_error(err, dir.get(), name, "opening", shown);
+    }
+    struct stat st {};
+    if (::fstat(file.get(), &st) != 0) throw_errno("checking " + quoted(shown));
+    if (!S_ISREG(st.st_mode)) throw Error(quoted(shown) + ": not a regular file");
+    if (static_cast<std::uint64_t>(st.st_size) != data.size()) return false;
+    std::size_t done = 0;
+    while (done < data.size()) {
+        const ssize_t n = ::pwrite(file.get(), data.data() + done, data.size() - done, static_cast<off_t>(done));
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("writing " + quoted(shown));
+        }
+        done += static_cast<std::size_t>(n);
+    }
+    ++g_writes;
+    if (sync != Sync::no) do_fsync(file.get(), shown);
+    file.close(shown.c_str());
+    return true;
+}
+
 void RootDir::append(std::string_view rel, std::string_view data, Sync sync) {
     auto [dir, name] = open_parent(rel);
     const std::filesystem::path shown = display(rel);

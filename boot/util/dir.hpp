@@ -110,6 +110,14 @@ public:
     AtomicFile begin_atomic(std::string_view rel, unsigned mode = 0644) const;
     // Atomically copies the outside regular file `src` to `rel` (same steps).
     void copy_in(const std::filesystem::path& src, std::string_view rel, Sync sync);
+    // Rewrites the existing regular file `rel` in place when it is exactly
+    // data.size() bytes: pwrite from offset 0, no truncation, fsync (unless
+    // Sync::no). The file keeps its blocks, so on FAT neither the allocation
+    // table nor a directory entry's cluster chain changes — a power cut can
+    // tear the data, never the file system. Returns false, writing nothing,
+    // when `rel` is missing or of another size (the caller then uses
+    // write_atomic).
+    bool overwrite_in_place(std::string_view rel, std::string_view data, Sync sync);
     // Appends `data` with O_APPEND (creating the file, mode 0644) and fsyncs it
     // with Sync::yes. For append-only logs, not for ESP files.
     void append(std::string_view rel, std::string_view data, Sync sync);

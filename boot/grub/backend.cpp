@@ -9,6 +9,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <algorithm>
@@ -18,6 +19,13 @@
 #include <sstream>
 
 namespace nixboot::grub {
+
+// The state as stored: the newer intact copy, and which slot holds it.
+struct Stored {
+    GrubState state;
+    std::uint64_t seq = 0;
+    int slot = -1;  // -1: no copy yet (first install)
+};
 
 namespace {
 
@@ -50,10 +58,48 @@ std::optional<std::filesystem::path> init_toplevel(std::string_view cmdline) {
     return found;
 }
 
-GrubState load_state(const RootDir& boot) {
-    auto text = boot.read(state_path, max_state_bytes);
-    if (!text) return {};
-    return parse_state(*text, boot.display(state_path).string());
+// Reads both copies; a damaged one (torn write, unreadable after a power cut)
+// is skipped with a warning. Throws only when copies exist and none is whole.
+Stored load_stored(const RootDir& boot) {
+    Stored best;
+    std::vector<std::string> damaged;
+    for (int i = 0; i < 2; ++i) {
+        const std::string_view rel = state_slot_paths[i];
+        try {
+            auto text = boot.read(rel, max_state_bytes);
+            if (!text) continue;
+            StateSlot slot = parse_state_slot(*text, boot.display(rel).string());
+            if (best.slot < 0 || slot.seq > best.seq) best = {std::move(slot.state), slot.seq, i};
+        } catch (const Error& e) {
+            damaged.push_back(e.what());
+        }
+    }
+    if (best.slot < 0 && !damaged.empty())
+        throw Error("no intact copy of the GRUB state: " + damaged.front() +
+                    (damaged.size() > 1 ? "; " + damaged.back() : std::string()));
+    for (const auto& d : damaged) spdlog::warn("{} (using the other copy)", d);
+    return best;
+}
+
+GrubState load_state(const RootDir& boot) { return load_stored(boot).state; }
+
+// Writes `next` into the slot that does not hold the current state, in place
+// when it fits (no FAT allocation changes), else by atomic replacement (the
+// state outgrew its slot: only when entries are added). No write when the
+// state is unchanged.
+void store_state(RootDir& boot, const Stored& from, const GrubState& next) {
+    if (from.slot >= 0 && format_state(from.state) == format_state(next)) return;
+    const std::string_view rel = state_slot_paths[from.slot == 0 ? 1 : 0];
+    std::size_t size = 0;
+    struct stat st {};
+    if (::fstatat(boot.fd(), std::string(rel).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+        size = static_cast<std::size_t>(st.st_size);
+    const std::string text = format_state_slot(next, from.seq + 1, size);
+    if (boot.overwrite_in_place(rel, text, Sync::yes)) return;
+    // First write, or the state outgrew its slot (entries were added): size
+    // both copies alike now, so later trials and verdicts write in place.
+    boot.write_atomic(rel, text, Sync::yes);
+    boot.write_atomic(state_slot_paths[from.slot == 0 ? 0 : 1], text, Sync::yes);
 }
 
 // Writes `rel` only when its content differs; returns whether it wrote.
@@ -243,8 +289,6 @@ GrubCfgSpec GrubBackend::cfg_spec(const GrubState& state) const {
     if (!def || def->state != EntryState::good) def = newest_good(state);
     if (!def && !state.entries.empty()) def = &state.entries.front();  // nothing good yet: the newest
     if (def) spec.default_id = def->id;
-    if (state.trial_id && state.find(*state.trial_id) && *state.trial_id != spec.default_id)
-        spec.trial_id = state.trial_id;
     const EnvPlacement& p = placement();
     spec.env.writer = p.writer;
     if (p.where == EnvPlacement::Where::esp) {
@@ -257,10 +301,13 @@ GrubCfgSpec GrubBackend::cfg_spec(const GrubState& state) const {
 
 // State first, then grub.cfg: a crash in between leaves the old grub.cfg,
 // which only names files the state still keeps (GC runs after both).
-void GrubBackend::write_all(RootDir& boot, const GrubState& state) {
+// grub.cfg is rewritten only by sync (new or changed entries, settings): a
+// trial, a verdict, a promotion or a rollback change grubenv and the state
+// copies in place and never replace a file on /boot.
+void GrubBackend::write_all(RootDir& boot, const Stored& from, const GrubState& state, bool with_cfg) {
     boot.mkdirs("grub");
-    write_if_changed(boot, state_path, format_state(state), max_state_bytes);
-    if (state.entries.empty()) return;
+    store_state(boot, from, state);
+    if (!with_cfg || state.entries.empty()) return;
     write_if_changed(boot, cfg_path, format_grub_cfg(cfg_spec(state)), max_cfg_bytes);
 }
 
@@ -287,12 +334,13 @@ LoaderView GrubBackend::read() const {
         }
     }
 
-    const auto cfg = boot.read(cfg_path, max_cfg_bytes);
-    std::optional<std::string> cfg_trial;
-    if (cfg) {
-        v.persistent_default = cfg_value(*cfg, "\nset default='");
-        cfg_trial = cfg_value(*cfg, "if [ \"${nixboot_trial}\" = '");
-    }
+    // The default GRUB boots: grubenv's nixboot_default when it names an
+    // entry (grub.cfg sets default from it), else grub.cfg's own.
+    if (env)
+        if (auto d = env->get("nixboot_default"); d && state.find(*d)) v.persistent_default = *d;
+    if (!v.persistent_default)
+        if (const auto cfg = boot.read(cfg_path, max_cfg_bytes))
+            v.persistent_default = cfg_value(*cfg, "\nset default='");
     if (!v.persistent_default) v.persistent_default = state.default_id;
 
     for (const auto& r : state.entries) {
@@ -318,11 +366,9 @@ LoaderView GrubBackend::read() const {
         v.armed = armed;
         v.armed_mode = ArmMode::one_shot;
         if (!state.find(*armed)) v.warnings.push_back("grubenv arms " + q(*armed) + ", which has no entry");
-        else if (cfg_trial != armed)
-            v.warnings.push_back("grubenv arms " + q(*armed) + " but grub.cfg does not know it as the trial");
     }
     v.next_boot = v.persistent_default;
-    if (armed && env_tries && *env_tries > 0 && cfg_trial == armed) v.next_boot = armed;
+    if (armed && env_tries && *env_tries > 0 && state.find(*armed)) v.next_boot = armed;
 
     const EnvPlacement& p = placement();
     v.vars_writable = p.writer == EnvWriter::grub;
@@ -343,7 +389,8 @@ LoaderView GrubBackend::read() const {
 
 SyncResult GrubBackend::sync(std::span<const Generation> generations, const SyncOptions& opts) {
     auto boot = RootDir::open(opts_.esp);
-    GrubState state = load_state(boot);
+    const Stored stored = load_stored(boot);
+    GrubState state = stored.state;
     SyncResult result;
     std::set<std::string> wanted;
 
@@ -409,17 +456,21 @@ SyncResult GrubBackend::sync(std::span<const Generation> generations, const Sync
 
     // Always regenerated (and written only when the text differs): grub.cfg
     // also depends on settings and on the env placement, not only the state.
-    write_all(boot, state);
+    write_all(boot, stored, state, true);
     if (!state.entries.empty()) {
         // The env block must exist (1024 bytes, allocated) for GRUB to save into it.
         auto dir = open_env_dir();
-        auto env = read_grubenv(dir, env_rel());
-        if (!env) {
-            GrubEnv fresh;
-            if (state.default_id) fresh.set("nixboot_default", *state.default_id);
-            const std::string rel = env_rel();
+        // grub.cfg takes the default from it: it must name the state's default
+        // (a crash between the state and grubenv writes of set_default can
+        // leave the older one there).
+        const std::string rel = env_rel();
+        auto env = read_grubenv(dir, rel);
+        const bool missing = !env;
+        if (missing) env.emplace();
+        if (missing || (state.default_id && env->get("nixboot_default") != *state.default_id)) {
+            if (state.default_id) env->set("nixboot_default", *state.default_id);
             if (auto slash = rel.rfind('/'); slash != std::string::npos) dir.mkdirs(rel.substr(0, slash));
-            write_grubenv(dir, rel, fresh, Sync::yes);
+            write_grubenv(dir, rel, *env, Sync::yes);
         }
     }
     return result;
@@ -438,7 +489,8 @@ bool is_own_file_system(const std::filesystem::path& dir) {
 
 ArmMode GrubBackend::arm(std::string_view id, const ArmOptions& opts) {
     auto boot = RootDir::open(opts_.esp);
-    GrubState state = load_state(boot);
+    const Stored stored = load_stored(boot);
+    GrubState state = stored.state;
     EntryRecord* rec = state.find(id);
     if (!rec) throw Error("no GRUB entry " + q(id) + " to arm (run 'nixboot install' first)");
     if (state.default_id == id) throw Error(q(id) + " is the default; a trial of it is pointless");
@@ -463,7 +515,7 @@ ArmMode GrubBackend::arm(std::string_view id, const ArmOptions& opts) {
     rec->state = EntryState::trial;
     rec->tries = opts.tries;
     state.trial_id = std::string(id);
-    write_all(boot, state);  // grub.cfg knows the trial before grubenv arms it
+    write_all(boot, stored, state, false);  // the state knows the trial before grubenv arms it
 
     env.set("nixboot_trial", id);
     env.set("nixboot_tries", std::to_string(opts.tries));
@@ -482,17 +534,19 @@ void GrubBackend::disarm() {
         if (changed) write_grubenv(envdir, rel, *env, Sync::yes);  // GRUB stops first
     }
     auto boot = RootDir::open(opts_.esp);
-    GrubState state = load_state(boot);
-    if (state.trial_id) {
+    const Stored stored = load_stored(boot);
+    if (stored.state.trial_id) {
+        GrubState state = stored.state;
         state.trial_id.reset();
-        write_all(boot, state);
+        write_all(boot, stored, state, false);
     }
 }
 
 void GrubBackend::set_state(std::string_view id, EntryState st) {
     if (st == EntryState::trial) throw UsageError("set_state: use arm() to make " + q(id) + " a trial");
     auto boot = RootDir::open(opts_.esp);
-    GrubState state = load_state(boot);
+    const Stored stored = load_stored(boot);
+    GrubState state = stored.state;
     EntryRecord* rec = state.find(id);
     if (!rec) throw Error("no GRUB entry " + q(id));
     if (rec->state == st && rec->tries == 0) return;
@@ -500,22 +554,23 @@ void GrubBackend::set_state(std::string_view id, EntryState st) {
         throw Error("refusing to mark " + q(id) + " bad while it is the default; move the default first");
     rec->state = st;
     rec->tries = 0;
-    write_all(boot, state);
+    write_all(boot, stored, state, false);
 }
 
 void GrubBackend::set_default(std::string_view id) {
     auto boot = RootDir::open(opts_.esp);
-    GrubState state = load_state(boot);
-    const EntryRecord* rec = state.find(id);
+    Stored stored = load_stored(boot);
+    const EntryRecord* rec = stored.state.find(id);
     if (!rec) throw Error("no GRUB entry " + q(id) + " to make the default");
     if (rec->state != EntryState::good)
         throw Error("refusing to make " + q(id) + " the default: it is " + std::string(to_string(rec->state)));
-    if (state.trial_id == id) {
+    if (stored.state.trial_id == id) {
         disarm();
-        state = load_state(boot);
+        stored = load_stored(boot);
     }
+    GrubState state = stored.state;
     state.default_id = std::string(id);
-    write_all(boot, state);
+    write_all(boot, stored, state, false);
     auto envdir = open_env_dir();
     const std::string rel = env_rel();
     GrubEnv env = read_grubenv(envdir, rel).value_or(GrubEnv{});
@@ -561,7 +616,8 @@ std::string GrubBackend::fingerprint() const {
                std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + " " +
                std::to_string(st.st_ino) + "\n";
     };
-    for (auto rel : {cfg_path, state_path, env_path, kernels_dir}) stat_line(opts_.esp, rel);
+    for (auto rel : {cfg_path, state_slot_paths[0], state_slot_paths[1], env_path, kernels_dir})
+        stat_line(opts_.esp, rel);
     if (settings_.efi_dir) stat_line(*settings_.efi_dir, env_on_esp);
     return out;
 }

@@ -1,6 +1,7 @@
 // The GRUB backend: boot/backend.hpp over grub.cfg (generated), grubenv (the
-// live trial counter, written by GRUB itself before it boots a trial) and
-// BOOT/grub/nixboot.json (every entry's state). Layout and keys: docs/grub.md.
+// live trial counter and the default, written in place by GRUB and nixboot)
+// and BOOT/grub/nixboot-state.{a,b} (every entry's state, two copies written
+// in turn). Layout and keys: docs/grub.md.
 #pragma once
 
 #include "boot/backend.hpp"
@@ -19,10 +20,10 @@
 
 namespace nixboot::grub {
 
-// Paths relative to the boot dir (--esp): grub.cfg, the state file, the
-// default env block, the kernel copies. On the ESP: env_on_esp.
+// Paths relative to the boot dir (--esp): grub.cfg, the default env block,
+// the kernel copies (the state copies: state_slot_paths). On the ESP:
+// env_on_esp.
 inline constexpr std::string_view cfg_path = "grub/grub.cfg";
-inline constexpr std::string_view state_path = "grub/nixboot.json";
 inline constexpr std::string_view env_path = "grub/grubenv";
 inline constexpr std::string_view kernels_dir = "kernels";
 inline constexpr std::string_view env_on_esp = "nixboot/grubenv";
@@ -48,6 +49,8 @@ struct GrubSettings {
 // Parses BackendOptions::extra. Throws UsageError "grub-timeout: 'x' is not
 // a number" / "unknown key 'grub-foo'" (exit 2, nothing written).
 GrubSettings parse_grub_settings(const std::map<std::string, std::string>& extra);
+
+struct Stored;  // the state as read from its copies (backend.cpp)
 
 class GrubBackend final : public Backend {
 public:
@@ -78,7 +81,7 @@ private:
     RootDir open_env_dir() const;
     std::string env_rel() const;
     GrubCfgSpec cfg_spec(const GrubState& state) const;
-    void write_all(RootDir& boot, const GrubState& state);
+    void write_all(RootDir& boot, const Stored& from, const GrubState& state, bool with_cfg);
 
     BackendOptions opts_;
     GrubSettings settings_;

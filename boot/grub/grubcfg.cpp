@@ -93,21 +93,15 @@ std::string entry_title(unsigned generation, std::string_view specialisation, st
 
 std::string format_grub_cfg(const GrubCfgSpec& spec) {
     const MenuEntry* def = nullptr;
-    const MenuEntry* trial = nullptr;
     for (const auto& e : spec.entries) {
         check_id(e.id, "entry");
         check_no_control(e.kernel, "kernel path", e.id);
         check_no_control(e.initrd, "initrd path", e.id);
         for (const auto& p : e.params) check_no_control(p, "kernel parameter '" + p + "'", e.id);
         if (e.id == spec.default_id) def = &e;
-        if (spec.trial_id && e.id == *spec.trial_id) trial = &e;
     }
     if (!def)
         throw Error("grub.cfg: default entry '" + spec.default_id + "' is not among the entries");
-    if (spec.trial_id && !trial)
-        throw Error("grub.cfg: trial entry '" + *spec.trial_id + "' is not among the entries");
-    if (trial == def)
-        throw Error("grub.cfg: trial entry '" + def->id + "' cannot be the default");
     if (!spec.env.fs_uuid.empty()) {
         check_no_control(spec.env.fs_uuid, "env filesystem UUID", "grubenv");
         check_no_control(spec.env.path, "env path", "grubenv");
@@ -140,51 +134,52 @@ std::string format_grub_cfg(const GrubCfgSpec& spec) {
         "set nixboot_args=\"\"\n"
         "if [ -f \"${nixboot_env}\" ]; then\n"
         "  load_env --file \"${nixboot_env}\" nixboot_trial nixboot_tries nixboot_default\n"
-        "fi\n";
-
-    if (trial) {
-        const std::string tq = grub_quote(trial->id);
-        out += "# A trial is armed: boot it while grubenv has tries left for it.\n";
-        out += "if [ \"${nixboot_trial}\" = " + tq + " ]; then\n";
-        append_decrement(out, "  ");
-        if (spec.env.writer == EnvWriter::grub) {
-            out +=
-                "  if [ -n \"${nixboot_next}\" ]; then\n"
-                "    # Consume the try on disk BEFORE the kernel loads; if it cannot be\n"
-                "    # saved, the trial is not booted (the default is).\n"
-                "    set nixboot_tries=\"${nixboot_next}\"\n"
-                "    if save_env --file \"${nixboot_env}\" nixboot_tries; then\n"
-                "      set default=" + tq + "\n"
-                "      set nixboot_args=\"nixboot.trial=${nixboot_trial} nixboot.tries=${nixboot_tries}\"\n"
-                "    else\n"
-                "      echo \"nixboot: cannot save grubenv; booting the default, not the trial\"\n"
-                "    fi\n"
-                "  elif [ \"${nixboot_tries}\" = \"0\" ]; then\n"
-                "    # Tries spent: the default boots and userspace marks the trial bad.\n"
-                "    set nixboot_args=\"nixboot.trial=${nixboot_trial} nixboot.tries=0\"\n"
-                "  fi\n";
-        } else {
-            out +=
-                "  # GRUB cannot write this grubenv: nixboot-stage1 consumes the try\n"
-                "  # once the root filesystem is up.\n"
-                "  if [ -n \"${nixboot_next}\" ]; then\n"
-                "    set default=" + tq + "\n"
-                "    set nixboot_args=\"nixboot.trial=${nixboot_trial} nixboot.tries=${nixboot_next} nixboot.consume=stage1\"\n"
-                "  elif [ \"${nixboot_tries}\" = \"0\" ]; then\n"
-                "    set nixboot_args=\"nixboot.trial=${nixboot_trial} nixboot.tries=0 nixboot.consume=stage1\"\n"
-                "  fi\n";
-        }
-        out += "fi\n";
+        "fi\n"
+        "# Trials, verdicts and rollbacks change only grubenv (in place), never\n"
+        "# this file. An ID that is not an entry here makes GRUB boot the first\n"
+        "# entry, the default when this file was written.\n"
+        "if [ -n \"${nixboot_default}\" ]; then\n"
+        "  set default=\"${nixboot_default}\"\n"
+        "fi\n"
+        "# A trial is armed: boot it while grubenv has tries left for it.\n"
+        "if [ -n \"${nixboot_trial}\" ]; then\n";
+    append_decrement(out, "  ");
+    if (spec.env.writer == EnvWriter::grub) {
+        out +=
+            "  if [ -n \"${nixboot_next}\" ]; then\n"
+            "    # Consume the try on disk BEFORE the kernel loads; if it cannot be\n"
+            "    # saved, the trial is not booted (the default is).\n"
+            "    set nixboot_tries=\"${nixboot_next}\"\n"
+            "    if save_env --file \"${nixboot_env}\" nixboot_tries; then\n"
+            "      set default=\"${nixboot_trial}\"\n"
+            "      set nixboot_args=\"nixboot.trial=${nixboot_trial} nixboot.tries=${nixboot_tries}\"\n"
+            "    else\n"
+            "      echo \"nixboot: cannot save grubenv; booting the default, not the trial\"\n"
+            "    fi\n"
+            "  elif [ \"${nixboot_tries}\" = \"0\" ]; then\n"
+            "    # Tries spent: the default boots and userspace marks the trial bad.\n"
+            "    set nixboot_args=\"nixboot.trial=${nixboot_trial} nixboot.tries=0\"\n"
+            "  fi\n";
+    } else {
+        out +=
+            "  # GRUB cannot write this grubenv: nixboot-stage1 consumes the try\n"
+            "  # once the root filesystem is up.\n"
+            "  if [ -n \"${nixboot_next}\" ]; then\n"
+            "    set default=\"${nixboot_trial}\"\n"
+            "    set nixboot_args=\"nixboot.trial=${nixboot_trial} nixboot.tries=${nixboot_next} nixboot.consume=stage1\"\n"
+            "  elif [ \"${nixboot_tries}\" = \"0\" ]; then\n"
+            "    set nixboot_args=\"nixboot.trial=${nixboot_trial} nixboot.tries=0 nixboot.consume=stage1\"\n"
+            "  fi\n";
     }
-    // Entries inside a submenu run in a new environment context that only
-    // inherits exported variables (seen on real GRUB 2.06).
+    out += "fi\n";
+    // Exported so that a menuentry run from a submenu someone adds still
+    // sees it (a submenu only inherits exported variables; real GRUB 2.06).
     out += "export nixboot_args\n\n";
 
+    // First: the default as of this file (what an unknown grubenv default
+    // falls back to); then every entry, so grubenv can name any of them.
     append_entry(out, *def, "NixOS", "");
-    if (trial) append_entry(out, *trial, trial->title + " (trial)", "");
-    out += "submenu 'NixOS - All configurations' --id 'nixos-all' {\n";
-    for (const auto& e : spec.entries) append_entry(out, e, e.title, "  ");
-    out += "}\n";
+    for (const auto& e : spec.entries) append_entry(out, e, e.title, "");
     return out;
 }
 

@@ -1,5 +1,6 @@
-// grub.cfg generation: pure, from menu entries + default + armed trial + env
-// placement to text. The preamble implements nixboot's counted one-shot trial
+// grub.cfg generation: pure, from menu entries + default + env placement to
+// text. The armed trial and the current default are read from grubenv at
+// boot, so arming, promoting and rolling back never rewrite grub.cfg. The preamble implements nixboot's counted one-shot trial
 // in upstream GRUB script (no arithmetic: literal comparisons), under the
 // private grubenv names of docs/contracts.md. docs/grub.md explains the
 // generated file and the states it handles.
@@ -45,10 +46,9 @@ struct MenuEntry {
 };
 
 struct GrubCfgSpec {
-    std::vector<MenuEntry> entries;         // the submenu, in menu order (newest first)
-    std::string default_id;                 // a good entry of `entries`: top-level default
-    std::optional<std::string> trial_id;    // armed trial: a top-level entry GRUB boots
-                                            // while grubenv says so and tries are left
+    std::vector<MenuEntry> entries;         // menu order (newest first)
+    std::string default_id;                 // a good entry of `entries`: the default when
+                                            // grubenv names none (also the first entry)
     EnvLocation env;
     unsigned timeout = 5;                   // seconds the menu shows
 };
@@ -64,8 +64,7 @@ std::string grub_quote(std::string_view word);
 std::string entry_title(unsigned generation, std::string_view specialisation, std::time_t time,
                         std::string_view version);
 
-// The whole grub.cfg. Throws Error if default_id or trial_id is not an entry,
-// if the trial is the default, if an entry ID is not [A-Za-z0-9._-], or if a
+// The whole grub.cfg. Throws Error if default_id is not an entry, if an entry ID is not [A-Za-z0-9._-], or if a
 // kernel parameter or path holds a control character (named in the message).
 // Every kernel command line ends with "nixboot.entry=ID" and the dynamic
 // nixboot.trial/nixboot.tries/nixboot.consume words of the armed trial.

@@ -1,10 +1,12 @@
 #include "boot/grub/state.hpp"
 
+#include "boot/sdboot.hpp"
 #include "boot/util/error.hpp"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <charconv>
 #include <set>
 
 namespace nixboot::grub {
@@ -160,6 +162,58 @@ std::string format_state(const GrubState& s) {
         first = false;
     }
     out += "}}\n";
+    return out;
+}
+
+namespace {
+
+std::optional<std::uint64_t> header_number(std::string_view header, std::string_view key) {
+    const std::string k = " " + std::string(key) + "=";
+    auto p = header.find(k);
+    if (p == std::string_view::npos) return std::nullopt;
+    p += k.size();
+    auto e = header.find(' ', p);
+    const std::string_view text = header.substr(p, e == std::string_view::npos ? std::string_view::npos : e - p);
+    std::uint64_t v = 0;
+    auto [q, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
+    if (text.empty() || ec != std::errc() || q != text.data() + text.size()) return std::nullopt;
+    return v;
+}
+
+}  // namespace
+
+StateSlot parse_state_slot(std::string_view text, std::string_view origin) {
+    const std::string o(origin);
+    auto nl = text.find('\n');
+    if (nl == std::string_view::npos || nl > 512) throw ParseError(o + ": no header line");
+    const std::string_view header = text.substr(0, nl);
+    if (!header.starts_with(state_slot_magic) ||
+        (header.size() > state_slot_magic.size() && header[state_slot_magic.size()] != ' '))
+        throw ParseError(o + ": does not start with \"" + std::string(state_slot_magic) + "\"");
+    const auto seq = header_number(header, "seq");
+    const auto length = header_number(header, "length");
+    const auto hp = header.find(" sha256=");
+    if (!seq || !length || hp == std::string_view::npos)
+        throw ParseError(o + ": header lacks seq=, length= or sha256=");
+    const std::string_view want = header.substr(hp + 8, 64);
+    const std::string_view body = text.substr(nl + 1);
+    if (*length > body.size())
+        throw ParseError(o + ": torn or truncated (length=" + std::to_string(*length) + ", " +
+                         std::to_string(body.size()) + " bytes follow the header)");
+    const std::string_view json_text = body.substr(0, *length);
+    if (sha256_hex(json_text) != want) throw ParseError(o + ": torn write (checksum mismatch)");
+    return {*seq, parse_state(json_text, origin)};
+}
+
+std::string format_state_slot(const GrubState& state, std::uint64_t seq, std::size_t size) {
+    const std::string body = format_state(state);
+    std::string out = std::string(state_slot_magic) + " seq=" + std::to_string(seq) +
+                      " length=" + std::to_string(body.size()) + " sha256=" + sha256_hex(body) + "\n" + body;
+    if (size < out.size()) {
+        const std::size_t want = out.size() + std::max<std::size_t>(body.size() / 4, 2048);
+        size = (want + 4095) / 4096 * 4096;
+    }
+    out.resize(size, '\n');
     return out;
 }
 

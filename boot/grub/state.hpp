@@ -1,6 +1,8 @@
-// The GRUB backend's own record, BOOT/grub/nixboot.json: every entry's state
-// (good / trial / bad) and menu data, the persistent default, the armed
-// trial, and the kernel copy cache. grubenv holds only the live counter (it is
+// The GRUB backend's own record: every entry's state (good / trial / bad) and
+// menu data, the persistent default, the armed trial, and the kernel copy
+// cache. It is kept twice, BOOT/grub/nixboot-state.a and .b, written in turn
+// and in place (see StateSlot below), so a power cut during a write leaves the
+// other copy whole and the FAT under /boot untouched. grubenv holds only the live counter (it is
 // 1024 bytes; 1000 generations do not fit). grub.cfg is regenerated from
 // this file alone, so set_state/set_default need no generations.
 // Format documented in docs/grub.md; pure parse/format here.
@@ -58,6 +60,27 @@ struct GrubState {
 GrubState parse_state(std::string_view text, std::string_view origin);
 // Deterministic JSON (one entry per line); parse_state(format_state(s)) == s.
 std::string format_state(const GrubState& state);
+
+// The two copies of the state, relative to the boot dir.
+inline constexpr std::string_view state_slot_paths[2] = {"grub/nixboot-state.a", "grub/nixboot-state.b"};
+inline constexpr std::string_view state_slot_magic = "nixboot-grub-state-slot 1";
+
+// One copy as stored: a header line
+//   "nixboot-grub-state-slot 1 seq=N length=L sha256=HEX\n"
+// then the L bytes of format_state() output, then '\n' padding up to the
+// file's size (so the next write of the same slot fits in place). The
+// higher seq of the intact copies is the state; a torn write fails the
+// checksum and its copy is ignored.
+struct StateSlot {
+    std::uint64_t seq = 0;
+    GrubState state;
+};
+// Throws ParseError "ORIGIN: REASON" for a damaged or foreign copy.
+StateSlot parse_state_slot(std::string_view text, std::string_view origin);
+// The copy for `state` with sequence `seq`, padded with '\n' to `size` bytes
+// when it fits there, else to the next multiple of 4096 bytes that leaves at
+// least a quarter of the text (and 2048 bytes) free for growth.
+std::string format_state_slot(const GrubState& state, std::uint64_t seq, std::size_t size = 0);
 
 // Puts entries into menu order: generation descending, main entry before its
 // specialisations, specialisations by name.

@@ -119,7 +119,15 @@ Outcome simulate(const std::string& cfg, const std::map<std::string, std::string
         auto e = r.output.find('\n', p);
         return r.output.substr(p + key.size() + 1, e - p - key.size() - 1);
     };
+    // GRUB's menu: `default` names an entry by --id; an unknown one means
+    // the first entry.
     o.default_entry = line("DEFAULT");
+    if (cfg.find("--id " + grub_quote(o.default_entry) + " {") == std::string::npos) {
+        auto p = cfg.find("--id '", cfg.find("\nmenuentry "));
+        REQUIRE(p != std::string::npos);
+        p += 6;
+        o.default_entry = cfg.substr(p, cfg.find('\'', p) - p);
+    }
     o.args = line("ARGS");
     auto back = parse_grubenv(slurp(envfile), envfile);
     for (const auto& l : back.lines())
@@ -153,30 +161,22 @@ TEST_CASE("grubcfg: golden files for every state pass grub-script-check", "[grub
     std::vector<Case> cases;
     {
         GrubCfgSpec s = base_spec();
-        cases.push_back({"no-trial.cfg", s});
+        cases.push_back({"menu.cfg", s});
     }
     {
         GrubCfgSpec s = base_spec();
-        s.trial_id = "nixos-generation-3";
-        cases.push_back({"trial.cfg", s});
-    }
-    {
-        GrubCfgSpec s = base_spec();
-        s.trial_id = "nixos-generation-3";
         s.env = {"ESP-UUID", "/grub/grubenv", EnvWriter::grub};
-        cases.push_back({"trial-env-on-esp.cfg", s});
+        cases.push_back({"env-on-esp.cfg", s});
     }
     {
         GrubCfgSpec s = base_spec();
-        s.trial_id = "nixos-generation-3";
         s.env.writer = EnvWriter::stage1;
-        cases.push_back({"trial-env-unwritable.cfg", s});
+        cases.push_back({"env-unwritable.cfg", s});
     }
     {
-        // Generation 3 was marked bad: the default stays on 2, nothing armed.
         GrubCfgSpec s = base_spec();
         s.timeout = 0;
-        cases.push_back({"bad.cfg", s});
+        cases.push_back({"timeout-0.cfg", s});
     }
     {
         // Strings that would break naive quoting.
@@ -188,7 +188,6 @@ TEST_CASE("grubcfg: golden files for every state pass grub-script-check", "[grub
                     "a;b", "c\\", "}", "{", "#notacomment"};
         s.entries = {e, entry(1)};
         s.default_id = "nixos-generation-1";
-        s.trial_id = "nixos-generation-4";
         cases.push_back({"hostile-strings.cfg", s});
     }
     for (const auto& c : cases) {
@@ -211,24 +210,34 @@ TEST_CASE("grubcfg: grub-script-check does catch a broken file", "[grub][grubcfg
 TEST_CASE("grubcfg: every kernel line names its entry and carries the trial words",
           "[grub][grubcfg]") {
     GrubCfgSpec s = base_spec();
-    s.trial_id = "nixos-generation-3";
     const std::string text = format_grub_cfg(s);
     for (const auto& e : s.entries) {
         const std::string needle = "'nixboot.entry=" + e.id + "' ${nixboot_args}\n";
         CHECK(text.find(needle) != std::string::npos);
     }
-    // Default first at top level (fallback "0"), then the trial, then the submenu.
-    const auto def = text.find("menuentry 'NixOS' --id 'nixos-generation-2'");
-    const auto trial = text.find("--id 'nixos-generation-3' {");
-    const auto sub = text.find("submenu 'NixOS - All configurations'");
-    CHECK(def != std::string::npos);
-    CHECK(def < trial);
-    CHECK(trial < sub);
-    // The trial words reach entries inside the submenu too.
+    // The default first (fallback "0", and what an unknown grubenv default
+    // means), then every entry in menu order, all at top level.
+    auto at = text.find("\nmenuentry 'NixOS' --id 'nixos-generation-2' {");
+    CHECK(at != std::string::npos);
+    for (const auto& e : s.entries) {
+        const auto next = text.find("\nmenuentry " + grub_quote(e.title) + " --id " + grub_quote(e.id) + " {");
+        CHECK(next != std::string::npos);
+        CHECK(at < next);
+        at = next;
+    }
+    CHECK(text.find("submenu") == std::string::npos);
     CHECK(text.find("export nixboot_args\n") < text.find("\nmenuentry "));
-    // The persistent default is never the trial.
     CHECK(text.find("set default='nixos-generation-2'\n") != std::string::npos);
-    CHECK(text.find("set default='nixos-generation-3'\n") == text.find("      set default='nixos-generation-3'\n") + 6);
+}
+
+TEST_CASE("grubcfg: the text depends on the entries, never on the trial or the current default",
+          "[grub][grubcfg]") {
+    // What makes promotion and rollback safe on FAT: they write grubenv in
+    // place and never replace grub.cfg. The spec has no trial or live default.
+    const std::string text = format_grub_cfg(base_spec());
+    CHECK(text.find("nixos-generation-3' ]") == std::string::npos);
+    CHECK(text.find("set default=\"${nixboot_default}\"") != std::string::npos);
+    CHECK(text.find("set default=\"${nixboot_trial}\"") != std::string::npos);
 }
 
 TEST_CASE("grubcfg: refuses specs that would break G1 or the file", "[grub][grubcfg]") {
@@ -236,14 +245,6 @@ TEST_CASE("grubcfg: refuses specs that would break G1 or the file", "[grub][grub
     s.default_id = "nixos-generation-9";
     CHECK_THROWS_WITH(format_grub_cfg(s),
                       "grub.cfg: default entry 'nixos-generation-9' is not among the entries");
-    s = base_spec();
-    s.trial_id = s.default_id;
-    CHECK_THROWS_WITH(format_grub_cfg(s),
-                      "grub.cfg: trial entry 'nixos-generation-2' cannot be the default");
-    s = base_spec();
-    s.trial_id = "nixos-generation-8";
-    CHECK_THROWS_WITH(format_grub_cfg(s),
-                      "grub.cfg: trial entry 'nixos-generation-8' is not among the entries");
     s = base_spec();
     s.entries[0].params.push_back("evil\nmenuentry x {");
     CHECK_THROWS_WITH(format_grub_cfg(s),
@@ -259,7 +260,6 @@ TEST_CASE("grubcfg: refuses specs that would break G1 or the file", "[grub][grub
 TEST_CASE("grubcfg: counting in every env state (preamble run by bash over real grubenv)",
           "[grub][grubcfg][real]") {
     GrubCfgSpec s = base_spec();
-    s.trial_id = "nixos-generation-3";
     const std::string cfg = format_grub_cfg(s);
     const std::string T = "nixos-generation-3";
 
@@ -293,10 +293,22 @@ TEST_CASE("grubcfg: counting in every env state (preamble run by bash over real 
             CHECK(o.env_after["nixboot_tries"] == bad);
         }
     }
-    SECTION("a trial this grub.cfg does not know is not booted") {
-        auto o = simulate(cfg, {{"nixboot_trial", "nixos-generation-1"}, {"nixboot_tries", "2"}});
+    SECTION("a trial that is no entry here boots the first entry, the file's default") {
+        auto o = simulate(cfg, {{"nixboot_trial", "nixos-generation-9"}, {"nixboot_tries", "2"}});
         CHECK(o.default_entry == "nixos-generation-2");
-        CHECK(o.env_after["nixboot_tries"] == "2");
+    }
+    SECTION("grubenv's default is what boots (promotion, rollback), and the trial beats it") {
+        auto o = simulate(cfg, {{"nixboot_default", "nixos-generation-1"}});
+        CHECK(o.default_entry == "nixos-generation-1");
+        o = simulate(cfg, {{"nixboot_default", "nixos-generation-1"}, {"nixboot_trial", T}, {"nixboot_tries", "1"}});
+        CHECK(o.default_entry == T);
+        o = simulate(cfg, {{"nixboot_default", "nixos-generation-1"}, {"nixboot_trial", T}, {"nixboot_tries", "0"}});
+        CHECK(o.default_entry == "nixos-generation-1");
+        CHECK(o.args == "nixboot.trial=" + T + " nixboot.tries=0");
+    }
+    SECTION("a grubenv default that is no entry here falls back to the file's") {
+        auto o = simulate(cfg, {{"nixboot_default", "nixos-generation-77"}});
+        CHECK(o.default_entry == "nixos-generation-2");
     }
     SECTION("env not writable: the trial is not booted (its try could not be consumed)") {
         auto o = simulate(cfg, {{"nixboot_trial", T}, {"nixboot_tries", "2"}}, false);
@@ -317,7 +329,6 @@ TEST_CASE("grubcfg: env on the ESP and env consumed by stage 1", "[grub][grubcfg
     const std::string T = "nixos-generation-3";
     SECTION("ESP found by UUID: decrements there") {
         GrubCfgSpec s = base_spec();
-        s.trial_id = T;
         s.env = {"ESP-UUID", "/grub/grubenv", EnvWriter::grub};
         auto o = simulate(format_grub_cfg(s), {{"nixboot_trial", T}, {"nixboot_tries", "2"}}, true,
                           "(esp)/grub/grubenv");
@@ -326,7 +337,6 @@ TEST_CASE("grubcfg: env on the ESP and env consumed by stage 1", "[grub][grubcfg
     }
     SECTION("ESP missing: no env, the default boots") {
         GrubCfgSpec s = base_spec();
-        s.trial_id = T;
         s.env = {"OTHER-UUID", "/grub/grubenv", EnvWriter::grub};
         auto o = simulate(format_grub_cfg(s), {{"nixboot_trial", T}, {"nixboot_tries", "2"}}, true,
                           "(esp)/grub/grubenv");
@@ -334,7 +344,6 @@ TEST_CASE("grubcfg: env on the ESP and env consumed by stage 1", "[grub][grubcfg
     }
     SECTION("stage1 consumes: GRUB only reads, passes the decrement on the command line") {
         GrubCfgSpec s = base_spec();
-        s.trial_id = T;
         s.env.writer = EnvWriter::stage1;
         const std::string cfg = format_grub_cfg(s);
         CHECK(cfg.find("save_env") == std::string::npos);
@@ -354,7 +363,6 @@ TEST_CASE("grubcfg: 1000 generations, size and time", "[grub][grubcfg][bench]") 
         if (g % 10 == 0) s.entries.push_back(entry(g, "fast"));
     }
     s.default_id = "nixos-generation-999";
-    s.trial_id = "nixos-generation-1000";
     const auto t0 = std::chrono::steady_clock::now();
     const std::string text = format_grub_cfg(s);
     const auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();

@@ -501,9 +501,13 @@ void Machine::mark_good(std::string_view entry, std::string_view reason) {
   unsigned gen = e->generation;
   auto last = last_event(opts_.state, id);
   bool was_good = e->state == EntryState::good;
+  // The verdict is journaled (on the root file system) before the loader
+  // changes: a power cut anywhere in the promotion leaves a `good` record as
+  // the journal's last word, and the next boot finishes the promotion
+  // (finish_interrupted_promotion) instead of deciding a second time.
+  if (last != JournalEvent::good && (!was_good || (last && last != JournalEvent::promote)))
+    journal(JournalEvent::good, gen, id, e->file, std::string(reason));
   if (!was_good) backend_.set_state(id, EntryState::good);
-  if (!was_good || (last && last != JournalEvent::good && last != JournalEvent::promote))
-    journal(JournalEvent::good, gen, id, file_of(backend_.read(), id), std::string(reason));
   if (view.armed == id) backend_.disarm();
   view = backend_.read();
   bool moved = view.persistent_default != id;

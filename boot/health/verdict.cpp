@@ -200,6 +200,23 @@ void settle_unverdicted(Machine& machine, const BootRecord& record, BootCheckRep
     }
 }
 
+// A power cut during an earlier boot's promotion: the journal's last record
+// is the `good` verdict (Machine::mark_good journals it before touching the
+// loader) and the entry is not yet good and the default. Finishing it keeps
+// G3 (a good verdict ends as the default) with exactly one verdict.
+void finish_interrupted_promotion(Machine& machine, BootCheckReport& report) {
+    const JournalContents journal = read_journal(machine.options().state);
+    if (journal.records.empty()) return;
+    const JournalRecord& last = journal.records.back();
+    if (last.event != JournalEvent::good || last.entry.empty()) return;
+    const LoaderView view = machine.backend().read();
+    const Entry* e = view.find(last.entry);
+    if (!e) return;
+    if (e->state == EntryState::good && view.persistent_default == last.entry && !view.armed) return;
+    machine.mark_good(last.entry, last.reason);
+    report.finished.push_back(last.entry);
+}
+
 void settle_interrupted_live(Machine& machine, const BootCheckOptions& opts, BootCheckReport& report) {
     auto trial = read_live_trial(opts.live.state);
     if (!trial) return;
@@ -220,6 +237,7 @@ BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, c
     report.record = load_record(opts, report);
     const BootRecord& record = report.record;
 
+    finish_interrupted_promotion(machine, report);
     settle_interrupted_live(machine, opts, report);
     settle_unverdicted(machine, record, report);
 

@@ -60,6 +60,7 @@ struct BootCheckReport {
     std::optional<Decision> decision;  // trial boots only
     bool resumed = false;              // the verdict came from an earlier run
     std::vector<std::string> settled;  // trials resolved as bad: "ENTRY: REASON"
+    std::vector<std::string> finished; // promotions an earlier boot's power cut interrupted
     std::vector<std::string> notes;    // problems that did not stop the check
     bool reboot = false;               // the caller must run the reboot command
     bool healthy = true;               // every required check passed (or good)

@@ -56,11 +56,14 @@ int run_check(Context& ctx, const po::variables_map& vm) {
         j["verdict"] = r.decision ? nlohmann::json(health::to_string(r.decision->verdict)) : nlohmann::json(nullptr);
         j["reason"] = r.decision ? r.decision->reason : "";
         j["settled"] = r.settled;
+        j["finished"] = r.finished;
         j["notes"] = r.notes;
         j["reboot"] = r.reboot;
         ctx.out << j.dump() << "\n";
     } else {
         for (const auto& n : r.notes) ctx.out << "note: " << n << "\n";
+        for (const auto& f : r.finished)
+            ctx.out << "promoted " << f << ": finished the promotion a power cut interrupted on an earlier boot\n";
         for (const auto& s : r.settled) ctx.out << "marked bad: " << s << "\n";
         for (const auto& c : r.refused)
             ctx.out << c.name << " (" << health::to_string(c.kind) << "): refused '" << c.path.string()

@@ -236,6 +236,41 @@ TEST_CASE("check: promotion interrupted at every step and re-run ends good exact
     }
 }
 
+TEST_CASE("check: a power cut after the good verdict was journaled: the next boot finishes the promotion",
+          "[health][verdict][cli][idempotence]") {
+    // mark_good journals `good` before it touches the loader. The cut comes
+    // right after: the trial entry is still "+0-1" (spent), the default is 2,
+    // and /run (the verdict file) is gone. The next boot (the default, 2)
+    // must promote 3 without a second verdict.
+    CheckRig c;
+    c.check_script("required/ok", "exit 0");
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    CHECK(c.boot() == "nixos-generation-3+0-1.conf");
+    JournalRecord good;
+    good.time = journal_now();
+    good.event = JournalEvent::good;
+    good.generation = 3;
+    good.entry = "nixos-generation-3";
+    good.bootloader = "systemd-boot";
+    good.reason = "trial boot of nixos-generation-3: every required check passed";
+    append_journal(c.rig.state, good);
+    CHECK(c.boot() == "nixos-generation-2.conf");
+    auto r = c.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("promoted nixos-generation-3: finished the promotion a power cut interrupted") !=
+          std::string::npos);
+    CHECK(r.out.find("marked bad") == std::string::npos);
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-3");
+    CHECK(std::filesystem::read_symlink(c.rig.profile) == "system-3-link");
+    CHECK(c.events_for(3) == std::vector<std::string>{"arm", "good", "promote"});
+    // Nothing more on the next run.
+    auto before = c.rig.snapshot();
+    CHECK(c.check().status == 0);
+    CHECK(c.rig.snapshot() == before);
+    CHECK(c.events_for(3) == std::vector<std::string>{"arm", "good", "promote"});
+}
+
 TEST_CASE("check: a bad verdict interrupted before marking is finished by the re-run", "[health][verdict][cli][idempotence]") {
     CheckRig c;
     c.check_script("required/ok", "exit 0");  // would pass now: the recorded verdict wins

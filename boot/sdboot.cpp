@@ -34,6 +34,51 @@ constexpr const char* files_dir = "EFI/nixos";
 constexpr const char* cache_name = "sdboot-files";
 constexpr std::size_t max_entry_size = 64 * 1024;
 
+// loader.conf is rewritten in place (RootDir::overwrite_in_place) so that a
+// power cut while the default moves cannot break its FAT cluster chain (seen
+// in VM scenario 7 with rename-over). The text is padded to a fixed size
+// with one comment line systemd-boot ignores; install pads an unpadded file
+// ahead of the first promotion.
+constexpr std::string_view loader_conf_pad = "#nixboot-padding: loader.conf is rewritten in place";
+constexpr std::size_t loader_conf_size = 512;
+
+std::string unpadded(std::string_view text) {
+  std::string out;
+  std::size_t pos = 0;
+  while (pos < text.size()) {
+    auto nl = text.find('\n', pos);
+    const std::size_t end = nl == std::string_view::npos ? text.size() : nl + 1;
+    const std::string_view line = text.substr(pos, end - pos);
+    if (!line.starts_with(loader_conf_pad)) out += line;
+    pos = end;
+  }
+  return out;
+}
+
+// `text` plus the padding line: to `size` bytes when it fits, else to the
+// next multiple of loader_conf_size with at least 64 bytes to spare.
+std::string padded(std::string text, std::size_t size) {
+  if (!text.empty() && text.back() != '\n') text += '\n';
+  const std::size_t least = text.size() + loader_conf_pad.size() + 1;
+  if (size < least) size = (least + 64 + loader_conf_size - 1) / loader_conf_size * loader_conf_size;
+  std::string line(loader_conf_pad);
+  line.resize(size - text.size() - 1, ' ');
+  return text + line + "\n";
+}
+
+void write_loader_conf(RootDir& esp, const LoaderConf& conf) {
+  const std::string text = unpadded(conf.format());
+  struct stat st {};
+  std::size_t size = 0;
+  if (::fstatat(esp.fd(), loader_conf_path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+    size = static_cast<std::size_t>(st.st_size);
+  const std::string out = padded(text, size);
+  if (!esp.overwrite_in_place(loader_conf_path, out, Sync::yes)) {
+    esp.mkdirs("loader");
+    esp.write_atomic(loader_conf_path, out, Sync::yes);
+  }
+}
+
 std::string lower(std::string_view s) {
   std::string out(s);
   for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
@@ -737,6 +782,9 @@ SyncResult SdBootBackend::sync(std::span<const Generation> generations, const Sy
     rethrow_with_context(e, std::string("installing entries into ") + opts_.esp.string() + done + "");
   }
   cache.save(opts_.state);
+  // Pad loader.conf now, so the promotion after the next trial rewrites it in place.
+  if (auto text = esp.read(loader_conf_path, 64 * 1024); text && unpadded(*text) == *text)
+    write_loader_conf(esp, s.conf);
   for (auto& w : s.warnings) result.warnings.push_back(w);
   return result;
 }
@@ -804,7 +852,7 @@ ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
   if (s.conf.get("default")) {
     auto conf = s.conf;
     conf.unset("default");
-    esp.write_atomic(loader_conf_path, conf.format(), Sync::yes);
+    write_loader_conf(esp, conf);
   }
   return ArmMode::sort_order;
 }
@@ -855,8 +903,7 @@ void SdBootBackend::set_default(std::string_view id) {
   if (s.conf.get("default") != value) {
     auto conf = s.conf;
     conf.set("default", value);
-    esp.mkdirs("loader");
-    esp.write_atomic(loader_conf_path, conf.format(), Sync::yes);
+    write_loader_conf(esp, conf);
   }
 }
 

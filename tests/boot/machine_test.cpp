@@ -295,7 +295,31 @@ TEST_CASE("loader.conf keeps the lines nixboot does not manage") {
   Setup s(2, "systemd-boot 252.39-1~deb12u1", 1);
   test::write_file(s.rig.esp / "loader/loader.conf", "# mine\ntimeout 5\nconsole-mode max\nfrobnicate yes\ndefault nixos-*\n");
   s.machine.install();
-  CHECK(s.rig.conf() == "# mine\ntimeout 5\nconsole-mode max\nfrobnicate yes\ndefault nixos-generation-1.conf\n");
+  const std::string conf = s.rig.conf();
+  CHECK(conf.starts_with("# mine\ntimeout 5\nconsole-mode max\nfrobnicate yes\ndefault nixos-generation-1.conf\n"
+                         "#nixboot-padding: loader.conf is rewritten in place "));
+  CHECK(conf.size() == 512);
+  CHECK(conf.ends_with(" \n"));
+}
+
+TEST_CASE("loader.conf is padded at install and rewritten in place when the default moves") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  test::write_file(s.rig.esp / "loader/loader.conf", "timeout 5\ndefault nixos-generation-2.conf\n");
+  s.machine.install();
+  CHECK(s.rig.conf().size() == 512);
+  s.machine.backend().set_state("nixos-generation-1", EntryState::good);
+  reset_io_stats();
+  s.machine.backend().set_default("nixos-generation-1");
+  CHECK(io_stats().renames == 0);
+  CHECK(io_stats().writes == 1);
+  const std::string conf = s.rig.conf();
+  CHECK(conf.size() == 512);
+  CHECK(conf.starts_with("timeout 5\ndefault nixos-generation-1.conf\n#nixboot-padding"));
+  CHECK(conf.find("#nixboot-padding") == conf.rfind("#nixboot-padding"));  // one padding line, not two
+  // A no-op install leaves it alone.
+  reset_io_stats();
+  s.machine.install();
+  CHECK(s.rig.conf() == conf);
 }
 
 TEST_CASE("a stale LoaderEntryDefault is removed; an unreadable one-shot is refused with its name") {

@@ -1,7 +1,7 @@
 #include "stage1-hook/hook.hpp"
 
 #include "boot/efivars.hpp"
-#include "boot/grub/grubenv.hpp"
+#include "boot/grub/consume.hpp"
 #include "boot/health/boot_record.hpp"
 #include "boot/health/cmdline.hpp"
 #include "boot/health/detect.hpp"
@@ -223,9 +223,9 @@ WatchdogState arm_watchdog(const std::string& device, unsigned timeout) {
 }
 
 // GRUB could not save its decrement (nixboot.consume=stage1): write it into
-// the env block on the mounted root, as the GRUB backend's
-// consume_try_in_userspace does (same rule: only when the block still names
-// this trial with more tries than GRUB put on the command line).
+// the env block on the mounted root (grub::consume_try_in_userspace: only
+// when the block still names this trial with more tries than GRUB put on the
+// command line).
 ConsumedBy consume_grub_try(const Paths& paths, const BootRecord& record, const KernelCmdline& cmdline) {
     std::string env_path;
     for (const auto& candidate : paths.grubenv) {
@@ -240,20 +240,13 @@ ConsumedBy consume_grub_try(const Paths& paths, const BootRecord& record, const 
         return ConsumedBy::none;
     }
     try {
-        auto slash = env_path.rfind('/');
-        RootDir dir = RootDir::open(env_path.substr(0, slash));
-        std::string name = env_path.substr(slash + 1);
-        auto env = grub::read_grubenv(dir, name);
-        if (!env || env->get("nixboot_trial") != record.entry) {
-            problem(env_path + " does not name " + record.entry + " as the trial; nothing consumed");
-            return ConsumedBy::none;
+        switch (grub::consume_try_in_userspace(env_path, record.entry, cmdline.grub_tries_left.value_or(0))) {
+            case grub::ConsumeResult::consumed:
+            case grub::ConsumeResult::already_consumed: return ConsumedBy::stage1;
+            case grub::ConsumeResult::not_armed: break;
         }
-        unsigned after = cmdline.grub_tries_left.value_or(0);
-        auto now = parse_decimal(env->get("nixboot_tries").value_or(""), 1000);
-        if (now && *now <= after) return ConsumedBy::stage1;  // already done in this boot
-        env->set("nixboot_tries", std::to_string(after));
-        grub::write_grubenv(dir, name, *env, Sync::yes);
-        return ConsumedBy::stage1;
+        problem(env_path + " does not name " + record.entry + " as the trial; nothing consumed");
+        return ConsumedBy::none;
     } catch (const Error& e) {
         problem(std::string("consuming the GRUB try of ") + record.entry + ": " + e.what() + "; left to the late check");
         return ConsumedBy::none;

@@ -9,11 +9,11 @@
 #include "boot/util/dir.hpp"
 #include "boot/util/error.hpp"
 #include "boot/util/fd.hpp"
+#include "boot/util/lock.hpp"
 
 #include <cerrno>
 #include <cstdlib>
 #include <fcntl.h>
-#include <sys/file.h>
 
 namespace nixboot::health {
 
@@ -78,20 +78,7 @@ namespace {
 
 // STATE/live.lock: serializes try --live, confirm and live-revert (not the
 // global STATE/lock, which Machine takes for each transition).
-class LiveLock {
-public:
-    explicit LiveLock(const std::filesystem::path& state) {
-        std::filesystem::create_directories(state);
-        auto path = state / "live.lock";
-        fd_ = Fd(::open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644));
-        if (!fd_) throw_errno("opening '" + path.string() + "'");
-        while (::flock(fd_.get(), LOCK_EX) != 0)
-            if (errno != EINTR) throw_errno("locking '" + path.string() + "'");
-    }
-
-private:
-    Fd fd_;
-};
+Lock live_lock(const std::filesystem::path& state) { return Lock::acquire(state, LockWait::yes, "live.lock"); }
 
 void write_live(const std::filesystem::path& state, const LiveTrial& trial) {
     RootDir dir = RootDir::open_or_create(state);
@@ -210,7 +197,7 @@ LiveOptions live_options(const Config& config, std::vector<std::string> revert_a
 
 LiveStartReport start_live_trial(Machine& machine, unsigned generation, const LiveOptions& opts,
                                  const OutputSink& sink) {
-    LiveLock lock(opts.state);
+    auto lock = live_lock(opts.state);
     if (auto running = read_live_trial(opts.state))
         throw Error("a live trial of generation " + std::to_string(running->generation) +
                     " is already running (until " + date_text(running->deadline) +
@@ -291,7 +278,7 @@ LiveStartReport start_live_trial(Machine& machine, unsigned generation, const Li
 }
 
 LiveTrial confirm_live_trial(Machine& machine, const LiveOptions& opts) {
-    LiveLock lock(opts.state);
+    auto lock = live_lock(opts.state);
     auto trial = read_live_trial(opts.state);
     if (!trial) throw Error("no live trial is running");
     if (trial->status == LiveStatus::reverting)
@@ -309,7 +296,7 @@ LiveTrial confirm_live_trial(Machine& machine, const LiveOptions& opts) {
 
 std::optional<LiveTrial> revert_live_trial(Machine& machine, const LiveOptions& opts, std::string_view reason,
                                            Activate activation) {
-    LiveLock lock(opts.state);
+    auto lock = live_lock(opts.state);
     auto trial = read_live_trial(opts.state);
     if (!trial) return std::nullopt;
     if (trial->status == LiveStatus::confirmed) {

@@ -8,11 +8,11 @@
 
 namespace nixboot {
 
-Lock Lock::acquire(const std::filesystem::path& state_dir, LockWait wait) {
+Lock Lock::acquire(const std::filesystem::path& state_dir, LockWait wait, std::string_view name) {
     std::error_code ec;
     std::filesystem::create_directories(state_dir, ec);
     if (ec) throw SysError(ec.value(), "creating state directory '" + state_dir.string() + "'");
-    std::filesystem::path path = state_dir / "lock";
+    std::filesystem::path path = state_dir / name;
     Fd fd(::open(path.c_str(), O_RDWR | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0600));
     if (!fd) throw_errno("opening lock '" + path.string() + "'");
     const int operation = LOCK_EX | (wait == LockWait::no ? LOCK_NB : 0);

@@ -5,6 +5,7 @@
 #include "boot/util/fd.hpp"
 
 #include <filesystem>
+#include <string_view>
 
 namespace nixboot {
 
@@ -15,7 +16,10 @@ public:
     // Creates `state_dir` (0755) and `state_dir/lock` if needed and takes an
     // exclusive flock. With LockWait::no a held lock throws Error
     // "another nixboot command is running (lock '/var/lib/nixboot/lock' is held)".
-    static Lock acquire(const std::filesystem::path& state_dir, LockWait wait = LockWait::no);
+    // `name` picks another lock file in the same directory (live trials use
+    // "live.lock" beside the command lock).
+    static Lock acquire(const std::filesystem::path& state_dir, LockWait wait = LockWait::no,
+                        std::string_view name = "lock");
 
     const std::filesystem::path& path() const noexcept { return path_; }
 

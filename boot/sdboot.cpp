@@ -68,10 +68,9 @@ std::string padded(std::string text, std::size_t size) {
 
 void write_loader_conf(RootDir& esp, const LoaderConf& conf) {
   const std::string text = unpadded(conf.format());
-  struct stat st {};
   std::size_t size = 0;
-  if (::fstatat(esp.fd(), loader_conf_path, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
-    size = static_cast<std::size_t>(st.st_size);
+  if (const auto st = esp.lstat(loader_conf_path); st && S_ISREG(st->st_mode))
+    size = static_cast<std::size_t>(st->st_size);
   const std::string out = padded(text, size);
   if (!esp.overwrite_in_place(loader_conf_path, out, Sync::yes)) {
     esp.mkdirs("loader");

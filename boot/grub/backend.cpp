@@ -91,9 +91,7 @@ void store_state(RootDir& boot, const Stored& from, const GrubState& next) {
     if (from.slot >= 0 && format_state(from.state) == format_state(next)) return;
     const std::string_view rel = state_slot_paths[from.slot == 0 ? 1 : 0];
     std::size_t size = 0;
-    struct stat st {};
-    if (::fstatat(boot.fd(), std::string(rel).c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
-        size = static_cast<std::size_t>(st.st_size);
+    if (const auto st = boot.lstat(rel); st && S_ISREG(st->st_mode)) size = static_cast<std::size_t>(st->st_size);
     const std::string text = format_state_slot(next, from.seq + 1, size);
     if (boot.overwrite_in_place(rel, text, Sync::yes)) return;
     // First write, or the state outgrew its slot (entries were added): size

@@ -248,34 +248,26 @@ std::vector<std::string> RootDir::list(std::string_view rel) const {
     return names;
 }
 
-bool RootDir::exists(std::string_view rel) const {
+std::optional<struct stat> RootDir::lstat(std::string_view rel) const {
     Fd dir;
     std::string name;
     try {
         std::tie(dir, name) = open_parent(rel);
     } catch (const SysError& e) {
-        if (e.errno_value() == ENOENT || e.errno_value() == ENOTDIR) return false;
+        if (e.errno_value() == ENOENT || e.errno_value() == ENOTDIR) return std::nullopt;
         throw;
     }
     struct stat st {};
-    if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return true;
-    if (errno == ENOENT || errno == ENOTDIR) return false;
+    if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return st;
+    if (errno == ENOENT || errno == ENOTDIR) return std::nullopt;
     throw_errno("checking " + quoted(display(rel)));
 }
 
+bool RootDir::exists(std::string_view rel) const { return lstat(rel).has_value(); }
+
 bool RootDir::is_regular_file(std::string_view rel) const {
-    Fd dir;
-    std::string name;
-    try {
-        std::tie(dir, name) = open_parent(rel);
-    } catch (const SysError& e) {
-        if (e.errno_value() == ENOENT || e.errno_value() == ENOTDIR) return false;
-        throw;
-    }
-    struct stat st {};
-    if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) return S_ISREG(st.st_mode);
-    if (errno == ENOENT || errno == ENOTDIR) return false;
-    throw_errno("checking " + quoted(display(rel)));
+    const auto st = lstat(rel);
+    return st && S_ISREG(st->st_mode);
 }
 
 AtomicFile::AtomicFile(AtomicFile&& other) noexcept

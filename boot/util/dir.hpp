@@ -13,6 +13,8 @@
 #include <string_view>
 #include <vector>
 
+#include <sys/stat.h>
+
 namespace nixboot {
 
 // How durable a change must be when the call returns.
@@ -95,6 +97,8 @@ public:
     // Sorted names in directory `rel` ("" or "." = the root), without . and ..;
     // empty if the directory does not exist.
     std::vector<std::string> list(std::string_view rel) const;
+    // lstat(2) of `rel` (a symlink is not followed); nullopt if it does not exist.
+    std::optional<struct stat> lstat(std::string_view rel) const;
     // True if `rel` exists (a symlink counts as existing; it is not followed).
     bool exists(std::string_view rel) const;
     // True if `rel` is a regular file (not a symlink).

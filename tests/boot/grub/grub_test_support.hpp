@@ -1,6 +1,8 @@
-// Helpers shared by the GRUB tests: a temporary directory per test and running
-// the real GRUB tools (grub-editenv, grub-script-check) with captured output.
+// Helpers shared by the GRUB tests: a temporary directory per test (the core
+// tests' TempDir) and running the real GRUB tools (grub-editenv, grub-script-check) with captured output.
 #pragma once
+
+#include "tests/boot/util/test_support.hpp"
 
 #include <sys/wait.h>
 
@@ -16,25 +18,8 @@
 
 namespace nixboot::grub::test {
 
-class TempDir {
-public:
-    TempDir() {
-        std::string tmpl = (std::filesystem::temp_directory_path() / "nixboot-grub-XXXXXX").string();
-        if (!::mkdtemp(tmpl.data())) throw std::runtime_error("mkdtemp failed");
-        path_ = tmpl;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path_, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-    const std::filesystem::path& path() const { return path_; }
-    std::filesystem::path operator/(const std::string& rel) const { return path_ / rel; }
-
-private:
-    std::filesystem::path path_;
-};
+// The core tests' temporary directory.
+using nixboot::test::TempDir;
 
 struct RunResult {
     int status = -1;      // exit status, or -1 if it did not exit normally

@@ -36,7 +36,7 @@ void check_golden(const std::string& name, const std::string& text) {
 }
 
 // grub-script-check on `text`: exit status and output.
-test::RunResult script_check(const std::string& text) {
+grub::test::RunResult script_check(const std::string& text) {
     TempDir tmp;
     spit(tmp / "grub.cfg", text);
     return run({"grub-script-check", (tmp / "grub.cfg").string()});
@@ -95,9 +95,9 @@ Outcome simulate(const std::string& cfg, const std::map<std::string, std::string
         "  local n; for n in \"$@\"; do grub-editenv \"$f\" set \"$n=${!n}\" || return 1; done; }\n"
         // GRUB's "(DEV)/path" becomes the relative path "(esp)/path" (cwd is tmp).
         "search() { local var=\"${3#--set=}\"; [ \"$4\" = 'ESP-UUID' ] || return 1; printf -v \"$var\" '%s' esp; }\n"
-        "cd " + test::sh_quote(tmp.path().string()) + "\n"
-        "prefix=" + test::sh_quote(prefix) + "\n"
-        "source " + test::sh_quote((tmp / "preamble.sh").string()) + "\n"
+        "cd " + grub::test::sh_quote(tmp.path().string()) + "\n"
+        "prefix=" + grub::test::sh_quote(prefix) + "\n"
+        "source " + grub::test::sh_quote((tmp / "preamble.sh").string()) + "\n"
         "echo \"DEFAULT=${default}\"\necho \"ARGS=${nixboot_args}\"\n";
     spit(tmp / "run.sh", script);
     // Root ignores file modes: run the unwritable case as nobody.

@@ -93,7 +93,7 @@ TEST_CASE("probe: the real grub-probe answers or fails with its reason", "[grub]
     // without a partition table, a container): then the answer must be an
     // error, never a guess.
     GrubProbe probe;
-    test::TempDir tmp;
+    grub::test::TempDir tmp;
     FsInfo info = probe.probe(tmp.path());
     if (info.error.empty()) {
         CHECK_FALSE(info.fs.empty());

@@ -9,7 +9,6 @@
 
 #include <spdlog/spdlog.h>
 
-#include <fcntl.h>
 #include <sys/stat.h>
 
 #include <algorithm>

@@ -87,7 +87,7 @@ GrubState load_state(const RootDir& boot) { return load_stored(boot).state; }
 // state outgrew its slot: only when entries are added). No write when the
 // state is unchanged.
 void store_state(RootDir& boot, const Stored& from, const GrubState& next) {
-    if (from.slot >= 0 && format_state(from.state) == format_state(next)) return;
+    if (from.slot >= 0 && from.state == next) return;
     const std::string_view rel = state_slot_paths[from.slot == 0 ? 1 : 0];
     std::size_t size = 0;
     if (const auto st = boot.lstat(rel); st && S_ISREG(st->st_mode)) size = static_cast<std::size_t>(st->st_size);

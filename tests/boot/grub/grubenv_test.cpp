@@ -213,6 +213,15 @@ TEST_CASE("grubenv: written file is 1024 bytes and fully allocated", "[grub][gru
     REQUIRE(::stat((tmp / "grubenv").c_str(), &st) == 0);
     CHECK(st.st_size == 1024);
     CHECK(st.st_blocks * 512 >= 1024);
+    // Rewritten in place, as GRUB's save_env does: same inode, no rename.
+    env.set("nixboot_tries", "0");
+    reset_io_stats();
+    write_grubenv(dir, "grubenv", env, Sync::yes);
+    struct stat again {};
+    REQUIRE(::stat((tmp / "grubenv").c_str(), &again) == 0);
+    CHECK(again.st_ino == st.st_ino);
+    CHECK(io_stats().renames == 0);
+    CHECK(read_grubenv(dir, "grubenv")->get("nixboot_tries") == "0");
 }
 
 TEST_CASE("grubenv: reading a bad file names it and leaves it alone", "[grub][grubenv]") {

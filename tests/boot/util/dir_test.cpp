@@ -148,6 +148,31 @@ TEST_CASE("RootDir: copy_in copies an outside file atomically", "[util][dir]") {
     CHECK(names_in(tmp / "esp/EFI/nixos") == std::vector<std::string>{"k.efi"});
 }
 
+TEST_CASE("RootDir: overwrite_in_place keeps the file's inode, or writes nothing", "[util][dir]") {
+    test::TempDir tmp;
+    RootDir root = RootDir::open(tmp.path());
+    root.write_atomic("f", "aaaa", Sync::no);
+    struct stat before {}, after {};
+    REQUIRE(::stat((tmp / "f").c_str(), &before) == 0);
+    reset_io_stats();
+    CHECK(root.overwrite_in_place("f", "bbbb", Sync::yes));
+    REQUIRE(::stat((tmp / "f").c_str(), &after) == 0);
+    CHECK(test::read_file(tmp / "f") == "bbbb");
+    CHECK(after.st_ino == before.st_ino);
+    CHECK(io_stats().renames == 0);
+    CHECK(io_stats().writes == 1);
+    // Another size or no file: false, nothing written.
+    CHECK_FALSE(root.overwrite_in_place("f", "ccccc", Sync::yes));
+    CHECK_FALSE(root.overwrite_in_place("f", "cc", Sync::yes));
+    CHECK(test::read_file(tmp / "f") == "bbbb");
+    CHECK_FALSE(root.overwrite_in_place("missing", "x", Sync::yes));
+    CHECK_FALSE(std::filesystem::exists(tmp / "missing"));
+    // Never through a symlink.
+    std::filesystem::create_symlink(tmp / "f", tmp / "link");
+    CHECK_THROWS_AS(root.overwrite_in_place("link", "dddd", Sync::yes), Error);
+    CHECK(test::read_file(tmp / "f") == "bbbb");
+}
+
 TEST_CASE("RootDir: append adds lines and creates the file", "[util][dir]") {
     test::TempDir tmp;
     RootDir root = RootDir::open(tmp.path());

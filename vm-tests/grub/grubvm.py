@@ -222,25 +222,27 @@ class Disk:
             self.write(path, f.read_bytes())
 
 
-def _mkimage_efi(out: Path, early_cfg: str | None = None) -> None:
+def _mkimage(out: Path, fmt: str, prefix: str, modules: list, early_cfg: str | None = None) -> None:
+    """grub-mkimage with every module built in and, when given, an embedded
+    early config (written beside `out` for the call, then removed)."""
     extra = []
+    cfg = out.with_name("early.cfg")
     if early_cfg is not None:
-        cfg = out.with_name("early.cfg")
         cfg.write_text(early_cfg)
         extra = ["-c", str(cfg)]
-    run(["grub-mkimage", "-O", "x86_64-efi", "-o", str(out), "-p", "/grub"] + extra + EFI_MODULES)
-    if early_cfg is not None:
-        out.with_name("early.cfg").unlink()
+    try:
+        run(["grub-mkimage", "-O", fmt, "-o", str(out), "-p", prefix] + extra + modules)
+    finally:
+        if early_cfg is not None:
+            cfg.unlink(missing_ok=True)
+
+
+def _mkimage_efi(out: Path, early_cfg: str | None = None) -> None:
+    _mkimage(out, "x86_64-efi", "/grub", EFI_MODULES, early_cfg)
 
 
 def _mkimage_bios(out: Path, early_cfg: str | None = None) -> None:
-    extra = []
-    if early_cfg is not None:
-        cfg = out.with_name("early.cfg")
-        cfg.write_text(early_cfg)
-        extra = ["-c", str(cfg)]
-    run(["grub-mkimage", "-O", "i386-pc", "-o", str(out), "-p", "(hd0,msdos1)/grub"]
-        + extra + BIOS_MODULES)
+    _mkimage(out, "i386-pc", "(hd0,msdos1)/grub", BIOS_MODULES, early_cfg)
 
 
 def make_disk(image: Path, firmware: str, files: dict[str, Path], fs: str = "fat",

@@ -10,7 +10,9 @@ extern "C" {
 #include <efivar/efivar.h>
 }
 
+#include <bit>
 #include <cerrno>
+#include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <fcntl.h>
@@ -79,10 +81,17 @@ void validate_name(std::string_view name) {
         throw Error("invalid EFI variable name '" + std::string(name) + "'");
 }
 
+// systemd-boot's vendor GUID, loader_vendor_guid, as libefivar's struct (its
+// fourth field is stored big-endian, as efi_str_to_guid stores it). Built as
+// a prvalue: libefivar 39 declares efi_guid_t with 1-byte alignment, and
+// copying a named one makes clang 21 warn (-Walign-mismatch). Byte for byte
+// what efi_str_to_guid(loader_vendor_guid) gives (checked with libefivar 37
+// and 39).
 efi_guid_t loader_guid() {
-    efi_guid_t guid{};
-    efi_str_to_guid(loader_vendor_guid, &guid);
-    return guid;
+    constexpr std::uint16_t d = 0xb6c7;
+    return efi_guid_t{0x4a67b082, 0x0a4c, 0x41cf,
+                      std::endian::native == std::endian::little ? __builtin_bswap16(d) : d,
+                      {0x44, 0x0b, 0x29, 0xbb, 0x8c, 0x4f}};
 }
 
 // Clears FS_IMMUTABLE_FL (set by efivarfs on non-standard variables) so the

@@ -41,12 +41,22 @@ std::string mode_text(mode_t mode) {
     return buf;
 }
 
+// Who may own a check or its directory: root, or the user running nixboot
+// (who could run that file anyway: it gains nothing, and an unprivileged
+// `nixboot check`, as in a build sandbox, can use its own files). For
+// nixboot-check.service, which runs as root, that is root alone.
+std::optional<std::string> owner_refusal(uid_t owner) {
+    const uid_t self = ::geteuid();
+    if (owner == 0 || owner == self) return std::nullopt;
+    return "owned by uid " + std::to_string(owner) +
+           (self == 0 ? ", not root" : ", not root or uid " + std::to_string(self) + " (who runs nixboot)");
+}
+
 // A directory a non-root user could change lets them swap the checks.
 std::optional<std::string> directory_refusal(const std::filesystem::path& dir) {
     struct stat st {};
     if (::stat(dir.c_str(), &st) != 0) return std::nullopt;  // reported elsewhere
-    if (st.st_uid != 0)
-        return "directory '" + dir.string() + "' is owned by uid " + std::to_string(st.st_uid) + ", not root";
+    if (auto owner = owner_refusal(st.st_uid)) return "directory '" + dir.string() + "' is " + *owner;
     if (st.st_mode & (S_IWGRP | S_IWOTH))
         return "directory '" + dir.string() + "' is writable by group or others (mode " + mode_text(st.st_mode) + ")";
     return std::nullopt;
@@ -85,7 +95,7 @@ std::vector<std::string> list_names(const std::filesystem::path& dir) {
 
 std::optional<std::string> refusal_reason(const struct stat& st) {
     if (!S_ISREG(st.st_mode)) return "not a regular file";
-    if (st.st_uid != 0) return "owned by uid " + std::to_string(st.st_uid) + ", not root";
+    if (auto owner = owner_refusal(st.st_uid)) return owner;
     if (st.st_mode & (S_IWGRP | S_IWOTH))
         return "writable by group or others (mode " + mode_text(st.st_mode) + ")";
     if (!(st.st_mode & S_IXUSR)) return "not executable (mode " + mode_text(st.st_mode) + ")";
@@ -97,6 +107,11 @@ CheckDiscovery discover_checks(const std::filesystem::path& dir, const CheckSett
     if (::stat(dir.c_str(), &st) != 0) throw_errno("checks directory '" + dir.string() + "'");
     if (!S_ISDIR(st.st_mode)) throw Error("checks directory '" + dir.string() + "': not a directory");
     CheckDiscovery out;
+    for (const std::string& name : list_names(dir))
+        if (name != to_string(CheckKind::required) && name != to_string(CheckKind::wanted))
+            out.ignored.push_back("'" + (dir / name).string() + "' is ignored: a check goes in '" +
+                                  (dir / "required").string() + "/' (the trial fails without it) or '" +
+                                  (dir / "wanted").string() + "/' (reported only)");
     auto top_refusal = directory_refusal(dir);
     for (CheckKind kind : {CheckKind::required, CheckKind::wanted}) {
         std::filesystem::path sub = dir / to_string(kind);

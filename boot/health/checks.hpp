@@ -37,6 +37,9 @@ struct CheckRefusal {
 struct CheckDiscovery {
     std::vector<CheckSpec> checks;      // sorted: required first, then by name
     std::vector<CheckRefusal> refused;  // not run, with the reason
+    // Files in the checks directory itself (not in required/ or wanted/),
+    // which never run: one line each, naming the file and where it belongs.
+    std::vector<std::string> ignored;
 };
 
 // Why a file with status `st` must not run as a check, or nullopt if it may:

@@ -234,6 +234,7 @@ BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, c
     BootCheckReport report;
     CheckDiscovery discovery = discover_checks(opts.checks_dir, opts.check_settings);
     report.refused = discovery.refused;
+    report.notes = discovery.ignored;
     report.record = load_record(opts, report);
     const BootRecord& record = report.record;
 

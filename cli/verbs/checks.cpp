@@ -5,6 +5,7 @@
 #include "boot/util/error.hpp"
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -57,6 +58,7 @@ int run_checks_verb(Context& ctx, const po::variables_map& vm) {
         for (const auto& c : d.refused)
             j["configured"].push_back({{"name", c.name}, {"kind", health::to_string(c.kind)},
                                        {"path", c.path.string()}, {"refused", c.reason}});
+        j["ignored"] = d.ignored;
         ctx.out << j.dump() << "\n";
         return 0;
     }
@@ -70,6 +72,7 @@ int run_checks_verb(Context& ctx, const po::variables_map& vm) {
                 << " s\n";
     for (const auto& c : d.refused)
         ctx.out << "  " << health::to_string(c.kind) << "/" << c.name << " REFUSED: " << c.reason << "\n";
+    for (const auto& line : d.ignored) spdlog::warn("{}", line);
     return d.refused.empty() ? 0 : 1;
 }
 

@@ -3,7 +3,7 @@
 #include "boot/util/error.hpp"
 #include "tests/boot/util/test_support.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 #include <nlohmann/json.hpp>
 
 #include <cstdio>
@@ -139,14 +139,8 @@ TEST_CASE("BLS entry: random bytes either parse into a stable entry or fail with
 // systemd's own parser is the reference: bootctl must read what we format
 // the way parse_bls_entry does.
 TEST_CASE("BLS entry: bootctl reads formatted entries exactly as parse_bls_entry does", "[bls_entry][root][interop]") {
-    if (!test::is_root()) {
-        WARN("skipped: bootctl needs the ESP to be a mounted file system; mounting a tmpfs needs root");
-        return;
-    }
-    if (::access("/usr/bin/bootctl", X_OK) != 0) {
-        WARN("skipped: /usr/bin/bootctl is not installed (package systemd-boot)");
-        return;
-    }
+    NIXBOOT_SKIP_UNLESS_ROOT("bootctl wants the ESP to be a mounted file system: a tmpfs");
+    NIXBOOT_NEED_PROGRAM(bootctl, "bootctl");
     test::TempDir tmp;
     test::TmpfsMount esp(tmp / "esp", "4m");
     test::write_file(tmp / "esp/k", "k");
@@ -180,7 +174,7 @@ TEST_CASE("BLS entry: bootctl reads formatted entries exactly as parse_bls_entry
         test::write_file(tmp / "esp/loader/entries" / file, text);
         written[file] = parse_bls_entry(text, file);
     }
-    const std::string cmd = "SYSTEMD_RELAX_ESP_CHECKS=1 /usr/bin/bootctl --no-pager --esp-path=" + (tmp / "esp").string() +
+    const std::string cmd = "SYSTEMD_RELAX_ESP_CHECKS=1 " + bootctl + " --no-pager --esp-path=" + (tmp / "esp").string() +
                             " --json=short list 2>" + (tmp / "bootctl.err").string();
     FILE* pipe = ::popen(cmd.c_str(), "r");
     REQUIRE(pipe);

@@ -3,7 +3,7 @@
 // default. bootctl insists on the root of a filesystem: a tmpfs ESP.
 #include "tests/cli/rig.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -11,24 +11,12 @@ using namespace nixboot;
 
 namespace {
 
-std::optional<std::string> find_bootctl() {
-  for (const char* p : {"/usr/bin/bootctl", "/bin/bootctl", "/usr/sbin/bootctl"})
-    if (::access(p, X_OK) == 0) return std::string(p);
-  return std::nullopt;
-}
 
 }  // namespace
 
 TEST_CASE("bootctl list agrees with the entries nixboot writes", "[interop]") {
-  auto bootctl = find_bootctl();
-  if (!bootctl) {
-    WARN("bootctl is not installed (Debian: apt-get install systemd-boot): interop test skipped");
-    return;
-  }
-  if (!test::is_root()) {
-    WARN("not root: cannot mount the tmpfs ESP bootctl needs: interop test skipped");
-    return;
-  }
+  NIXBOOT_NEED_PROGRAM(bootctl, "bootctl");
+  NIXBOOT_SKIP_UNLESS_ROOT("bootctl wants the ESP to be a mounted file system: a tmpfs");
   test::Rig rig(0, "systemd-boot 252.39-1~deb12u1");
   test::TmpfsMount mnt(rig.esp, "8m");
   for (unsigned n = 1; n <= 4; ++n)
@@ -41,7 +29,7 @@ TEST_CASE("bootctl list agrees with the entries nixboot writes", "[interop]") {
   rig.boot();  // 4+3 -> 4+2-1
   m.mark_bad("nixos-generation-1", "test");
 
-  auto r = test::run_program({*bootctl, "--esp-path=" + rig.esp.string(), "--no-pager", "--json=short", "list"},
+  auto r = test::run_program({bootctl, "--esp-path=" + rig.esp.string(), "--no-pager", "--json=short", "list"},
                              {"SYSTEMD_RELAX_ESP_CHECKS=1"});
   INFO(r.err);
   REQUIRE(r.status == 0);
@@ -70,7 +58,7 @@ TEST_CASE("bootctl list agrees with the entries nixboot writes", "[interop]") {
   CHECK(listed.back()["id"] == "nixos-generation-1.conf");   // bad: last
 
   // The human listing marks the same default nixboot computes, with counters.
-  auto t = test::run_program({*bootctl, "--esp-path=" + rig.esp.string(), "--no-pager", "list"}, {"SYSTEMD_RELAX_ESP_CHECKS=1"});
+  auto t = test::run_program({bootctl, "--esp-path=" + rig.esp.string(), "--no-pager", "list"}, {"SYSTEMD_RELAX_ESP_CHECKS=1"});
   REQUIRE(t.status == 0);
   REQUIRE(view.persistent_default == std::optional<std::string>("nixos-generation-2"));
   CHECK(t.out.find("Generation 2 NixOS 24.05 (Linux 6.6.2), Built on") != std::string::npos);

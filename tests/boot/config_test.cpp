@@ -3,7 +3,7 @@
 #include "boot/util/error.hpp"
 #include "tests/boot/util/test_support.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 using namespace nixboot;
 

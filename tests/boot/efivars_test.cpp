@@ -4,7 +4,7 @@
 #include "boot/util/utf16.hpp"
 #include "tests/boot/util/test_support.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 #include <fcntl.h>
 #include <linux/fs.h>
@@ -107,10 +107,7 @@ TEST_CASE("efivars: untrusted values are refused with the variable and the cause
 }
 
 TEST_CASE("efivars: the immutable flag is cleared before rewriting and deleting", "[efivars][root]") {
-    if (!test::is_root()) {
-        WARN("skipped: setting FS_IMMUTABLE_FL needs root");
-        return;
-    }
+    NIXBOOT_SKIP_UNLESS_ROOT("setting FS_IMMUTABLE_FL");
     test::TempDir tmp;
     test::TmpfsMount mount(tmp / "vars", "1m");
     EfiVars vars(tmp / "vars");
@@ -125,8 +122,7 @@ TEST_CASE("efivars: the immutable flag is cleared before rewriting and deleting"
         return ok;
     };
     if (!set_immutable()) {
-        WARN("skipped: this kernel's tmpfs has no immutable flag");
-        return;
+        NIXBOOT_SKIP("this kernel's tmpfs has no immutable flag");
     }
     // Proof the flag bites: a plain unlink fails.
     CHECK(::unlink(var_file(tmp / "vars", "LoaderEntryDefault").c_str()) != 0);
@@ -138,10 +134,7 @@ TEST_CASE("efivars: the immutable flag is cleared before rewriting and deleting"
 }
 
 TEST_CASE("efivars: a read-only directory is not writable and writes fail clearly", "[efivars][root]") {
-    if (!test::is_root()) {
-        WARN("skipped: remounting a tmpfs read-only needs root");
-        return;
-    }
+    NIXBOOT_SKIP_UNLESS_ROOT("remounting a tmpfs read-only");
     test::TempDir tmp;
     test::TmpfsMount mount(tmp / "vars", "1m");
     EfiVars(tmp / "vars").set_string("LoaderEntryDefault", "a.conf");
@@ -150,7 +143,7 @@ TEST_CASE("efivars: a read-only directory is not writable and writes fail clearl
     CHECK(vars.writable() == Writable::no);
     CHECK(vars.get_string("LoaderEntryDefault") == "a.conf");
     CHECK_THROWS_WITH(vars.set_string("LoaderEntryDefault", "b.conf"),
-                      Catch::Matchers::StartsWith("writing EFI variable LoaderEntryDefault (" +
+                      nixboot::test::starts_with("writing EFI variable LoaderEntryDefault (" +
                                                   var_file(tmp / "vars", "LoaderEntryDefault") + "): ") &&
                           Catch::Matchers::EndsWith("Read-only file system"));
     CHECK_THROWS_WITH(vars.remove("LoaderEntryDefault"),

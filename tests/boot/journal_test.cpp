@@ -3,7 +3,7 @@
 #include "boot/util/error.hpp"
 #include "tests/boot/util/test_support.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 #include <random>
 
@@ -47,7 +47,7 @@ TEST_CASE("journal: the line format of docs/contracts.md", "[journal]") {
 
 TEST_CASE("journal: bad lines are refused with the reason", "[journal]") {
     CHECK_THROWS_WITH(parse_journal_line("{", "STATE/journal:3"),
-                      Catch::Matchers::StartsWith("STATE/journal:3: not JSON: parse error"));
+                      nixboot::test::starts_with("STATE/journal:3: not JSON: parse error"));
     CHECK_THROWS_WITH(parse_journal_line(R"({"event":"arm"})", "j:1"), "j:1: missing \"time\"");
     CHECK_THROWS_WITH(parse_journal_line(R"({"time":"yesterday","event":"arm"})", "j:1"),
                       "j:1: \"time\" is not YYYY-MM-DDTHH:MM:SSZ: 'yesterday'");
@@ -94,7 +94,7 @@ TEST_CASE("journal: append, read back, survive a torn last line", "[journal]") {
     CHECK(got.records.size() == 3);
     REQUIRE(got.problems.size() == 1);
     CHECK(got.problems[0].line == 3);
-    CHECK_THAT(got.problems[0].message, Catch::Matchers::StartsWith((state / "journal").string() + ":3: not JSON"));
+    CHECK_THAT(got.problems[0].message, nixboot::test::starts_with((state / "journal").string() + ":3: not JSON"));
 }
 
 TEST_CASE("journal: generated records round trip", "[journal]") {

@@ -7,7 +7,7 @@
 #include "boot/util/lock.hpp"
 #include "tests/cli/rig.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 #include <sys/stat.h>
 
@@ -334,7 +334,7 @@ TEST_CASE("a stale LoaderEntryDefault is removed; an unreadable one-shot is refu
   test::write_file(file, std::string("\x07\0\0\0" "abcde", 9));
   auto before = s.rig.snapshot();
   CHECK_THROWS_WITH(s.machine.try_generation(3, {}),
-                    Catch::StartsWith("EFI variable LoaderEntryOneShot (" + file.string() + "): invalid UTF-16"));
+                    nixboot::test::starts_with("EFI variable LoaderEntryOneShot (" + file.string() + "): invalid UTF-16"));
   CHECK(s.rig.snapshot() == before);
 }
 
@@ -358,10 +358,7 @@ TEST_CASE("a symlink in the ESP pointing outside it is refused") {
 }
 
 TEST_CASE("a read-only or full ESP fails with the file and the cause, and loses nothing", "[root]") {
-  if (!test::is_root()) {
-    WARN("not root: skipping the tmpfs ESP test");
-    return;
-  }
+  NIXBOOT_SKIP_UNLESS_ROOT("mounting a small tmpfs as the ESP");
   Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
   test::TmpfsMount mnt(s.rig.esp, "256k");
   s.machine.install();
@@ -369,14 +366,14 @@ TEST_CASE("a read-only or full ESP fails with the file and the cause, and loses 
   SECTION("read-only") {
     test::make_generation(s.rig.store, s.rig.profile, 4);
     mnt.remount_read_only();
-    CHECK_THROWS_WITH(s.machine.install(), Catch::Contains("Read-only file system"));
+    CHECK_THROWS_WITH(s.machine.install(), nixboot::test::contains("Read-only file system"));
     CHECK(s.rig.entries() == before);
     CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
   }
   SECTION("full") {
     auto top = test::make_generation(s.rig.store, s.rig.profile, 4);
     test::write_file(top / "kernel-file", std::string(400 * 1024, 'k'));
-    CHECK_THROWS_WITH(s.machine.install(), Catch::Contains("No space left on device"));
+    CHECK_THROWS_WITH(s.machine.install(), nixboot::test::contains("No space left on device"));
     CHECK(s.rig.entries() == before);
     CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
     for (const auto& e : std::filesystem::directory_iterator(s.rig.esp / "EFI/nixos"))

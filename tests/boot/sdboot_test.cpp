@@ -5,7 +5,7 @@
 #include "boot/util/error.hpp"
 #include "tests/cli/rig.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 using namespace nixboot;
 

@@ -4,7 +4,7 @@
 #include "boot/config.hpp"
 #include "boot/grub/backend.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 #include <filesystem>
 #include <fstream>

@@ -3,7 +3,7 @@
 // that is a plain file or a FIFO.
 #include "tests/boot/health/health_support.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 #include <elf.h>
 #include <fcntl.h>

@@ -33,7 +33,11 @@ import tempfile
 import threading
 import time
 import uuid
+import sys
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from harness.util import program  # noqa: E402  (every program is in scripts/requirements)
 
 SECTOR = 512
 PART_START_SECTOR = 2048  # 1 MiB: leaves the post-MBR gap for core.img
@@ -63,7 +67,7 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     """Runs a host command; a failure raises with the command and its stderr."""
     env = dict(os.environ, MTOOLS_SKIP_CHECK="1")
     env.update(kw.pop("env", {}))
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True, **kw)
+    p = subprocess.run([program(cmd[0])] + list(cmd[1:]), env=env, capture_output=True, text=True, **kw)
     if p.returncode != 0:
         raise VmError(f"{' '.join(map(str, cmd))}: exit {p.returncode}: "
                       f"{(p.stderr or p.stdout).strip()}")
@@ -115,11 +119,11 @@ def make_initrd(path: Path, init_script: str, extra: dict[str, Path] | None = No
             dst = root / guest.lstrip("/")
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(host, dst)
-        files = subprocess.run(["find", "."], cwd=root, capture_output=True,
+        files = subprocess.run([program("find"), "."], cwd=root, capture_output=True,
                                text=True, check=True).stdout
-        cpio = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], cwd=root,
+        cpio = subprocess.run([program("cpio"), "-o", "-H", "newc", "--quiet"], cwd=root,
                               input=files.encode(), capture_output=True, check=True).stdout
-        gz = subprocess.run(["gzip", "-1", "-n"], input=cpio, capture_output=True,
+        gz = subprocess.run([program("gzip"), "-1", "-n"], input=cpio, capture_output=True,
                             check=True).stdout
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(gz)
@@ -178,7 +182,7 @@ class Disk:
                 raise VmError(f"{self.image}: writing files on {self.fs} from the host "
                               "is not supported (build the disk with them instead)")
             part = self._extract_partition(Path(d))
-            subprocess.run(["debugfs", "-w", "-R", f"rm {path}", str(part)],
+            subprocess.run([program("debugfs"), "-w", "-R", f"rm {path}", str(part)],
                            capture_output=True)
             run(["debugfs", "-w", "-R", f"write {src} {path}", str(part)])
             self._put_partition(part)

@@ -105,7 +105,7 @@ submenu "NixOS - All configurations" --class submenu {{
 def _toplevel_initrd(nix_img: Path, variant: str, dest: Path) -> None:
     """Copies a generation's initrd out of the harness's /nix image."""
     path = f"/store/{images.toplevel_name(variant)}/initrd"
-    p = subprocess.run(["debugfs", "-R", f"dump -p {path} {dest}", str(nix_img)],
+    p = subprocess.run([program("debugfs"), "-R", f"dump -p {path} {dest}", str(nix_img)],
                        capture_output=True, text=True)
     if not dest.exists() or dest.stat().st_size == 0:
         raise HarnessError(f"{nix_img}: cannot read {path}: {p.stderr.strip()}")
@@ -144,7 +144,7 @@ class _Grub(Bootloader):
                 _toplevel_initrd(self.workdir / "nix.img", "good", initrd)
             cfg = tmp / "grub.cfg"
             cfg.write_text(stock_nixos_grub_cfg(generation1, initrd_file("good")))
-            check = subprocess.run(["grub-script-check", str(cfg)], capture_output=True, text=True)
+            check = subprocess.run([program("grub-script-check"), str(cfg)], capture_output=True, text=True)
             if check.returncode != 0:
                 raise HarnessError(f"stock grub.cfg: grub-script-check: {check.stdout}{check.stderr}")
             try:

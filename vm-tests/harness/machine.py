@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .util import HarnessError, log, run
+from .util import HarnessError, log, program, run
 
 
 @dataclass
@@ -83,6 +83,13 @@ class Boot:
         return (f"boot {self.number}: entry {self.entry()}, initrd of {self.stage1_of()}, "
                 f"{self.verdict()}, {self.outcome()}")
 
+    def last_words(self, n: int = 2) -> str:
+        """The last n non-empty console lines, for a timeout's error line."""
+        said = [l.strip() for _, l in list(self.lines) if l.strip()][-n:]
+        if not said:
+            return "the guest printed nothing on the console"
+        return "the guest printed last: " + " | ".join(repr(l[:160]) for l in said)
+
 
 class Machine:
     """A VM of one scenario. Disks and firmware come from the bootloader plug-in."""
@@ -119,7 +126,7 @@ class Machine:
         qmp = self.workdir / "qmp.sock"
         for s in (bd, qmp):
             s.unlink(missing_ok=True)
-        cmd = ["qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none",
+        cmd = [program("qemu-system-x86_64"), "-nodefaults", "-no-user-config", "-display", "none",
                "-machine", "q35", "-m", str(self.memory), "-smp", "1", "-no-reboot",
                "-device", "i6300esb", "-action", "watchdog=reset",
                "-serial", f"file:{logf}",
@@ -228,6 +235,7 @@ class Machine:
         except subprocess.TimeoutExpired:
             self.power_cut()
             raise HarnessError(f"{self.name}: {self.boot.summary()}; timed out after {timeout:.0f}s "
+                               f"({self.boot.last_words()}) "
                                f"waiting for {what}")
         self._settle()
         return self.boot
@@ -266,7 +274,7 @@ class Machine:
                                    f"{what or repr(pattern)} appeared on the console")
             if time.time() > deadline:
                 raise HarnessError(f"{self.name}: {self.boot.summary()}; no {what or repr(pattern)} "
-                                   f"on the console within {timeout:.0f}s")
+                                   f"on the console within {timeout:.0f}s; {self.boot.last_words()}")
             time.sleep(0.1)
 
     # -- backdoor ---------------------------------------------------------------
@@ -281,7 +289,7 @@ class Machine:
                                        f"its backdoor shell came up")
                 if left <= 0:
                     raise HarnessError(f"{self.name}: {self.boot.summary()}; backdoor shell not up "
-                                       f"within {timeout:.0f}s")
+                                       f"within {timeout:.0f}s; {self.boot.last_words()}")
                 self._bd_cond.wait(min(left, 0.5))
             i = self._bd_buf.index(b"NIXBOOT-VM-BACKDOOR-READY")
             nl = self._bd_buf.find(b"\n", i)
@@ -319,7 +327,8 @@ class Machine:
                 if left <= 0 or not self.running():
                     why = "timed out" if left <= 0 else "the guest went away"
                     raise HarnessError(f"{self.name}: {self.boot.summary()}; {why} after "
-                                       f"{timeout:.0f}s running in the guest: {cmd}")
+                                       f"{timeout:.0f}s running in the guest: {cmd}; "
+                                       f"{self.boot.last_words()}")
                 self._bd_cond.wait(min(left, 0.5))
 
     def succeed(self, cmd: str, timeout: float = 60) -> str:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from .images import NIXBOOT_PKG, store_path
 from .machine import Boot, Machine
-from .util import HarnessError, log
+from .util import HarnessError, log, program
 
 SCENARIOS: dict = {}   # number -> (slug, function)
 
@@ -45,7 +45,7 @@ class Ctx:
         for src, tag in ((images.boot, "boot"), (images.root, "root"), (images.nix, "nix")):
             ov = workdir / f"{tag}.qcow2"
             ov.unlink(missing_ok=True)
-            subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(src), "-F", "raw",
+            subprocess.run([program("qemu-img"), "create", "-q", "-f", "qcow2", "-b", str(src), "-F", "raw",
                             str(ov)], check=True)
             disks += ["-drive", f"file={ov},if={bootloader.disk_interface()},format=qcow2"]
         self.m = Machine(name, workdir, logdir, bootloader.firmware_args(workdir) + disks)

@@ -1,6 +1,7 @@
 """Small helpers shared by the harness: running commands, logging, paths."""
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -9,6 +10,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 VM_TESTS = REPO / "vm-tests"
 GUEST = VM_TESTS / "guest"
+REQUIREMENTS = REPO / "scripts" / "requirements"
 
 
 class HarnessError(Exception):
@@ -19,8 +21,42 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def requirements() -> dict:
+    """scripts/requirements as {program or path: (Debian package, needed by)}."""
+    out = {}
+    for line in REQUIREMENTS.read_text().splitlines():
+        f = line.split()
+        if len(f) >= 3 and not f[0].startswith("#") and f[0] != "-":
+            out[f[0]] = (f[1], f[2])
+    return out
+
+
+def missing_requirements(components) -> list:
+    """One line per program or file of `components` that is not here."""
+    out = []
+    for what, (package, needed_by) in requirements().items():
+        if needed_by not in components:
+            continue
+        here = Path(what).exists() if what.startswith("/") else shutil.which(what)
+        if not here:
+            out.append(f"{what} is missing (Debian package {package}; scripts/install-deps installs it)")
+    return out
+
+
+def program(name) -> str:
+    """name, if scripts/requirements lists it: every program the harness calls
+    is there, so scripts/install-deps cannot miss one. A path (the nixboot
+    binaries, the guest's scripts) is the project's own and needs no entry."""
+    name = str(name)
+    if "/" not in name and name not in requirements():
+        raise HarnessError(f"the harness calls '{name}', which scripts/requirements does not list "
+                           "(add it with its Debian package)")
+    return name
+
+
 def run(cmd, *, cwd=None, env=None, input=None, capture=False, check=True, quiet=True):
     """Runs a command; on failure raises HarnessError naming the command and its stderr."""
+    program(cmd[0])
     full_env = dict(os.environ)
     if env:
         full_env.update(env)

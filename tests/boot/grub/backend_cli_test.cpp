@@ -3,7 +3,7 @@
 #include "boot/bootspec.hpp"
 #include "boot/grub/grub_test_support.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 #include <map>
 
@@ -67,6 +67,8 @@ struct CliFixture {
 }  // namespace
 
 TEST_CASE("grub cli: install, list, try, status, mark-good, rollback, mark-bad", "[grub][cli][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_script_check, "grub-script-check");
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
     CliFixture f;
     auto r = f.nixboot({"install"});
     INFO(r.output);

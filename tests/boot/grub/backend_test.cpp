@@ -5,7 +5,7 @@
 #include "boot/machine.hpp"
 #include "boot/util/error.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 #include <sys/stat.h>
 
@@ -115,6 +115,8 @@ TEST_CASE("grub backend: settings keys are checked", "[grub][backend]") {
 
 TEST_CASE("grub backend: first sync writes grub.cfg, grubenv, state and kernels once",
           "[grub][backend][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
+    NIXBOOT_NEED_PROGRAM(grub_script_check, "grub-script-check");
     Fixture f;
     GrubBackend b(f.opts);
     std::vector<Generation> gens{f.gen(1), f.gen(2), f.gen(3, 2, {"fast"})};
@@ -192,6 +194,8 @@ TEST_CASE("grub backend: first sync writes grub.cfg, grubenv, state and kernels 
 }
 
 TEST_CASE("grub backend: arm, GRUB counts down, disarm", "[grub][backend][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
+    NIXBOOT_NEED_PROGRAM(grub_script_check, "grub-script-check");
     Fixture f;
     GrubBackend b(f.opts);
     b.sync(std::vector<Generation>{f.gen(1), f.gen(2)}, good_sync());
@@ -289,8 +293,8 @@ TEST_CASE("grub backend: two state copies written in turn, in place; a torn one 
 
     tear(0);
     tear(1);
-    CHECK_THROWS_WITH(b.read(), Catch::Contains("no intact copy of the GRUB state: ") &&
-                                    Catch::Contains("nixboot-state.a: torn write (checksum mismatch)"));
+    CHECK_THROWS_WITH(b.read(), nixboot::test::contains("no intact copy of the GRUB state: ") &&
+                                    nixboot::test::contains("nixboot-state.a: torn write (checksum mismatch)"));
 }
 
 TEST_CASE("grub backend: a grubenv it cannot parse is refused and left alone", "[grub][backend][real]") {
@@ -310,6 +314,8 @@ TEST_CASE("grub backend: a grubenv it cannot parse is refused and left alone", "
 }
 
 TEST_CASE("grub backend: /boot where GRUB cannot write", "[grub][backend][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
+    NIXBOOT_NEED_PROGRAM(grub_script_check, "grub-script-check");
     SECTION("btrfs /boot with a FAT ESP: grubenv on the ESP, GRUB counts") {
         Fixture f(std::map<std::string, std::string>{{"grub-probe-boot", "fs=btrfs"},
                                                      {"grub-probe-efi", "fs=fat uuid=ESP-1234"}});
@@ -365,10 +371,7 @@ TEST_CASE("grub backend: --accept-risk is refused too when /boot is its own file
     // nixboot-stage1 runs before a separate /boot is mounted: it could not
     // count the tries, so the trial is refused outright (G5); seen in the VM
     // tests as a hanging trial booted again and again.
-    if (::geteuid() != 0) {
-        WARN("skipped: needs root to mount a tmpfs as /boot");
-        return;
-    }
+    NIXBOOT_SKIP_UNLESS_ROOT("mounting a tmpfs as /boot");
     Fixture f(std::map<std::string, std::string>{{"grub-probe-boot", "fs=ext2 abstraction=lvm"}});
     REQUIRE(::system(("mount -t tmpfs -o size=4m nixboot-test '" + f.boot.string() + "'").c_str()) == 0);
     struct Unmount {
@@ -382,7 +385,7 @@ TEST_CASE("grub backend: --accept-risk is refused too when /boot is its own file
     ao.accept_risk = true;
     CHECK_THROWS_WITH(
         b.arm("nixos-generation-1", ao),
-        Catch::Contains("booted again and again. But '" + f.boot.string() + "' is a file system of its own, which nixboot-stage1 "
+        nixboot::test::contains("booted again and again. But '" + f.boot.string() + "' is a file system of its own, which nixboot-stage1 "
                         "cannot reach in the initrd: nothing would count the tries, even with --accept-risk"));
     CHECK(f.cfg() == cfg_before);
     CHECK(f.env().count("nixboot_trial") == 0);
@@ -424,6 +427,8 @@ TEST_CASE("grub backend: grub-install argv", "[grub][backend]") {
 }
 
 TEST_CASE("grub backend: the state machine runs on GRUB", "[grub][backend][machine][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
+    NIXBOOT_NEED_PROGRAM(grub_script_check, "grub-script-check");
     Fixture f;
     // A profile with generations 1..3 whose toplevels carry boot.json.
     auto profile_dir = f.tmp / "profiles";
@@ -486,6 +491,8 @@ TEST_CASE("grub backend: the state machine runs on GRUB", "[grub][backend][machi
 }
 
 TEST_CASE("grub backend: 1000 generations", "[grub][backend][bench][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
+    NIXBOOT_NEED_PROGRAM(grub_script_check, "grub-script-check");
     Fixture f;
     GrubBackend b(f.opts);
     std::vector<Generation> gens;

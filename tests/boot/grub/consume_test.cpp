@@ -4,7 +4,7 @@
 #include "boot/grub/grubenv.hpp"
 #include "boot/util/error.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 using namespace nixboot;
 using namespace nixboot::grub;

@@ -4,7 +4,7 @@
 #include "boot/grub/grubenv.hpp"
 #include "boot/util/error.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 #include <sys/stat.h>
 
@@ -154,6 +154,7 @@ TEST_CASE("grubcfg: titles like NixOS's", "[grub][grubcfg]") {
 }
 
 TEST_CASE("grubcfg: golden files for every state pass grub-script-check", "[grub][grubcfg][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_script_check, "grub-script-check");
     struct Case {
         std::string name;
         GrubCfgSpec spec;
@@ -259,6 +260,7 @@ TEST_CASE("grubcfg: refuses specs that would break G1 or the file", "[grub][grub
 
 TEST_CASE("grubcfg: counting in every env state (preamble run by bash over real grubenv)",
           "[grub][grubcfg][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
     GrubCfgSpec s = base_spec();
     const std::string cfg = format_grub_cfg(s);
     const std::string T = "nixos-generation-3";
@@ -326,6 +328,8 @@ TEST_CASE("grubcfg: counting in every env state (preamble run by bash over real 
 }
 
 TEST_CASE("grubcfg: env on the ESP and env consumed by stage 1", "[grub][grubcfg][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
+    NIXBOOT_NEED_PROGRAM(grub_script_check, "grub-script-check");
     const std::string T = "nixos-generation-3";
     SECTION("ESP found by UUID: decrements there") {
         GrubCfgSpec s = base_spec();
@@ -357,6 +361,7 @@ TEST_CASE("grubcfg: env on the ESP and env consumed by stage 1", "[grub][grubcfg
 }
 
 TEST_CASE("grubcfg: 1000 generations, size and time", "[grub][grubcfg][bench]") {
+    NIXBOOT_NEED_PROGRAM(grub_script_check, "grub-script-check");
     GrubCfgSpec s;
     for (unsigned g = 1000; g >= 1; --g) {
         s.entries.push_back(entry(g));

@@ -3,7 +3,7 @@
 #include "boot/util/error.hpp"
 #include "boot/grub/grub_test_support.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 #include <sys/stat.h>
 
@@ -154,6 +154,7 @@ TEST_CASE("grubenv: every well-formed env survives format then parse", "[grub][g
 }
 
 TEST_CASE("grubenv: grub-editenv reads what nixboot writes", "[grub][grubenv][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
     TempDir tmp;
     RootDir dir = RootDir::open(tmp.path());
     GrubEnv env;
@@ -178,6 +179,7 @@ TEST_CASE("grubenv: grub-editenv reads what nixboot writes", "[grub][grubenv][re
 }
 
 TEST_CASE("grubenv: nixboot reads what grub-editenv writes", "[grub][grubenv][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
     TempDir tmp;
     const std::string file = (tmp / "grubenv").string();
     REQUIRE(run({"grub-editenv", file, "create"}).status == 0);

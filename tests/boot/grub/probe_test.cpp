@@ -3,7 +3,7 @@
 #include "boot/grub/grub_test_support.hpp"
 #include "boot/util/error.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 using namespace nixboot;
 using namespace nixboot::grub;
@@ -89,6 +89,7 @@ TEST_CASE("probe: injected results parse, bad ones are refused", "[grub][probe]"
 }
 
 TEST_CASE("probe: the real grub-probe answers or fails with its reason", "[grub][probe][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_probe, "grub-probe");
     // On a build machine grub-probe often cannot see the disk (a VM disk
     // without a partition table, a container): then the answer must be an
     // error, never a guess.

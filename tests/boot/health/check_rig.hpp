@@ -9,7 +9,7 @@
 #include "boot/journal.hpp"
 #include "tests/boot/health/health_support.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 namespace nixboot::test {
 

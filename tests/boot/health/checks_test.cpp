@@ -4,7 +4,7 @@
 #include "boot/util/error.hpp"
 #include "tests/boot/health/health_support.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 #include <arpa/inet.h>
 #include <csignal>
@@ -85,8 +85,6 @@ TEST_CASE("checks: unsafe or unusable files are refused with the reason", "[heal
     c.add("required/world-writable", "exit 0", 0777);
     c.add("required/group-writable", "exit 0", 0775);
     c.add("required/not-executable", "exit 0", 0644);
-    c.add("required/not-root", "exit 0", 0755);
-    REQUIRE(::chown((c.dir / "required/not-root").c_str(), 1000, 1000) == 0);
     std::filesystem::create_directories(c.dir / "required/a-directory");
     ::chmod((c.dir / "required/a-directory").c_str(), 0755);
     std::filesystem::create_symlink("/nonexistent/check", c.dir / "wanted/dangling");
@@ -99,9 +97,32 @@ TEST_CASE("checks: unsafe or unusable files are refused with the reason", "[heal
     CHECK(why["world-writable"] == "writable by group or others (mode 0777)");
     CHECK(why["group-writable"] == "writable by group or others (mode 0775)");
     CHECK(why["not-executable"] == "not executable (mode 0644)");
-    CHECK(why["not-root"] == "owned by uid 1000, not root");
     CHECK(why["a-directory"] == "not a regular file");
     CHECK(why["dangling"] == "No such file or directory");
+}
+
+TEST_CASE("checks: a file directly in the checks directory is named as ignored, with where it goes", "[health][checks][bad-input]") {
+    Checks c;
+    c.add("required/ok", "exit 0");
+    c.add("my-check", "exit 1");
+    auto d = c.discover();
+    REQUIRE(d.checks.size() == 1);
+    CHECK(d.refused.empty());
+    REQUIRE(d.ignored.size() == 1);
+    CHECK(d.ignored[0] == "'" + (c.dir / "my-check").string() + "' is ignored: a check goes in '" +
+                              (c.dir / "required").string() + "/' (the trial fails without it) or '" +
+                              (c.dir / "wanted").string() + "/' (reported only)");
+}
+
+TEST_CASE("checks: a check owned by another user is refused", "[health][checks][bad-input]") {
+    NIXBOOT_SKIP_UNLESS_ROOT("giving a file to another user (chown)");
+    Checks c;
+    c.add("required/not-root", "exit 0", 0755);
+    REQUIRE(::chown((c.dir / "required/not-root").c_str(), 1000, 1000) == 0);
+    auto d = c.discover();
+    CHECK(d.checks.empty());
+    REQUIRE(d.refused.size() == 1);
+    CHECK(d.refused[0].reason == "owned by uid 1000, not root");
 }
 
 TEST_CASE("checks: a checks directory writable by others refuses everything in it", "[health][checks][bad-input]") {

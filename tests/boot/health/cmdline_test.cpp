@@ -1,6 +1,6 @@
 #include "boot/health/cmdline.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 using namespace nixboot::health;
 

@@ -7,7 +7,7 @@
 #include "boot/util/error.hpp"
 #include "tests/boot/health/check_rig.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 #include <thread>
 

@@ -3,7 +3,7 @@
 // the design depends on.
 #include "tests/boot/health/health_support.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 using namespace nixboot::test;
 

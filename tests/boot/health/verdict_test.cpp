@@ -8,7 +8,7 @@
 #include "boot/util/error.hpp"
 #include "tests/boot/health/check_rig.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 using namespace nixboot;
 using namespace nixboot::health;

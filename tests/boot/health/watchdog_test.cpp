@@ -5,7 +5,7 @@
 #include "boot/util/error.hpp"
 #include "tests/boot/health/health_support.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 using namespace nixboot;
 using namespace nixboot::health;

@@ -3,7 +3,7 @@
 #include "boot/util/error.hpp"
 #include "tests/boot/util/test_support.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 #include <cerrno>
 #include <csignal>
@@ -182,10 +182,7 @@ TEST_CASE("RootDir: append adds lines and creates the file", "[util][dir]") {
 }
 
 TEST_CASE("RootDir: a full file system leaves the old file intact", "[util][dir][root]") {
-    if (!test::is_root()) {
-        WARN("skipped: mounting a small tmpfs needs root");
-        return;
-    }
+    NIXBOOT_SKIP_UNLESS_ROOT("mounting a small tmpfs");
     test::TempDir tmp;
     test::TmpfsMount mount(tmp / "esp", "64k");
     RootDir root = RootDir::open(tmp / "esp");
@@ -208,10 +205,7 @@ TEST_CASE("RootDir: a full file system leaves the old file intact", "[util][dir]
 }
 
 TEST_CASE("RootDir: a read-only file system fails with the path and changes nothing", "[util][dir][root]") {
-    if (!test::is_root()) {
-        WARN("skipped: remounting a tmpfs read-only needs root");
-        return;
-    }
+    NIXBOOT_SKIP_UNLESS_ROOT("remounting a tmpfs read-only");
     test::TempDir tmp;
     test::TmpfsMount mount(tmp / "esp", "1m");
     {

@@ -1,6 +1,6 @@
 #include "boot/util/error.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 #include <cerrno>
 

@@ -3,7 +3,7 @@
 #include "boot/util/error.hpp"
 #include "tests/boot/util/test_support.hpp"
 
-#include <catch2/catch.hpp>
+#include "tests/catch.hpp"
 
 #include <chrono>
 #include <sys/wait.h>
@@ -42,7 +42,7 @@ TEST_CASE("Lock: an unusable state directory is an error naming it", "[util][loc
     test::TempDir tmp;
     test::write_file(tmp / "file", "x");
     CHECK_THROWS_WITH(Lock::acquire(tmp / "file" / "state"),
-                      Catch::Matchers::StartsWith("creating state directory '" + (tmp / "file" / "state").string() + "'"));
+                      nixboot::test::starts_with("creating state directory '" + (tmp / "file" / "state").string() + "'"));
 }
 
 TEST_CASE("Lock: LockWait::yes waits for the holder to finish", "[util][lock]") {

@@ -55,7 +55,7 @@ let
     efivar = drv "efivar" { };
     boost = drv "boost" { };
     spdlog = drv "spdlog" { };
-    catch2 = drv "catch2" { };
+    catch2_3 = drv "catch2" { };
     nlohmann_json = drv "nlohmann_json" { };
     glibc = drv "glibc" { static = drv "glibc-static" { }; };
     util-linux = drv "util-linux" { };

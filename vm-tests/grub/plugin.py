@@ -42,7 +42,7 @@ import refcfg  # noqa: E402
 from harness import images  # noqa: E402
 from harness.bootloaders import Bootloader, register  # noqa: E402
 from harness.scenario import Ctx, scenario  # noqa: E402
-from harness.util import HarnessError  # noqa: E402
+from harness.util import HarnessError, program  # noqa: E402
 
 KERNEL_FILE = f"{images.KERNEL_NAME}-bzImage"   # like NixOS: <store hash>-<name>-bzImage
 

@@ -54,7 +54,7 @@ TEST_CASE("first install adopts the current generation, the rest enter as trials
   CHECK(text.find("options init=" + (s.rig.store / "system-2").string() + "/init loglevel=4 gen=2 ") != std::string::npos);
 }
 
-TEST_CASE("a no-op install writes nothing; a new generation writes only its entry") {
+TEST_CASE("a no-op install writes nothing, a new generation writes only its entry") {
   Setup s(5);
   s.machine.install();
   auto before = s.rig.snapshot();
@@ -95,7 +95,7 @@ TEST_CASE("shared kernels are copied once under content names") {
   CHECK(linux_of(e2).find("linux /EFI/nixos/") == 0);
 }
 
-TEST_CASE("try arms a one-shot with the counter in the ID on systemd-boot 252; bless promotes (G1, G3)") {
+TEST_CASE("try arms a one-shot with the counter in the ID on systemd-boot 252, bless promotes (G1, G3)") {
   Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
   s.machine.install();
   auto r = s.machine.try_generation(3, {});
@@ -257,7 +257,7 @@ TEST_CASE("without writable EFI variables the trial works by sort order, other t
   CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
 }
 
-TEST_CASE("a generation without kernel or with a malformed boot.json is skipped; the others install") {
+TEST_CASE("a generation without kernel or with a malformed boot.json is skipped, the others install") {
   Setup s(4, "systemd-boot 252.39-1~deb12u1", 4);
   std::filesystem::remove(s.rig.store / "system-2/kernel-file");
   test::write_file(s.rig.store / "system-3/boot.json", "{not json");
@@ -268,7 +268,7 @@ TEST_CASE("a generation without kernel or with a malformed boot.json is skipped;
   CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-4.conf"});
 }
 
-TEST_CASE("duplicate counters are reported and left alone; arming such an entry is refused") {
+TEST_CASE("duplicate counters are reported and left alone, arming such an entry is refused") {
   Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
   s.machine.install();
   auto dir = s.rig.esp / "loader/entries";
@@ -322,7 +322,7 @@ TEST_CASE("loader.conf is padded at install and rewritten in place when the defa
   CHECK(s.rig.conf() == conf);
 }
 
-TEST_CASE("a stale LoaderEntryDefault is removed; an unreadable one-shot is refused with its name") {
+TEST_CASE("a stale LoaderEntryDefault is removed, an unreadable one-shot is refused with its name") {
   Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
   EfiVars(s.rig.efivars).set_string(efivar_name::loader_entry_default, "nixos-generation-3+1.conf");
   s.machine.install();

@@ -151,7 +151,7 @@ TEST_CASE("the backend reads LoaderBootCountPath, and ignores one that is not a 
         "\\loader\\entries\\ (ignored)");
 }
 
-TEST_CASE("set_default refuses trial and bad entries; set_state refuses trial") {
+TEST_CASE("set_default refuses trial and bad entries, set_state refuses trial") {
   test::Rig rig(2, "systemd-boot 252.39", 1);
   SdBootBackend be(rig.backend_options());
   Machine m(be, rig.machine_options());

@@ -182,7 +182,7 @@ TEST_CASE("cli: try --reboot runs the reboot command after arming") {
   CHECK(r.status == 0);
 }
 
-TEST_CASE("cli: every verb has --help; the top-level help lists them; man page built") {
+TEST_CASE("cli: every verb has --help, the top-level help lists them, man page built") {
   auto r = run_program({NIXBOOT_BIN, "--help"});
   REQUIRE(r.status == 0);
   for (const char* verb : {"install", "try", "status", "list", "history", "mark-good", "mark-bad", "rollback"}) {

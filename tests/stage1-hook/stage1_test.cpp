@@ -207,7 +207,7 @@ TEST_CASE("stage1: EFI firmware without variables: it tries to mount efivarfs an
     CHECK(f.rec().find("trial=0\n") != std::string::npos);
 }
 
-TEST_CASE("stage1: a hang is cut by the hard time bound; the boot goes on", "[stage1][bad-input]") {
+TEST_CASE("stage1: a hang is cut by the hard time bound, the boot goes on", "[stage1][bad-input]") {
     FakeRoot f;
     // A FIFO nobody writes: opening /proc/cmdline blocks forever.
     REQUIRE(::mkfifo((f.root / "proc/cmdline").c_str(), 0600) == 0);

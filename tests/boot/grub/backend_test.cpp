@@ -252,7 +252,7 @@ TEST_CASE("grub backend: arm, GRUB counts down, disarm", "[grub][backend][real]"
     }
 }
 
-TEST_CASE("grub backend: two state copies written in turn, in place; a torn one is skipped",
+TEST_CASE("grub backend: two state copies written in turn, in place, a torn one is skipped",
           "[grub][backend][real]") {
     Fixture f;
     GrubBackend b(f.opts);

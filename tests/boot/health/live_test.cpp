@@ -192,7 +192,7 @@ TEST_CASE("live: bad input changes nothing", "[health][live][cli][bad-input]") {
     }
 }
 
-TEST_CASE("live: a reboot during the window boots the old default; the next check records the revert", "[health][live][cli]") {
+TEST_CASE("live: a reboot during the window boots the old default, the next check records the revert", "[health][live][cli]") {
     CheckRig c;
     c.check_script("required/ok", "exit 0");
     REQUIRE(c.nixboot({"try", "--live", "3"}).status == 0);

@@ -313,7 +313,7 @@ TEST_CASE("RootDir: Sync::file_only fsyncs each file and leaves the directory to
     CHECK(test::read_file(tmp / "loader/entries/e0.conf") == "z");
 }
 
-TEST_CASE("AtomicFile: explicit commit; without it the target is untouched", "[util][dir]") {
+TEST_CASE("AtomicFile: explicit commit, without it the target is untouched", "[util][dir]") {
     test::TempDir tmp;
     RootDir root = RootDir::open(tmp.path());
     root.write_atomic("loader.conf", "old\n", Sync::no);

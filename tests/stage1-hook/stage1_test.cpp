@@ -220,6 +220,7 @@ TEST_CASE("stage1: a hang is cut by the hard time bound, the boot goes on", "[st
 }
 
 TEST_CASE("stage1: GRUB trial detection from the command line", "[stage1][grub]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
     FakeRoot f;
     SECTION("trial consumed by GRUB") {
         f.cmdline("nixboot.entry=nixos-generation-3 nixboot.trial=nixos-generation-3 nixboot.tries=0\n");
@@ -237,16 +238,16 @@ TEST_CASE("stage1: GRUB trial detection from the command line", "[stage1][grub]"
         f.cmdline("nixboot.entry=nixos-generation-3 nixboot.trial=nixos-generation-3 nixboot.tries=1 nixboot.consume=stage1\n");
         auto env = f.root / "mnt-root/boot/grub/grubenv";
         std::filesystem::create_directories(env.parent_path());
-        REQUIRE(run_program({"/usr/bin/grub-editenv", env.string(), "create"}).status == 0);
-        REQUIRE(run_program({"/usr/bin/grub-editenv", env.string(), "set", "nixboot_trial=nixos-generation-3",
+        REQUIRE(run_program({nixboot::test::find_program("grub-editenv"), env.string(), "create"}).status == 0);
+        REQUIRE(run_program({nixboot::test::find_program("grub-editenv"), env.string(), "set", "nixboot_trial=nixos-generation-3",
                              "nixboot_tries=2", "other=kept"}).status == 0);
         CHECK(f.run().status == 0);
         CHECK(f.rec().find("consumed-by=stage1\n") != std::string::npos);
-        auto list = run_program({"/usr/bin/grub-editenv", env.string(), "list"});
+        auto list = run_program({nixboot::test::find_program("grub-editenv"), env.string(), "list"});
         CHECK(list.out == "nixboot_trial=nixos-generation-3\nnixboot_tries=1\nother=kept\n");
         // A second run in the same boot consumes nothing more.
         CHECK(f.run().status == 0);
-        CHECK(run_program({"/usr/bin/grub-editenv", env.string(), "list"}).out == list.out);
+        CHECK(run_program({nixboot::test::find_program("grub-editenv"), env.string(), "list"}).out == list.out);
     }
     SECTION("GRUB could not write grubenv and there is none to write: left to the late check") {
         f.cmdline("nixboot.entry=nixos-generation-3 nixboot.trial=nixos-generation-3 nixboot.tries=0 nixboot.consume=stage1\n");

@@ -286,6 +286,7 @@ TEST_CASE("check: a bad verdict interrupted before marking is finished by the re
 }
 
 TEST_CASE("check: a GRUB trial is detected by stage 1 and promoted by the check", "[health][verdict][cli][grub]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
     TempDir tmp;
     ::chmod(tmp.path().c_str(), 0755);
     auto boot = tmp / "boot", profile = tmp / "profiles/system", checks = tmp / "checks.d", run = tmp / "run";
@@ -308,13 +309,13 @@ TEST_CASE("check: a GRUB trial is detected by stage 1 and promoted by the check"
         argv.insert(argv.end(), args.begin(), args.end());
         return run_program(argv);
     };
-    auto env = [&] { return run_program({"/usr/bin/grub-editenv", (boot / "grub/grubenv").string(), "list"}).out; };
+    auto env = [&] { return run_program({nixboot::test::find_program("grub-editenv"), (boot / "grub/grubenv").string(), "list"}).out; };
     REQUIRE(nixboot({"install"}).status == 0);
     REQUIRE(nixboot({"try", "3"}).status == 0);
     CHECK(env().find("nixboot_trial=nixos-generation-3\nnixboot_tries=1\n") != std::string::npos);
     // What GRUB's preamble does at power-on: save the decrement, boot the
     // trial with the trial words on its command line.
-    REQUIRE(run_program({"/usr/bin/grub-editenv", (boot / "grub/grubenv").string(), "set", "nixboot_tries=0"}).status == 0);
+    REQUIRE(run_program({nixboot::test::find_program("grub-editenv"), (boot / "grub/grubenv").string(), "set", "nixboot_tries=0"}).status == 0);
     write_file(cmdline, "init=/x nixboot.entry=nixos-generation-3 nixboot.trial=nixos-generation-3 nixboot.tries=0\n");
     auto s1 = run_program({NIXBOOT_STAGE1_BIN, "--cmdline", cmdline.string(), "--efivars", (tmp / "efivars").string(),
                            "--run", run.string(), "--kmsg", (tmp / "kmsg").string(), "--watchdog-device",
@@ -362,12 +363,12 @@ struct GrubCheck {
         argv.insert(argv.end(), args.begin(), args.end());
         return run_program(argv, {"NIXBOOT_REBOOT_COMMAND=" + (tmp / "reboot").string()});
     }
-    std::string env() { return run_program({"/usr/bin/grub-editenv", (boot / "grub/grubenv").string(), "list"}).out; }
+    std::string env() { return run_program({nixboot::test::find_program("grub-editenv"), (boot / "grub/grubenv").string(), "list"}).out; }
     // What GRUB does at power-on: the trial with its decrement saved, or,
     // with the tries spent, the default with the trial words of a spent trial.
     void boot_entry(unsigned generation, unsigned tries_left, bool decrement) {
         if (decrement)
-            REQUIRE(run_program({"/usr/bin/grub-editenv", (boot / "grub/grubenv").string(), "set",
+            REQUIRE(run_program({nixboot::test::find_program("grub-editenv"), (boot / "grub/grubenv").string(), "set",
                                  "nixboot_tries=" + std::to_string(tries_left)})
                         .status == 0);
         write_file(cmdline, "init=/x nixboot.entry=nixos-generation-" + std::to_string(generation) +
@@ -397,6 +398,7 @@ struct GrubCheck {
 
 TEST_CASE("check: GRUB booted the default after the trial's tries ran out: the trial is settled bad and disarmed",
           "[health][verdict][cli][grub]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
     GrubCheck g(1);
     write_script(g.checks / "required/ok", "#!/bin/sh\nexit 0\n");
     g.boot_entry(3, 0, true);  // the trial panics before its check
@@ -420,6 +422,7 @@ TEST_CASE("check: GRUB booted the default after the trial's tries ran out: the t
 }
 
 TEST_CASE("check: a GRUB trial whose check fails stays bad after the reboot", "[health][verdict][cli][grub]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
     GrubCheck g(2);
     write_script(g.checks / "required/fails", "#!/bin/sh\nexit 1\n");
     g.boot_entry(3, 1, true);
@@ -435,6 +438,7 @@ TEST_CASE("check: a GRUB trial whose check fails stays bad after the reboot", "[
 
 TEST_CASE("check: a GRUB one-shot trial whose check fails is bad, not a trial with its try back",
           "[health][verdict][cli][grub]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
     GrubCheck g(1);
     write_script(g.checks / "required/fails", "#!/bin/sh\nexit 1\n");
     g.boot_entry(3, 0, true);

@@ -43,8 +43,9 @@ struct CheckDiscovery {
 };
 
 // Why a file with status `st` must not run as a check, or nullopt if it may:
-// not a regular file, not owned by root, writable by group or others, not
-// executable. (Symlinks are followed by the caller: the target counts.)
+// not a regular file, owned by neither root nor the user running nixboot,
+// writable by group or others, not executable. (Symlinks are followed by the
+// caller: the target counts.)
 std::optional<std::string> refusal_reason(const struct stat& st);
 
 // Per-check settings: default timeout (config `check-timeout`) and the

@@ -88,7 +88,6 @@ inline std::filesystem::path make_generation(const std::filesystem::path& store,
     return toplevel;
 }
 
-inline bool is_root() { return ::geteuid() == 0; }
 
 // A tmpfs of `size` mounted on `dir` for the lifetime of the object.
 class TmpfsMount {

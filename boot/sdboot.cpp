@@ -224,6 +224,16 @@ std::string loader_entry_id(std::string_view file_name, IdScheme scheme) {
   return lower(file_name);
 }
 
+std::string one_shot_pattern(std::string_view file_name) {
+  const auto n = parse_entry_name(file_name);
+  std::string out;
+  for (const char c : lower(n.stem)) {
+    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
+    out += c;
+  }
+  return out + "[+.]*conf";
+}
+
 bool efi_fnmatch(std::string_view p, std::string_view t) {
   // Iterative glob with single-star backtracking, like systemd's efi_fnmatch.
   std::size_t pi = 0, ti = 0, star_p = std::string_view::npos, star_t = 0;
@@ -844,8 +854,20 @@ ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
     esp.rename_idempotent(std::string(entries_dir) + "/" + f->file_name, std::string(entries_dir) + "/" + target,
                           Sync::yes);
   if (!sort_mode) {
+    // A pattern, not one ID: which ID rule the loader of the next boot
+    // follows is not known here (LoaderInfo names the loader that ran this
+    // boot, and 257's stable updates changed the rule). It must select the
+    // trial and nothing else under both rules.
+    const std::string pattern = one_shot_pattern(target);
+    for (const auto& it : s.sorted) {
+      if (it.file_name == f->file_name) continue;
+      for (IdScheme scheme : {IdScheme::with_counter, IdScheme::without_counter})
+        if (efi_fnmatch(pattern, loader_entry_id(it.file_name, scheme)))
+          throw Error("cannot arm " + q(id) + ": the one-shot " + q(pattern) + " would also select entry " +
+                      q(it.file_name) + " in " + esp.display(entries_dir).string());
+    }
     EfiVars vars(opts_.efivars);
-    vars.set_string(efivar_name::loader_entry_oneshot, loader_entry_id(target, s.scheme));
+    vars.set_string(efivar_name::loader_entry_oneshot, pattern);
     return ArmMode::one_shot;
   }
   if (s.conf.get("default")) {

@@ -36,6 +36,15 @@ IdScheme id_scheme_for(std::string_view loader_info);
 // lower-cased as systemd-boot does.
 std::string loader_entry_id(std::string_view file_name, IdScheme scheme);
 
+// The LoaderEntryOneShot value that selects entry file `file_name`
+// ("nixos-generation-5+3-0.conf") under either ID rule: "<stem>[+.]*conf",
+// lower-cased, glob characters in the stem escaped. It matches the ID with the
+// counter ("nixos-generation-5+3-0.conf": systemd-boot up to 257.x before
+// systemd PR #38897, and 258's release candidates) and without it
+// ("nixos-generation-5.conf": 257 stable updates that took the PR, 258.x,
+// 259+), and no ID of another generation or specialisation ("-50", "-5-...").
+std::string one_shot_pattern(std::string_view file_name);
+
 // systemd-boot's efi_fnmatch: '*', '?', '[a-z]', '[!x]', '\\' escapes.
 bool efi_fnmatch(std::string_view pattern, std::string_view text);
 

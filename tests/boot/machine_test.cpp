@@ -95,13 +95,13 @@ TEST_CASE("shared kernels are copied once under content names") {
   CHECK(linux_of(e2).find("linux /EFI/nixos/") == 0);
 }
 
-TEST_CASE("try arms a one-shot with the counter in the ID on systemd-boot 252, bless promotes (G1, G3)") {
+TEST_CASE("try arms a one-shot matching the trial under either ID rule on systemd-boot 252, bless promotes (G1, G3)") {
   Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
   s.machine.install();
   auto r = s.machine.try_generation(3, {});
   CHECK(r.mode == ArmMode::one_shot);
   CHECK(r.fallback == "nixos-generation-2");
-  CHECK(s.rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3+1.conf"));
+  CHECK(s.rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3[+.]*conf"));
   CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
   auto v = s.backend.read();
   CHECK(v.next_boot == std::optional<std::string>("nixos-generation-3"));
@@ -130,13 +130,51 @@ TEST_CASE("try arms a one-shot with the counter in the ID on systemd-boot 252, b
   CHECK(s.rig.boot() == "nixos-generation-3.conf");
 }
 
-TEST_CASE("systemd-boot 258 gets the one-shot ID without the counter") {
+TEST_CASE("systemd-boot 258 boots the one-shot trial, whose ID has no counter") {
   Setup s(3, "systemd-boot 258", 2);
   s.machine.install();
   s.machine.try_generation(3, TryOptions{2, Reboot::no, false});
   CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+2.conf"});
-  CHECK(s.rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3.conf"));
+  CHECK(s.rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3[+.]*conf"));
   CHECK(s.rig.boot() == "nixos-generation-3+1-1.conf");
+}
+
+// Debian 13's systemd-boot 257.13 strips the counter from the ID (systemd PR
+// #38897 reached the 257 stable series) while its version says 257, and a
+// loader updated after the trial was armed boots under the other rule: the
+// one-shot must select the trial whichever rule the next boot's loader has.
+TEST_CASE("a one-shot armed under one loader's ID rule boots the trial under the other") {
+  for (const auto& [armed_under, booted_under] :
+       std::vector<std::pair<std::string, std::string>>{{"systemd-boot 252.39-1~deb12u1", "systemd-boot 262.1-1"},
+                                                        {"systemd-boot 262.1-1", "systemd-boot 252.39-1~deb12u1"},
+                                                        {"systemd-boot 257.13-1~deb13u1", "systemd-boot 258"}}) {
+    INFO(armed_under << " -> " << booted_under);
+    Setup s(3, armed_under, 2);
+    s.machine.install();
+    s.machine.try_generation(3, {});
+    EfiVars(s.rig.efivars).set_string(efivar_name::loader_info, booted_under);
+    CHECK(s.rig.boot() == "nixos-generation-3+0-1.conf");
+    CHECK(s.rig.boot() == "nixos-generation-2.conf");  // spent: the good default
+  }
+}
+
+TEST_CASE("one_shot_pattern selects its entry only, under both ID rules") {
+  const std::vector<std::string> ids = {"nixos-generation-3+2-0.conf", "nixos-generation-30+1.conf",
+                                        "nixos-generation-3-specialisation-x+1.conf", "nixos-generation-3.conf.bak",
+                                        "nixos-generation-30.conf", "nixos-generation-3-specialisation-x.conf",
+                                        "nixos-generation-3+1-1.conf", "nixos-generation-3.conf"};
+  const auto p = one_shot_pattern("nixos-generation-3+2-0.conf");
+  CHECK(p == "nixos-generation-3[+.]*conf");
+  std::vector<std::string> hits;
+  for (const auto& id : ids)
+    if (efi_fnmatch(p, id)) hits.push_back(id);
+  CHECK(hits == std::vector<std::string>{"nixos-generation-3+2-0.conf", "nixos-generation-3+1-1.conf",
+                                         "nixos-generation-3.conf"});
+  CHECK(one_shot_pattern("NixOS-Generation-3-specialisation-Big+1.conf") ==
+        "nixos-generation-3-specialisation-big[+.]*conf");
+  CHECK(one_shot_pattern("odd[1]*?+1.conf") == "odd\\[1\\]\\*\\?[+.]*conf");
+  CHECK(efi_fnmatch(one_shot_pattern("odd[1]*?+1.conf"), "odd[1]*?+1.conf"));
+  CHECK_FALSE(efi_fnmatch(one_shot_pattern("odd[1]*?+1.conf"), "odd1xx+1.conf"));
 }
 
 TEST_CASE("a one-shot of generation 5 never matches generation 50") {

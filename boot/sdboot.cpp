@@ -805,9 +805,14 @@ ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
   if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());
   if (opts.tries == 0) throw UsageError("tries must be at least 1");
   auto target = format_entry_name(make_trial(f->name, opts.tries));
-  bool sort_mode = !s.vars_writable || !s.oneshot_supported;
+  // More than one try needs the sort order: systemd-boot deletes
+  // LoaderEntryOneShot as it reads it (src/boot/boot.c, 252 to 262), so a
+  // one-shot is one boot whatever the counter says, and the pinned default
+  // would win the second. By sort order the loader itself picks the trial
+  // while it has tries left and sorts it last once they are spent.
+  bool sort_mode = !s.vars_writable || !s.oneshot_supported || opts.tries > 1;
   if (sort_mode) {
-    if (s.efi_default)
+    if (s.efi_default && !s.vars_writable)
       throw Error("cannot arm " + q(id) + " by sort order: EFI variable LoaderEntryDefault (" +
                   q(*s.efi_default) + ") overrides loader.conf and EFI variables are not writable");
     // The trial must sort first, and once spent, the first entry must be
@@ -869,6 +874,13 @@ ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
     EfiVars vars(opts_.efivars);
     vars.set_string(efivar_name::loader_entry_oneshot, pattern);
     return ArmMode::one_shot;
+  }
+  if (s.vars_writable && (s.efi_default || s.one_shot)) {
+    // Either would override the sort order; set_default(fallback) left
+    // LoaderEntryDefault naming the fallback at most.
+    EfiVars vars(opts_.efivars);
+    if (s.one_shot) vars.remove(efivar_name::loader_entry_oneshot);
+    if (s.efi_default) vars.remove(efivar_name::loader_entry_default);
   }
   if (s.conf.get("default")) {
     auto conf = s.conf;

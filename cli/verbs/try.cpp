@@ -72,7 +72,7 @@ VerbRegistration reg{Verb{
     [](po::options_description& d, po::positional_options_description& p) {
       d.add_options()
           ("generation", po::value<std::string>()->value_name("GEN"), "the generation number to try")
-          ("tries", po::value<std::string>()->value_name("N"), "boots the trial may take (default from the config, 1)")
+          ("tries", po::value<std::string>()->value_name("N"), "boots the trial may take (default from the config, 1); on systemd-boot more than 1 arms by sort order")
           ("reboot", "reboot right away (systemctl reboot)")
           ("live", "activate GEN now without a reboot; revert unless confirmed")
           ("confirm-timeout", po::value<std::string>()->value_name("S"), "seconds to wait for 'nixboot confirm' (default 300)")

@@ -133,10 +133,33 @@ TEST_CASE("try arms a one-shot matching the trial under either ID rule on system
 TEST_CASE("systemd-boot 258 boots the one-shot trial, whose ID has no counter") {
   Setup s(3, "systemd-boot 258", 2);
   s.machine.install();
-  s.machine.try_generation(3, TryOptions{2, Reboot::no, false});
-  CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+2.conf"});
+  s.machine.try_generation(3, TryOptions{1, Reboot::no, false});
+  CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+1.conf"});
   CHECK(s.rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3[+.]*conf"));
-  CHECK(s.rig.boot() == "nixos-generation-3+1-1.conf");
+  CHECK(s.rig.boot() == "nixos-generation-3+0-1.conf");
+}
+
+// systemd-boot deletes LoaderEntryOneShot as it reads it: with a one-shot, a
+// second try would never come (the pinned default wins). More than one try is
+// armed by sort order, which the loader follows on every boot.
+TEST_CASE("systemd-boot with --tries 3 and writable EFI variables: three boots of the trial, then the good default (G2)") {
+  for (const std::string info : {"systemd-boot 252.39-1~deb12u1", "systemd-boot 262.1-1"}) {
+    INFO(info);
+    Setup s(3, info, 2);
+    s.machine.install();
+    EfiVars(s.rig.efivars).set_string(efivar_name::loader_entry_default, "nixos-generation-2.conf");
+    auto r = s.machine.try_generation(3, TryOptions{3, Reboot::no, false});
+    CHECK(r.mode == ArmMode::sort_order);
+    CHECK_FALSE(s.rig.var(efivar_name::loader_entry_oneshot));
+    CHECK_FALSE(s.rig.var(efivar_name::loader_entry_default));
+    CHECK(s.backend.read().armed == std::optional<std::string>("nixos-generation-3"));
+    CHECK(s.rig.boot() == "nixos-generation-3+2-1.conf");
+    CHECK(s.rig.boot() == "nixos-generation-3+1-2.conf");
+    CHECK(s.rig.boot() == "nixos-generation-3+0-3.conf");
+    CHECK(s.rig.boot() == "nixos-generation-2.conf");  // spent: sorted last, the good fallback first
+    s.machine.mark_bad("nixos-generation-3", "trial boot of generation 3 did not reach a verdict");
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+  }
 }
 
 // Debian 13's systemd-boot 257.13 strips the counter from the ID (systemd PR

@@ -235,7 +235,10 @@ std::string one_shot_pattern(std::string_view file_name) {
 }
 
 bool efi_fnmatch(std::string_view p, std::string_view t) {
-  // Iterative glob with single-star backtracking, like systemd's efi_fnmatch.
+  // Iterative glob with single-star backtracking, like systemd's efi_fnmatch
+  // (src/fundamental/efi-string.c, 252 to 262): '*', '?', '\\' escapes and
+  // sets with ranges; a set has no negation ('!' and '^' in it are plain
+  // characters), ']' first in a set is a plain character.
   std::size_t pi = 0, ti = 0, star_p = std::string_view::npos, star_t = 0;
   auto match_one = [&](std::size_t& pp, char c) -> std::optional<bool> {
     // Returns nullopt on a malformed class; advances pp past the token.
@@ -244,8 +247,6 @@ bool efi_fnmatch(std::string_view p, std::string_view t) {
     if (pc == '\\' && pp + 1 < p.size()) { pp += 2; return p[pp - 1] == c; }
     if (pc == '[') {
       std::size_t q = pp + 1;
-      bool negate = q < p.size() && (p[q] == '!' || p[q] == '^');
-      if (negate) ++q;
       bool hit = false, first = true;
       while (q < p.size() && (first || p[q] != ']')) {
         first = false;
@@ -261,7 +262,7 @@ bool efi_fnmatch(std::string_view p, std::string_view t) {
       }
       if (q >= p.size()) return std::nullopt;
       pp = q + 1;
-      return hit != negate;
+      return hit;
     }
     ++pp;
     return pc == c;

@@ -45,7 +45,7 @@ std::string loader_entry_id(std::string_view file_name, IdScheme scheme);
 // 259+), and no ID of another generation or specialisation ("-50", "-5-...").
 std::string one_shot_pattern(std::string_view file_name);
 
-// systemd-boot's efi_fnmatch: '*', '?', '[a-z]', '[!x]', '\\' escapes.
+// systemd-boot's efi_fnmatch: '*', '?', '[a-z]' (no negation), '\\' escapes.
 bool efi_fnmatch(std::string_view pattern, std::string_view text);
 
 // systemd's strverscmp_improved: <0, 0, >0 like strcmp, "newer" is greater.

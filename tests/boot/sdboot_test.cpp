@@ -33,7 +33,12 @@ TEST_CASE("efi_fnmatch matches like systemd-boot's globs") {
   CHECK(efi_fnmatch("a?c", "abc"));
   CHECK_FALSE(efi_fnmatch("a?c", "ac"));
   CHECK(efi_fnmatch("[a-c]x", "bx"));
-  CHECK_FALSE(efi_fnmatch("[!a-c]x", "bx"));
+  // No negation in systemd-boot's sets: '!' is one more character.
+  CHECK(efi_fnmatch("[!a-c]x", "bx"));
+  CHECK(efi_fnmatch("[!a-c]x", "!x"));
+  CHECK_FALSE(efi_fnmatch("[!a-c]x", "dx"));
+  CHECK(efi_fnmatch("[^a]", "^"));
+  CHECK(efi_fnmatch("[]a]", "]"));
   CHECK(efi_fnmatch("a\\*", "a*"));
   CHECK_FALSE(efi_fnmatch("a\\*", "ab"));
   CHECK(efi_fnmatch("*", ""));

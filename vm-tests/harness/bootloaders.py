@@ -72,7 +72,7 @@ def stock_nixos_entry(generation: int, toplevel: str, kernel_file: str, initrd_f
 class SystemdBoot(Bootloader):
     name = "systemd-boot"
     nixboot_name = "systemd-boot"
-    scenarios = {"1", "2", "3", "4", "5", "6", "7", "9"}
+    scenarios = {"1", "2", "3", "4", "5", "6", "7", "9", "10"}
     EFI = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
 
     def build_boot_image(self, kern: Kernel, generation1: str) -> Path:

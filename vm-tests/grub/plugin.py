@@ -170,6 +170,11 @@ for f in /nix/store/*-nixos-system-*/etc/nixboot/nixboot.conf; do
   grep -q '^grub-timeout' "$f" || echo 'grub-timeout = 0' >> "$f"
 done""")
 
+    def loader_version(self) -> str:
+        from harness.bootloaders import host_package_version
+        package = "grub-efi-amd64-bin" if self.firmware == "efi" else "grub-pc-bin"
+        return f"GRUB {host_package_version(package)}"
+
     def disable_one_shot(self, ctx) -> None:
         """GRUB has no one-shot separate from counting: a trial armed with
         --tries N is GRUB's counted mode (grubenv nixboot_tries, decremented

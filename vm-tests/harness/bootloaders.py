@@ -54,6 +54,26 @@ class Bootloader:
         """Plug-in point: QEMU `if=` of the three disks (boot, root, /nix)."""
         return "virtio"
 
+    def loader_version(self) -> str:
+        """Plug-in point: the loader's name and version, shown in every PASS/FAIL
+        line ("systemd-boot 257.13-1~deb13u1"); valid after build_boot_image."""
+        return "?"
+
+
+def host_package_version(package: str) -> str:
+    """The installed version of a Debian package on this machine ("?" if none)."""
+    out = run(["dpkg-query", "-W", "-f=${Version}", package], capture=True, check=False)
+    return out.strip() or "?"
+
+
+def debian_package(suite: str, package: str) -> tuple:
+    """(unpacked directory, version) of `package` from Debian `suite`, fetched
+    by scripts/debian-package into build/debian/ (cached there)."""
+    script = Path(__file__).resolve().parents[2] / "scripts" / "debian-package"
+    out = run([str(script), suite, package], capture=True)
+    where, version = out.strip().splitlines()[-1].split(" ", 1)
+    return Path(where).resolve(), version
+
 
 def mtools(*args):
     run(list(args), env=mtools_env())
@@ -74,19 +94,32 @@ class SystemdBoot(Bootloader):
     nixboot_name = "systemd-boot"
     scenarios = {"1", "2", "3", "4", "5", "6", "7", "9", "10"}
     EFI = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
+    suite = None    # a Debian suite to take systemd-boot-efi from; None: this machine's
+
+    def loader_efi(self) -> Path:
+        if self.suite is None:
+            self._version = "systemd-boot " + host_package_version("systemd-boot-efi")
+            return self.EFI
+        where, version = debian_package(self.suite, "systemd-boot-efi")
+        self._version = f"systemd-boot {version}"
+        return where / str(self.EFI).lstrip("/")
+
+    def loader_version(self) -> str:
+        return getattr(self, "_version", "?")
 
     def build_boot_image(self, kern: Kernel, generation1: str) -> Path:
         from .images import BASE_PARAMS
-        if not self.EFI.exists():
-            raise HarnessError(f"{self.EFI}: missing (apt-get install systemd-boot-efi)")
+        efi = self.loader_efi()
+        if not efi.exists():
+            raise HarnessError(f"{efi}: missing (apt-get install systemd-boot-efi)")
         img = self.workdir / "esp-systemd-boot.img"
         img.unlink(missing_ok=True)
         run(["mkfs.vfat", "-F", "32", "-n", "ESP", "-C", img, str(128 * 1024)])
         i = f"-i{img}"
         mtools("mmd", i, "::/EFI", "::/EFI/BOOT", "::/EFI/systemd", "::/EFI/nixos",
                "::/loader", "::/loader/entries")
-        mtools("mcopy", i, self.EFI, "::/EFI/BOOT/BOOTX64.EFI")
-        mtools("mcopy", i, self.EFI, "::/EFI/systemd/systemd-bootx64.efi")
+        mtools("mcopy", i, efi, "::/EFI/BOOT/BOOTX64.EFI")
+        mtools("mcopy", i, efi, "::/EFI/systemd/systemd-bootx64.efi")
         stage = self.workdir / "esp-stage"
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir()
@@ -131,3 +164,20 @@ mount -o remount,ro /sys/firmware/efi/efivars
             shutil.copy2(OVMF_VARS, vars_copy)
         return ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
                 "-drive", f"if=pflash,format=raw,file={vars_copy}"]
+
+
+# Newer systemd-boot builds from Debian's other suites (scripts/debian-package),
+# booted with the same guest. Debian 13's 257.13 is the loader whose entry IDs
+# lost the counter within the 257 series; unstable has the newest.
+@register
+class SystemdBootTrixie(SystemdBoot):
+    name = "systemd-boot-trixie"
+    suite = "trixie"
+    scenarios = {"1", "2"}
+
+
+@register
+class SystemdBootSid(SystemdBoot):
+    name = "systemd-boot-sid"
+    suite = "sid"
+    scenarios = {"1"}

@@ -77,6 +77,7 @@ struct LoaderView {
   std::optional<std::string> next_boot;   // entry the loader boots next, with its real precedence
   bool vars_writable = false;             // one-shot/default variables can be written
   std::vector<std::string> warnings;      // duplicate counters, foreign or unparsable files, stale variables
+  std::vector<std::string> blocking;      // problems that stop every change, each with its fix (also in warnings)
 
   const Entry* find(std::string_view id) const;  // nullptr if absent
 };

@@ -18,7 +18,9 @@ namespace nixboot {
 
 namespace {
 
-// "N" from "BASE-N-link"; nullopt for anything else (leading zeros, overflow).
+// "N" from "BASE-N-link"; nullopt for anything else (leading zeros). A
+// number too large for `unsigned` reads as UINT_MAX: above max_generation,
+// refused by the caller with the link's name instead of passed over.
 std::optional<unsigned> parse_link_name(std::string_view name, std::string_view base) {
     if (!name.starts_with(base) || name.size() <= base.size() + 1 || name[base.size()] != '-') return std::nullopt;
     name.remove_prefix(base.size() + 1);
@@ -27,7 +29,9 @@ std::optional<unsigned> parse_link_name(std::string_view name, std::string_view 
     if (name.empty() || (name.size() > 1 && name.front() == '0')) return std::nullopt;
     unsigned n = 0;
     const auto [ptr, ec] = std::from_chars(name.data(), name.data() + name.size(), n);
-    if (ec != std::errc() || ptr != name.data() + name.size()) return std::nullopt;
+    if (ptr != name.data() + name.size()) return std::nullopt;
+    if (ec == std::errc::result_out_of_range) return UINT_MAX;
+    if (ec != std::errc()) return std::nullopt;
     return n;
 }
 
@@ -110,7 +114,8 @@ std::filesystem::path generation_link(const std::filesystem::path& profile, unsi
     return profile.parent_path() / (profile.filename().string() + "-" + std::to_string(n) + "-link");
 }
 
-std::vector<GenerationLink> list_generation_links(const std::filesystem::path& profile) {
+std::vector<GenerationLink> list_generation_links(const std::filesystem::path& profile,
+                                                  std::vector<std::filesystem::path>* out_of_range) {
     const std::filesystem::path dir = profile.parent_path().empty() ? "." : profile.parent_path();
     const std::string base = profile.filename().string();
     std::optional<RootDir> opened;
@@ -124,6 +129,10 @@ std::vector<GenerationLink> list_generation_links(const std::filesystem::path& p
     for (const std::string& name : root.list("")) {
         const auto number = parse_link_name(name, base);
         if (!number) continue;
+        if (*number > max_generation) {
+            if (out_of_range) out_of_range->push_back(dir / name);
+            continue;
+        }
         GenerationLink link;
         link.number = *number;
         link.link = dir / name;
@@ -154,7 +163,12 @@ Generation read_generation(const GenerationLink& link) {
 GenerationScan discover_generations(const std::filesystem::path& profile) {
     GenerationScan scan;
     FileChecks checks;
-    for (const GenerationLink& link : list_generation_links(profile)) {
+    std::vector<std::filesystem::path> too_large;
+    const auto links = list_generation_links(profile, &too_large);
+    for (const auto& link : too_large)
+        scan.out_of_range.push_back("'" + link.string() + "': generation number above " + std::to_string(max_generation) +
+                                    ", the largest an entry ID carries; not installed");
+    for (const GenerationLink& link : links) {
         try {
             scan.ok.push_back(read_generation_checked(link, checks));
         } catch (const Error& e) {
@@ -170,7 +184,9 @@ std::optional<unsigned> current_generation(const std::filesystem::path& profile)
     std::error_code ec;
     const auto target = std::filesystem::read_symlink(profile, ec);
     if (ec) return std::nullopt;
-    return parse_link_name(target.filename().string(), profile.filename().string());
+    const auto number = parse_link_name(target.filename().string(), profile.filename().string());
+    if (number && *number > max_generation) return std::nullopt;
+    return number;
 }
 
 void switch_profile(const std::filesystem::path& profile, unsigned n) {

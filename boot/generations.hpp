@@ -21,6 +21,11 @@ struct Generation {
     std::string nixos_version;       // TOPLEVEL/nixos-version, else "" 
 };
 
+// The largest generation number nixboot installs: an entry ID
+// (nixos-generation-N) carries at most 9 digits. A link numbered above it is
+// refused at install, never written as an entry nothing could read back.
+constexpr unsigned max_generation = 999'999'999;
+
 struct SkippedGeneration {
     unsigned number = 0;
     std::string reason;  // one line: the Error text
@@ -29,6 +34,7 @@ struct SkippedGeneration {
 struct GenerationScan {
     std::vector<Generation> ok;               // sorted by number
     std::vector<SkippedGeneration> skipped;   // sorted by number
+    std::vector<std::string> out_of_range;    // "'LINK': ..." for links numbered above max_generation
 };
 
 // A generation link as found beside the profile, before reading its system.
@@ -43,7 +49,10 @@ struct GenerationLink {
 // toplevel. Sorted by number. For callers that only need to know which
 // generations exist (no-op install, status). Throws only if the profile's
 // directory cannot be listed.
-std::vector<GenerationLink> list_generation_links(const std::filesystem::path& profile);
+// Links numbered above max_generation are left out, and listed in
+// `out_of_range` when it is given.
+std::vector<GenerationLink> list_generation_links(const std::filesystem::path& profile,
+                                                  std::vector<std::filesystem::path>* out_of_range = nullptr);
 
 // Reads one generation: its boot.json (or legacy files) and checks that every
 // kernel, initrd and devicetree it names exists. Throws Error naming the link

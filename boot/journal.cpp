@@ -157,6 +157,15 @@ void append_journal(const std::filesystem::path& state_dir, const JournalRecord&
     root.append(journal_file, prefix + line, Sync::yes);
 }
 
+void check_journal_writable(const std::filesystem::path& state_dir) {
+    RootDir root = RootDir::open_or_create(state_dir);
+    Fd fd = root.open_file(journal_file, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) throw_errno("opening '" + root.display(journal_file).string() + "'");
+    if (!S_ISREG(st.st_mode)) throw Error("'" + root.display(journal_file).string() + "' is not a regular file");
+    fd.close(root.display(journal_file).c_str());
+}
+
 JournalContents read_journal(const std::filesystem::path& state_dir) {
     JournalContents contents;
     std::error_code ec;

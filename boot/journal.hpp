@@ -42,6 +42,12 @@ JournalRecord parse_journal_line(std::string_view line, std::string_view origin)
 // Appends one line to STATE/journal (creating STATE and the file) and fsyncs.
 void append_journal(const std::filesystem::path& state_dir, const JournalRecord& record);
 
+// Opens STATE/journal for appending (creating it empty) and writes nothing:
+// a mutating command calls it before its first change, so a journal that
+// cannot be written (a directory in its place, a read-only state directory)
+// stops the command while nothing has happened yet.
+void check_journal_writable(const std::filesystem::path& state_dir);
+
 struct JournalProblem {
     unsigned line = 0;        // 1-based
     std::string message;      // ParseError text, or "...: torn last line (no newline)"

@@ -125,6 +125,14 @@ const Entry* newest_good(const LoaderView& v, std::string_view except = {}) {
   return best;
 }
 
+// The view a change starts from; refused, with the fix, while the loader's
+// state cannot be read (a malformed LoaderEntryDefault, for example).
+LoaderView read_for_change(const Backend& backend) {
+  auto view = backend.read();
+  if (!view.blocking.empty()) throw Error(view.blocking.front());
+  return view;
+}
+
 bool is_good(const LoaderView& v, const std::optional<std::string>& id) {
   if (!id) return false;
   const auto* e = v.find(*id);
@@ -162,6 +170,21 @@ struct Journaler {
     r.boot_id = boot_id;
     r.reason = std::move(reason);
     append_journal(state, r);
+  }
+
+  // Before a command's first change: a journal it cannot write stops it
+  // while nothing has happened.
+  void check_writable() const { check_journal_writable(state); }
+
+  // Journals a change that already took effect. Its failure names what took
+  // effect and what to run (`next`): never an error that hides a change.
+  void after(const std::string& done, const std::string& next, JournalEvent ev, std::optional<unsigned> gen,
+             std::string entry, std::string file, std::string reason) const {
+    try {
+      (*this)(ev, gen, std::move(entry), std::move(file), std::move(reason));
+    } catch (const Error& e) {
+      throw Error(done + ", but journaling it failed: " + e.what() + (next.empty() ? "" : "; " + next));
+    }
   }
 };
 
@@ -305,8 +328,14 @@ InstallReport Machine::install() {
   report = install_unlocked();
   auto after = install_key(backend_, opts_);
   if (!after.empty() && (!stamp || stamp->key != after)) {
-    RootDir::open_or_create(opts_.state)
-        .write_atomic(stamp_name, format_stamp(Stamp{after, report.default_entry, report.skipped}), Sync::no);
+    // Only a cache of "nothing changed": the entries are written already.
+    try {
+      RootDir::open_or_create(opts_.state)
+          .write_atomic(stamp_name, format_stamp(Stamp{after, report.default_entry, report.skipped}), Sync::no);
+    } catch (const Error& e) {
+      report.sync.warnings.push_back(std::string("the entries are synced, but ") + e.what() +
+                                     "; the next install reads every generation again");
+    }
   }
   return report;
 }
@@ -317,11 +346,13 @@ InstallReport Machine::install_unlocked() {
 
   auto scan = discover_generations(opts_.profile);
   for (const auto& s : scan.skipped) report.skipped.push_back("generation " + std::to_string(s.number) + ": " + s.reason);
+  report.skipped.insert(report.skipped.end(), scan.out_of_range.begin(), scan.out_of_range.end());
   if (scan.ok.empty())
     throw Error("no usable generation beside " + opts_.profile.string() +
                 (report.skipped.empty() ? std::string(" (no PROFILE-N-link found)") : ": " + report.skipped.front()));
 
-  auto view = backend_.read();
+  journal.check_writable();
+  auto view = read_for_change(backend_);
   std::set<std::string> protect;
   for (const auto& e : view.entries) protect.insert(e.id);
 
@@ -366,7 +397,8 @@ InstallReport Machine::install_unlocked() {
     backend_.set_state(id, EntryState::good);  // an earlier crashed run may have left it a trial
     backend_.set_default(id);
     report.adopted = id;
-    journal(JournalEvent::adopt, it->number, id, file_of(backend_.read(), id),
+    journal.after("adopted " + id + " as good and made it the default", "run 'nixboot install' again to finish",
+            JournalEvent::adopt, it->number, id, file_of(backend_.read(), id),
             "first install: adopted " + why + " generation " + std::to_string(it->number) + " as good");
     view = backend_.read();
   } else if (!sort_order_trial_pending(view) && !is_good(view, view.persistent_default)) {
@@ -385,6 +417,9 @@ InstallReport Machine::install_unlocked() {
     for (const auto& e : view.entries)
       if (e.file == *view.booted_file) must.insert(e.generation);
   if (auto g = current_generation(opts_.profile)) must.insert(*g);
+  if (view.booted_toplevel)  // the running system, when the loader did not name its entry
+    for (const auto& g : scan.ok)
+      if (g.toplevel == *view.booted_toplevel) must.insert(g.number);
   // While a trial is armed by sort order, a new counted entry would sort
   // before it and boot instead: new generations wait until it is decided.
   bool hold_new = sort_order_trial_pending(view);
@@ -425,7 +460,11 @@ InstallReport Machine::install_unlocked() {
   report.default_entry = view.persistent_default;
   if (!report.sync.removed.empty()) report.gc = backend_.collect_garbage();
   if (!report.sync.added.empty() || !report.sync.removed.empty() || !report.sync.updated.empty())
-    journal(JournalEvent::install, std::nullopt, "", "",
+    journal.after("the entries are synced (" + std::to_string(report.sync.added.size()) + " added, " +
+                      std::to_string(report.sync.removed.size()) + " removed; default " +
+                      report.default_entry.value_or("(none)") + ")",
+                  "nothing more to run; the journal lacks its 'install' record", JournalEvent::install, std::nullopt,
+                  "", "",
             std::to_string(report.sync.added.size()) + " added, " + std::to_string(report.sync.updated.size()) +
                 " updated, " + std::to_string(report.sync.removed.size()) + " removed");
   return report;
@@ -434,7 +473,7 @@ InstallReport Machine::install_unlocked() {
 TryReport Machine::try_generation(unsigned generation, const TryOptions& opts) {
   auto lock = Lock::acquire(opts_.state);
   Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
-  auto view = backend_.read();
+  auto view = read_for_change(backend_);
   auto id = entry_id(generation);
   const auto* e = view.find(id);
   if (!e) {
@@ -457,17 +496,21 @@ TryReport Machine::try_generation(unsigned generation, const TryOptions& opts) {
     fallback = g->id;
   if (fallback.empty() || fallback == id)
     throw Error("refusing to try generation " + std::to_string(generation) + ": no other good entry to fall back to");
-  if (!sort_order_trial_pending(view)) backend_.set_default(fallback);  // pinned before anything is armed
   unsigned tries = opts.tries.value_or(opts_.tries);
   if (tries == 0) throw UsageError("--tries must be at least 1");
+  journal.check_writable();
+  if (!sort_order_trial_pending(view)) backend_.set_default(fallback);  // pinned before anything is armed
   ArmOptions ao;
   ao.tries = tries;
   ao.accept_risk = opts.accept_risk;
   auto mode = backend_.arm(id, ao);
   auto after = backend_.read();
-  journal(JournalEvent::arm, generation, id, file_of(after, id),
-          std::string("armed a ") + (mode == ArmMode::one_shot ? "one-shot" : "sort-order") + " trial with " +
-              std::to_string(tries) + (tries == 1 ? " try" : " tries") + "; fallback " + fallback);
+  std::string how = std::string(mode == ArmMode::one_shot ? "one-shot" : "sort-order") + " trial with " +
+                    std::to_string(tries) + (tries == 1 ? " try" : " tries") + "; fallback " + fallback;
+  journal.after(id + " is armed (" + how + ") and boots at the next reboot",
+                "to cancel it run 'nixboot mark-bad " + std::to_string(generation) +
+                    "' (it can be tried again later); no reboot was started",
+                JournalEvent::arm, generation, id, file_of(after, id), "armed a " + how);
   TryReport r{id, mode, tries, fallback};
   if (opts.reboot == Reboot::yes) {
     std::vector<std::string> argv = opts_.reboot_command;
@@ -494,11 +537,12 @@ TryReport Machine::try_generation(unsigned generation, const TryOptions& opts) {
 void Machine::mark_good(std::string_view entry, std::string_view reason) {
   auto lock = Lock::acquire(opts_.state);
   Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
-  auto view = backend_.read();
+  auto view = read_for_change(backend_);
   const auto* e = view.find(entry);
   if (!e) throw Error("no entry " + q(entry) + " to mark good");
   std::string id(entry);
   unsigned gen = e->generation;
+  journal.check_writable();
   auto last = last_event(opts_.state, id);
   bool was_good = e->state == EntryState::good;
   // The verdict is journaled (on the root file system) before the loader
@@ -507,24 +551,31 @@ void Machine::mark_good(std::string_view entry, std::string_view reason) {
   // (finish_interrupted_promotion) instead of deciding a second time.
   if (last != JournalEvent::good && (!was_good || (last && last != JournalEvent::promote)))
     journal(JournalEvent::good, gen, id, e->file, std::string(reason));
-  if (!was_good) backend_.set_state(id, EntryState::good);
-  if (view.armed == id) backend_.disarm();
-  view = backend_.read();
-  bool moved = view.persistent_default != id;
-  backend_.set_default(id);  // idempotent; also pins a default left unpinned by a sort-order trial
-  if (current_generation(opts_.profile) != gen) {
-    switch_profile(opts_.profile, gen);
-    moved = true;
+  bool moved = false;
+  try {
+    if (!was_good) backend_.set_state(id, EntryState::good);
+    if (view.armed == id) backend_.disarm();
+    view = backend_.read();
+    moved = view.persistent_default != id;
+    backend_.set_default(id);  // idempotent; also pins a default left unpinned by a sort-order trial
+    if (current_generation(opts_.profile) != gen) {
+      switch_profile(opts_.profile, gen);
+      moved = true;
+    }
+  } catch (const Error& failure) {
+    throw Error("journaled " + id + " good, but promoting it failed: " + failure.what() + "; run 'nixboot mark-good " +
+                std::to_string(gen) + "' again to finish (the next boot's check also does)");
   }
   if (moved)
-    journal(JournalEvent::promote, gen, id, file_of(backend_.read(), id),
-            "default and system profile now generation " + std::to_string(gen));
+    journal.after(id + " is good and the default, and the system profile is generation " + std::to_string(gen),
+                  "nothing more to run; the journal lacks its 'promote' record", JournalEvent::promote, gen, id,
+                  file_of(backend_.read(), id), "default and system profile now generation " + std::to_string(gen));
 }
 
 void Machine::mark_bad(std::string_view entry, std::string_view reason) {
   auto lock = Lock::acquire(opts_.state);
   Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
-  auto view = backend_.read();
+  auto view = read_for_change(backend_);
   const auto* e = view.find(entry);
   if (!e) throw Error("no entry " + q(entry) + " to mark bad");
   std::string id(entry);
@@ -532,6 +583,7 @@ void Machine::mark_bad(std::string_view entry, std::string_view reason) {
   const auto* other = newest_good(view, id);
   if (!other) throw Error("refusing to mark " + q(id) + " bad: it is the only good entry");
   std::string fallback = other->id;
+  journal.check_writable();
   // Move the default away first so the loader never defaults to a bad entry.
   if (view.persistent_default == id || !is_good(view, view.persistent_default) || sort_order_trial_pending(view)) {
     std::string target = is_good(view, view.persistent_default) && view.persistent_default != id
@@ -550,17 +602,20 @@ void Machine::mark_bad(std::string_view entry, std::string_view reason) {
   }
   auto last = last_event(opts_.state, id);
   if (!was_bad) backend_.set_state(id, EntryState::bad);
-  if (!was_bad || last != JournalEvent::bad)
-    journal(JournalEvent::bad, gen, id, file_of(backend_.read(), id), std::string(reason));
   view = backend_.read();
   if (!sort_order_trial_pending(view))
     backend_.set_default(is_good(view, view.persistent_default) ? *view.persistent_default : newest_good(view)->id);
+  view = backend_.read();
+  if (!was_bad || last != JournalEvent::bad)
+    journal.after(id + " is marked bad and the default is " + view.persistent_default.value_or("(none)"),
+                  "nothing more to run; the journal lacks its 'bad' record", JournalEvent::bad, gen, id,
+                  file_of(view, id), std::string(reason));
 }
 
 std::string Machine::rollback(std::string_view reason) {
   auto lock = Lock::acquire(opts_.state);
   Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
-  auto view = backend_.read();
+  auto view = read_for_change(backend_);
   if (sort_order_trial_pending(view))
     throw Error("a trial of " + q(*view.armed) + " is armed by sort order; decide it first (mark-good/mark-bad)");
   const Entry* cur = view.persistent_default ? view.find(*view.persistent_default) : nullptr;
@@ -575,10 +630,13 @@ std::string Machine::rollback(std::string_view reason) {
                 " to roll back to");
   std::string id = prev->id;
   unsigned gen = prev->generation;
+  std::string file = prev->file;
+  journal.check_writable();
   if (view.armed) backend_.disarm();
   backend_.set_default(id);
   if (current_generation(opts_.profile) != gen) switch_profile(opts_.profile, gen);
-  journal(JournalEvent::rollback, gen, id, prev->file,
+  journal.after("the default is now " + id + " and the system profile generation " + std::to_string(gen),
+                "nothing more to run; the journal lacks its 'rollback' record", JournalEvent::rollback, gen, id, file,
           reason.empty() ? "rolled back from generation " + (cur ? std::to_string(cur->generation) : std::string("?"))
                          : std::string(reason));
   return id;

@@ -66,8 +66,11 @@ class Machine {
 
   // Syncs entries with the profile's generations (incremental; writes
   // nothing when nothing changed). First run: adopts the booted (else the
-  // profile's current) generation as good. Retention `keep` never drops the
-  // newest good, the booted entry or the entry named by LoaderBootCountPath.
+  // profile's current) generation as good. Retention `keep` keeps the newest
+  // `keep` generations and always the newest good, the default, the armed
+  // trial, the booted (running) generation, the profile's current one and
+  // the entry named by LoaderBootCountPath; older good generations beyond
+  // `keep` are removed (G4 as docs/design.md words it).
   InstallReport install();
 
   // Arms a trial of generation `generation` (its main entry). Refuses an

@@ -446,6 +446,7 @@ struct SdBootBackend::Scanned {
   std::set<std::string> duplicate_stems;
   std::vector<std::string> warnings;
   std::optional<std::string> one_shot, efi_default;
+  std::vector<std::string> blocking;            // unreadable deciding variables, with the fix
   LoaderConf conf = LoaderConf::parse("", loader_conf_path);
   std::optional<std::string> boot_count_file;   // relative to the ESP
   std::optional<std::string> selected;
@@ -466,6 +467,12 @@ struct SdBootBackend::Scanned {
 };
 
 SdBootBackend::SdBootBackend(const BackendOptions& opts) : opts_(opts) {}
+
+SdBootBackend::Scanned SdBootBackend::scan_for_change() const {
+  auto s = scan();
+  if (!s.blocking.empty()) throw Error(s.blocking.front());
+  return s;
+}
 
 SdBootBackend::Scanned SdBootBackend::scan() const {
   Scanned s;
@@ -494,8 +501,22 @@ SdBootBackend::Scanned SdBootBackend::scan() const {
   } catch (const Error& e) {
     s.warnings.push_back(std::string(e.what()) + " (ignored)");
   }
-  s.one_shot = vars.get_string(efivar_name::loader_entry_oneshot);
-  s.efi_default = vars.get_string(efivar_name::loader_entry_default);
+  // The variables that decide what boots: one nixboot cannot read leaves it
+  // unable to say what the loader does, so it changes nothing; status still
+  // shows everything else, with the way out.
+  auto deciding = [&](const char* name) -> std::optional<std::string> {
+    try {
+      return vars.get_string(name);
+    } catch (const Error& e) {
+      auto file = vars.file_of(name).string();
+      s.blocking.push_back(std::string(e.what()) + "; nixboot changes nothing while it is there: remove it with 'chattr -i " +
+                           file + " && rm " + file + "'");
+      s.warnings.push_back(s.blocking.back());
+      return std::nullopt;
+    }
+  };
+  s.one_shot = deciding(efivar_name::loader_entry_oneshot);
+  s.efi_default = deciding(efivar_name::loader_entry_default);
   if (auto p = soft(efivar_name::loader_boot_count_path)) {
     constexpr std::string_view prefix = "\\loader\\entries\\";
     std::string_view v(*p);
@@ -619,6 +640,7 @@ LoaderView SdBootBackend::read() const {
   v.loader_info = s.loader_info;
   v.vars_writable = s.vars_writable;
   v.warnings = s.warnings;
+  v.blocking = s.blocking;
   for (std::size_t k = 0; k < s.order.size(); ++k) {
     const auto& f = s.files[s.order[k]];
     if (f.ours) v.entries.push_back(to_entry(this, f.file_name, f.name, *f.ours, f.bls));
@@ -727,7 +749,7 @@ std::string ensure_copied(RootDir& esp, FileCache& cache, const std::string& src
 }  // namespace
 
 SyncResult SdBootBackend::sync(std::span<const Generation> generations, const SyncOptions& opts) {
-  auto s = scan();
+  auto s = scan_for_change();
   auto esp = RootDir::open(opts_.esp);
   auto cache = FileCache::load(opts_.state);
   SyncResult result;
@@ -800,7 +822,7 @@ SyncResult SdBootBackend::sync(std::span<const Generation> generations, const Sy
 }
 
 ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
-  auto s = scan();
+  auto s = scan_for_change();
   auto esp = RootDir::open(opts_.esp);
   const auto* f = s.find(id, esp);
   if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());
@@ -908,7 +930,7 @@ void SdBootBackend::disarm() {
 
 void SdBootBackend::set_state(std::string_view id, EntryState state) {
   if (state == EntryState::trial) throw Error("set_state: use arm() to make " + q(id) + " a trial");
-  auto s = scan();
+  auto s = scan_for_change();
   auto esp = RootDir::open(opts_.esp);
   const auto* f = s.find(id, esp);
   if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());
@@ -919,7 +941,7 @@ void SdBootBackend::set_state(std::string_view id, EntryState state) {
 }
 
 void SdBootBackend::set_default(std::string_view id) {
-  auto s = scan();
+  auto s = scan_for_change();
   auto esp = RootDir::open(opts_.esp);
   const auto* f = s.find(id, esp);
   if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());

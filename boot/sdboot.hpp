@@ -108,6 +108,9 @@ class SdBootBackend final : public Backend {
  private:
   struct Scanned;
   Scanned scan() const;
+  // scan(), refusing (with what to run) when a variable that decides what
+  // boots cannot be read: a change could not be reasoned about.
+  Scanned scan_for_change() const;
 
   BackendOptions opts_;
 };

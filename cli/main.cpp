@@ -154,6 +154,8 @@ int run(int argc, char** argv) {
   }
   for (const char* k : {"esp", "profile", "efivars", "state", "bootloader"})
     if (gvm.count(k)) apply_config_value(ctx.config, k, gvm[k].as<std::string>(), std::string("--") + k);
+  if (verb->mutates == Mutates::yes)
+    if (auto refusal = write_access_refusal(verb_name, ctx.config)) throw Error(*refusal);
   return verb->run(ctx, vm);
 }
 

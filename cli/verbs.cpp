@@ -1,11 +1,15 @@
 #include "cli/verbs.hpp"
 
+#include "boot/generations.hpp"
 #include "boot/util/error.hpp"
 
 #include <algorithm>
 #include <charconv>
 #include <map>
 #include <sstream>
+
+#include <fcntl.h>
+#include <unistd.h>
 
 namespace nixboot::cli {
 
@@ -64,12 +68,31 @@ unsigned generation_argument(std::string_view what, std::string_view text) {
   auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
   if (text.empty() || ec != std::errc{} || p != text.data() + text.size() || v == 0)
     throw UsageError(std::string(what) + ": '" + std::string(text) + "' is not a generation number");
+  if (v > max_generation)
+    throw UsageError(std::string(what) + ": '" + std::string(text) + "' is above " + std::to_string(max_generation) +
+                     ", the largest generation number nixboot installs");
   return v;
 }
 
 std::string entry_argument(std::string_view text) {
   if (parse_entry_id(text)) return std::string(text);
   return entry_id(generation_argument("GEN", text));
+}
+
+std::optional<std::string> write_access_refusal(const std::string& verb, const Config& config) {
+  if (::geteuid() == 0) return std::nullopt;
+  auto existing = [](std::filesystem::path p) {
+    std::error_code ec;
+    while (!p.empty() && !std::filesystem::exists(p, ec) && p.has_relative_path()) p = p.parent_path();
+    return p;
+  };
+  auto profile_dir = config.profile.parent_path().empty() ? std::filesystem::path(".") : config.profile.parent_path();
+  for (const auto& target : {config.esp, existing(config.state), profile_dir}) {
+    if (::faccessat(AT_FDCWD, target.c_str(), W_OK, AT_EACCESS) == 0) continue;
+    return verb + ": must be run as root: '" + target.string() + "' is not writable by uid " +
+           std::to_string(::geteuid()) + "; nothing changed";
+  }
+  return std::nullopt;
 }
 
 std::string verb_help(const Verb& verb) {

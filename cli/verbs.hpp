@@ -44,6 +44,10 @@ class Context {
   std::unique_ptr<Machine> machine_;
 };
 
+// Whether a verb changes the ESP, EFI variables, the state directory or the
+// profile (it then refuses to start where the caller cannot write them).
+enum class Mutates { no, yes };
+
 struct Verb {
   std::string name;      // "try"
   std::string synopsis;  // "GEN [--tries N] [--reboot]"
@@ -53,6 +57,7 @@ struct Verb {
   std::function<void(po::options_description&, po::positional_options_description&)> options;
   // Runs the verb; returns the exit status (0 ok). Throws UsageError / Error.
   std::function<int(Context&, const po::variables_map&)> run;
+  Mutates mutates = Mutates::no;
 };
 
 void register_verb(Verb verb);
@@ -69,6 +74,11 @@ struct VerbRegistration {
 std::string entry_argument(std::string_view text);
 // A decimal generation number; UsageError "ARG: 'x' is not a generation number".
 unsigned generation_argument(std::string_view what, std::string_view text);
+// For a verb that mutates, run by a user other than root: the first of the
+// ESP, the state directory (its nearest existing ancestor when it is still to
+// be created) and the profile's directory the caller cannot write, as the
+// refusal line; nullopt when all are writable, or for root.
+std::optional<std::string> write_access_refusal(const std::string& verb, const Config& config);
 // The full help of one verb (usage line, summary, options).
 std::string verb_help(const Verb& verb);
 

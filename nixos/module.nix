@@ -497,8 +497,10 @@ in
       example = 20;
       description = ''
         Maximum number of generations kept in the boot menu (`keep`); `null`
-        keeps all. nixboot never drops the newest good generation, the
-        booted one, or the one the firmware reports as booted.
+        keeps all. Besides the newest N, nixboot always keeps the newest good
+        generation, the default, an armed trial, the booted (running) one and
+        the one the firmware reports as booted; older good generations beyond
+        N are removed.
       '';
     };
 
@@ -734,7 +736,10 @@ in
       boot.initrd.extraUtilsCommandsTest = ''
         test -x $out/bin/nixboot-stage1
       '';
+      # nixboot-stage1 runs only where /etc/initrd-release marks the initrd
+      # (systemd's in_initrd() test); the systemd initrd has it already.
       boot.initrd.postDeviceCommands = lib.mkBefore ''
+        [ -e /etc/initrd-release ] || { mkdir -p /etc; : > /etc/initrd-release; }
         nixboot-stage1 || true
       '';
     })

@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstdlib>
+#include <cstdio>
 #include <cstring>
 #include <ctime>
 #include <dirent.h>
@@ -369,9 +370,24 @@ void feed(const Paths& paths) {
     }
 }
 
-} // namespace
+constexpr const char* usage_text =
+    "Usage: nixboot-stage1 [run|feed] [OPTIONS]\n"
+    "The nixboot hooks; nothing to run by hand.\n"
+    "  run    (default) the initrd hook: record the boot in /run/nixboot/boot and arm the\n"
+    "         watchdog on a trial boot. Refused outside the initrd (no /etc/initrd-release).\n"
+    "  feed   the watchdog feeder of nixboot-watchdog.service.\n"
+    "Options (tests): --cmdline FILE --efivars DIR --run DIR --kmsg FILE --config FILE\n"
+    "  --uptime FILE --grubenv FILE --watchdog-device DEV --feed-interval-ms N; -h, --help.\n"
+    "NIXBOOT_STAGE1_ROOT prefixes every default path. An unknown argument prints this and\n"
+    "exits 2 without doing anything.\n";
 
-int main(int argc, char** argv) {
+struct Invocation {
+    std::string mode;  // "run" or "feed"
+    bool help = false;
+    std::vector<std::string> bad_args;
+};
+
+Paths default_paths() {
     const char* root_env = std::getenv("NIXBOOT_STAGE1_ROOT");
     Paths paths;
     paths.root = root_env ? root_env : "";
@@ -385,9 +401,14 @@ int main(int argc, char** argv) {
     // (/mnt-root), systemd's initrd (/sysroot), or already the root.
     for (const char* sysroot : {"/mnt-root", "/sysroot", ""})
         paths.grubenv.push_back(with_root(paths.root, std::string(sysroot) + "/boot/grub/grubenv"));
+    return paths;
+}
 
-    std::string mode = "run";
+// Pure: the mode and the paths the arguments name; nothing is opened.
+Invocation parse_arguments(int argc, char** argv, Paths& paths) {
+    std::string mode;
     std::vector<std::string> bad_args;
+    bool help = false;
     for (int i = 1; i < argc; ++i) {
         std::string_view arg = argv[i];
         auto value = [&](std::string& out) {
@@ -395,7 +416,8 @@ int main(int argc, char** argv) {
             else bad_args.push_back(std::string(arg) + " needs a value");
         };
         std::string tmp;
-        if (arg == "run" || arg == "feed") mode = arg;
+        if ((arg == "run" || arg == "feed") && mode.empty()) mode = arg;
+        else if (arg == "--help" || arg == "-h") help = true;
         else if (arg == "--cmdline") value(paths.cmdline);
         else if (arg == "--efivars") value(paths.efivars);
         else if (arg == "--run") value(paths.run);
@@ -410,21 +432,45 @@ int main(int argc, char** argv) {
             else bad_args.push_back("--feed-interval-ms: '" + tmp + "' is not a number of milliseconds");
         } else bad_args.push_back("unknown argument '" + std::string(arg) + "'");
     }
+    return Invocation{mode.empty() ? "run" : mode, help, bad_args};
+}
 
-    int fd = ::open(paths.kmsg.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY | O_APPEND);
+} // namespace
+
+int main(int argc, char** argv) {
+    // The bound comes first: nothing below, not even opening /dev/kmsg, may
+    // hold up the boot. The feeder is the one part meant to run for long.
+    struct sigaction sa{};
+    sa.sa_handler = on_alarm;
+    sigaction(SIGALRM, &sa, nullptr);
+    alarm(time_bound_seconds);
+    Paths paths = default_paths();
+    Invocation inv = parse_arguments(argc, argv, paths);
+    if (inv.mode == "feed") alarm(0);
+    // A mistyped or curious call on a running system must not arm the
+    // watchdog or rewrite the record: usage only, before anything is opened.
+    if (inv.help || !inv.bad_args.empty()) {
+        for (const auto& b : inv.bad_args) std::fprintf(stderr, "nixboot-stage1: %s\n", b.c_str());
+        std::fputs(usage_text, inv.help && inv.bad_args.empty() ? stdout : stderr);
+        return inv.bad_args.empty() ? 0 : 2;
+    }
+    // The hook belongs to the initrd; systemd's own test for it
+    // (src/basic/initrd-util.c, in_initrd()) is /etc/initrd-release, which
+    // NixOS's initrds carry and nixos/module.nix makes sure of.
+    if (inv.mode == "run" && ::access(with_root(paths.root, "/etc/initrd-release").c_str(), F_OK) != 0) {
+        std::fprintf(stderr,
+                     "nixboot-stage1: not in the initrd (no %s): nothing done; the hook runs only in stage 1, "
+                     "see 'nixboot status' on a running system\n",
+                     with_root(paths.root, "/etc/initrd-release").c_str());
+        return 1;
+    }
+
+    int fd = ::open(paths.kmsg.c_str(), O_WRONLY | O_CLOEXEC | O_NOCTTY | O_APPEND | O_NONBLOCK);
     if (fd >= 0) kmsg_fd = fd;
-    for (const auto& b : bad_args) problem(b + " (ignored)");
 
     try {
-        if (mode == "feed") {
-            feed(paths);
-        } else {
-            struct sigaction sa{};
-            sa.sa_handler = on_alarm;
-            sigaction(SIGALRM, &sa, nullptr);
-            alarm(time_bound_seconds);
-            run(paths);
-        }
+        if (inv.mode == "feed") feed(paths);
+        else run(paths);
     } catch (const std::exception& e) {
         problem(std::string("unexpected error: ") + e.what());
     } catch (...) {

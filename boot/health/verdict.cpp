@@ -176,7 +176,12 @@ void mark_bad_with_reason(Machine& machine, const std::string& entry, const std:
     } catch (const Error&) {
     }
     r.reason = reason;
-    append_journal(state, r);
+    try {
+        append_journal(state, r);
+    } catch (const Error& e) {
+        throw Error(entry + " is marked bad, but journaling its verdict failed: " + std::string(e.what()) +
+                    "; nothing more to run");
+    }
 }
 
 // Trials booted before this boot that never got a verdict: the loader

@@ -104,7 +104,7 @@ VerbRegistration reg{Verb{
             ("cmdline", po::value<std::string>()->value_name("FILE"), "kernel command line (default /proc/cmdline)")
             ("uptime", po::value<std::string>()->value_name("FILE"), "uptime source for the verdict timeout (default /proc/uptime)");
     },
-    run_check}};
+    run_check, Mutates::yes}};
 
 }  // namespace
 }  // namespace nixboot::cli

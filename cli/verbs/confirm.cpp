@@ -48,14 +48,14 @@ int run_live_revert(Context& ctx, const po::variables_map& vm) {
 
 VerbRegistration confirm_reg{Verb{
     "confirm", "", "accept the running live trial (run it from a new connection)", 25,
-    [](po::options_description&, po::positional_options_description&) {}, run_confirm}};
+    [](po::options_description&, po::positional_options_description&) {}, run_confirm, Mutates::yes}};
 
 VerbRegistration revert_reg{Verb{
     "live-revert", "[--reason TEXT]", "revert the running live trial (run by its timer)", 26,
     [](po::options_description& d, po::positional_options_description&) {
         d.add_options()("reason", po::value<std::string>()->value_name("TEXT"), "why, for the journal");
     },
-    run_live_revert}};
+    run_live_revert, Mutates::yes}};
 
 }  // namespace
 }  // namespace nixboot::cli

@@ -64,11 +64,11 @@ VerbRegistration reg{Verb{
     "install", "[--keep N] [--tries N] [--install-bootloader]", "sync entries with the profile's generations (incremental)", 10,
     [](po::options_description& d, po::positional_options_description&) {
       d.add_options()
-          ("keep", po::value<std::string>()->value_name("N"), "keep the newest N generations (0 = all; never drops the newest good)")
+          ("keep", po::value<std::string>()->value_name("N"), "keep the newest N generations (0 = all); always kept besides: the newest good, the default, an armed trial, the booted and the running generation; older good ones beyond N are removed")
           ("tries", po::value<std::string>()->value_name("N"), "tries given to new generations (default from the config, 1)")
           ("install-bootloader", "also (re)install the bootloader itself: grub-install (grub-* keys) or bootctl install; NIXOS_INSTALL_BOOTLOADER=1 does the same");
     },
-    run_install}};
+    run_install, Mutates::yes}};
 
 }  // namespace
 }  // namespace nixboot::cli

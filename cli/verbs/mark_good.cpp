@@ -30,7 +30,7 @@ VerbRegistration reg{Verb{
           ("reason", po::value<std::string>()->value_name("TEXT"), "why, for the journal");
       p.add("entry", 1);
     },
-    run_mark_good}};
+    run_mark_good, Mutates::yes}};
 
 }  // namespace
 }  // namespace nixboot::cli

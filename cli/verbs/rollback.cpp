@@ -17,7 +17,7 @@ VerbRegistration reg{Verb{
     [](po::options_description& d, po::positional_options_description&) {
       d.add_options()("reason", po::value<std::string>()->value_name("TEXT"), "why, for the journal");
     },
-    run_rollback}};
+    run_rollback, Mutates::yes}};
 
 }  // namespace
 }  // namespace nixboot::cli

@@ -79,7 +79,7 @@ VerbRegistration reg{Verb{
           ("accept-risk", "GRUB: arm even where GRUB cannot save its environment");
       p.add("generation", 1);
     },
-    run_try}};
+    run_try, Mutates::yes}};
 
 }  // namespace
 }  // namespace nixboot::cli

@@ -9,7 +9,10 @@
 
 #include "tests/catch.hpp"
 
+#include <sys/resource.h>
 #include <sys/stat.h>
+
+#include <csignal>
 
 using namespace nixboot;
 using nixboot::test::Rig;
@@ -470,4 +473,184 @@ TEST_CASE("the no-op fast path notices what the loader and the user change") {
   EfiVars(s.rig.efivars).set_string(efivar_name::loader_entry_default, "nixos-generation-4+1.conf");
   s.machine.install();
   CHECK_FALSE(s.rig.var(efivar_name::loader_entry_default));
+}
+
+// ---- a command that fails after its change says what took effect ---------------
+
+namespace {
+
+// Runs `fn` with the journal unable to grow (RLIMIT_FSIZE at its size, as a
+// full state directory would fail it, but deterministic and unprivileged):
+// every ESP file a verdict writes is smaller than the padded journal.
+template <class F>
+void with_journal_full(const Rig& rig, F fn) {
+  auto journal = rig.state / "journal";
+  while (!std::filesystem::exists(journal) || std::filesystem::file_size(journal) < 16384) {
+    JournalRecord r;
+    r.time = journal_now();
+    r.event = JournalEvent::install;
+    r.reason = std::string(1000, 'p');
+    append_journal(rig.state, r);
+  }
+  struct rlimit old {};
+  REQUIRE(::getrlimit(RLIMIT_FSIZE, &old) == 0);
+  auto old_handler = std::signal(SIGXFSZ, SIG_IGN);
+  struct rlimit small = old;
+  small.rlim_cur = std::filesystem::file_size(journal);
+  REQUIRE(::setrlimit(RLIMIT_FSIZE, &small) == 0);
+  struct Restore {
+    struct rlimit old;
+    void (*handler)(int);
+    ~Restore() {
+      ::setrlimit(RLIMIT_FSIZE, &old);
+      std::signal(SIGXFSZ, handler);
+    }
+  } restore{old, old_handler};
+  fn();
+}
+
+std::string journal_full_error(const Rig& rig) {
+  return "writing '" + (rig.state / "journal").string() + "': File too large";
+}
+
+}  // namespace
+
+TEST_CASE("a journal that cannot be written stops a verdict before anything changes") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  s.machine.install();
+  std::filesystem::remove(s.rig.state / "journal");
+  std::filesystem::create_directory(s.rig.state / "journal");  // a directory where the journal file belongs
+  auto before = s.rig.snapshot();
+  std::string cause = "opening '" + (s.rig.state / "journal").string() + "': Is a directory";
+  CHECK_THROWS_WITH(s.machine.try_generation(3, {}), cause);
+  CHECK_THROWS_WITH(s.machine.mark_bad("nixos-generation-3", "x"), cause);
+  CHECK_THROWS_WITH(s.machine.mark_good("nixos-generation-3", "x"), cause);
+  test::make_generation(s.rig.store, s.rig.profile, 4);
+  CHECK_THROWS_WITH(s.machine.install(), cause);
+  std::filesystem::remove(s.rig.profile.parent_path() / "system-4-link");
+  CHECK(s.rig.snapshot() == before);
+}
+
+TEST_CASE("try on a full state directory: the trial is armed and the error says so and what to run") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  s.machine.install();
+  with_journal_full(s.rig, [&] {
+    CHECK_THROWS_WITH(s.machine.try_generation(3, {}),
+                      "nixos-generation-3 is armed (one-shot trial with 1 try; fallback nixos-generation-2) and boots at "
+                      "the next reboot, but journaling it failed: " +
+                          journal_full_error(s.rig) +
+                          "; to cancel it run 'nixboot mark-bad 3' (it can be tried again later); no reboot was started");
+  });
+  CHECK(s.rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3+1.conf"));
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+  // What the error told the user to run works once the journal has room.
+  s.machine.mark_bad("nixos-generation-3", "cancelled");
+  CHECK_FALSE(s.rig.var(efivar_name::loader_entry_oneshot));
+}
+
+TEST_CASE("mark-good, mark-bad, rollback and install on a full state directory say what took effect") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  s.machine.install();
+  s.machine.try_generation(3, {});
+  with_journal_full(s.rig, [&] {
+    CHECK_THROWS_WITH(s.machine.mark_bad("nixos-generation-3", "x"),
+                      "nixos-generation-3 is marked bad and the default is nixos-generation-2, but journaling it failed: " +
+                          journal_full_error(s.rig) + "; nothing more to run; the journal lacks its 'bad' record");
+  });
+  CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+0.conf"});
+  with_journal_full(s.rig, [&] {
+    // The verdict is journaled before the loader changes: here it is the
+    // record that fails, and nothing changed.
+    CHECK_THROWS_WITH(s.machine.mark_good("nixos-generation-3", "x"), journal_full_error(s.rig));
+  });
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+  s.machine.mark_good("nixos-generation-1", "by hand");
+  s.machine.mark_good("nixos-generation-2", "by hand");
+  with_journal_full(s.rig, [&] {
+    CHECK_THROWS_WITH(s.machine.rollback(""),
+                      "the default is now nixos-generation-1 and the system profile generation 1, but journaling it "
+                      "failed: " + journal_full_error(s.rig) + "; nothing more to run; the journal lacks its 'rollback' record");
+  });
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-1");
+  test::make_generation(s.rig.store, s.rig.profile, 4);
+  with_journal_full(s.rig, [&] {
+    CHECK_THROWS_WITH(s.machine.install(),
+                      "the entries are synced (1 added, 0 removed; default nixos-generation-1), but journaling it failed: " +
+                          journal_full_error(s.rig) + "; nothing more to run; the journal lacks its 'install' record");
+  });
+  CHECK(std::filesystem::exists(s.rig.esp / "loader/entries/nixos-generation-4+1.conf"));
+}
+
+// ---- retention against G4 --------------------------------------------------------
+
+TEST_CASE("keep 1 keeps the newest, the newest good, the default and the booted generation, and removes older good ones") {
+  Setup s(4, "systemd-boot 252.39-1~deb12u1", 2);
+  s.machine.install();  // adopts 2; 1, 3 and 4 enter as trials
+  s.machine.mark_good("nixos-generation-1", "by hand");
+  s.machine.mark_good("nixos-generation-3", "by hand");  // default and profile: 3
+  s.machine.rollback("");                                // default and profile: 2
+  // The firmware booted 1 (it is running); 2 is the default, 3 the newest good.
+  EfiVars(s.rig.efivars).set_string(efivar_name::loader_entry_selected, "nixos-generation-1.conf");
+  test::make_generation(s.rig.store, s.rig.profile, 5);
+  test::make_generation(s.rig.store, s.rig.profile, 6);
+  Machine keep1(s.backend, s.rig.machine_options(1, 1));
+  auto r = keep1.install();
+  CHECK(r.sync.removed == std::vector<std::string>{"nixos-generation-4"});
+  CHECK(s.rig.entries() == Files{"nixos-generation-1.conf", "nixos-generation-2.conf", "nixos-generation-3.conf",
+                                 "nixos-generation-6+1.conf"});
+  // Once nothing but retention holds 1 and 2, they go: good ones included.
+  EfiVars(s.rig.efivars).remove(efivar_name::loader_entry_selected);
+  s.machine.mark_good("nixos-generation-3", "by hand");  // default and profile: 3
+  keep1.install();
+  CHECK(s.rig.entries() == Files{"nixos-generation-3.conf", "nixos-generation-6+1.conf"});
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
+}
+
+// ---- recoverable states have a way out -------------------------------------------
+
+TEST_CASE("a malformed LoaderEntryDefault or LoaderEntryOneShot: status works and names the fix, changes refuse with it") {
+  for (const char* name : {efivar_name::loader_entry_default, efivar_name::loader_entry_oneshot}) {
+    Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+    s.machine.install();
+    auto file = s.rig.efivars / (std::string(name) + "-" + loader_vendor_guid);
+    test::write_file(file, std::string("\x07\0\0\0" "abcdefg", 11));  // 7 bytes: odd length
+    std::string problem = "EFI variable " + std::string(name) + " (" + file.string() +
+                          "): invalid UTF-16: odd length (7 bytes); nixboot changes nothing while it is there: "
+                          "remove it with 'chattr -i " + file.string() + " && rm " + file.string() + "'";
+    auto st = s.machine.status();
+    CHECK(st.view.persistent_default == std::optional<std::string>("nixos-generation-2"));
+    CHECK(std::count(st.view.warnings.begin(), st.view.warnings.end(), problem) == 1);
+    auto before = s.rig.snapshot();
+    CHECK_THROWS_WITH(s.machine.try_generation(3, {}), problem);
+    CHECK_THROWS_WITH(s.machine.mark_good("nixos-generation-3", "x"), problem);
+    CHECK_THROWS_WITH(s.machine.mark_bad("nixos-generation-3", "x"), problem);
+    CHECK_THROWS_WITH(s.machine.rollback(""), problem);
+    test::make_generation(s.rig.store, s.rig.profile, 4);
+    CHECK_THROWS_WITH(s.machine.install(), problem);
+    std::filesystem::remove(s.rig.profile.parent_path() / "system-4-link");
+    CHECK(s.rig.snapshot() == before);
+    std::filesystem::remove(file);  // what the line says to run (chattr: efivarfs only)
+    s.machine.try_generation(3, {});
+    CHECK(s.rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3+1.conf"));
+  }
+}
+
+TEST_CASE("a generation numbered above 999999999 is refused at install naming its link, the others install") {
+  Setup s(2, "systemd-boot 252.39-1~deb12u1", 2);
+  auto top = s.rig.store / "system-2";
+  for (const char* n : {"1000000000", "4294967296", "99999999999999999999999"})
+    std::filesystem::create_symlink(top, s.rig.profile.parent_path() / ("system-" + std::string(n) + "-link"));
+  auto r = s.machine.install();
+  auto dir = s.rig.profile.parent_path().string();
+  std::vector<std::string> expected;
+  for (const char* n : {"1000000000", "4294967296", "99999999999999999999999"})
+    expected.push_back("'" + dir + "/system-" + n + "-link': generation number above 999999999, the largest an entry ID "
+                       "carries; not installed");
+  std::sort(expected.begin(), expected.end());
+  auto skipped = r.skipped;
+  std::sort(skipped.begin(), skipped.end());
+  CHECK(skipped == expected);
+  CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf"});
+  // What install writes, list reads back: every entry is a generation.
+  CHECK(s.machine.status().view.entries.size() == s.rig.entries().size());
 }

@@ -6,6 +6,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <grp.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 using namespace nixboot;
 using nixboot::test::Rig;
 using nixboot::test::run_program;
@@ -231,4 +235,73 @@ TEST_CASE("cli: install --install-bootloader runs grub-install first, and only w
   r = run_program(cmd(rig, {"install", "--install-bootloader"}));
   CHECK(r.status == 1);
   CHECK(r.err == "nixboot: " + fake.string() + " failed (exit 1): grub-install: error: disk not found\n");
+}
+
+namespace {
+
+// Runs `argv` as uid/gid 65534 (nobody) when the test runs as root, else as
+// the caller; stdout and stderr through pipes. The environment is the
+// caller's plus `env`.
+nixboot::test::RunResult run_unprivileged(const std::vector<std::string>& argv, const std::vector<std::string>& env) {
+  if (::geteuid() != 0) return run_program(argv, env);
+  int out[2], err[2];
+  REQUIRE(::pipe(out) == 0);
+  REQUIRE(::pipe(err) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    for (const auto& e : env) ::putenv(const_cast<char*>(e.c_str()));
+    if (::setgroups(0, nullptr) != 0 || ::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(126);
+    std::vector<char*> args;
+    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+    args.push_back(nullptr);
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  ::close(err[1]);
+  auto drain = [](int fd) {
+    std::string text;
+    char buf[4096];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof buf)) > 0) text.append(buf, static_cast<std::size_t>(n));
+    ::close(fd);
+    return text;
+  };
+  nixboot::test::RunResult r;
+  r.out = drain(out[0]);
+  r.err = drain(err[0]);
+  int status = 0;
+  ::waitpid(pid, &status, 0);
+  r.status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("cli: a mutating verb run unprivileged where it cannot write refuses before any change") {
+  Rig rig(3, "systemd-boot 252.39-1~deb12u1", 2);
+  with_config(rig);
+  REQUIRE(run_program(cmd(rig, {"install"})).status == 0);
+  // As root the rig's directories (0700, root's) are closed to nobody; as
+  // another user the ESP is made read-only.
+  if (::geteuid() != 0) std::filesystem::permissions(rig.esp, std::filesystem::perms::owner_read | std::filesystem::perms::owner_exec);
+  auto before = rig.snapshot();
+  unsigned uid = ::geteuid() == 0 ? 65534 : ::geteuid();
+  std::vector<std::string> globals{NIXBOOT_BIN, "--esp", rig.esp.string(), "--profile", rig.profile.string(),
+                                   "--efivars", rig.efivars.string(), "--state", rig.state.string()};
+  const std::vector<std::vector<std::string>> verbs{{"install"},   {"try", "3"}, {"mark-good", "3"}, {"mark-bad", "3"},
+                                                    {"rollback"},  {"check"},    {"confirm"},        {"live-revert"}};
+  for (const auto& v : verbs) {
+    auto argv = globals;
+    argv.insert(argv.end(), v.begin(), v.end());
+    auto r = run_unprivileged(argv, {"NIXBOOT_CONFIG=/nonexistent/nixboot.conf"});
+    CHECK(r.status == 1);
+    CHECK(r.err == "nixboot: " + v.front() + ": must be run as root: '" + rig.esp.string() + "' is not writable by uid " +
+                       std::to_string(uid) + "; nothing changed\n");
+  }
+  std::filesystem::permissions(rig.esp, std::filesystem::perms::owner_all);
+  CHECK(rig.snapshot() == before);
 }

@@ -33,6 +33,7 @@ struct FakeRoot {
         std::filesystem::create_directories(root / "proc");
         write_file(kmsg, "");
         write_file(watchdog, "");
+        write_file(root / "etc/initrd-release", "");  // the initrd marker the hook requires
     }
     void cmdline(const std::string& text) { write_file(root / "proc/cmdline", text); }
     void systemd_boot(const std::optional<std::string>& count_path) {
@@ -186,14 +187,63 @@ TEST_CASE("stage1: garbage on the command line is tolerated with one line per ba
 }
 
 TEST_CASE("stage1: missing inputs still exit 0 with one line", "[stage1][bad-input]") {
-    FakeRoot f;  // no /proc/cmdline, no variables, unknown arguments
-    auto r = f.run({"--bogus"});
+    FakeRoot f;  // no /proc/cmdline, no variables
+    auto r = f.run();
     CHECK(r.status == 0);
     auto lines = f.kmsg_lines();
-    REQUIRE(lines.size() == 2);
-    CHECK(lines[0] == "<4>nixboot-stage1: unknown argument '--bogus' (ignored)");
-    CHECK(lines[1] == "<4>nixboot-stage1: reading " + (f.root / "proc/cmdline").string() + ": No such file or directory");
+    REQUIRE(lines.size() == 1);
+    CHECK(lines[0] == "<4>nixboot-stage1: reading " + (f.root / "proc/cmdline").string() + ": No such file or directory");
     CHECK(f.rec() == "bootloader=unknown\nentry=\nfile=\ntrial=0\ntries-left=0\nconsumed-by=none\nwatchdog=off\n");
+}
+
+// A trial boot's fake root: whatever the hook would do (record, watchdog) shows.
+void make_trial_boot(FakeRoot& f) {
+    f.systemd_boot("\\loader\\entries\\nixos-generation-5+1.conf");
+    f.cmdline("nixboot.entry=nixos-generation-5 nixboot.watchdog=45\n");
+}
+
+// Nothing of the hook happened: no record, no kmsg line, the watchdog untouched.
+void check_did_nothing(FakeRoot& f) {
+    CHECK_FALSE(std::filesystem::exists(f.record));
+    CHECK(read_file(f.kmsg).empty());
+    CHECK(read_file(f.watchdog).empty());
+}
+
+TEST_CASE("stage1: --help prints usage and does nothing else", "[stage1][bad-input]") {
+    for (const std::vector<std::string>& args : {std::vector<std::string>{"--help"}, {"-h"}, {"run", "--help"}}) {
+        FakeRoot f;
+        make_trial_boot(f);
+        auto r = f.run(args);
+        CHECK(r.status == 0);
+        CHECK(r.out.starts_with("Usage: nixboot-stage1 [run|feed] [OPTIONS]\n"));
+        CHECK(r.err.empty());
+        check_did_nothing(f);
+    }
+}
+
+TEST_CASE("stage1: an unknown argument prints usage, exits 2 and does nothing", "[stage1][bad-input]") {
+    FakeRoot f;
+    make_trial_boot(f);
+    auto r = f.run({"--bogus"});
+    CHECK(r.status == 2);
+    CHECK(r.out.empty());
+    CHECK(r.err.starts_with("nixboot-stage1: unknown argument '--bogus'\nUsage: nixboot-stage1"));
+    check_did_nothing(f);
+    auto missing = f.run({"--cmdline"});
+    CHECK(missing.status == 2);
+    CHECK(missing.err.starts_with("nixboot-stage1: --cmdline needs a value\nUsage:"));
+    check_did_nothing(f);
+}
+
+TEST_CASE("stage1: outside the initrd the hook refuses and does nothing", "[stage1][bad-input]") {
+    FakeRoot f;
+    make_trial_boot(f);
+    std::filesystem::remove(f.root / "etc/initrd-release");
+    auto r = f.run();
+    CHECK(r.status == 1);
+    CHECK(r.err == "nixboot-stage1: not in the initrd (no " + (f.root / "etc/initrd-release").string() +
+                       "): nothing done; the hook runs only in stage 1, see 'nixboot status' on a running system\n");
+    check_did_nothing(f);
 }
 
 TEST_CASE("stage1: EFI firmware without variables: it tries to mount efivarfs and says so", "[stage1][bad-input]") {
@@ -217,6 +267,20 @@ TEST_CASE("stage1: a hang is cut by the hard time bound, the boot goes on", "[st
     CHECK(r.status == 0);
     CHECK(elapsed < std::chrono::seconds(30));  // cut by the bound, not left hanging
     CHECK(f.kmsg_lines() == std::vector<std::string>{"<3>nixboot-stage1: time bound reached, giving up (boot continues)"});
+}
+
+TEST_CASE("stage1: the time bound covers opening /dev/kmsg", "[stage1][bad-input]") {
+    FakeRoot f;
+    f.cmdline("");
+    // A kmsg that is a FIFO with no reader: a blocking open would wait
+    // forever, before any bound if the bound came after it.
+    std::filesystem::remove(f.kmsg);
+    REQUIRE(::mkfifo(f.kmsg.c_str(), 0600) == 0);
+    auto t0 = std::chrono::steady_clock::now();
+    auto r = f.run();
+    CHECK(r.status == 0);
+    CHECK(std::chrono::steady_clock::now() - t0 < std::chrono::seconds(30));
+    CHECK(f.rec().find("trial=0\n") != std::string::npos);
 }
 
 TEST_CASE("stage1: GRUB trial detection from the command line", "[stage1][grub]") {

@@ -73,7 +73,8 @@ struct CheckRig {
         std::filesystem::create_directories(run);
         auto r = run_program({NIXBOOT_STAGE1_BIN, "--cmdline", cmdline.string(), "--efivars", rig.efivars.string(),
                               "--run", run.string(), "--kmsg", kmsg.string(), "--watchdog-device", watchdog.string(),
-                              "--config", config.string()});
+                              "--config", config.string()},
+                             stage1_env(rig.tmp.path()));
         REQUIRE(r.status == 0);
         return booted;
     }

@@ -46,6 +46,16 @@ inline void write_recorder(const std::filesystem::path& path, const std::filesys
                            std::to_string(status) + "\n");
 }
 
+// The environment for running the real nixboot-stage1 in a test: a fake
+// root (under `dir`) holding the initrd marker the hook requires, so every
+// default path it falls back on is inside the test's directory too.
+inline std::vector<std::string> stage1_env(const std::filesystem::path& dir) {
+    const auto root = dir / "stage1-root";
+    std::filesystem::create_directories(root / "etc");
+    write_file(root / "etc/initrd-release", "");
+    return {"NIXBOOT_STAGE1_ROOT=" + root.string()};
+}
+
 inline std::vector<std::string> lines_of(const std::string& text) {
     std::vector<std::string> out;
     std::size_t start = 0;

@@ -319,7 +319,8 @@ TEST_CASE("check: a GRUB trial is detected by stage 1 and promoted by the check"
     write_file(cmdline, "init=/x nixboot.entry=nixos-generation-3 nixboot.trial=nixos-generation-3 nixboot.tries=0\n");
     auto s1 = run_program({NIXBOOT_STAGE1_BIN, "--cmdline", cmdline.string(), "--efivars", (tmp / "efivars").string(),
                            "--run", run.string(), "--kmsg", (tmp / "kmsg").string(), "--watchdog-device",
-                           (tmp / "watchdog").string(), "--config", (tmp / "none.conf").string()});
+                           (tmp / "watchdog").string(), "--config", (tmp / "none.conf").string()},
+                          nixboot::test::stage1_env(tmp.path()));
     REQUIRE(s1.status == 0);
     CHECK(read_file(run / "nixboot/boot") == "bootloader=grub\nentry=nixos-generation-3\nfile=\ntrial=1\ntries-left=0\n"
                                              "consumed-by=bootloader\nwatchdog=armed\n");
@@ -378,7 +379,8 @@ struct GrubCheck {
         auto s1 = run_program({NIXBOOT_STAGE1_BIN, "--cmdline", cmdline.string(), "--efivars",
                                (tmp / "efivars").string(), "--run", run.string(), "--kmsg", (tmp / "kmsg").string(),
                                "--watchdog-device", (tmp / "watchdog").string(), "--config",
-                               (tmp / "none.conf").string()});
+                               (tmp / "none.conf").string()},
+                              nixboot::test::stage1_env(tmp.path()));
         REQUIRE(s1.status == 0);
     }
     RunResult check() {

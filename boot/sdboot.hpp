@@ -99,6 +99,8 @@ class SdBootBackend final : public Backend {
  private:
   struct Scanned;
   Scanned scan() const;
+  // Removes nixboot's stale temp files and unreferenced kernel/initrd copies.
+  void remove_leftovers();
 
   BackendOptions opts_;
 };

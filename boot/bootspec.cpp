@@ -21,6 +21,11 @@ using nlohmann::json;
 constexpr std::size_t max_json_bytes = 1024 * 1024;
 constexpr std::size_t max_string_bytes = 4096;
 constexpr std::size_t max_kernel_params = 1024;
+// The kernel parameters of one system, joined by spaces. Linux keeps at most
+// COMMAND_LINE_SIZE (2048 bytes on x86 and arm64) anyway; the bound keeps
+// every entry nixboot writes well below the size it reads back (64 KiB per
+// BLS entry, see boot/sdboot.cpp; GRUB's state and grub.cfg hold all).
+constexpr std::size_t max_kernel_params_bytes = 16 * 1024;
 constexpr std::size_t max_specialisations = 256;
 constexpr const char* bootspec_key = "org.nixos.bootspec.v1";
 constexpr const char* specialisation_key = "org.nixos.specialisation.v1";
@@ -52,6 +57,14 @@ std::optional<std::string> field(const json& object, const char* key, const std:
     return checked_string(*it, field_where, kind);
 }
 
+void check_params_size(const std::vector<std::string>& params, const std::string& where) {
+    std::size_t bytes = 0;
+    for (const auto& p : params) bytes += p.size() + 1;
+    if (bytes > max_kernel_params_bytes)
+        throw ParseError(where + ": kernel parameters of " + std::to_string(bytes) + " bytes, more than the " +
+                         std::to_string(max_kernel_params_bytes) + " a boot entry may hold");
+}
+
 // Parses one document (a bootspec object plus its extensions) without
 // looking at specialisations.
 BootSpec parse_spec(const json& document, const std::string& where) {
@@ -76,6 +89,7 @@ BootSpec parse_spec(const json& document, const std::string& where) {
         if (param.empty()) throw ParseError(where + ": kernelParams[" + std::to_string(i) + "] is empty");
         spec.kernel_params.push_back(std::move(param));
     }
+    check_params_size(spec.kernel_params, where);
     if (const auto ext = document.find(systemd_boot_key); ext != document.end() && !ext->is_null()) {
         const std::string ext_where = where + ": \"" + std::string(systemd_boot_key) + "\"";
         if (!ext->is_object()) throw ParseError(ext_where + " is not an object");
@@ -150,6 +164,7 @@ BootSpec read_legacy(const std::filesystem::path& toplevel) {
     std::istringstream params(read_small_file(toplevel / "kernel-params", 64 * 1024).value_or(""));
     for (std::string param; params >> param;) spec.kernel_params.push_back(param);
     if (spec.kernel_params.size() > max_kernel_params) throw Error(where + ": more than 1024 kernel parameters");
+    check_params_size(spec.kernel_params, where);
     return spec;
 }
 

@@ -40,7 +40,8 @@ void validate_specialisation_name(std::string_view name, std::string_view origin
 // Parses a boot.json text. Errors: "ORIGIN: not JSON: ...",
 // "ORIGIN: missing \"org.nixos.bootspec.v1\"", "ORIGIN: field \"kernel\" of
 // \"org.nixos.bootspec.v1\" is not a string", "ORIGIN: specialisation 'a b':
-// ...". Max 1 MiB, strings max 4 KiB, at most 1024 kernel params and 256
+// ...". Max 1 MiB, strings max 4 KiB, at most 1024 kernel params of 16 KiB
+// in all (so every entry fits nixboot's own read limits) and 256
 // specialisations; paths must be absolute. Unknown extensions are ignored.
 BootDocument parse_bootspec(std::string_view json_text, std::string_view origin);
 

@@ -35,29 +35,50 @@ std::optional<unsigned> parse_link_name(std::string_view name, std::string_view 
     return n;
 }
 
-// Kernels are shared by many generations: stat each path once per scan.
+// True if `path` has a ".." component (a store path never does).
+bool has_dot_dot(const std::string& path) {
+    for (const auto& part : std::filesystem::path(path))
+        if (part == "..") return true;
+    return false;
+}
+
+// The files an entry copies to the boot partition must be regular files
+// inside the store holding the toplevel: a bootspec naming /proc/self/environ
+// or /etc/shadow must never get it copied to the ESP, which anyone may read.
+// Kernels are shared by many generations: check each path once per scan.
 class FileChecks {
 public:
-    void require(const std::string& path, const std::string& what) {
-        auto it = seen_.find(path);
-        if (it == seen_.end()) {
-            struct stat st {};
-            std::string tail;  // what follows the quoted path in the message; empty = fine
-            if (::stat(path.c_str(), &st) != 0) tail = "': " + std::error_code(errno, std::generic_category()).message();
-            else if (!S_ISREG(st.st_mode)) tail = "' is not a regular file";
-            it = seen_.emplace(path, std::move(tail)).first;
-        }
+    void require(const std::string& path, const std::string& what, const std::filesystem::path& store) {
+        const std::string key = store.string() + '\n' + path;
+        auto it = seen_.find(key);
+        if (it == seen_.end()) it = seen_.emplace(key, problem(path, store)).first;
         if (!it->second.empty()) throw Error(what + " '" + path + it->second);
     }
 
-    // The files an entry copies to the ESP must exist before anything is written.
-    void require_boot_files(const BootSpec& spec, const std::string& prefix) {
-        require(spec.kernel, prefix + "kernel");
-        if (spec.initrd) require(*spec.initrd, prefix + "initrd");
-        if (spec.devicetree) require(*spec.devicetree, prefix + "devicetree");
+    void require_boot_files(const BootSpec& spec, const std::string& prefix, const std::filesystem::path& store) {
+        require(spec.kernel, prefix + "kernel", store);
+        if (spec.initrd) require(*spec.initrd, prefix + "initrd", store);
+        if (spec.devicetree) require(*spec.devicetree, prefix + "devicetree", store);
     }
 
 private:
+    // What follows the quoted path in the message; empty = fine.
+    static std::string problem(const std::string& path, const std::filesystem::path& store) {
+        if (has_dot_dot(path)) return "' contains '..' (refused: boot files must be plain store paths)";
+        std::error_code ec;
+        const auto real = std::filesystem::canonical(path, ec);
+        if (ec) return "': " + ec.message();
+        const std::string prefix = store.string() + "/";
+        if (!real.string().starts_with(prefix))
+            return "' is not inside the store '" + store.string() + "' holding the toplevel (" +
+                   (real.string() == path ? std::string("refused") : "it resolves to '" + real.string() + "'; refused") +
+                   ": only store files are copied to the boot partition)";
+        struct stat st {};
+        if (::stat(real.c_str(), &st) != 0) return "': " + std::error_code(errno, std::generic_category()).message();
+        if (!S_ISREG(st.st_mode)) return "' is not a regular file";
+        return {};
+    }
+
     std::map<std::string, std::string> seen_;
 };
 
@@ -101,9 +122,14 @@ Generation read_generation_checked(const GenerationLink& link, FileChecks& check
         }
         throw;
     }
-    checks.require_boot_files(gen.doc.boot, "");
+    // The store is the directory holding the (resolved) toplevel: /nix/store.
+    std::error_code ec;
+    const auto store = std::filesystem::canonical(gen.toplevel, ec).parent_path();
+    if (ec) throw Error("'" + link.link.string() + "' does not lead to a system ('" + gen.toplevel.string() + "': " +
+                        ec.message() + ")");
+    checks.require_boot_files(gen.doc.boot, "", store);
     for (const auto& [name, spec] : gen.doc.specialisations)
-        checks.require_boot_files(spec, "specialisation '" + name + "': ");
+        checks.require_boot_files(spec, "specialisation '" + name + "': ", store);
     gen.nixos_version = read_version(gen.toplevel);
     return gen;
 }

@@ -341,6 +341,9 @@ InstallReport Machine::install() {
 }
 
 InstallReport Machine::install_unlocked() {
+  // Temp files of an interrupted write in the state dir (the backend's sync
+  // cleans the boot partition); safe under the lock.
+  RootDir::open_or_create(opts_.state).remove_stale_temp_files("", Sync::no);
   Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
   InstallReport report;
 

@@ -12,9 +12,11 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
+#include <cerrno>
 #include <cctype>
 #include <cstdint>
 #include <cstring>
@@ -32,6 +34,8 @@ constexpr const char* entries_dir = "loader/entries";
 constexpr const char* loader_conf_path = "loader/loader.conf";
 constexpr const char* files_dir = "EFI/nixos";
 constexpr const char* cache_name = "sdboot-files";
+// What nixboot reads of one entry file; sync() never writes a larger one
+// (bootspec bounds kernel parameters to keep real entries far below it).
 constexpr std::size_t max_entry_size = 64 * 1024;
 
 // loader.conf is rewritten in place (RootDir::overwrite_in_place) so that a
@@ -164,13 +168,18 @@ class Sha256 {
 };
 
 std::string sha256_of_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw_errno("reading " + q(path.string()));
+  Fd in = open_regular_file(path, "reading");  // never blocks on a FIFO put in a kernel's place
   Sha256 h;
   std::vector<char> buf(1 << 16);
-  while (in.read(buf.data(), static_cast<std::streamsize>(buf.size())) || in.gcount() > 0)
-    h.update(reinterpret_cast<const unsigned char*>(buf.data()), static_cast<std::size_t>(in.gcount()));
-  if (in.bad()) throw Error("reading " + q(path.string()) + ": read error");
+  for (;;) {
+    const ssize_t n = ::read(in.get(), buf.data(), buf.size());
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw_errno("reading " + q(path.string()));
+    }
+    if (n == 0) break;
+    h.update(reinterpret_cast<const unsigned char*>(buf.data()), static_cast<std::size_t>(n));
+  }
   return h.hex();
 }
 
@@ -436,6 +445,7 @@ struct SdBootBackend::Scanned {
     std::string text;
     std::optional<BlsEntry> bls;  // nullopt: did not parse (reported)
     std::optional<ParsedEntryId> ours;
+    bool unreadable = false;      // too large or not a regular file (reported); text empty
   };
   std::string loader_info;
   IdScheme scheme = IdScheme::with_counter;
@@ -556,13 +566,23 @@ SdBootBackend::Scanned SdBootBackend::scan() const {
     f.file_name = ef.file_name;
     f.name = ef.name;
     std::string rel = std::string(entries_dir) + "/" + ef.file_name;
-    auto text = esp.read(rel, max_entry_size);
-    if (!text) continue;  // vanished (or a dangling name): nothing to boot
-    f.text = std::move(*text);
+    // One unreadable entry (oversized, a FIFO, a symlink) must not stop the
+    // other verbs: it is reported and kept by name, so sync() rewrites a
+    // nixboot entry in place and nothing else touches its text.
     try {
-      f.bls = parse_bls_entry(f.text, esp.display(rel).string());
+      auto text = esp.read(rel, max_entry_size);
+      if (!text) continue;  // vanished (or a dangling name): nothing to boot
+      f.text = std::move(*text);
     } catch (const Error& e) {
-      s.warnings.push_back(e.what());
+      s.warnings.push_back(std::string(e.what()) + " (entry skipped)");
+      f.unreadable = true;
+    }
+    if (!f.unreadable) {
+      try {
+        f.bls = parse_bls_entry(f.text, esp.display(rel).string());
+      } catch (const Error& e) {
+        s.warnings.push_back(e.what());
+      }
     }
     f.ours = parse_entry_id(f.name.stem);
     s.by_stem[f.name.stem].push_back(s.files.size());
@@ -750,6 +770,7 @@ std::string ensure_copied(RootDir& esp, FileCache& cache, const std::string& src
 
 SyncResult SdBootBackend::sync(std::span<const Generation> generations, const SyncOptions& opts) {
   auto s = scan_for_change();
+  remove_leftovers();
   auto esp = RootDir::open(opts_.esp);
   auto cache = FileCache::load(opts_.state);
   SyncResult result;
@@ -771,6 +792,12 @@ SyncResult SdBootBackend::sync(std::span<const Generation> generations, const Sy
         files.kernel = ensure_copied(esp, cache, bs.kernel, "linux");
         if (bs.initrd) files.initrd = ensure_copied(esp, cache, *bs.initrd, "initrd");
         auto text = format_generation_entry(g, spec, files);
+        if (text.size() > max_entry_size) {  // what nixboot writes it must be able to read back
+          result.warnings.push_back("generation " + std::to_string(g.number) + ": entry " + q(id) + " would be " +
+                                    std::to_string(text.size()) + " bytes, more than the " +
+                                    std::to_string(max_entry_size) + " nixboot reads; not written");
+          continue;
+        }
         auto it = s.by_stem.find(id);
         if (it != s.by_stem.end()) {
           const auto& f = s.files[it->second.front()];
@@ -963,12 +990,32 @@ void SdBootBackend::set_default(std::string_view id) {
   }
 }
 
+// What an interrupted sync left grows with every retry (a kernel-sized temp
+// file, copies no entry names yet): remove it before anything is copied, so a
+// retry after ENOSPC has the space the failed run took. Under the lock.
+void SdBootBackend::remove_leftovers() {
+  auto esp = RootDir::open(opts_.esp);
+  std::size_t temps = 0;
+  for (const char* dir : {"loader", entries_dir, files_dir}) temps += esp.remove_stale_temp_files(dir, Sync::yes);
+  const auto gc = collect_garbage();
+  if (temps > 0 || !gc.removed.empty())
+    spdlog::debug("removed {} temporary files and {} unreferenced copies an interrupted run left in {}", temps,
+                  gc.removed.size(), opts_.esp.string());
+}
+
 GcResult SdBootBackend::collect_garbage() {
   auto esp = RootDir::open(opts_.esp);
   std::set<std::string> referenced;
   for (const auto& name : esp.list(entries_dir)) {
     if (!name.ends_with(".conf")) continue;
-    auto text = esp.read(std::string(entries_dir) + "/" + name, max_entry_size);
+    std::optional<std::string> text;
+    try {
+      text = esp.read(std::string(entries_dir) + "/" + name, max_entry_size);
+    } catch (const Error& e) {
+      // Its references are unknown: remove nothing rather than a file it boots (G4).
+      spdlog::debug("not collecting garbage: {}", e.what());
+      return {};
+    }
     if (!text) continue;
     std::istringstream in(*text);
     std::string line;

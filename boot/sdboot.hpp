@@ -111,6 +111,8 @@ class SdBootBackend final : public Backend {
   // scan(), refusing (with what to run) when a variable that decides what
   // boots cannot be read: a change could not be reasoned about.
   Scanned scan_for_change() const;
+  // Removes nixboot's stale temp files and unreferenced kernel/initrd copies.
+  void remove_leftovers();
 
   BackendOptions opts_;
 };

@@ -5,13 +5,16 @@
 #include "boot/grub/process.hpp"
 #include "boot/health/cmdline.hpp"
 #include "boot/sdboot.hpp"
+#include "boot/util/dir.hpp"
 #include "boot/util/error.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <charconv>
 #include <fstream>
 #include <set>
@@ -28,10 +31,19 @@ struct Stored {
 
 namespace {
 
+// What nixboot reads back of its state copies and grub.cfg; a larger text is
+// refused before it is written (every verb would fail reading it).
 constexpr std::size_t max_state_bytes = 64 << 20;
 constexpr std::size_t max_cfg_bytes = 64 << 20;
 
 std::string q(std::string_view s) { return "'" + std::string(s) + "'"; }
+
+void check_writable_size(const RootDir& dir, std::string_view rel, std::size_t size, std::size_t max) {
+    if (size > max)
+        throw Error("not writing " + q(dir.display(rel).string()) + ": it would be " + std::to_string(size) +
+                    " bytes, more than the " + std::to_string(max) +
+                    " nixboot reads back (keep fewer generations: install --keep)");
+}
 
 std::optional<unsigned> parse_unsigned(std::string_view text, unsigned max) {
     if (text.empty() || text.size() > 10 || (text.size() > 1 && text[0] == '0')) return std::nullopt;
@@ -92,6 +104,7 @@ void store_state(RootDir& boot, const Stored& from, const GrubState& next) {
     std::size_t size = 0;
     if (const auto st = boot.lstat(rel); st && S_ISREG(st->st_mode)) size = static_cast<std::size_t>(st->st_size);
     const std::string text = format_state_slot(next, from.seq + 1, size);
+    check_writable_size(boot, rel, text.size(), max_state_bytes);
     if (boot.overwrite_in_place(rel, text, Sync::yes)) return;
     // First write, or the state outgrew its slot (entries were added): size
     // both copies alike now, so later trials and verdicts write in place.
@@ -101,7 +114,13 @@ void store_state(RootDir& boot, const Stored& from, const GrubState& next) {
 
 // Writes `rel` only when its content differs; returns whether it wrote.
 bool write_if_changed(RootDir& dir, std::string_view rel, const std::string& text, std::size_t max) {
-    auto old = dir.read(rel, max);
+    check_writable_size(dir, rel, text.size(), max);
+    std::optional<std::string> old;
+    try {
+        old = dir.read(rel, max);
+    } catch (const Error& e) {
+        spdlog::debug("replacing unreadable {}", e.what());  // rewritten below
+    }
     if (old && *old == text) return false;
     dir.write_atomic(rel, text, Sync::yes);
     return true;
@@ -129,12 +148,19 @@ const EntryRecord* newest_good(const GrubState& s) {
 }
 
 std::string sha256_of_file(const std::filesystem::path& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw_errno("reading " + q(path.string()));
-    std::ostringstream data;
-    data << in.rdbuf();
-    if (in.bad()) throw Error("reading " + q(path.string()) + ": read error");
-    return sha256_hex(data.str());
+    Fd in = open_regular_file(path, "reading");  // never blocks on a FIFO put in a kernel's place
+    std::string data;
+    std::vector<char> buf(1 << 16);
+    for (;;) {
+        const ssize_t n = ::read(in.get(), buf.data(), buf.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("reading " + q(path.string()));
+        }
+        if (n == 0) break;
+        data.append(buf.data(), static_cast<std::size_t>(n));
+    }
+    return sha256_hex(data);
 }
 
 // Copies `src` into BOOT/kernels under a content-derived name, once; the
@@ -303,9 +329,14 @@ GrubCfgSpec GrubBackend::cfg_spec(const GrubState& state) const {
 // copies in place and never replace a file on /boot.
 void GrubBackend::write_all(RootDir& boot, const Stored& from, const GrubState& state, bool with_cfg) {
     boot.mkdirs("grub");
+    // Both sizes are checked before either file changes.
+    std::optional<std::string> cfg;
+    if (with_cfg && !state.entries.empty()) {
+        cfg = format_grub_cfg(cfg_spec(state));
+        check_writable_size(boot, cfg_path, cfg->size(), max_cfg_bytes);
+    }
     store_state(boot, from, state);
-    if (!with_cfg || state.entries.empty()) return;
-    write_if_changed(boot, cfg_path, format_grub_cfg(cfg_spec(state)), max_cfg_bytes);
+    if (cfg) write_if_changed(boot, cfg_path, *cfg, max_cfg_bytes);
 }
 
 LoaderView GrubBackend::read() const {
@@ -335,9 +366,14 @@ LoaderView GrubBackend::read() const {
     // entry (grub.cfg sets default from it), else grub.cfg's own.
     if (env)
         if (auto d = env->get("nixboot_default"); d && state.find(*d)) v.persistent_default = *d;
-    if (!v.persistent_default)
-        if (const auto cfg = boot.read(cfg_path, max_cfg_bytes))
-            v.persistent_default = cfg_value(*cfg, "\nset default='");
+    if (!v.persistent_default) {
+        try {
+            if (const auto cfg = boot.read(cfg_path, max_cfg_bytes))
+                v.persistent_default = cfg_value(*cfg, "\nset default='");
+        } catch (const Error& e) {
+            v.warnings.push_back(std::string(e.what()) + " (skipped; install rewrites it)");
+        }
+    }
     if (!v.persistent_default) v.persistent_default = state.default_id;
 
     for (const auto& r : state.entries) {
@@ -386,6 +422,24 @@ LoaderView GrubBackend::read() const {
 
 SyncResult GrubBackend::sync(std::span<const Generation> generations, const SyncOptions& opts) {
     auto boot = RootDir::open(opts_.esp);
+    // What an interrupted sync left grows with every retry (a kernel-sized
+    // temp file, copies no entry names yet): remove it before anything is
+    // copied, so a retry after ENOSPC has the space the failed run took.
+    std::size_t temps = 0;
+    for (const std::string_view dir : {std::string_view("grub"), kernels_dir})
+        temps += boot.remove_stale_temp_files(dir, Sync::yes);
+    // Only behind nixboot's own grub.cfg: a stock one names kernels in a form
+    // collect_garbage does not recognise, and must keep them until replaced.
+    GcResult gc;
+    std::optional<std::string> cfg_on_disk;
+    try {
+        cfg_on_disk = boot.read(cfg_path, max_cfg_bytes);
+    } catch (const Error&) {
+    }
+    if (cfg_on_disk && cfg_on_disk->starts_with(cfg_header)) gc = collect_garbage();
+    if (temps > 0 || !gc.removed.empty())
+        spdlog::debug("removed {} temporary files and {} unreferenced copies an interrupted run left in {}", temps,
+                      gc.removed.size(), opts_.esp.string());
     const Stored stored = load_stored(boot);
     GrubState state = stored.state;
     SyncResult result;
@@ -581,7 +635,14 @@ void GrubBackend::set_default(std::string_view id) {
 GcResult GrubBackend::collect_garbage() {
     auto boot = RootDir::open(opts_.esp);
     const GrubState state = load_state(boot);
-    const std::string cfg = boot.read(cfg_path, max_cfg_bytes).value_or("");
+    std::string cfg;
+    try {
+        cfg = boot.read(cfg_path, max_cfg_bytes).value_or("");
+    } catch (const Error& e) {
+        // What the grub.cfg on disk boots is unknown: remove nothing (G4).
+        spdlog::debug("not collecting garbage: {}", e.what());
+        return {};
+    }
     std::set<std::string> referenced;
     for (const auto& e : state.entries) {
         referenced.insert(e.kernel);

@@ -6,7 +6,10 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <ctime>
 #include <dirent.h>
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -117,9 +120,13 @@ void validate_relative_path(std::string_view rel) {
 }
 
 std::optional<std::string> read_file_if_exists(const std::filesystem::path& path, std::size_t max_bytes) {
-    Fd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+    // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a
+    // writer forever (while the caller holds the state lock); it changes
+    // nothing for the regular files accepted below.
+    Fd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
     if (!fd) {
         if (errno == ENOENT) return std::nullopt;
+        if (errno == ELOOP) throw Error("reading " + quoted(path) + ": a symbolic link loop");
         throw_errno("reading " + quoted(path));
     }
     struct stat st {};
@@ -143,6 +150,19 @@ std::optional<std::string> read_file_if_exists(const std::filesystem::path& path
     content.resize(got);
     fd.close(path.c_str());
     return content;
+}
+
+Fd open_regular_file(const std::filesystem::path& path, std::string_view verb) {
+    const std::string context = std::string(verb) + " " + quoted(path);
+    Fd fd(::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+    if (!fd) {
+        if (errno == ELOOP) throw Error(context + ": a symbolic link loop");
+        throw_errno(context);
+    }
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) throw_errno(context);
+    if (!S_ISREG(st.st_mode)) throw Error(context + ": not a regular file");
+    return fd;
 }
 
 RootDir RootDir::open(const std::filesystem::path& path) {
@@ -189,7 +209,7 @@ Fd RootDir::open_file(std::string_view rel, int flags, unsigned mode) const {
 std::optional<std::string> RootDir::read(std::string_view rel, std::size_t max_bytes) const {
     Fd fd;
     try {
-        fd = open_file(rel, O_RDONLY);
+        fd = open_file(rel, O_RDONLY | O_NONBLOCK);  // a FIFO must not block the open
     } catch (const SysError& e) {
         if (e.errno_value() == ENOENT || e.errno_value() == ENOTDIR) return std::nullopt;
         throw;
@@ -317,11 +337,7 @@ void RootDir::write_atomic(std::string_view rel, std::string_view data, Sync syn
 }
 
 void RootDir::copy_in(const std::filesystem::path& src, std::string_view rel, Sync sync) {
-    Fd in(::open(src.c_str(), O_RDONLY | O_CLOEXEC));
-    if (!in) throw_errno("copying " + quoted(src));
-    struct stat st {};
-    if (::fstat(in.get(), &st) != 0) throw_errno("copying " + quoted(src));
-    if (!S_ISREG(st.st_mode)) throw Error("copying " + quoted(src) + ": not a regular file");
+    Fd in = open_regular_file(src, "copying");
     AtomicFile file = begin_atomic(rel, 0644);
     std::vector<char> buffer(1 << 20);
     for (;;) {
@@ -449,10 +465,38 @@ void RootDir::mkdirs(std::string_view rel) {
     }
 }
 
+namespace {
+
+// A temp file (".NAME.nixboot-tmp-PID-...") may still be filled by a live
+// writer that does not take the command lock (a live trial's record): spare
+// it while process PID exists, unless it is older than any write takes (the
+// PID may be another process's after a reboot).
+bool temp_file_is_stale(int dir_fd, const std::string& name) {
+    constexpr std::string_view marker = ".nixboot-tmp-";
+    const auto at = name.find(marker);
+    if (!name.starts_with('.') || at == std::string::npos) return false;
+    struct stat st {};
+    if (::fstatat(dir_fd, name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(st.st_mode)) return false;
+    if (st.st_mtime + 3600 < std::time(nullptr)) return true;
+    const long pid = std::strtol(name.c_str() + at + marker.size(), nullptr, 10);
+    return pid <= 0 || pid == ::getpid() || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH);
+}
+
+} // namespace
+
 std::size_t RootDir::remove_stale_temp_files(std::string_view rel, Sync sync) {
     std::size_t removed = 0;
+    Fd dir;
+    try {
+        dir = (rel.empty() || rel == ".") ? Fd(::openat(fd_.get(), ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC))
+                                          : open_file(rel, O_RDONLY | O_DIRECTORY);
+    } catch (const SysError& e) {
+        if (e.errno_value() == ENOENT) return 0;
+        throw;
+    }
+    if (!dir) throw_errno("listing " + quoted(display(rel)));
     for (const std::string& name : list(rel)) {
-        if (!name.starts_with('.') || name.find(".nixboot-tmp-") == std::string::npos) continue;
+        if (!temp_file_is_stale(dir.get(), name)) continue;
         const std::string path = (rel.empty() || rel == ".") ? name : std::string(rel) + "/" + name;
         if (remove(path, Sync::no)) ++removed;
     }

@@ -46,6 +46,12 @@ void validate_relative_path(std::string_view rel);
 // throws Error if it is larger than max_bytes or not a regular file.
 std::optional<std::string> read_file_if_exists(const std::filesystem::path& path, std::size_t max_bytes);
 
+// Opens the regular file `path` (outside any RootDir, symlinks followed) for
+// reading without ever blocking: O_NONBLOCK, so a FIFO cannot wait for a
+// writer, then fstat. Throws Error "VERB 'PATH': not a regular file" (FIFO,
+// device, directory), "VERB 'PATH': a symbolic link loop", or SysError.
+Fd open_regular_file(const std::filesystem::path& path, std::string_view verb);
+
 // One file being replaced atomically (from RootDir::begin_atomic): a temp
 // file beside the target; commit() fsyncs it (per Sync), renames it over the
 // target and fsyncs the directory (Sync::yes). Without commit() the
@@ -138,8 +144,10 @@ public:
     // fsync of directory `rel` ("" = the root).
     void fsync_dir(std::string_view rel) const;
     // Removes leftovers of write_atomic/copy_in interrupted by a crash
-    // (".NAME.nixboot-tmp-*") in directory `rel`; returns how many. Only call
-    // it under the Lock: another command's temp file looks the same.
+    // (".NAME.nixboot-tmp-PID-*") in directory `rel` (missing: none); returns
+    // how many. Spares a temp file whose PID is a live process (other than
+    // this one) unless it is over an hour old. Only call it under the Lock:
+    // another command's temp file looks the same.
     std::size_t remove_stale_temp_files(std::string_view rel, Sync sync);
     // Opens an existing or new file below the root with O_NOFOLLOW on every
     // component; `flags` are open(2) flags (O_CLOEXEC added).

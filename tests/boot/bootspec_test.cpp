@@ -199,3 +199,17 @@ TEST_CASE("bootspec: mutated documents are refused with ParseError, never anythi
         }
     }
 }
+
+TEST_CASE("bootspec: no specialisation name can escape the entries directory or reach GRUB script", "[bootspec]") {
+    // Each is refused before any file name or grub.cfg line is formed.
+    for (const std::string name : {"..", "../x", "a/b", "x'y", "x\"y", "a\nb", "a+1", "$x", "a;b", "{a}", "a`b`", "a\\b",
+                                   "a b", "a|b", "a&b", "a<b", "a>b", "a*", "a?", "a[1]", "a#b", "a$(id)"}) {
+        INFO(name);
+        CHECK_THROWS_AS(validate_specialisation_name(name, "o"), ParseError);
+    }
+    CHECK_THROWS_WITH(validate_specialisation_name("..", "o"), "o: specialisation '..': name starts with '.'");
+    CHECK_THROWS_WITH(validate_specialisation_name("x'y", "o"),
+                      "o: specialisation 'x'y': name contains '''; allowed are [A-Za-z0-9._-]");
+    CHECK_THROWS_WITH(validate_specialisation_name("a;b", "o"),
+                      "o: specialisation 'a;b': name contains ';'; allowed are [A-Za-z0-9._-]");
+}

@@ -110,3 +110,98 @@ TEST_CASE("generations: links are listed cheaply and read one at a time", "[gene
     CHECK_THROWS_WITH(read_generation(links[1]), "'" + (tmp / "store/system-2").string() +
                                                     "': no boot.json and no usable 'kernel' (No such file or directory)");
 }
+
+TEST_CASE("generations: a FIFO, a device or a symlink loop in the profile is skipped at once, never read", "[generations]") {
+    test::TempDir tmp;
+    const auto store = tmp / "store";
+    const auto profile = tmp / "profiles/system";
+    for (unsigned n = 1; n <= 6; ++n) test::make_generation(store, profile, n);
+    // 1: FIFO as boot.json; 2: FIFO as kernel; 3: boot.json a character
+    // device; 4: boot.json a symlink loop; 5: the link itself a loop;
+    // 6: fine, but its nixos-version is a FIFO (read for titles).
+    std::filesystem::remove(store / "system-1/boot.json");
+    REQUIRE(::mkfifo((store / "system-1/boot.json").c_str(), 0644) == 0);
+    std::filesystem::remove(store / "system-2/kernel-file");
+    REQUIRE(::mkfifo((store / "system-2/kernel-file").c_str(), 0644) == 0);
+    std::filesystem::remove(store / "system-3/boot.json");
+    std::filesystem::create_symlink("/dev/zero", store / "system-3/boot.json");
+    std::filesystem::remove(store / "system-4/boot.json");
+    std::filesystem::create_symlink("boot.json", store / "system-4/boot.json");
+    std::filesystem::remove(tmp / "profiles/system-5-link");
+    std::filesystem::create_symlink("system-5-link", tmp / "profiles/system-5-link");
+    std::filesystem::remove(store / "system-6/nixos-version");
+    REQUIRE(::mkfifo((store / "system-6/nixos-version").c_str(), 0644) == 0);
+
+    GenerationScan scan;
+    CHECK(test::finishes_within(std::chrono::seconds(10),
+                                {store / "system-1/boot.json", store / "system-2/kernel-file", store / "system-6/nixos-version"},
+                                [&] { scan = discover_generations(profile); }));
+    REQUIRE(scan.ok.size() == 1);
+    CHECK(scan.ok[0].number == 6);
+    CHECK(scan.ok[0].nixos_version.empty());
+    REQUIRE(scan.skipped.size() == 5);
+    CHECK(scan.skipped[0].reason == "reading '" + (store / "system-1/boot.json").string() + "': not a regular file");
+    CHECK(scan.skipped[1].reason == "kernel '" + (store / "system-2/kernel-file").string() + "' is not a regular file");
+    CHECK(scan.skipped[2].reason == "reading '" + (store / "system-3/boot.json").string() + "': not a regular file");
+    CHECK(scan.skipped[3].reason == "reading '" + (store / "system-4/boot.json").string() + "': a symbolic link loop");
+    CHECK(scan.skipped[4].reason == "'" + (tmp / "profiles/system-5-link").string() + "' does not lead to a system ('" +
+                                        (tmp / "profiles/system-5-link").string() + "': Too many levels of symbolic links)");
+}
+
+namespace {
+
+// Generation 1 of a fresh store whose main kernel/initrd path in boot.json is `kernel`.
+GenerationScan scan_with_kernel(const test::TempDir& tmp, const std::string& field, const std::string& path) {
+    const auto store = tmp / "store";
+    const auto profile = tmp / "profiles/system";
+    const auto top = test::make_generation(store, profile, 1);
+    BootDocument doc = parse_bootspec(test::read_file(top / "boot.json"), "boot.json");
+    if (field == "kernel") doc.boot.kernel = path;
+    else if (field == "initrd") doc.boot.initrd = path;
+    else doc.boot.devicetree = path;
+    test::write_file(top / "boot.json", format_bootspec(doc));
+    return discover_generations(profile);
+}
+
+}  // namespace
+
+TEST_CASE("generations: a kernel, initrd or devicetree outside the toplevel's store is refused", "[generations]") {
+    test::TempDir tmp;
+    const auto store = (tmp / "store").string();
+    SECTION("/proc/self/environ as the kernel") {
+        const auto scan = scan_with_kernel(tmp, "kernel", "/proc/self/environ");
+        REQUIRE(scan.skipped.size() == 1);
+        CHECK(scan.skipped[0].reason.starts_with("kernel '/proc/self/environ' is not inside the store '" +
+                                                 std::filesystem::canonical(store).string() + "' holding the toplevel ("));
+    }
+    SECTION("/etc/passwd (as /etc/shadow would be) as the initrd") {
+        const auto scan = scan_with_kernel(tmp, "initrd", "/etc/passwd");
+        REQUIRE(scan.skipped.size() == 1);
+        CHECK(scan.skipped[0].reason ==
+              "initrd '/etc/passwd' is not inside the store '" + std::filesystem::canonical(store).string() +
+                  "' holding the toplevel (refused: only store files are copied to the boot partition)");
+    }
+    SECTION("a store path with '..' as the devicetree") {
+        const auto scan = scan_with_kernel(tmp, "devicetree", store + "/system-1/../../secret");
+        REQUIRE(scan.skipped.size() == 1);
+        CHECK(scan.skipped[0].reason == "devicetree '" + store +
+                                            "/system-1/../../secret' contains '..' (refused: boot files must be plain store paths)");
+    }
+    SECTION("a store symlink that leads out of the store") {
+        test::write_file(tmp / "secret", "secret");
+        std::filesystem::create_directories(tmp / "store/evil");
+        std::filesystem::create_symlink(tmp / "secret", tmp / "store/evil/bzImage");
+        const auto scan = scan_with_kernel(tmp, "kernel", store + "/evil/bzImage");
+        REQUIRE(scan.skipped.size() == 1);
+        CHECK(scan.skipped[0].reason == "kernel '" + store + "/evil/bzImage' is not inside the store '" +
+                                            std::filesystem::canonical(store).string() + "' holding the toplevel (it resolves to '" +
+                                            std::filesystem::canonical(tmp / "secret").string() +
+                                            "'; refused: only store files are copied to the boot partition)");
+    }
+    SECTION("a file elsewhere in the same store is fine") {
+        test::write_file(tmp / "store/linux-6.6/bzImage", "kernel");
+        const auto scan = scan_with_kernel(tmp, "kernel", store + "/linux-6.6/bzImage");
+        CHECK(scan.skipped.empty());
+        CHECK(scan.ok.size() == 1);
+    }
+}

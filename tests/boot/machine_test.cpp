@@ -11,6 +11,10 @@
 
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <chrono>
 
 #include <csignal>
 
@@ -28,6 +32,20 @@ struct Setup {
                  unsigned tries = 1, unsigned keep = 0)
       : rig(gens, std::move(info), current), backend(rig.backend_options()), machine(backend, rig.machine_options(tries, keep)) {}
 };
+
+// `s` as a JSON string literal (quotes, backslashes and newlines escaped).
+std::string json_quote(const std::string& s) {
+  std::string out = "\"";
+  for (char c : s) {
+    if (c == '"' || c == '\\') out += '\\';
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
+    out += c;
+  }
+  return out + "\"";
+}
 
 std::vector<JournalEvent> events(const Rig& rig) {
   std::vector<JournalEvent> out;
@@ -541,7 +559,7 @@ TEST_CASE("try on a full state directory: the trial is armed and the error says 
                           journal_full_error(s.rig) +
                           "; to cancel it run 'nixboot mark-bad 3' (it can be tried again later); no reboot was started");
   });
-  CHECK(s.rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3+1.conf"));
+  CHECK(s.rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3[+.]*conf"));
   CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
   // What the error told the user to run works once the journal has room.
   s.machine.mark_bad("nixos-generation-3", "cancelled");
@@ -631,7 +649,7 @@ TEST_CASE("a malformed LoaderEntryDefault or LoaderEntryOneShot: status works an
     CHECK(s.rig.snapshot() == before);
     std::filesystem::remove(file);  // what the line says to run (chattr: efivarfs only)
     s.machine.try_generation(3, {});
-    CHECK(s.rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3+1.conf"));
+    CHECK(s.rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3[+.]*conf"));
   }
 }
 
@@ -653,4 +671,129 @@ TEST_CASE("a generation numbered above 999999999 is refused at install naming it
   CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf"});
   // What install writes, list reads back: every entry is a generation.
   CHECK(s.machine.status().view.entries.size() == s.rig.entries().size());
+}
+
+TEST_CASE("a FIFO or symlink loop in an older generation: install finishes at once and releases the lock") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 3);
+  std::filesystem::remove(s.rig.store / "system-1/boot.json");
+  REQUIRE(::mkfifo((s.rig.store / "system-1/boot.json").c_str(), 0644) == 0);
+  std::filesystem::remove(s.rig.store / "system-2/boot.json");
+  std::filesystem::create_symlink("boot.json", s.rig.store / "system-2/boot.json");
+  InstallReport r;
+  CHECK(test::finishes_within(std::chrono::seconds(10), {s.rig.store / "system-1/boot.json"},
+                              [&] { r = s.machine.install(); }));
+  REQUIRE(r.skipped.size() == 2);
+  CHECK(r.skipped[0] == "generation 1: reading '" + (s.rig.store / "system-1/boot.json").string() + "': not a regular file");
+  CHECK(r.skipped[1] == "generation 2: reading '" + (s.rig.store / "system-2/boot.json").string() + "': a symbolic link loop");
+  CHECK(s.rig.entries() == Files{"nixos-generation-3.conf"});
+  CHECK_NOTHROW(Lock::acquire(s.rig.state));
+}
+
+TEST_CASE("a generation whose entry would exceed the read limit is skipped, an oversized entry on disk stops no verb") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  s.machine.install();
+  SECTION("too many kernel parameters: skipped with its size, the others install") {
+    const auto top = test::make_generation(s.rig.store, s.rig.profile, 4);
+    BootDocument doc = parse_bootspec(test::read_file(top / "boot.json"), "boot.json");
+    for (int i = 0; i < 1000; ++i) doc.boot.kernel_params.push_back("p" + std::to_string(i) + "=" + std::string(60, 'x'));
+    test::write_file(top / "boot.json", format_bootspec(doc));
+    test::make_generation(s.rig.store, s.rig.profile, 5);
+    auto r = s.machine.install();
+    REQUIRE(r.skipped.size() == 1);
+    CHECK(r.skipped[0] == "generation 4: " + (top / "boot.json").string() +
+                              ": kernel parameters of 65907 bytes, more than the 16384 a boot entry may hold");
+    CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+1.conf",
+                                   "nixos-generation-5+1.conf"});
+  }
+  SECTION("an entry on disk larger than 64 KiB: reported, rewritten by install, other verbs work") {
+    const auto big = s.rig.esp / "loader/entries/nixos-generation-3+1.conf";
+    test::write_file(big, "title x\noptions " + std::string(70 * 1024, 'x') + "\n");
+    const auto view = s.backend.read();
+    CHECK(view.find("nixos-generation-3") != nullptr);
+    CHECK(std::any_of(view.warnings.begin(), view.warnings.end(), [&](const std::string& w) {
+      return w == "reading '" + big.string() + "': larger than 65536 bytes (entry skipped)";
+    }));
+    s.machine.mark_good("nixos-generation-3", "by hand");
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
+    CHECK(s.machine.rollback("") == "nixos-generation-2");
+    s.machine.mark_bad("nixos-generation-3", "by hand");
+    CHECK(s.rig.entries()[2] == "nixos-generation-3+0.conf");
+    auto r = s.machine.install();
+    CHECK(r.sync.updated == Files{"nixos-generation-3"});
+    CHECK(test::read_file(s.rig.esp / "loader/entries/nixos-generation-3+0.conf").size() < 4096);
+  }
+}
+
+TEST_CASE("install removes what an interrupted one left: temp files and unreferenced kernel copies") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  s.machine.install();
+  const pid_t dead = ::fork();
+  REQUIRE(dead >= 0);
+  if (dead == 0) ::_exit(0);
+  REQUIRE(::waitpid(dead, nullptr, 0) == dead);
+  const std::string tag = ".nixboot-tmp-" + std::to_string(dead) + "-0-abc";
+  const Files planted{"esp/EFI/nixos/.0123-linux.efi" + tag, "esp/loader/entries/.nixos-generation-4.conf" + tag,
+                      "esp/loader/.loader.conf" + tag, "state/.install-stamp" + tag,
+                      "esp/EFI/nixos/00000000000000000000000000000000-linux.efi"};
+  for (const auto& p : planted) test::write_file(s.rig.tmp / p, "left over");
+  test::write_file(s.rig.esp / "EFI/nixos/.user-file", "not nixboot's");
+  test::make_generation(s.rig.store, s.rig.profile, 4);
+  s.machine.install();
+  for (const auto& p : planted) CHECK_FALSE(std::filesystem::exists(s.rig.tmp / p));
+  CHECK(std::filesystem::exists(s.rig.esp / "EFI/nixos/.user-file"));
+  CHECK(s.rig.entries().size() == 4);
+}
+
+TEST_CASE("after ENOSPC the next install has the space back: orphan copies and temp files go first", "[root]") {
+  NIXBOOT_SKIP_UNLESS_ROOT("mounting a small tmpfs as the ESP");
+  if (!test::enter_private_mount_namespace()) NIXBOOT_SKIP("needs a private mount namespace (unshare)");
+  Setup s(1, "systemd-boot 252.39-1~deb12u1", 1);
+  test::TmpfsMount mnt(s.rig.esp, "512k");
+  s.machine.install();
+  SECTION("a kernel copied before the initrd hit ENOSPC") {
+    auto top = test::make_generation(s.rig.store, s.rig.profile, 2);
+    test::write_file(top / "kernel-file", std::string(300 * 1024, 'a'));
+    test::write_file(top / "initrd-file", std::string(300 * 1024, 'b'));
+    CHECK_THROWS_WITH(s.machine.install(), nixboot::test::contains("No space left on device"));
+    // The user drops that generation and builds a smaller one.
+    std::filesystem::remove(s.rig.profile.parent_path() / "system-2-link");
+    top = test::make_generation(s.rig.store, s.rig.profile, 3);
+    test::write_file(top / "kernel-file", std::string(300 * 1024, 'c'));
+    auto r = s.machine.install();
+    CHECK(r.sync.added == Files{"nixos-generation-3"});
+  }
+  SECTION("a kernel-sized temp file of a killed install") {
+    const pid_t dead = ::fork();
+    REQUIRE(dead >= 0);
+    if (dead == 0) ::_exit(0);
+    REQUIRE(::waitpid(dead, nullptr, 0) == dead);
+    test::write_file(s.rig.esp / ("EFI/nixos/.0123-linux.efi.nixboot-tmp-" + std::to_string(dead) + "-0-abc"),
+                     std::string(300 * 1024, 't'));
+    auto top = test::make_generation(s.rig.store, s.rig.profile, 2);
+    test::write_file(top / "kernel-file", std::string(300 * 1024, 'a'));
+    auto r = s.machine.install();
+    CHECK(r.sync.added == Files{"nixos-generation-2"});
+  }
+}
+
+TEST_CASE("a specialisation named to escape or inject is refused, no file appears outside the entries") {
+  Setup s(2, "systemd-boot 252.39-1~deb12u1", 2);
+  const auto top = test::make_generation(s.rig.store, s.rig.profile, 3, {"alt"});
+  const std::string json = test::read_file(top / "boot.json");
+  for (const std::string name : {"../../../escaped", "x\nlinux /evil", "a'b", "$(reboot)"}) {
+    INFO(name);
+    std::string hostile = json;
+    const std::string quoted_name = json_quote(name);
+    hostile.replace(hostile.find("\"alt\""), 5, quoted_name);
+    test::write_file(top / "boot.json", hostile);
+    auto r = s.machine.install();
+    REQUIRE(r.skipped.size() == 1);
+    CHECK(r.skipped[0].rfind("generation 3: " + (top / "boot.json").string() + ": specialisation '", 0) == 0);
+    CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf"});
+    Files top_level;
+    for (const auto& e : std::filesystem::directory_iterator(s.rig.esp)) top_level.push_back(e.path().filename().string());
+    std::sort(top_level.begin(), top_level.end());
+    CHECK(top_level == Files{"EFI", "loader"});
+    CHECK_FALSE(std::filesystem::exists(s.rig.tmp / "escaped"));
+  }
 }

@@ -8,6 +8,8 @@
 #include "tests/catch.hpp"
 
 #include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <chrono>
 
@@ -517,4 +519,30 @@ TEST_CASE("grub backend: 1000 generations", "[grub][backend][bench][real]") {
          << " ms (0 writes), set_default " << setdef << " ms");
     script_check_ok(f.boot / "grub/grub.cfg");
     CHECK(size < 2 * 1024 * 1024);
+}
+
+TEST_CASE("grub backend: sync first removes stale temp files and unreferenced copies, never a stock grub.cfg's kernels",
+          "[grub][backend]") {
+    Fixture f;
+    const pid_t dead = ::fork();
+    REQUIRE(dead >= 0);
+    if (dead == 0) ::_exit(0);
+    REQUIRE(::waitpid(dead, nullptr, 0) == dead);
+    const std::string tag = ".nixboot-tmp-" + std::to_string(dead) + "-0-abc";
+    // A stock grub.cfg: its kernels stay although nixboot's state does not name them.
+    spit(f.boot / "grub/grub.cfg", "menuentry 'NixOS' { linux /kernels/stock-bzImage }\n");
+    spit(f.boot / "kernels/stock-bzImage", "stock kernel");
+    GrubBackend b(f.opts);
+    std::vector<Generation> gens{f.gen(1)};
+    b.sync(gens, good_sync());
+    CHECK(std::filesystem::exists(f.boot / "kernels/stock-bzImage"));
+    // Behind nixboot's own grub.cfg, what an interrupted sync left goes first.
+    const std::vector<std::filesystem::path> planted{f.boot / ("kernels/.x-linux" + tag), f.boot / ("grub/.grub.cfg" + tag),
+                                                     f.boot / "kernels/00000000000000000000000000000000-linux"};
+    for (const auto& p : planted) spit(p, "left over");
+    gens.push_back(f.gen(2));
+    CHECK(b.sync(gens, good_sync()).added == std::vector<std::string>{"nixos-generation-2"});
+    for (const auto& p : planted) CHECK_FALSE(std::filesystem::exists(p));
+    CHECK_FALSE(std::filesystem::exists(f.boot / "kernels/stock-bzImage"));
+    CHECK(b.read().entries.size() == 2);
 }

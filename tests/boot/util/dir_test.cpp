@@ -230,13 +230,27 @@ TEST_CASE("RootDir: leftovers of an interrupted write are cleaned up, the file i
     RootDir root = RootDir::open(tmp.path());
     root.mkdirs("loader/entries");
     root.write_atomic("loader/entries/a.conf", "old\n", Sync::yes);
-    // What a crash between "write temp" and "rename" leaves behind.
-    test::write_file(tmp / "loader/entries/.a.conf.nixboot-tmp-123-0-abc", "new, half");
+    // What a crash between "write temp" and "rename" leaves behind: the
+    // writer's PID is gone.
+    const pid_t dead = ::fork();
+    REQUIRE(dead >= 0);
+    if (dead == 0) ::_exit(0);
+    REQUIRE(::waitpid(dead, nullptr, 0) == dead);
+    const std::string tag = ".nixboot-tmp-" + std::to_string(dead) + "-0-abc";
+    test::write_file(tmp / ("loader/entries/.a.conf" + tag), "new, half");
     test::write_file(tmp / "loader/entries/.hidden-by-user", "keep");
+    // A live writer's temp file (our parent stands for it) is spared while
+    // recent, removed once older than any write takes.
+    const std::string live = "loader/entries/.b.conf.nixboot-tmp-" + std::to_string(::getppid()) + "-0-abc";
+    test::write_file(tmp / live, "being written");
     CHECK(root.remove_stale_temp_files("loader/entries", Sync::yes) == 1);
-    CHECK(root.list("loader/entries") == std::vector<std::string>{".hidden-by-user", "a.conf"});
+    CHECK(root.list("loader/entries") ==
+          std::vector<std::string>{".b.conf.nixboot-tmp-" + std::to_string(::getppid()) + "-0-abc", ".hidden-by-user", "a.conf"});
     CHECK(test::read_file(tmp / "loader/entries/a.conf") == "old\n");
+    std::filesystem::last_write_time(tmp / live, std::filesystem::file_time_type::clock::now() - std::chrono::hours(2));
+    CHECK(root.remove_stale_temp_files("loader/entries", Sync::yes) == 1);
     CHECK(root.remove_stale_temp_files("loader/entries", Sync::yes) == 0);
+    CHECK(root.remove_stale_temp_files("no/such/dir", Sync::yes) == 0);
 }
 
 TEST_CASE("read_file_if_exists: bounded reads outside a root", "[util][dir]") {
@@ -335,4 +349,24 @@ TEST_CASE("AtomicFile: explicit commit, without it the target is untouched", "[u
     CHECK(root.list("") == std::vector<std::string>{"loader.conf"});
     CHECK_THROWS_WITH(root.begin_atomic("missing-dir/x"),
                       "opening directory '" + (tmp / "missing-dir").string() + "': No such file or directory");
+}
+
+TEST_CASE("RootDir and outside reads never block on a FIFO, and name a symlink loop", "[util][dir]") {
+    test::TempDir tmp;
+    std::filesystem::create_directories(tmp / "esp/loader/entries");
+    REQUIRE(::mkfifo((tmp / "esp/loader/entries/a.conf").c_str(), 0644) == 0);
+    REQUIRE(::mkfifo((tmp / "fifo").c_str(), 0644) == 0);
+    std::filesystem::create_symlink("loop", tmp / "loop");
+    RootDir root = RootDir::open(tmp / "esp");
+    CHECK(test::finishes_within(std::chrono::seconds(10), {tmp / "esp/loader/entries/a.conf", tmp / "fifo"}, [&] {
+        CHECK_THROWS_WITH(root.read("loader/entries/a.conf", 100),
+                          "reading '" + (tmp / "esp/loader/entries/a.conf").string() + "': not a regular file");
+        CHECK_THROWS_WITH(read_file_if_exists(tmp / "fifo", 100), "reading '" + (tmp / "fifo").string() + "': not a regular file");
+        CHECK_THROWS_WITH(root.copy_in(tmp / "fifo", "k.efi", Sync::no), "copying '" + (tmp / "fifo").string() + "': not a regular file");
+        CHECK_THROWS_WITH(open_regular_file(tmp / "fifo", "hashing"), "hashing '" + (tmp / "fifo").string() + "': not a regular file");
+    }));
+    CHECK_THROWS_WITH(read_file_if_exists(tmp / "loop", 100), "reading '" + (tmp / "loop").string() + "': a symbolic link loop");
+    CHECK_THROWS_WITH(root.copy_in(tmp / "loop", "k.efi", Sync::no), "copying '" + (tmp / "loop").string() + "': a symbolic link loop");
+    CHECK_THROWS_WITH(open_regular_file("/dev/zero", "reading"), "reading '/dev/zero': not a regular file");
+    CHECK(root.list("") == std::vector<std::string>{"loader"});
 }

@@ -2,8 +2,16 @@
 // helpers, and a size-limited tmpfs (a real ENOSPC) when running as root.
 #pragma once
 
+#include <fcntl.h>
+#include <sched.h>
 #include <sys/mount.h>
 #include <unistd.h>
+
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <future>
+#include <thread>
 
 #include <cerrno>
 #include <cstdlib>
@@ -88,6 +96,36 @@ inline std::filesystem::path make_generation(const std::filesystem::path& store,
     return toplevel;
 }
 
+
+// Runs `f` on its own thread and waits at most `limit` for it. If it is still
+// running then (blocked opening one of `fifos` for reading), each FIFO is
+// opened for writing and closed, which ends such a read with EOF, so the
+// thread can be joined. Returns whether `f` finished in time; rethrows what
+// `f` threw.
+inline bool finishes_within(std::chrono::milliseconds limit, const std::vector<std::filesystem::path>& fifos,
+                            const std::function<void()>& f) {
+    std::packaged_task<void()> task(f);
+    auto done = task.get_future();
+    std::thread worker(std::move(task));
+    const bool in_time = done.wait_for(limit) == std::future_status::ready;
+    while (done.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+        for (const auto& fifo : fifos) {
+            const int fd = ::open(fifo.c_str(), O_WRONLY | O_NONBLOCK | O_CLOEXEC);
+            if (fd >= 0) ::close(fd);
+        }
+    }
+    worker.join();
+    done.get();
+    return in_time;
+}
+
+// Moves this test process into its own mount namespace with every mount
+// private, so mounts made by the test never reach the host. False if that
+// is not possible (no privilege).
+inline bool enter_private_mount_namespace() {
+    if (::unshare(CLONE_NEWNS) != 0) return false;
+    return ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0;
+}
 
 // A tmpfs of `size` mounted on `dir` for the lifetime of the object.
 class TmpfsMount {

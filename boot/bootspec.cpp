@@ -195,7 +195,8 @@ BootDocument parse_bootspec(std::string_view json_text, std::string_view origin_
     json document;
     try {
         document = json::parse(json_text);
-    } catch (const json::parse_error& e) {
+    } catch (const json::exception& e) {
+        // parse_error, and out_of_range for a number that overflows a double ("1e400").
         // nlohmann's message starts with "[json.exception.parse_error.101] ": keep the useful part.
         std::string message = e.what();
         if (const auto bracket = message.find("] "); bracket != std::string::npos) message.erase(0, bracket + 2);

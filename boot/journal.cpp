@@ -99,7 +99,8 @@ JournalRecord parse_journal_line(std::string_view text, std::string_view origin_
     ordered_json line;
     try {
         line = ordered_json::parse(text);
-    } catch (const ordered_json::parse_error& e) {
+    } catch (const ordered_json::exception& e) {
+        // parse_error, and out_of_range for a number that overflows a double ("1e400").
         std::string message = e.what();
         if (const auto bracket = message.find("] "); bracket != std::string::npos) message.erase(0, bracket + 2);
         throw ParseError(origin + ": not JSON: " + message);

@@ -66,6 +66,8 @@ TEST_CASE("bootspec: malformed documents name the origin and the field", "[boots
     CHECK_THROWS_WITH(parse_bootspec("{", o), o + ": not JSON: parse error at line 1, column 2: syntax error while parsing object key - unexpected "
                                                  "end of input; expected string literal");
     CHECK_THROWS_WITH(parse_bootspec("[]", o), o + ": not a JSON object");
+    // A number that overflows a double is nlohmann's out_of_range, not parse_error (found by fuzz/boot/bootspec_fuzz.cpp's sibling for the journal).
+    CHECK_THROWS_WITH(parse_bootspec(R"({"x": 1e400})", o), o + ": not JSON: number overflow parsing '1e400'");
     CHECK_THROWS_WITH(parse_bootspec("{}", o), o + ": missing \"org.nixos.bootspec.v1\"");
     CHECK_THROWS_WITH(parse_bootspec(R"({"org.nixos.bootspec.v1": 3})", o), o + ": \"org.nixos.bootspec.v1\" is not an object");
     auto with = [&](const std::string& from, const std::string& to) {

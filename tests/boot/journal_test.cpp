@@ -139,3 +139,25 @@ TEST_CASE("journal: mutated lines are refused with ParseError, never anything el
         }
     }
 }
+
+// Found by fuzz/boot/journal_fuzz.cpp: nlohmann reports a number that
+// overflows a double as out_of_range, not parse_error; it escaped
+// parse_journal_line and read_journal, so one such line stopped `history`.
+TEST_CASE("journal: a number too large for a double is a bad line, skipped", "[journal]") {
+    CHECK_THROWS_WITH(parse_journal_line("1e400", "j:1"), "j:1: not JSON: number overflow parsing '1e400'");
+    CHECK_THROWS_WITH(parse_journal_line(R"({"time":"2026-01-01T00:00:00Z","event":"arm","generation":1e400})", "j:1"),
+                      "j:1: not JSON: number overflow parsing '1e400'");
+    test::TempDir tmp;
+    const auto state = tmp / "state";
+    append_journal(state, sample());
+    {
+        std::ofstream out(state / "journal", std::ios::app);
+        out << "110000001e022023\n";
+    }
+    append_journal(state, sample());
+    const JournalContents got = read_journal(state);
+    CHECK(got.records.size() == 2);
+    REQUIRE(got.problems.size() == 1);
+    CHECK(got.problems[0].line == 2);
+    CHECK(got.problems[0].message == (state / "journal").string() + ":2: not JSON: number overflow parsing '110000001e022023'");
+}

@@ -2,6 +2,7 @@
 // helpers, and a size-limited tmpfs (a real ENOSPC) when running as root.
 #pragma once
 
+#include <sched.h>
 #include <sys/mount.h>
 #include <unistd.h>
 
@@ -88,6 +89,15 @@ inline std::filesystem::path make_generation(const std::filesystem::path& store,
     return toplevel;
 }
 
+
+// Moves this process into a mount namespace of its own in which every mount
+// is private: what a test mounts is never seen by the host and goes away with
+// the process (ctest runs each test case in a process of its own). Root only.
+inline void enter_private_mount_namespace() {
+    if (::unshare(CLONE_NEWNS) != 0) throw std::runtime_error(std::string("unshare(CLONE_NEWNS): ") + std::strerror(errno));
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+        throw std::runtime_error(std::string("making / private: ") + std::strerror(errno));
+}
 
 // A tmpfs of `size` mounted on `dir` for the lifetime of the object.
 class TmpfsMount {

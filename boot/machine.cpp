@@ -314,8 +314,14 @@ static std::string install_key(const Backend& backend, const MachineOptions& opt
          std::to_string(opts.keep) + "\n" + fp + generations_fingerprint(opts.profile);
 }
 
+// STATE/lock, waited for as long as the options allow.
+static Lock lock_state(const MachineOptions& opts) {
+  if (opts.lock_wait.count() == 0) return Lock::acquire(opts.state);
+  return Lock::acquire_within(opts.state, opts.lock_wait);
+}
+
 InstallReport Machine::install() {
-  auto lock = Lock::acquire(opts_.state);
+  auto lock = lock_state(opts_);
   InstallReport report;
   // Fast path: nothing the install reads has changed since the last one.
   auto key = install_key(backend_, opts_);
@@ -474,7 +480,7 @@ InstallReport Machine::install_unlocked() {
 }
 
 TryReport Machine::try_generation(unsigned generation, const TryOptions& opts) {
-  auto lock = Lock::acquire(opts_.state);
+  auto lock = lock_state(opts_);
   Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
   auto view = read_for_change(backend_);
   auto id = entry_id(generation);
@@ -538,7 +544,7 @@ TryReport Machine::try_generation(unsigned generation, const TryOptions& opts) {
 }
 
 void Machine::mark_good(std::string_view entry, std::string_view reason) {
-  auto lock = Lock::acquire(opts_.state);
+  auto lock = lock_state(opts_);
   Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
   auto view = read_for_change(backend_);
   const auto* e = view.find(entry);
@@ -576,7 +582,7 @@ void Machine::mark_good(std::string_view entry, std::string_view reason) {
 }
 
 void Machine::mark_bad(std::string_view entry, std::string_view reason) {
-  auto lock = Lock::acquire(opts_.state);
+  auto lock = lock_state(opts_);
   Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
   auto view = read_for_change(backend_);
   const auto* e = view.find(entry);
@@ -616,7 +622,7 @@ void Machine::mark_bad(std::string_view entry, std::string_view reason) {
 }
 
 std::string Machine::rollback(std::string_view reason) {
-  auto lock = Lock::acquire(opts_.state);
+  auto lock = lock_state(opts_);
   Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
   auto view = read_for_change(backend_);
   if (sort_order_trial_pending(view))

@@ -13,6 +13,7 @@
 #include "boot/backend.hpp"
 #include "boot/journal.hpp"
 
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -28,6 +29,10 @@ struct MachineOptions {
   std::filesystem::path state = "/var/lib/nixboot";
   unsigned tries = 1;  // tries of a trial (config `tries`)
   unsigned keep = 0;   // generations kept, 0 = all (config `keep`)
+  // How long a verb waits for STATE/lock held by another command: 0 refuses
+  // at once (a user can re-run), the boot check waits (its verdict must not
+  // be lost to an install running at the same time).
+  std::chrono::milliseconds lock_wait{0};
   // `try --reboot` runs this argv (default {"systemctl", "reboot"}); the
   // environment variable NIXBOOT_REBOOT_COMMAND (one word, a program path)
   // overrides it so tests never reboot the machine.

@@ -861,6 +861,9 @@ ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
   // would win the second. By sort order the loader itself picks the trial
   // while it has tries left and sorts it last once they are spent.
   bool sort_mode = !s.vars_writable || !s.oneshot_supported || opts.tries > 1;
+  const std::string sort_why = !s.vars_writable || !s.oneshot_supported
+                                   ? "without writable EFI variables"
+                                   : "with " + std::to_string(opts.tries) + " tries (more than one is armed by sort order)";
   if (sort_mode) {
     if (s.efi_default && !s.vars_writable)
       throw Error("cannot arm " + q(id) + " by sort order: EFI variable LoaderEntryDefault (" +
@@ -887,13 +890,13 @@ ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
       bool trying = it.counter && it.counter->left > 0;
       if (good) {
         if (!seen_target)
-          throw Error("cannot arm " + q(id) + " without writable EFI variables: good entry " +
+          throw Error("cannot arm " + q(id) + " " + sort_why + ": good entry " +
                       q(n ? n->stem : it.file_name) + " sorts before it, so the loader would not boot the trial");
         break;  // the fallback
       }
       if (trying) {
         if (!n || !parse_entry_id(n->stem))
-          throw Error("cannot arm " + q(id) + " without writable EFI variables: entry " +
+          throw Error("cannot arm " + q(id) + " " + sort_why + ": entry " +
                       q(it.file_name) + " (not nixboot's) would boot before the good fallback");
         park.push_back(it.file_name);
       }

@@ -55,6 +55,7 @@ MachineOptions Context::machine_options() const {
   mo.state = config.state;
   mo.tries = config.tries;
   mo.keep = config.keep;
+  mo.lock_wait = lock_wait;
   return mo;
 }
 

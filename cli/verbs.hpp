@@ -9,6 +9,7 @@
 
 #include <boost/program_options.hpp>
 
+#include <chrono>
 #include <filesystem>
 #include <functional>
 #include <iosfwd>
@@ -33,6 +34,8 @@ class Context {
   std::vector<std::string> global_args;  // global options as given (for re-invoking nixboot)
   std::string self;                    // path of this executable
   std::ostream& out;
+  // MachineOptions::lock_wait of the machine (set before machine() is first called).
+  std::chrono::milliseconds lock_wait{0};
 
   explicit Context(std::ostream& o) : out(o) {}
   Backend& backend();

@@ -165,6 +165,12 @@ std::string sha256_of_file(const std::filesystem::path& path) {
 
 // Copies `src` into BOOT/kernels under a content-derived name, once; the
 // copy cache in `state` avoids hashing unchanged sources again.
+// Errors only writing can give: about /boot, never about the generation's
+// files (which are only read).
+bool boot_cannot_write(int errno_value) {
+    return errno_value == ENOSPC || errno_value == EDQUOT || errno_value == EROFS;
+}
+
 std::string ensure_copied(RootDir& boot, GrubState& state, const std::string& src, std::string_view kind) {
     struct stat st {};
     if (::stat(src.c_str(), &st) != 0) throw_errno("reading " + q(src));
@@ -458,6 +464,14 @@ SyncResult GrubBackend::sync(std::span<const Generation> generations, const Sync
             try {
                 rec.kernel = ensure_copied(boot, state, bs.kernel, "linux");
                 if (bs.initrd) rec.initrd = ensure_copied(boot, state, *bs.initrd, "initrd");
+            } catch (const SysError& e) {
+                // /boot itself cannot take the copy: every entry would fail
+                // alike, and an install that "succeeds" without it is stamped
+                // as done, so freeing space would never bring it back. Fail
+                // the install (nothing written yet), as systemd-boot's does.
+                if (boot_cannot_write(e.errno_value())) throw;
+                result.warnings.push_back("entry " + q(rec.id) + ": " + e.what() + "; not updated");
+                continue;
             } catch (const Error& e) {
                 result.warnings.push_back("entry " + q(rec.id) + ": " + e.what() + "; not updated");
                 continue;

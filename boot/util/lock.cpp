@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <sys/file.h>
 
+#include <thread>
+
 namespace nixboot {
 
 Lock Lock::acquire(const std::filesystem::path& state_dir, LockWait wait, std::string_view name) {
@@ -23,6 +25,25 @@ Lock Lock::acquire(const std::filesystem::path& state_dir, LockWait wait, std::s
         throw_errno("locking '" + path.string() + "'");
     }
     return Lock(std::move(path), std::move(fd));
+}
+
+Lock Lock::acquire_within(const std::filesystem::path& state_dir, std::chrono::milliseconds bound, std::string_view name) {
+    // flock(2) has no timeout: poll the non-blocking lock. 50 ms is short
+    // beside a command holding it and cheap beside a boot.
+    const auto deadline = std::chrono::steady_clock::now() + bound;
+    for (;;) {
+        try {
+            return acquire(state_dir, LockWait::no, name);
+        } catch (const SysError&) {
+            throw;
+        } catch (const Error&) {
+            if (std::chrono::steady_clock::now() >= deadline)
+                throw Error("another nixboot command is running (lock '" + (state_dir / name).string() +
+                            "' is held; waited " +
+                            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(bound).count()) + " s)");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
 }
 
 } // namespace nixboot

@@ -4,6 +4,7 @@
 
 #include "boot/util/fd.hpp"
 
+#include <chrono>
 #include <filesystem>
 #include <string_view>
 
@@ -20,6 +21,12 @@ public:
     // "live.lock" beside the command lock).
     static Lock acquire(const std::filesystem::path& state_dir, LockWait wait = LockWait::no,
                         std::string_view name = "lock");
+
+    // As acquire(LockWait::no), but a held lock is retried until `bound` has
+    // passed (then the Error says how long it waited): for the boot check,
+    // which must not lose its verdict to a concurrent install, nor wait forever.
+    static Lock acquire_within(const std::filesystem::path& state_dir, std::chrono::milliseconds bound,
+                               std::string_view name = "lock");
 
     const std::filesystem::path& path() const noexcept { return path_; }
 

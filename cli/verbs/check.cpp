@@ -14,6 +14,8 @@
 namespace nixboot::cli {
 namespace {
 
+constexpr std::chrono::minutes check_lock_wait{5};
+
 int run_check(Context& ctx, const po::variables_map& vm) {
     health::BootCheckOptions bo;
     if (vm.count("run")) bo.run = vm["run"].as<std::string>();
@@ -35,6 +37,10 @@ int run_check(Context& ctx, const po::variables_map& vm) {
     auto sink = [&](std::string_view line) {
         if (!json) ctx.out << line << "\n" << std::flush;
     };
+    // Unattended at boot: a command holding the lock (an install started at
+    // the same time) is waited for, not a reason to lose the verdict and leave
+    // the watchdog armed. Bounded well inside the unit's TimeoutStartSec.
+    ctx.lock_wait = check_lock_wait;
     health::BootCheckReport r = health::run_boot_check(ctx.machine(), bo, sink);
 
     const auto& rec = r.record;

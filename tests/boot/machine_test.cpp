@@ -187,6 +187,16 @@ TEST_CASE("systemd-boot with --tries 3 and writable EFI variables: three boots o
 // #38897 reached the 257 stable series) while its version says 257, and a
 // loader updated after the trial was armed boots under the other rule: the
 // one-shot must select the trial whichever rule the next boot's loader has.
+TEST_CASE("systemd-boot refuses more than one try of a generation that sorts after a good one, before any change") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 3);
+  s.machine.install();
+  auto before = s.rig.snapshot();
+  CHECK_THROWS_WITH(s.machine.try_generation(2, TryOptions{2, Reboot::no, false}),
+                    "cannot arm 'nixos-generation-2' with 2 tries (more than one is armed by sort order): good entry "
+                    "'nixos-generation-3' sorts before it, so the loader would not boot the trial");
+  CHECK(s.rig.snapshot() == before);
+}
+
 TEST_CASE("a one-shot armed under one loader's ID rule boots the trial under the other") {
   for (const auto& [armed_under, booted_under] :
        std::vector<std::pair<std::string, std::string>>{{"systemd-boot 252.39-1~deb12u1", "systemd-boot 262.1-1"},
@@ -746,7 +756,7 @@ TEST_CASE("install removes what an interrupted one left: temp files and unrefere
 
 TEST_CASE("after ENOSPC the next install has the space back: orphan copies and temp files go first", "[root]") {
   NIXBOOT_SKIP_UNLESS_ROOT("mounting a small tmpfs as the ESP");
-  if (!test::enter_private_mount_namespace()) NIXBOOT_SKIP("needs a private mount namespace (unshare)");
+  test::enter_private_mount_namespace();
   Setup s(1, "systemd-boot 252.39-1~deb12u1", 1);
   test::TmpfsMount mnt(s.rig.esp, "512k");
   s.machine.install();

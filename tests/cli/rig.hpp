@@ -3,8 +3,10 @@
 // plus a model of what systemd-boot does at boot (pick, consume, rename).
 #pragma once
 
+#include "boot/bls_entry.hpp"
 #include "boot/efivars.hpp"
 #include "boot/generations.hpp"
+#include "boot/journal.hpp"
 #include "boot/machine.hpp"
 #include "boot/sdboot.hpp"
 #include "boot/util/dir.hpp"
@@ -15,6 +17,7 @@
 
 #include <algorithm>
 #include <array>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -107,6 +110,61 @@ struct Rig {
     return line.substr(0, line.size() - 5);
   }
 
+  // The loader-visible state, without contents that carry times or the
+  // temporary root's name (the journal, entry titles, kernel contents): entry
+  // file names, the number of kernel files, loader.conf, every EFI variable,
+  // the profile. Two runs that did the same thing compare equal.
+  std::string summary() const {
+    std::string out = "entries:";
+    for (const auto& e : entries()) out += " " + e;
+    // Kernel copies are named by content, which names the temporary root: count them.
+    std::size_t kernels = 0;
+    if (std::filesystem::exists(esp / "EFI/nixos"))
+      kernels = std::distance(std::filesystem::directory_iterator(esp / "EFI/nixos"), {});
+    out += "\nkernel files: " + std::to_string(kernels) + "\nloader.conf: " + conf() + "\nvars:";
+    std::vector<std::string> vars;
+    for (const auto& e : std::filesystem::directory_iterator(efivars)) {
+      std::string value;  // attributes and UTF-16 zero bytes dropped: readable, still exact for ASCII
+      for (char c : read_file(e.path()).substr(4))
+        if (c >= 0x20 && c < 0x7f) value += c;
+      vars.push_back(e.path().filename().string().substr(0, e.path().filename().string().find('-')) + "=" + value);
+    }
+    std::sort(vars.begin(), vars.end());
+    for (const auto& v : vars) out += " " + v;
+    return out + "\nprofile: " + std::filesystem::read_symlink(profile).string() + "\n";
+  }
+
+  // The files a good entry (no counter) needs, with their content: entry
+  // text, kernel, initrds. G4 is "this map only grows".
+  std::map<std::string, std::string> good_files() const {
+    std::map<std::string, std::string> out;
+    for (const auto& name : entries()) {
+      if (name.find('+') != std::string::npos) continue;
+      auto text = read_file(esp / "loader/entries" / name);
+      out["loader/entries/" + name] = text;
+      auto e = parse_bls_entry(text, name);
+      std::vector<std::string> files = e.initrds;
+      if (e.kernel) files.push_back(*e.kernel);
+      for (const auto& f : files) {
+        auto p = esp / std::filesystem::path(f).relative_path();
+        out[f] = std::filesystem::exists(p) ? read_file(p) : "<missing>";
+      }
+    }
+    return out;
+  }
+
+  // Every file nixboot keeps parses: entries, loader.conf's default line, the
+  // journal. Returns "" or what failed.
+  std::string unparsable() const {
+    try {
+      for (const auto& name : entries()) parse_bls_entry(read_file(esp / "loader/entries" / name), name);
+      read_journal(state);
+    } catch (const std::exception& e) {
+      return e.what();
+    }
+    return "";
+  }
+
   // What systemd-boot does at power-on: choose (one-shot first, which it
   // deletes), decrement a counted entry by renaming it, and report it.
   // Returns the file name it boots (after the rename).
@@ -185,6 +243,47 @@ inline RunResult run_program(const std::vector<std::string>& argv, const std::ve
   r.out = std::filesystem::exists(outp) ? read_file(outp) : "";
   r.err = std::filesystem::exists(errp) ? read_file(errp) : "";
   return r;
+}
+
+// Runs two programs (as run_program) released at the same instant: both
+// children block on one pipe until the parent closes it, then exec.
+inline std::array<RunResult, 2> run_together(const std::array<std::vector<std::string>, 2>& argvs,
+                                             const std::vector<std::string>& env = {}) {
+  TempDir io;
+  int gate[2];
+  if (::pipe(gate) != 0) throw std::runtime_error("pipe failed");
+  std::array<pid_t, 2> pids{};
+  for (std::size_t i = 0; i < 2; ++i) {
+    pids[i] = fork();
+    if (pids[i] == 0) {
+      ::close(gate[1]);
+      FILE* o = std::freopen((io / ("out" + std::to_string(i))).c_str(), "w", stdout);
+      FILE* e = std::freopen((io / ("err" + std::to_string(i))).c_str(), "w", stderr);
+      (void)o;
+      (void)e;
+      for (const auto& kv : env) putenv(const_cast<char*>(kv.c_str()));
+      std::vector<char*> a;
+      for (const auto& s : argvs[i]) a.push_back(const_cast<char*>(s.c_str()));
+      a.push_back(nullptr);
+      char byte;
+      while (::read(gate[0], &byte, 1) < 0 && errno == EINTR) {
+      }
+      execv(a[0], a.data());
+      _exit(127);
+    }
+  }
+  ::close(gate[0]);
+  ::close(gate[1]);  // the start signal: EOF for both
+  std::array<RunResult, 2> out;
+  for (std::size_t i = 0; i < 2; ++i) {
+    int st = 0;
+    waitpid(pids[i], &st, 0);
+    out[i].status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+    auto o = io / ("out" + std::to_string(i)), e = io / ("err" + std::to_string(i));
+    out[i].out = std::filesystem::exists(o) ? read_file(o) : "";
+    out[i].err = std::filesystem::exists(e) ? read_file(e) : "";
+  }
+  return out;
 }
 
 }  // namespace nixboot::test

@@ -69,3 +69,29 @@ TEST_CASE("Lock: LockWait::yes waits for the holder to finish", "[util][lock]") 
     ::close(ready[0]);
     ::close(ready[1]);
 }
+
+TEST_CASE("Lock: acquire_within waits for a holder, and past its bound says how long it waited", "[util][lock]") {
+    test::TempDir tmp;
+    int ready[2], release[2];
+    REQUIRE(::pipe(ready) == 0);
+    REQUIRE(::pipe(release) == 0);
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+        Lock held = Lock::acquire(tmp.path());
+        if (::write(ready[1], "x", 1) != 1) ::_exit(1);
+        char b;
+        if (::read(release[0], &b, 1) < 0) ::_exit(1);  // until the parent says so (or exits)
+        ::_exit(0);
+    }
+    char byte = 0;
+    REQUIRE(::read(ready[0], &byte, 1) == 1);
+    CHECK_THROWS_WITH(Lock::acquire_within(tmp.path(), std::chrono::seconds(1)),
+                      "another nixboot command is running (lock '" + (tmp / "lock").string() + "' is held; waited 1 s)");
+    // Released while we wait: acquired (the bound is generous, never reached).
+    REQUIRE(::write(release[1], "x", 1) == 1);
+    CHECK_NOTHROW(Lock::acquire_within(tmp.path(), std::chrono::seconds(60)));
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    for (int fd : {ready[0], ready[1], release[0], release[1]}) ::close(fd);
+}

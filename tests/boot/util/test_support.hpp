@@ -119,12 +119,13 @@ inline bool finishes_within(std::chrono::milliseconds limit, const std::vector<s
     return in_time;
 }
 
-// Moves this test process into its own mount namespace with every mount
-// private, so mounts made by the test never reach the host. False if that
-// is not possible (no privilege).
-inline bool enter_private_mount_namespace() {
-    if (::unshare(CLONE_NEWNS) != 0) return false;
-    return ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) == 0;
+// Moves this process into a mount namespace of its own in which every mount
+// is private: what a test mounts is never seen by the host and goes away with
+// the process (ctest runs each test case in a process of its own). Root only.
+inline void enter_private_mount_namespace() {
+    if (::unshare(CLONE_NEWNS) != 0) throw std::runtime_error(std::string("unshare(CLONE_NEWNS): ") + std::strerror(errno));
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
+        throw std::runtime_error(std::string("making / private: ") + std::strerror(errno));
 }
 
 // A tmpfs of `size` mounted on `dir` for the lifetime of the object.

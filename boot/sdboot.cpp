@@ -167,6 +167,18 @@ class Sha256 {
   std::uint64_t total_ = 0;
 };
 
+
+bool is_valid_version_char(char c) {
+  return std::isalnum(static_cast<unsigned char>(c)) || c == '~' || c == '-' || c == '^' || c == '.';
+}
+
+template <typename T>
+int cmp(const T& a, const T& b) {
+  return a < b ? -1 : (b < a ? 1 : 0);
+}
+
+}  // namespace
+
 std::string sha256_of_file(const std::filesystem::path& path) {
   Fd in = open_regular_file(path, "reading");  // never blocks on a FIFO put in a kernel's place
   Sha256 h;
@@ -182,17 +194,6 @@ std::string sha256_of_file(const std::filesystem::path& path) {
   }
   return h.hex();
 }
-
-bool is_valid_version_char(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || c == '~' || c == '-' || c == '^' || c == '.';
-}
-
-template <typename T>
-int cmp(const T& a, const T& b) {
-  return a < b ? -1 : (b < a ? 1 : 0);
-}
-
-}  // namespace
 
 // ---- pure functions ----------------------------------------------------------
 

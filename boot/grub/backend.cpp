@@ -147,22 +147,6 @@ const EntryRecord* newest_good(const GrubState& s) {
     return best;
 }
 
-std::string sha256_of_file(const std::filesystem::path& path) {
-    Fd in = open_regular_file(path, "reading");  // never blocks on a FIFO put in a kernel's place
-    std::string data;
-    std::vector<char> buf(1 << 16);
-    for (;;) {
-        const ssize_t n = ::read(in.get(), buf.data(), buf.size());
-        if (n < 0) {
-            if (errno == EINTR) continue;
-            throw_errno("reading " + q(path.string()));
-        }
-        if (n == 0) break;
-        data.append(buf.data(), static_cast<std::size_t>(n));
-    }
-    return sha256_hex(data);
-}
-
 // Copies `src` into BOOT/kernels under a content-derived name, once; the
 // copy cache in `state` avoids hashing unchanged sources again.
 // Errors only writing can give: about /boot, never about the generation's

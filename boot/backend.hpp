@@ -53,6 +53,8 @@ struct Entry {
                                // (systemd-boot: "loader/entries/ID+1-0.conf")
   std::string title;           // "NixOS"
   std::string version;         // "Generation 5 NixOS 24.05, Built on 2024-05-01"
+  bool bootable = true;        // false: the loader skips the entry (say, an empty file a
+                               // power cut left), so it is never the default
 };
 
 // How a trial is armed for the next boot.

@@ -114,10 +114,14 @@ namespace {
 
 std::string q(std::string_view s) { return "'" + std::string(s) + "'"; }
 
-const Entry* newest_good(const LoaderView& v, std::string_view except = {}) {
+// The newest good entry (a plain generation before its specialisations),
+// other than `except`. Only an entry the loader shows may become the default:
+// `bootable` leaves out the ones it skips (Entry::bootable).
+enum class Shown { any, bootable };
+const Entry* newest_good(const LoaderView& v, std::string_view except = {}, Shown shown = Shown::any) {
   const Entry* best = nullptr;
   for (const auto& e : v.entries) {
-    if (e.state != EntryState::good || e.id == except) continue;
+    if (e.state != EntryState::good || e.id == except || (shown == Shown::bootable && !e.bootable)) continue;
     if (!best || e.generation > best->generation ||
         (e.generation == best->generation && e.specialisation.empty() && !best->specialisation.empty()))
       best = &e;
@@ -363,6 +367,7 @@ InstallReport Machine::install_unlocked() {
   journal.check_writable();
   auto view = read_for_change(backend_);
   std::set<std::string> protect;
+  std::string restore;  // the newest good entry, while it is damaged on disk and the sync rewrites it
   for (const auto& e : view.entries) protect.insert(e.id);
 
   // First run: adopt the booted (else current, else newest) generation as good,
@@ -411,8 +416,19 @@ InstallReport Machine::install_unlocked() {
             "first install: adopted " + why + " generation " + std::to_string(it->number) + " as good");
     view = backend_.read();
   } else if (!sort_order_trial_pending(view) && !is_good(view, view.persistent_default)) {
-    backend_.set_default(newest_good(view)->id);
-    view = backend_.read();
+    // The newest good entry is pinned before the sync adds trial entries. If
+    // the loader skips it (damaged on disk: the sync rewrites it), the newest
+    // good entry it shows holds the pin until the rewrite, and the default
+    // returns to the rewritten entry after the sync.
+    const Entry* g = newest_good(view);
+    if (!g->bootable) {
+      restore = g->id;
+      g = newest_good(view, {}, Shown::bootable);
+    }
+    if (g) {
+      backend_.set_default(g->id);
+      view = backend_.read();
+    }
   }
 
   // Retention: newest `keep` generations, plus everything that must survive.
@@ -457,9 +473,12 @@ InstallReport Machine::install_unlocked() {
   if (!report.sync.added.empty() || !report.sync.updated.empty() || !report.sync.removed.empty()) view = backend_.read();
   if (!sort_order_trial_pending(view)) {
     std::string target;
-    if (is_good(view, view.persistent_default))
+    const Entry* back = restore.empty() ? nullptr : view.find(restore);
+    if (back && back->state == EntryState::good && back->bootable)
+      target = restore;
+    else if (is_good(view, view.persistent_default))
       target = *view.persistent_default;
-    else if (const auto* g = newest_good(view))
+    else if (const auto* g = newest_good(view, {}, Shown::bootable))
       target = g->id;
     if (!target.empty()) {
       backend_.set_default(target);
@@ -501,7 +520,7 @@ TryReport Machine::try_generation(unsigned generation, const TryOptions& opts) {
   std::string fallback;
   if (is_good(view, view.persistent_default))
     fallback = *view.persistent_default;
-  else if (const auto* g = newest_good(view, id))
+  else if (const auto* g = newest_good(view, id, Shown::bootable))
     fallback = g->id;
   if (fallback.empty() || fallback == id)
     throw Error("refusing to try generation " + std::to_string(generation) + ": no other good entry to fall back to");
@@ -565,6 +584,14 @@ void Machine::mark_good(std::string_view entry, std::string_view reason) {
     if (!was_good) backend_.set_state(id, EntryState::good);
     if (view.armed == id) backend_.disarm();
     view = backend_.read();
+    // An entry the loader skips cannot become the default (set_default
+    // refuses): a power cut during a rename on FAT can leave the blessed name
+    // empty (VM scenario systemd-boot:7). Its generation is in the profile, so
+    // the entries are rewritten first.
+    if (const Entry* now = view.find(id); now && !now->bootable) {
+      install_unlocked();
+      view = backend_.read();
+    }
     moved = view.persistent_default != id;
     backend_.set_default(id);  // idempotent; also pins a default left unpinned by a sort-order trial
     if (current_generation(opts_.profile) != gen) {
@@ -589,8 +616,18 @@ void Machine::mark_bad(std::string_view entry, std::string_view reason) {
   if (!e) throw Error("no entry " + q(entry) + " to mark bad");
   std::string id(entry);
   unsigned gen = e->generation;
-  const auto* other = newest_good(view, id);
-  if (!other) throw Error("refusing to mark " + q(id) + " bad: it is the only good entry");
+  if (!newest_good(view, id)) throw Error("refusing to mark " + q(id) + " bad: it is the only good entry");
+  const auto* other = newest_good(view, id, Shown::bootable);
+  if (!other) {
+    // Every other good entry is one the loader skips (damaged on disk): they
+    // are rewritten before the default moves to one of them.
+    install_unlocked();
+    view = read_for_change(backend_);
+    e = view.find(entry);
+    if (!e) throw Error("no entry " + q(entry) + " to mark bad");
+    other = newest_good(view, id, Shown::bootable);
+    if (!other) throw Error("refusing to mark " + q(id) + " bad: no other good entry the loader can boot, even after rewriting the entries");
+  }
   std::string fallback = other->id;
   journal.check_writable();
   // Move the default away first so the loader never defaults to a bad entry.
@@ -613,7 +650,7 @@ void Machine::mark_bad(std::string_view entry, std::string_view reason) {
   if (!was_bad) backend_.set_state(id, EntryState::bad);
   view = backend_.read();
   if (!sort_order_trial_pending(view))
-    backend_.set_default(is_good(view, view.persistent_default) ? *view.persistent_default : newest_good(view)->id);
+    backend_.set_default(is_good(view, view.persistent_default) ? *view.persistent_default : fallback);
   view = backend_.read();
   if (!was_bad || last != JournalEvent::bad)
     journal.after(id + " is marked bad and the default is " + view.persistent_default.value_or("(none)"),

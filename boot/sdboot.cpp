@@ -447,6 +447,7 @@ struct SdBootBackend::Scanned {
     std::optional<BlsEntry> bls;  // nullopt: did not parse (reported)
     std::optional<ParsedEntryId> ours;
     bool unreadable = false;      // too large or not a regular file (reported); text empty
+    std::string unbootable;       // why the loader skips it; empty if it shows it
   };
   std::string loader_info;
   IdScheme scheme = IdScheme::with_counter;
@@ -476,6 +477,31 @@ struct SdBootBackend::Scanned {
     return &files[it->second.front()];
   }
 };
+
+namespace {
+
+// Why systemd-boot leaves an entry file out of its menu, or "": it needs a
+// `linux` or `efi` line whose file exists (systemd v252 src/boot/efi/boot.c,
+// config_entry_add_type1: LOADER_UNDEFINED entries and a failed "check
+// existence" Open() are dropped). A power cut during a rename on FAT can leave
+// the new name empty (vfat writes the new directory entry before the inode's
+// cluster and size), so an entry that skipped must never become the default.
+std::string unbootable_reason(const RootDir& esp, const std::optional<BlsEntry>& bls) {
+  if (!bls) return "it does not parse";
+  std::optional<std::string> image = bls->kernel;
+  for (const auto& [key, value] : bls->other)
+    if (!image && key == "efi") image = value;
+  if (!image) return "it has no 'linux' or 'efi' line";
+  std::string rel = *image;
+  while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
+  try {
+    if (esp.is_regular_file(rel)) return "";
+  } catch (const Error&) {
+  }
+  return "its kernel '" + *image + "' is missing";
+}
+
+}  // namespace
 
 SdBootBackend::SdBootBackend(const BackendOptions& opts) : opts_(opts) {}
 
@@ -585,6 +611,10 @@ SdBootBackend::Scanned SdBootBackend::scan() const {
         s.warnings.push_back(e.what());
       }
     }
+    f.unbootable = f.unreadable ? "it cannot be read" : unbootable_reason(esp, f.bls);
+    if (f.bls && !f.unbootable.empty())  // unreadable and unparsable entries were reported above
+      s.warnings.push_back(esp.display(rel).string() + ": " + f.unbootable +
+                           ", so the loader skips it (`nixboot install` rewrites nixboot's entries)");
     f.ours = parse_entry_id(f.name.stem);
     s.by_stem[f.name.stem].push_back(s.files.size());
     s.files.push_back(std::move(f));
@@ -625,8 +655,9 @@ SdBootBackend::Scanned SdBootBackend::scan() const {
 namespace {
 
 Entry to_entry(const SdBootBackend* /*unused*/, const std::string& file_name, const EntryName& name,
-               const ParsedEntryId& pid, const std::optional<BlsEntry>& bls) {
+               const ParsedEntryId& pid, const std::optional<BlsEntry>& bls, bool bootable) {
   Entry e;
+  e.bootable = bootable;
   e.id = name.stem;
   e.generation = pid.generation;
   e.specialisation = pid.specialisation;
@@ -664,7 +695,7 @@ LoaderView SdBootBackend::read() const {
   v.blocking = s.blocking;
   for (std::size_t k = 0; k < s.order.size(); ++k) {
     const auto& f = s.files[s.order[k]];
-    if (f.ours) v.entries.push_back(to_entry(this, f.file_name, f.name, *f.ours, f.bls));
+    if (f.ours) v.entries.push_back(to_entry(this, f.file_name, f.name, *f.ours, f.bls, f.unbootable.empty()));
   }
   if (s.boot_count_file) {
     v.booted_file = s.boot_count_file;
@@ -672,12 +703,16 @@ LoaderView SdBootBackend::read() const {
   } else if (s.selected) {
     if (auto n = try_parse_entry_name(*s.selected)) v.booted = n->stem;
   }
+  // The loader chooses among the entries it shows.
+  std::vector<SortItem> shown;
+  for (std::size_t k = 0; k < s.order.size(); ++k)
+    if (s.files[s.order[k]].unbootable.empty()) shown.push_back(s.sorted[k]);
   DefaultInputs in;
   in.efi_default = s.efi_default;
   in.conf_default = s.conf.get("default");
-  if (auto i = pick_default_entry(s.sorted, in, s.scheme)) v.persistent_default = id_of_sorted(s.sorted[*i]);
+  if (auto i = pick_default_entry(shown, in, s.scheme)) v.persistent_default = id_of_sorted(shown[*i]);
   in.one_shot = s.one_shot;
-  if (auto i = pick_default_entry(s.sorted, in, s.scheme)) v.next_boot = id_of_sorted(s.sorted[*i]);
+  if (auto i = pick_default_entry(shown, in, s.scheme)) v.next_boot = id_of_sorted(shown[*i]);
   if (s.one_shot) {
     in = {};
     in.one_shot = s.one_shot;
@@ -979,6 +1014,9 @@ void SdBootBackend::set_default(std::string_view id) {
   if (counter_state(f->name) != CounterState::good)
     throw Error("refusing to make " + q(id) + " the default: it is " +
                 (counter_state(f->name) == CounterState::bad ? "bad" : "a trial") + " (" + f->file_name + ")");
+  if (!f->unbootable.empty())
+    throw Error("refusing to make " + q(id) + " the default: " + f->file_name + ": " + f->unbootable +
+                ", so the loader skips it; run `nixboot install` to rewrite it");
   auto value = lower(f->file_name);
   if (s.efi_default && lower(*s.efi_default) != value) {
     EfiVars vars(opts_.efivars);

@@ -699,6 +699,64 @@ TEST_CASE("a FIFO or symlink loop in an older generation: install finishes at on
   CHECK_NOTHROW(Lock::acquire(s.rig.state));
 }
 
+// G3 after a power cut on FAT: vfat can leave a renamed entry's new name
+// empty (VM scenario systemd-boot:7). systemd-boot leaves such an entry out
+// of its menu, so it must never be the default until it is rewritten.
+TEST_CASE("an entry the loader skips is never the default: install, mark-good and mark-bad rewrite it first") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  s.machine.install();
+  const auto entries = s.rig.esp / "loader/entries";
+  SECTION("the good default left empty: the view moves off it, install rewrites it and keeps it the default") {
+    test::write_file(entries / "nixos-generation-2.conf", "");
+    auto view = s.backend.read();
+    REQUIRE(view.find("nixos-generation-2") != nullptr);
+    CHECK_FALSE(view.find("nixos-generation-2")->bootable);
+    CHECK(view.persistent_default != "nixos-generation-2");
+    CHECK(std::any_of(view.warnings.begin(), view.warnings.end(), [](const std::string& w) {
+      return w.ends_with("nixos-generation-2.conf: it has no 'linux' or 'efi' line, so the loader skips it "
+                         "(`nixboot install` rewrites nixboot's entries)");
+    }));
+    CHECK_THROWS_WITH(s.backend.set_default("nixos-generation-2"),
+                      nixboot::test::contains("the loader skips it; run `nixboot install` to rewrite it"));
+    auto r = s.machine.install();
+    CHECK(r.sync.updated == Files{"nixos-generation-2"});
+    CHECK(test::read_file(entries / "nixos-generation-2.conf").find("title NixOS\n") == 0);
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+  }
+  SECTION("a kernel the entry names is missing: not bootable, install copies it back") {
+    auto view = s.backend.read();
+    const auto text = test::read_file(entries / "nixos-generation-2.conf");
+    const auto at = text.find("\nlinux ");
+    REQUIRE(at != std::string::npos);
+    const auto kernel = text.substr(at + 7, text.find('\n', at + 7) - at - 7);
+    std::filesystem::remove(s.rig.esp / std::filesystem::path(kernel).relative_path());
+    view = s.backend.read();
+    CHECK_FALSE(view.find("nixos-generation-2")->bootable);
+    s.machine.install();
+    CHECK(s.backend.read().find("nixos-generation-2")->bootable);
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+  }
+  SECTION("a promotion cut after the rename: the blessed name is empty, mark-good again rewrites and pins it") {
+    s.machine.try_generation(3, {});
+    s.rig.boot();
+    s.machine.mark_good("nixos-generation-3", "check");
+    test::write_file(entries / "nixos-generation-3.conf", "");
+    CHECK(s.backend.read().persistent_default != "nixos-generation-3");
+    s.machine.mark_good("nixos-generation-3", "check");
+    CHECK(test::read_file(entries / "nixos-generation-3.conf").find("title NixOS\n") == 0);
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
+  }
+  SECTION("mark-bad whose only fallback is empty rewrites it, then falls back to it") {
+    s.machine.try_generation(3, {});
+    s.rig.boot();
+    test::write_file(entries / "nixos-generation-2.conf", "");
+    s.machine.mark_bad("nixos-generation-3", "check");
+    CHECK(test::read_file(entries / "nixos-generation-2.conf").find("title NixOS\n") == 0);
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+    CHECK(s.backend.read().find("nixos-generation-3")->state == EntryState::bad);
+  }
+}
+
 TEST_CASE("a generation whose entry would exceed the read limit is skipped, an oversized entry on disk stops no verb") {
   Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
   s.machine.install();
@@ -723,14 +781,19 @@ TEST_CASE("a generation whose entry would exceed the read limit is skipped, an o
     CHECK(std::any_of(view.warnings.begin(), view.warnings.end(), [&](const std::string& w) {
       return w == "reading '" + big.string() + "': larger than 65536 bytes (entry skipped)";
     }));
+    // nixboot cannot see what the loader would make of it, so mark-good
+    // rewrites it before it becomes the default
     s.machine.mark_good("nixos-generation-3", "by hand");
     CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
+    CHECK(test::read_file(s.rig.esp / "loader/entries/nixos-generation-3.conf").size() < 4096);
     CHECK(s.machine.rollback("") == "nixos-generation-2");
     s.machine.mark_bad("nixos-generation-3", "by hand");
     CHECK(s.rig.entries()[2] == "nixos-generation-3+0.conf");
+    const auto bad = s.rig.esp / "loader/entries/nixos-generation-3+0.conf";
+    test::write_file(bad, "title x\noptions " + std::string(70 * 1024, 'x') + "\n");
     auto r = s.machine.install();
     CHECK(r.sync.updated == Files{"nixos-generation-3"});
-    CHECK(test::read_file(s.rig.esp / "loader/entries/nixos-generation-3+0.conf").size() < 4096);
+    CHECK(test::read_file(bad).size() < 4096);
   }
 }
 

@@ -124,8 +124,11 @@ inline bool finishes_within(std::chrono::milliseconds limit, const std::vector<s
 // the process (ctest runs each test case in a process of its own). Root only.
 inline void enter_private_mount_namespace() {
     if (::unshare(CLONE_NEWNS) != 0) throw std::runtime_error(std::string("unshare(CLONE_NEWNS): ") + std::strerror(errno));
-    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0)
-        throw std::runtime_error(std::string("making / private: ") + std::strerror(errno));
+    if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
+        const int err = errno;
+        throw std::runtime_error(std::string("making / private: ") + std::strerror(err) +
+                                 (err == EINVAL ? " (/ is not a mount point: in a chroot, bind-mount its root onto itself first)" : ""));
+    }
 }
 
 // A tmpfs of `size` mounted on `dir` for the lifetime of the object.

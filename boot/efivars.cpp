@@ -181,6 +181,35 @@ std::optional<std::string> EfiVars::get_string(std::string_view name) const {
     }
 }
 
+std::optional<std::string> EfiVars::get_loader_string(std::string_view name, std::string* quirk) const {
+    auto raw = get_raw(name, max_string_bytes);
+    if (!raw) return std::nullopt;
+    const std::string shown = "EFI variable " + std::string(name) + " (" + file_of(name).string() + ")";
+    if (raw->empty() || raw->size() % 2 != 0) {
+        try {
+            return utf16le_to_utf8(*raw, Terminator::required, max_string_bytes);  // throws with the cause
+        } catch (const Error& e) {
+            throw Error(shown + ": invalid UTF-16: " + e.what());
+        }
+    }
+    std::size_t units = raw->size() / 2;
+    const auto unit = [&](std::size_t k) { return (*raw)[2 * k] | (*raw)[2 * k + 1]; };
+    std::string how;
+    if (unit(units - 1) != 0) how = "not NUL-terminated: systemd-boot reads it without its last character";
+    std::size_t end = 0;
+    while (end < units - 1 && unit(end) != 0) ++end;
+    if (end < units - 1 && how.empty()) how = "a NUL before its end: systemd-boot reads it up to there";
+    raw->resize(2 * end);
+    std::string value;
+    try {
+        value = utf16le_to_utf8(*raw, Terminator::forbidden, max_string_bytes);
+    } catch (const Error& e) {
+        throw Error(shown + ": invalid UTF-16: " + e.what());
+    }
+    if (quirk) *quirk = how.empty() ? std::string() : shown + ": " + how + ", as '" + value + "'";
+    return value;
+}
+
 std::optional<std::uint64_t> EfiVars::get_u64(std::string_view name) const {
     const auto raw = get_raw(name, 64);
     if (!raw) return std::nullopt;

@@ -61,6 +61,16 @@ public:
                                                      std::size_t max_bytes = 65536) const;
     // UTF-16LE string with NUL terminator, at most 4 KiB; nullopt if absent.
     std::optional<std::string> get_string(std::string_view name) const;
+    // A string variable the way systemd-boot reads it (the variables
+    // userspace writes and the loader obeys: LoaderEntryDefault,
+    // LoaderEntryOneShot). Follows systemd v252-v262 src/boot/efi
+    // efivar_get/efivar_get_str16: a value that does not end in a NUL code
+    // unit gets one written over its last code unit, and the string ends at
+    // its first NUL. Where the loader's reading differs from a well-formed
+    // value, `*quirk` says how ("not NUL-terminated: systemd-boot reads it
+    // without its last character"). Odd lengths and invalid UTF-16 still
+    // throw, as in get_string.
+    std::optional<std::string> get_loader_string(std::string_view name, std::string* quirk) const;
     // 8-byte little-endian value (LoaderFeatures); nullopt if absent.
     std::optional<std::uint64_t> get_u64(std::string_view name) const;
     // NUL-separated UTF-16LE strings (LoaderEntries); nullopt if absent.

@@ -450,6 +450,7 @@ struct SdBootBackend::Scanned {
     std::string unbootable;       // why the loader skips it; empty if it shows it
   };
   std::string loader_info;
+  std::set<std::string> quirky_vars;  // read as the loader reads them, which is not as written
   IdScheme scheme = IdScheme::with_counter;
   bool vars_writable = false;
   bool oneshot_supported = true;
@@ -543,7 +544,13 @@ SdBootBackend::Scanned SdBootBackend::scan() const {
   // shows everything else, with the way out.
   auto deciding = [&](const char* name) -> std::optional<std::string> {
     try {
-      return vars.get_string(name);
+      std::string quirk;
+      auto value = vars.get_loader_string(name, &quirk);
+      if (!quirk.empty()) {
+        s.warnings.push_back(quirk + " (nixboot replaces it when it next arms or sets the default)");
+        s.quirky_vars.insert(name);
+      }
+      return value;
     } catch (const Error& e) {
       auto file = vars.file_of(name).string();
       s.blocking.push_back(std::string(e.what()) + "; nixboot changes nothing while it is there: remove it with 'chattr -i " +
@@ -1018,7 +1025,7 @@ void SdBootBackend::set_default(std::string_view id) {
     throw Error("refusing to make " + q(id) + " the default: " + f->file_name + ": " + f->unbootable +
                 ", so the loader skips it; run `nixboot install` to rewrite it");
   auto value = lower(f->file_name);
-  if (s.efi_default && lower(*s.efi_default) != value) {
+  if (s.efi_default && (lower(*s.efi_default) != value || s.quirky_vars.count(efivar_name::loader_entry_default))) {
     EfiVars vars(opts_.efivars);
     if (vars.writable() != Writable::yes)
       throw Error("EFI variable LoaderEntryDefault (" + q(*s.efi_default) +

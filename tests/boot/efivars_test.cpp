@@ -106,6 +106,34 @@ TEST_CASE("efivars: untrusted values are refused with the variable and the cause
                           ": Too many levels of symbolic links");
 }
 
+// systemd v252-v262 src/boot/efi: efivar_get (util.c) and efivar_get_str16
+// (efivars.c) write a NUL over the last code unit of a value that lacks one.
+TEST_CASE("efivars: a loader string reads as systemd-boot reads it, and says where that differs", "[efivars]") {
+    test::TempDir tmp;
+    EfiVars vars(tmp.path());
+    const auto shown = "EFI variable LoaderEntryDefault (" + var_file(tmp.path(), "LoaderEntryDefault") + "): ";
+    std::string quirk = "unset";
+    CHECK_FALSE(vars.get_loader_string("LoaderEntryDefault", &quirk));
+    put_var(tmp.path(), "LoaderEntryDefault", utf16("nixos-generation-2.conf"));
+    CHECK(vars.get_loader_string("LoaderEntryDefault", &quirk) == "nixos-generation-2.conf");
+    CHECK(quirk.empty());
+    const auto unterminated = utf16("nixos-generation-2.conf");
+    put_var(tmp.path(), "LoaderEntryDefault", unterminated.substr(0, unterminated.size() - 2));
+    CHECK(vars.get_loader_string("LoaderEntryDefault", &quirk) == "nixos-generation-2.con");
+    CHECK(quirk == shown + "not NUL-terminated: systemd-boot reads it without its last character, as "
+                           "'nixos-generation-2.con'");
+    CHECK_THROWS_WITH(vars.get_string("LoaderEntryDefault"), shown + "invalid UTF-16: missing NUL terminator");
+    put_var(tmp.path(), "LoaderEntryDefault", utf16("a.conf") + utf16("b.conf"));
+    CHECK(vars.get_loader_string("LoaderEntryDefault", &quirk) == "a.conf");
+    CHECK(quirk == shown + "a NUL before its end: systemd-boot reads it up to there, as 'a.conf'");
+    put_var(tmp.path(), "LoaderEntryDefault", std::string("a\0b", 3));
+    CHECK_THROWS_WITH(vars.get_loader_string("LoaderEntryDefault", &quirk),
+                      shown + "invalid UTF-16: odd length (3 bytes)");
+    put_var(tmp.path(), "LoaderEntryDefault", std::string("\x00\xd8\0\0", 4));
+    CHECK_THROWS_WITH(vars.get_loader_string("LoaderEntryDefault", &quirk),
+                      shown + "invalid UTF-16: unpaired surrogate 0xd800 at byte 0");
+}
+
 TEST_CASE("efivars: the immutable flag is cleared before rewriting and deleting", "[efivars][root]") {
     NIXBOOT_SKIP_UNLESS_ROOT("setting FS_IMMUTABLE_FL");
     test::TempDir tmp;

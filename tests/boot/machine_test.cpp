@@ -2,9 +2,11 @@
 // directories, with systemd-boot's boot-time behaviour modelled by Rig::boot().
 #include "boot/machine.hpp"
 
+#include "boot/efivars.hpp"
 #include "boot/journal.hpp"
 #include "boot/util/error.hpp"
 #include "boot/util/lock.hpp"
+#include "boot/util/utf16.hpp"
 #include "tests/cli/rig.hpp"
 
 #include "tests/catch.hpp"
@@ -697,6 +699,26 @@ TEST_CASE("a FIFO or symlink loop in an older generation: install finishes at on
   CHECK(r.skipped[1] == "generation 2: reading '" + (s.rig.store / "system-2/boot.json").string() + "': a symbolic link loop");
   CHECK(s.rig.entries() == Files{"nixos-generation-3.conf"});
   CHECK_NOTHROW(Lock::acquire(s.rig.state));
+}
+
+TEST_CASE("an unterminated LoaderEntryDefault is read as the loader reads it, and install replaces it") {
+  Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+  s.machine.install();
+  s.machine.mark_good("nixos-generation-1", "by hand");  // loader.conf: generation 1
+  // "nixos-generation-2.confX" without its NUL: systemd-boot reads "nixos-generation-2.conf"
+  const auto file = s.rig.efivars / (std::string(efivar_name::loader_entry_default) + "-" + loader_vendor_guid);
+  const auto wide = utf8_to_utf16le("nixos-generation-2.confX", Terminator::forbidden);
+  test::write_file(file, std::string("\x07\0\0\0", 4) + std::string(wide.begin(), wide.end()));
+  auto view = s.backend.read();
+  CHECK(view.blocking.empty());
+  CHECK(view.persistent_default == "nixos-generation-2");
+  CHECK(std::any_of(view.warnings.begin(), view.warnings.end(), [](const std::string& w) {
+    return w.find("not NUL-terminated: systemd-boot reads it without its last character, as "
+                  "'nixos-generation-2.conf'") != std::string::npos;
+  }));
+  s.machine.install();
+  CHECK_FALSE(std::filesystem::exists(file));
+  CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
 }
 
 // G3 after a power cut on FAT: vfat can leave a renamed entry's new name

@@ -710,6 +710,17 @@ LoaderView SdBootBackend::read() const {
   } else if (s.selected) {
     if (auto n = try_parse_entry_name(*s.selected)) v.booted = n->stem;
   }
+  // systemd-boot lowercases entry IDs (v252 boot.c config_entry_add_type1,
+  // strtolower16), so LoaderEntrySelected names a specialisation "Foo" as
+  // "...-specialisation-foo": the booted entry is matched ignoring case.
+  if (v.booted && !v.find(*v.booted)) {
+    const auto want = lower(*v.booted);
+    for (const auto& e : v.entries)
+      if (lower(e.id) == want) {
+        v.booted = e.id;
+        break;
+      }
+  }
   // The loader chooses among the entries it shows.
   std::vector<SortItem> shown;
   for (std::size_t k = 0; k < s.order.size(); ++k)
@@ -818,6 +829,7 @@ SyncResult SdBootBackend::sync(std::span<const Generation> generations, const Sy
   auto cache = FileCache::load(opts_.state);
   SyncResult result;
   std::set<std::string> wanted;
+  std::map<std::string, std::string> folded;  // lowercased ID -> the ID that has its file name
   bool made_dir = false;
   try {
     for (const auto& g : generations) {
@@ -825,6 +837,16 @@ SyncResult SdBootBackend::sync(std::span<const Generation> generations, const Sy
       for (const auto& [name, _] : g.doc.specialisations) specs.push_back(name);
       for (const auto& spec : specs) {
         auto id = entry_id(g.number, spec);
+        // The ESP is FAT, which ignores case: two specialisation names that
+        // differ only in case would share one entry file. The first in name
+        // order ("Foo" before "foo") keeps it; the other is left out, with a
+        // warning.
+        if (auto [at, fresh] = folded.emplace(lower(id), id); !fresh) {
+          result.warnings.push_back("generation " + std::to_string(g.number) + ": specialisation " + q(spec) +
+                                    " gets no entry: on the ESP's FAT file system, which ignores case, its file "
+                                    "name is the same as " + q(at->second) + "'s");
+          continue;
+        }
         wanted.insert(id);
         if (s.duplicate_stems.count(id)) {
           result.warnings.push_back("entry " + q(id) + " has duplicate files; not updated");

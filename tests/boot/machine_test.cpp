@@ -721,6 +721,22 @@ TEST_CASE("an unterminated LoaderEntryDefault is read as the loader reads it, an
   CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
 }
 
+// FAT ignores case: systemd-boot lowercases entry IDs, and two names that
+// differ only in case are one file.
+TEST_CASE("specialisations that differ only in case: one entry and a warning, and a lowercased LoaderEntrySelected is recognised") {
+  Setup s(2, "systemd-boot 252.39-1~deb12u1", 1);
+  s.machine.install();
+  test::make_generation(s.rig.store, s.rig.profile, 3, {"Foo", "foo", "bar"});
+  auto r = s.machine.install();
+  CHECK(r.sync.added == Files{"nixos-generation-3", "nixos-generation-3-specialisation-Foo", "nixos-generation-3-specialisation-bar"});
+  CHECK(r.sync.warnings == Files{"generation 3: specialisation 'foo' gets no entry: on the ESP's FAT file system, which "
+                                 "ignores case, its file name is the same as 'nixos-generation-3-specialisation-Foo''s"});
+  CHECK(s.machine.install().sync.added.empty());
+  // the loader reports the ID it made: lowercased, without the counter
+  EfiVars(s.rig.efivars).set_string(efivar_name::loader_entry_selected, "nixos-generation-3-specialisation-foo.conf");
+  CHECK(s.backend.read().booted == "nixos-generation-3-specialisation-Foo");
+}
+
 // G3 after a power cut on FAT: vfat can leave a renamed entry's new name
 // empty (VM scenario systemd-boot:7). systemd-boot leaves such an entry out
 // of its menu, so it must never be the default until it is rewritten.

@@ -3,12 +3,7 @@
 
 #include "boot/util/error.hpp"
 
-// The live-trial engine (boot/health/live.cpp) is written separately; until
-// it is part of the build, --live fails plainly instead of pretending.
-#if __has_include("boot/health/live.cpp")
 #include "boot/health/live.hpp"
-#define NIXBOOT_HAVE_LIVE 1
-#endif
 
 #include <nlohmann/json.hpp>
 
@@ -27,7 +22,6 @@ int run_try(Context& ctx, const po::variables_map& vm) {
   if (vm.count("confirm-timeout") && !live) throw UsageError("try: --confirm-timeout needs --live");
   if (live && vm.count("reboot")) throw UsageError("try: --live and --reboot exclude each other");
   if (live) {
-#ifdef NIXBOOT_HAVE_LIVE
     health::LiveOptions lo;
     lo.profile = ctx.config.profile;
     lo.state = ctx.config.state;
@@ -43,9 +37,6 @@ int run_try(Context& ctx, const po::variables_map& vm) {
     ctx.out << "generation " << gen << " is live; run 'nixboot confirm' from a new connection within "
             << ctx.config.confirm_timeout << " s, or it reverts\n";
     return 0;
-#else
-    throw Error("try --live: live trials are not available in this build yet");
-#endif
   }
   TryOptions to;
   to.tries = ctx.config.tries;

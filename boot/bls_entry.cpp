@@ -18,9 +18,7 @@ bool is_key_char(char c) {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
 }
 
-bool valid_key(std::string_view key) {
-    return !key.empty() && std::all_of(key.begin(), key.end(), is_key_char);
-}
+bool valid_key(std::string_view key) { return !key.empty() && std::all_of(key.begin(), key.end(), is_key_char); }
 
 // Returns the first disallowed character's description, or "" if fine.
 std::string bad_char(std::string_view value) {
@@ -41,7 +39,7 @@ std::string_view trim(std::string_view s) {
     return s;
 }
 
-} // namespace
+}  // namespace
 
 BlsEntry parse_bls_entry(std::string_view text, std::string_view origin_view) {
     const std::string origin(origin_view);
@@ -79,16 +77,26 @@ BlsEntry parse_bls_entry(std::string_view text, std::string_view origin_view) {
                                  std::to_string(it->second) + ")");
             field = value;
         };
-        if (key == "title") single(entry.title);
-        else if (key == "version") single(entry.version);
-        else if (key == "sort-key") single(entry.sort_key);
-        else if (key == "machine-id") single(entry.machine_id);
-        else if (key == "linux") single(entry.kernel);
-        else if (key == "devicetree") single(entry.devicetree);
-        else if (key == "architecture") single(entry.architecture);
-        else if (key == "initrd") entry.initrds.push_back(value);
-        else if (key == "options") entry.options = entry.options ? *entry.options + " " + value : value;
-        else entry.other.emplace_back(key, value);
+        if (key == "title")
+            single(entry.title);
+        else if (key == "version")
+            single(entry.version);
+        else if (key == "sort-key")
+            single(entry.sort_key);
+        else if (key == "machine-id")
+            single(entry.machine_id);
+        else if (key == "linux")
+            single(entry.kernel);
+        else if (key == "devicetree")
+            single(entry.devicetree);
+        else if (key == "architecture")
+            single(entry.architecture);
+        else if (key == "initrd")
+            entry.initrds.push_back(value);
+        else if (key == "options")
+            entry.options = entry.options ? *entry.options + " " + value : value;
+        else
+            entry.other.emplace_back(key, value);
     }
     return entry;
 }
@@ -120,8 +128,8 @@ std::string format_bls_entry(const BlsEntry& entry) {
     optional_line("devicetree", entry.devicetree);
     optional_line("options", entry.options);
     optional_line("architecture", entry.architecture);
-    static const char* const modelled[] = {"title", "version", "sort-key", "machine-id", "linux",
-                                           "initrd", "devicetree", "options", "architecture"};
+    static const char* const modelled[] = {"title",  "version",    "sort-key", "machine-id",  "linux",
+                                           "initrd", "devicetree", "options",  "architecture"};
     for (const auto& [key, value] : entry.other) {
         if (std::find(std::begin(modelled), std::end(modelled), key) != std::end(modelled))
             throw Error("BLS entry: key '" + key + "' belongs in its own field, not in 'other'");
@@ -131,4 +139,4 @@ std::string format_bls_entry(const BlsEntry& entry) {
     return out;
 }
 
-} // namespace nixboot
+}  // namespace nixboot

@@ -12,11 +12,11 @@ namespace nixboot {
 struct BlsEntry {
     std::optional<std::string> title;
     std::optional<std::string> version;
-    std::optional<std::string> sort_key;     // "sort-key"
-    std::optional<std::string> machine_id;   // "machine-id"
-    std::optional<std::string> kernel;       // "linux" (path from the ESP root, '/'-separated)
-    std::vector<std::string> initrds;        // "initrd", one line each, in order
-    std::optional<std::string> options;      // "options"; several lines are joined with ' '
+    std::optional<std::string> sort_key;    // "sort-key"
+    std::optional<std::string> machine_id;  // "machine-id"
+    std::optional<std::string> kernel;      // "linux" (path from the ESP root, '/'-separated)
+    std::vector<std::string> initrds;       // "initrd", one line each, in order
+    std::optional<std::string> options;     // "options"; several lines are joined with ' '
     std::optional<std::string> devicetree;
     std::optional<std::string> architecture;
     // Keys this struct does not model, in file order (repeats kept).
@@ -39,4 +39,4 @@ BlsEntry parse_bls_entry(std::string_view text, std::string_view origin);
 // leading/trailing space, bad key).
 std::string format_bls_entry(const BlsEntry& entry);
 
-} // namespace nixboot
+}  // namespace nixboot

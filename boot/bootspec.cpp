@@ -51,7 +51,8 @@ std::optional<std::string> field(const json& object, const char* key, const std:
     const std::string field_where = where + ": field \"" + key + "\" of \"" + bootspec_key + "\"";
     const auto it = object.find(key);
     if (it == object.end() || it->is_null()) {
-        if (required == Required::yes) throw ParseError(where + ": missing field \"" + key + "\" in \"" + bootspec_key + "\"");
+        if (required == Required::yes)
+            throw ParseError(where + ": missing field \"" + key + "\" in \"" + bootspec_key + "\"");
         return std::nullopt;
     }
     return checked_string(*it, field_where, kind);
@@ -82,10 +83,12 @@ BootSpec parse_spec(const json& document, const std::string& where) {
     spec.initrd_secrets = field(*v1, "initrdSecrets", where, Required::no, PathKind::absolute);
     const auto params = v1->find("kernelParams");
     if (params == v1->end()) throw ParseError(where + ": missing field \"kernelParams\" in \"" + bootspec_key + "\"");
-    if (!params->is_array()) throw ParseError(where + ": field \"kernelParams\" of \"" + bootspec_key + "\" is not an array");
+    if (!params->is_array())
+        throw ParseError(where + ": field \"kernelParams\" of \"" + bootspec_key + "\" is not an array");
     if (params->size() > max_kernel_params) throw ParseError(where + ": more than 1024 kernel parameters");
     for (std::size_t i = 0; i < params->size(); ++i) {
-        std::string param = checked_string((*params)[i], where + ": kernelParams[" + std::to_string(i) + "]", PathKind::any);
+        std::string param =
+            checked_string((*params)[i], where + ": kernelParams[" + std::to_string(i) + "]", PathKind::any);
         if (param.empty()) throw ParseError(where + ": kernelParams[" + std::to_string(i) + "] is empty");
         spec.kernel_params.push_back(std::move(param));
     }
@@ -109,7 +112,7 @@ BootSpec parse_spec(const json& document, const std::string& where) {
 }
 
 json spec_to_json(const BootSpec& spec) {
-    json v1 = {{"label", spec.label},   {"kernel", spec.kernel},   {"init", spec.init},
+    json v1 = {{"label", spec.label},       {"kernel", spec.kernel}, {"init", spec.init},
                {"toplevel", spec.toplevel}, {"system", spec.system}, {"kernelParams", spec.kernel_params}};
     if (spec.initrd) v1["initrd"] = *spec.initrd;
     if (spec.initrd_secrets) v1["initrdSecrets"] = *spec.initrd_secrets;
@@ -168,23 +171,29 @@ BootSpec read_legacy(const std::filesystem::path& toplevel) {
     return spec;
 }
 
-} // namespace
+}  // namespace
 
 void validate_specialisation_name(std::string_view name, std::string_view origin) {
     const std::string where = std::string(origin) + ": specialisation '" + std::string(name) + "'";
     if (name.empty()) throw ParseError(std::string(origin) + ": specialisation with an empty name");
     if (name.size() > 64) throw ParseError(where + ": name longer than 64 bytes");
-    if (name.front() == '.' || name.front() == '-') throw ParseError(where + ": name starts with '" + name.front() + "'");
+    if (name.front() == '.' || name.front() == '-')
+        throw ParseError(where + ": name starts with '" + name.front() + "'");
     for (char c : name) {
         const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
                         c == '_' || c == '-';
         if (ok) continue;
         std::string what;
-        if (c == '+') what = "'+' (it would corrupt boot counters)";
-        else if (c == '/') what = "'/'";
-        else if (c == ' ' || c == '\t' || c == '\n' || c == '\r') what = "whitespace";
-        else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) what = "a control character";
-        else what = "'" + std::string(1, c) + "'";
+        if (c == '+')
+            what = "'+' (it would corrupt boot counters)";
+        else if (c == '/')
+            what = "'/'";
+        else if (c == ' ' || c == '\t' || c == '\n' || c == '\r')
+            what = "whitespace";
+        else if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+            what = "a control character";
+        else
+            what = "'" + std::string(1, c) + "'";
         throw ParseError(where + ": name contains " + what + "; allowed are [A-Za-z0-9._-]");
     }
 }
@@ -205,7 +214,8 @@ BootDocument parse_bootspec(std::string_view json_text, std::string_view origin_
     BootDocument doc;
     doc.boot = parse_spec(document, origin);
     if (const auto specs = document.find(specialisation_key); specs != document.end() && !specs->is_null()) {
-        if (!specs->is_object()) throw ParseError(origin + ": \"" + std::string(specialisation_key) + "\" is not an object");
+        if (!specs->is_object())
+            throw ParseError(origin + ": \"" + std::string(specialisation_key) + "\" is not an object");
         if (specs->size() > max_specialisations) throw ParseError(origin + ": more than 256 specialisations");
         for (const auto& [name, sub] : specs->items()) {
             validate_specialisation_name(name, origin);
@@ -234,7 +244,8 @@ BootDocument read_boot_document(const std::filesystem::path& toplevel) {
     std::error_code ec;
     if (std::filesystem::is_directory(specs, ec)) {
         std::vector<std::string> names;
-        for (const auto& entry : std::filesystem::directory_iterator(specs, ec)) names.push_back(entry.path().filename().string());
+        for (const auto& entry : std::filesystem::directory_iterator(specs, ec))
+            names.push_back(entry.path().filename().string());
         if (ec) throw SysError(ec.value(), "listing '" + specs.string() + "'");
         if (names.size() > max_specialisations) throw Error("'" + specs.string() + "': more than 256 specialisations");
         std::sort(names.begin(), names.end());
@@ -249,4 +260,4 @@ BootDocument read_boot_document(const std::filesystem::path& toplevel) {
     return doc;
 }
 
-} // namespace nixboot
+}  // namespace nixboot

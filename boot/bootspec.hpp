@@ -13,16 +13,16 @@
 namespace nixboot {
 
 struct BootSpec {
-    std::string label;                         // "NixOS 24.05... (Linux 6.6.30)"
-    std::string kernel;                        // absolute store path
-    std::optional<std::string> initrd;         // absolute store path
-    std::string init;                          // absolute store path
+    std::string label;                  // "NixOS 24.05... (Linux 6.6.30)"
+    std::string kernel;                 // absolute store path
+    std::optional<std::string> initrd;  // absolute store path
+    std::string init;                   // absolute store path
     std::string toplevel;
-    std::string system;                        // "x86_64-linux"
+    std::string system;  // "x86_64-linux"
     std::vector<std::string> kernel_params;
-    std::optional<std::string> initrd_secrets; // "initrdSecrets" script
-    std::optional<std::string> sort_key;       // "org.nixos.systemd-boot".sortKey
-    std::optional<std::string> devicetree;     // "org.nixos.systemd-boot".devicetree
+    std::optional<std::string> initrd_secrets;  // "initrdSecrets" script
+    std::optional<std::string> sort_key;        // "org.nixos.systemd-boot".sortKey
+    std::optional<std::string> devicetree;      // "org.nixos.systemd-boot".devicetree
     bool operator==(const BootSpec&) const = default;
 };
 
@@ -55,4 +55,4 @@ std::string format_bootspec(const BootDocument& doc);
 // (it is the store). Throws Error/ParseError naming the toplevel and file.
 BootDocument read_boot_document(const std::filesystem::path& toplevel);
 
-} // namespace nixboot
+}  // namespace nixboot

@@ -18,24 +18,24 @@ enum class OnFailure { reboot, stay };
 std::string_view to_string(OnFailure f);
 
 struct Config {
-  std::optional<Bootloader> bootloader;  // nullopt: detect
-  std::filesystem::path esp = "/boot";
-  std::filesystem::path profile = "/nix/var/nix/profiles/system";
-  std::filesystem::path efivars = "/sys/firmware/efi/efivars";
-  std::filesystem::path state = "/var/lib/nixboot";
-  unsigned tries = 1;
-  unsigned keep = 0;
-  std::filesystem::path checks_dir = "/etc/nixboot/checks.d";
-  unsigned check_timeout = 60;
-  unsigned verdict_timeout = 600;
-  OnFailure on_failure = OnFailure::reboot;
-  std::filesystem::path watchdog_device = "/dev/watchdog";
-  unsigned watchdog_timeout = 120;
-  unsigned confirm_timeout = 300;
-  // [check.NAME] sections: NAME -> key -> value (read by the checks runner).
-  std::map<std::string, std::map<std::string, std::string>> checks;
-  // Backend-specific keys ("grub-*"), passed to the backend untouched.
-  std::map<std::string, std::string> extra;
+    std::optional<Bootloader> bootloader;  // nullopt: detect
+    std::filesystem::path esp = "/boot";
+    std::filesystem::path profile = "/nix/var/nix/profiles/system";
+    std::filesystem::path efivars = "/sys/firmware/efi/efivars";
+    std::filesystem::path state = "/var/lib/nixboot";
+    unsigned tries = 1;
+    unsigned keep = 0;
+    std::filesystem::path checks_dir = "/etc/nixboot/checks.d";
+    unsigned check_timeout = 60;
+    unsigned verdict_timeout = 600;
+    OnFailure on_failure = OnFailure::reboot;
+    std::filesystem::path watchdog_device = "/dev/watchdog";
+    unsigned watchdog_timeout = 120;
+    unsigned confirm_timeout = 300;
+    // [check.NAME] sections: NAME -> key -> value (read by the checks runner).
+    std::map<std::string, std::map<std::string, std::string>> checks;
+    // Backend-specific keys ("grub-*"), passed to the backend untouched.
+    std::map<std::string, std::string> extra;
 };
 
 // The keys a config file may set at top level (besides "grub-*").
@@ -44,18 +44,17 @@ const std::vector<std::string>& config_keys();
 // Sets `key` to `value` in `config`. Throws UsageError "ORIGIN: REASON"
 // ("ORIGIN: unknown key 'x'", "ORIGIN: tries: 'abc' is not a number") where
 // ORIGIN names the file and line or the command-line option.
-void apply_config_value(Config& config, std::string_view key, std::string_view value,
-                        std::string_view origin);
+void apply_config_value(Config& config, std::string_view key, std::string_view value, std::string_view origin);
 
 // One "key = value" line of a config file, before it is applied.
 struct ConfigSetting {
-  std::string key;
-  std::string value;
-  unsigned line = 0;
+    std::string key;
+    std::string value;
+    unsigned line = 0;
 };
 struct ConfigFile {
-  std::vector<ConfigSetting> settings;  // top-level keys, in file order
-  std::map<std::string, std::map<std::string, std::string>> checks;  // [check.NAME]
+    std::vector<ConfigSetting> settings;                               // top-level keys, in file order
+    std::map<std::string, std::map<std::string, std::string>> checks;  // [check.NAME]
 };
 
 // Pure ini parser: "key = value" lines, '#' or ';' comments, blank lines,

@@ -27,13 +27,13 @@ std::optional<unsigned> to_unsigned(std::string_view digits) {
     return value;
 }
 
-} // namespace
+}  // namespace
 
 const char* to_string(CounterState state) noexcept {
     switch (state) {
-    case CounterState::good: return "good";
-    case CounterState::trying: return "trying";
-    case CounterState::bad: return "bad";
+        case CounterState::good: return "good";
+        case CounterState::trying: return "trying";
+        case CounterState::bad: return "bad";
     }
     return "?";
 }
@@ -58,8 +58,7 @@ EntryName parse_entry_name(std::string_view file_name) {
     }
     const std::string_view counter = base.substr(plus + 1);
     const std::string shown = "counter '+" + std::string(counter) + "'";
-    const std::size_t left_len =
-        std::find_if_not(counter.begin(), counter.end(), is_digit) - counter.begin();
+    const std::size_t left_len = std::find_if_not(counter.begin(), counter.end(), is_digit) - counter.begin();
     if (left_len == 0) throw ParseError(context + ": " + shown + " is not +LEFT or +LEFT-DONE");
     Counter value;
     const auto left = to_unsigned(counter.substr(0, left_len));
@@ -67,8 +66,7 @@ EntryName parse_entry_name(std::string_view file_name) {
     value.left = *left;
     std::string_view rest = counter.substr(left_len);
     if (!rest.empty()) {
-        if (rest.front() != '-' || rest.size() == 1 ||
-            !std::all_of(rest.begin() + 1, rest.end(), is_digit))
+        if (rest.front() != '-' || rest.size() == 1 || !std::all_of(rest.begin() + 1, rest.end(), is_digit))
             throw ParseError(context + ": " + shown + " is not +LEFT or +LEFT-DONE");
         const auto done = to_unsigned(rest.substr(1));
         if (!done) throw ParseError(context + ": " + shown + " has a number larger than 2147483647");
@@ -152,4 +150,4 @@ EntryScan scan_entry_names(const std::vector<std::string>& file_names, std::stri
     return scan;
 }
 
-} // namespace nixboot
+}  // namespace nixboot

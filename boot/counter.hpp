@@ -59,15 +59,14 @@ struct RejectedName {
     std::string reason;  // ParseError text of parse_entry_name
 };
 struct EntryScan {
-    std::vector<EntryFile> entries;     // parsed, in input order
-    std::vector<RejectedName> rejected; // garbage counters, wrong suffix
+    std::vector<EntryFile> entries;      // parsed, in input order
+    std::vector<RejectedName> rejected;  // garbage counters, wrong suffix
     // Groups (>= 2 file names) that share stem and suffix, e.g. "a+1.conf"
     // and "a.conf": the same entry twice. Sorted; the backend decides.
     std::vector<std::vector<std::string>> duplicates;
 };
 // Pure: classifies `file_names` (e.g. RootDir::list("loader/entries")).
 // Names not ending in `suffix_filter` (e.g. ".conf") are ignored silently.
-EntryScan scan_entry_names(const std::vector<std::string>& file_names,
-                           std::string_view suffix_filter = ".conf");
+EntryScan scan_entry_names(const std::vector<std::string>& file_names, std::string_view suffix_filter = ".conf");
 
-} // namespace nixboot
+}  // namespace nixboot

@@ -44,8 +44,7 @@ const std::string& libefivar_dir() {
         std::optional<std::string> environ_block;
         try {
             environ_block = read_file_if_exists("/proc/self/environ", 1 << 20);
-        } catch (const Error&) {
-        }
+        } catch (const Error&) {}
         if (environ_block) {
             std::string_view rest = *environ_block;
             while (!rest.empty()) {
@@ -63,7 +62,8 @@ const std::string& libefivar_dir() {
 }
 
 bool same_directory(const std::filesystem::path& a, const std::filesystem::path& b) {
-    struct stat sa {}, sb {};
+    struct stat sa {
+    }, sb{};
     if (::stat(a.c_str(), &sa) != 0 || ::stat(b.c_str(), &sb) != 0) return false;
     return sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
 }
@@ -75,9 +75,8 @@ bool is_efivarfs(const std::filesystem::path& dir) {
 
 // Validates a variable name: it becomes a file name.
 void validate_name(std::string_view name) {
-    if (name.empty() || name.size() > 128 ||
-        name.find_first_of(std::string_view("/\0", 2)) != std::string_view::npos || name == "." ||
-        name == "..")
+    if (name.empty() || name.size() > 128 || name.find_first_of(std::string_view("/\0", 2)) != std::string_view::npos ||
+        name == "." || name == "..")
         throw Error("invalid EFI variable name '" + std::string(name) + "'");
 }
 
@@ -89,7 +88,9 @@ void validate_name(std::string_view name) {
 // and 39).
 efi_guid_t loader_guid() {
     constexpr std::uint16_t d = 0xb6c7;
-    return efi_guid_t{0x4a67b082, 0x0a4c, 0x41cf,
+    return efi_guid_t{0x4a67b082,
+                      0x0a4c,
+                      0x41cf,
                       std::endian::native == std::endian::little ? __builtin_bswap16(d) : d,
                       {0x44, 0x0b, 0x29, 0xbb, 0x8c, 0x4f}};
 }
@@ -110,11 +111,12 @@ void make_mutable(const std::filesystem::path& file) {
         throw_errno("clearing the immutable flag of '" + file.string() + "'");
 }
 
-} // namespace
+}  // namespace
 
 EfiVars::EfiVars(std::filesystem::path dir) : dir_(std::move(dir)) {
     use_libefivar_ = same_directory(dir_, libefivar_dir()) && efi_variables_supported();
-    spdlog::debug("EFI variables in '{}' through {}", dir_.string(), use_libefivar_ ? "libefivar" : "direct file access");
+    spdlog::debug("EFI variables in '{}' through {}", dir_.string(),
+                  use_libefivar_ ? "libefivar" : "direct file access");
 }
 
 std::filesystem::path EfiVars::file_of(std::string_view name) const {
@@ -177,7 +179,8 @@ std::optional<std::string> EfiVars::get_string(std::string_view name) const {
     try {
         return utf16le_to_utf8(*raw, Terminator::required, max_string_bytes);
     } catch (const Error& e) {
-        throw Error("EFI variable " + std::string(name) + " (" + file_of(name).string() + "): invalid UTF-16: " + e.what());
+        throw Error("EFI variable " + std::string(name) + " (" + file_of(name).string() +
+                    "): invalid UTF-16: " + e.what());
     }
 }
 
@@ -214,8 +217,8 @@ std::optional<std::uint64_t> EfiVars::get_u64(std::string_view name) const {
     const auto raw = get_raw(name, 64);
     if (!raw) return std::nullopt;
     if (raw->size() != 8)
-        throw Error("EFI variable " + std::string(name) + " (" + file_of(name).string() + "): expected 8 bytes, found " +
-                    std::to_string(raw->size()));
+        throw Error("EFI variable " + std::string(name) + " (" + file_of(name).string() +
+                    "): expected 8 bytes, found " + std::to_string(raw->size()));
     std::uint64_t value = 0;
     for (int i = 7; i >= 0; --i) value = (value << 8) | (*raw)[static_cast<std::size_t>(i)];
     return value;
@@ -227,7 +230,8 @@ std::optional<std::vector<std::string>> EfiVars::get_string_list(std::string_vie
     try {
         return utf16le_list_to_utf8(*raw, 65536);
     } catch (const Error& e) {
-        throw Error("EFI variable " + std::string(name) + " (" + file_of(name).string() + "): invalid UTF-16: " + e.what());
+        throw Error("EFI variable " + std::string(name) + " (" + file_of(name).string() +
+                    "): invalid UTF-16: " + e.what());
     }
 }
 
@@ -250,13 +254,13 @@ void EfiVars::set_string(std::string_view name, std::string_view value) {
         const std::string cname(name);
         if (!efivarfs && efi_del_variable(loader_guid(), cname.c_str()) != 0 && errno != ENOENT)
             throw_errno("writing " + shown);
-        if (efi_set_variable(loader_guid(), cname.c_str(), data.data(), data.size(), efi_default_attributes,
-                             0644) != 0)
+        if (efi_set_variable(loader_guid(), cname.c_str(), data.data(), data.size(), efi_default_attributes, 0644) != 0)
             throw_errno("writing " + shown);
         return;
     }
     std::string content(4 + data.size(), '\0');
-    for (int i = 0; i < 4; ++i) content[static_cast<std::size_t>(i)] = static_cast<char>((efi_default_attributes >> (8 * i)) & 0xff);
+    for (int i = 0; i < 4; ++i)
+        content[static_cast<std::size_t>(i)] = static_cast<char>((efi_default_attributes >> (8 * i)) & 0xff);
     std::memcpy(content.data() + 4, data.data(), data.size());
     if (efivarfs) {
         // efivarfs wants the whole variable in one write(2); it has no rename.
@@ -291,8 +295,6 @@ bool EfiVars::remove(std::string_view name) {
     throw_errno("deleting " + shown);
 }
 
-Writable EfiVars::writable() const {
-    return ::access(dir_.c_str(), W_OK) == 0 ? Writable::yes : Writable::no;
-}
+Writable EfiVars::writable() const { return ::access(dir_.c_str(), W_OK) == 0 ? Writable::yes : Writable::no; }
 
-} // namespace nixboot
+}  // namespace nixboot

@@ -21,7 +21,7 @@ inline constexpr const char* loader_entry_selected = "LoaderEntrySelected";
 inline constexpr const char* loader_entries = "LoaderEntries";
 inline constexpr const char* loader_entry_oneshot = "LoaderEntryOneShot";
 inline constexpr const char* loader_entry_default = "LoaderEntryDefault";
-} // namespace efivar_name
+}  // namespace efivar_name
 
 // LoaderFeatures bits (systemd's EFI_LOADER_FEATURE_*).
 namespace loader_feature {
@@ -35,7 +35,7 @@ inline constexpr std::uint64_t random_seed = 1ull << 6;
 inline constexpr std::uint64_t sort_key = 1ull << 8;
 inline constexpr std::uint64_t saved_entry = 1ull << 9;
 inline constexpr std::uint64_t preferred = 1ull << 19;
-} // namespace loader_feature
+}  // namespace loader_feature
 
 // Attributes systemd writes: NON_VOLATILE | BOOTSERVICE_ACCESS | RUNTIME_ACCESS.
 inline constexpr std::uint32_t efi_default_attributes = 0x7;
@@ -57,8 +57,7 @@ public:
     const std::filesystem::path& dir() const noexcept { return dir_; }
 
     // Raw data; nullopt if the variable does not exist. Bounded to max_bytes.
-    std::optional<std::vector<std::uint8_t>> get_raw(std::string_view name,
-                                                     std::size_t max_bytes = 65536) const;
+    std::optional<std::vector<std::uint8_t>> get_raw(std::string_view name, std::size_t max_bytes = 65536) const;
     // UTF-16LE string with NUL terminator, at most 4 KiB; nullopt if absent.
     std::optional<std::string> get_string(std::string_view name) const;
     // A string variable the way systemd-boot reads it (the variables
@@ -95,4 +94,4 @@ private:
     bool use_libefivar_ = false;
 };
 
-} // namespace nixboot
+}  // namespace nixboot

@@ -71,7 +71,8 @@ private:
         const std::string prefix = store.string() + "/";
         if (!real.string().starts_with(prefix))
             return "' is not inside the store '" + store.string() + "' holding the toplevel (" +
-                   (real.string() == path ? std::string("refused") : "it resolves to '" + real.string() + "'; refused") +
+                   (real.string() == path ? std::string("refused")
+                                          : "it resolves to '" + real.string() + "'; refused") +
                    ": only store files are copied to the boot partition)";
         struct stat st {};
         if (::stat(real.c_str(), &st) != 0) return "': " + std::error_code(errno, std::generic_category()).message();
@@ -91,9 +92,8 @@ std::string read_version(const std::filesystem::path& toplevel) {
     }
     line = line.substr(0, line.find('\n'));
     while (!line.empty() && (line.back() == '\r' || line.back() == ' ' || line.back() == '\t')) line.pop_back();
-    if (line.size() > 256 || std::any_of(line.begin(), line.end(), [](char c) {
-            return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
-        }))
+    if (line.size() > 256 ||
+        std::any_of(line.begin(), line.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }))
         return "";
     try {
         validate_utf8(line);  // it ends up in entry titles
@@ -117,16 +117,17 @@ Generation read_generation_checked(const GenerationLink& link, FileChecks& check
         struct stat st {};
         if (::stat(link.target.c_str(), &st) != 0) {
             const int err = errno;
-            throw Error("'" + link.link.string() + "' does not lead to a system ('" + link.target.string() + "': " +
-                        std::error_code(err, std::generic_category()).message() + ")");
+            throw Error("'" + link.link.string() + "' does not lead to a system ('" + link.target.string() +
+                        "': " + std::error_code(err, std::generic_category()).message() + ")");
         }
         throw;
     }
     // The store is the directory holding the (resolved) toplevel: /nix/store.
     std::error_code ec;
     const auto store = std::filesystem::canonical(gen.toplevel, ec).parent_path();
-    if (ec) throw Error("'" + link.link.string() + "' does not lead to a system ('" + gen.toplevel.string() + "': " +
-                        ec.message() + ")");
+    if (ec)
+        throw Error("'" + link.link.string() + "' does not lead to a system ('" + gen.toplevel.string() +
+                    "': " + ec.message() + ")");
     checks.require_boot_files(gen.doc.boot, "", store);
     for (const auto& [name, spec] : gen.doc.specialisations)
         checks.require_boot_files(spec, "specialisation '" + name + "': ", store);
@@ -134,7 +135,7 @@ Generation read_generation_checked(const GenerationLink& link, FileChecks& check
     return gen;
 }
 
-} // namespace
+}  // namespace
 
 std::filesystem::path generation_link(const std::filesystem::path& profile, unsigned n) {
     return profile.parent_path() / (profile.filename().string() + "-" + std::to_string(n) + "-link");
@@ -192,7 +193,8 @@ GenerationScan discover_generations(const std::filesystem::path& profile) {
     std::vector<std::filesystem::path> too_large;
     const auto links = list_generation_links(profile, &too_large);
     for (const auto& link : too_large)
-        scan.out_of_range.push_back("'" + link.string() + "': generation number above " + std::to_string(max_generation) +
+        scan.out_of_range.push_back("'" + link.string() + "': generation number above " +
+                                    std::to_string(max_generation) +
                                     ", the largest an entry ID carries; not installed");
     for (const GenerationLink& link : links) {
         try {
@@ -218,12 +220,15 @@ std::optional<unsigned> current_generation(const std::filesystem::path& profile)
 void switch_profile(const std::filesystem::path& profile, unsigned n) {
     const std::filesystem::path link = generation_link(profile, n);
     struct stat st {};
-    if (::lstat(link.c_str(), &st) != 0) throw SysError(errno, "switching '" + profile.string() + "' to generation " + std::to_string(n) + ": '" + link.string() + "'");
+    if (::lstat(link.c_str(), &st) != 0)
+        throw SysError(errno, "switching '" + profile.string() + "' to generation " + std::to_string(n) + ": '" +
+                                  link.string() + "'");
     const std::filesystem::path dir_path = profile.parent_path().empty() ? "." : profile.parent_path();
     Fd dir(::open(dir_path.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
     if (!dir) throw_errno("opening '" + dir_path.string() + "'");
     const std::string target = link.filename().string();
-    const std::string temp = profile.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(n);
+    const std::string temp =
+        profile.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(n);
     ::unlinkat(dir.get(), temp.c_str(), 0);  // a leftover of a crashed run
     if (::symlinkat(target.c_str(), dir.get(), temp.c_str()) != 0)
         throw_errno("switching '" + profile.string() + "': creating '" + (dir_path / temp).string() + "'");
@@ -235,4 +240,4 @@ void switch_profile(const std::filesystem::path& profile, unsigned n) {
     if (::fsync(dir.get()) != 0) throw_errno("syncing '" + dir_path.string() + "'");
 }
 
-} // namespace nixboot
+}  // namespace nixboot

@@ -17,8 +17,8 @@ struct Generation {
     std::filesystem::path link;      // PROFILE-N-link
     std::filesystem::path toplevel;  // the link's target (absolute, lexically normal; not canonicalized)
     BootDocument doc;
-    std::time_t time = 0;            // mtime of the link itself (lstat), for titles
-    std::string nixos_version;       // TOPLEVEL/nixos-version, else "" 
+    std::time_t time = 0;       // mtime of the link itself (lstat), for titles
+    std::string nixos_version;  // TOPLEVEL/nixos-version, else ""
 };
 
 // The largest generation number nixboot installs: an entry ID
@@ -32,9 +32,9 @@ struct SkippedGeneration {
 };
 
 struct GenerationScan {
-    std::vector<Generation> ok;               // sorted by number
-    std::vector<SkippedGeneration> skipped;   // sorted by number
-    std::vector<std::string> out_of_range;    // "'LINK': ..." for links numbered above max_generation
+    std::vector<Generation> ok;              // sorted by number
+    std::vector<SkippedGeneration> skipped;  // sorted by number
+    std::vector<std::string> out_of_range;   // "'LINK': ..." for links numbered above max_generation
 };
 
 // A generation link as found beside the profile, before reading its system.
@@ -78,4 +78,4 @@ std::filesystem::path generation_link(const std::filesystem::path& profile, unsi
 // fsync the directory. Throws Error if PROFILE-N-link does not exist.
 void switch_profile(const std::filesystem::path& profile, unsigned n);
 
-} // namespace nixboot
+}  // namespace nixboot

@@ -51,7 +51,8 @@ std::optional<std::time_t> parse_time(const std::string& text) {
     std::tm tm{};
     int year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0;
     char tail = 0;
-    if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &year, &month, &day, &hour, &minute, &second, &tail) != 7 ||
+    if (std::sscanf(text.c_str(), "%4d-%2d-%2dT%2d:%2d:%2d%c", &year, &month, &day, &hour, &minute, &second, &tail) !=
+            7 ||
         tail != 'Z' || month < 1 || month > 12 || day < 1 || day > 31 || hour > 23 || minute > 59 || second > 60)
         return std::nullopt;
     tm.tm_year = year - 1900;
@@ -65,7 +66,7 @@ std::optional<std::time_t> parse_time(const std::string& text) {
     return t;
 }
 
-} // namespace
+}  // namespace
 
 const char* to_string(JournalEvent event) noexcept {
     for (const auto& [value, name] : event_names)
@@ -210,4 +211,4 @@ std::string current_boot_id(const std::filesystem::path& source) {
 
 std::time_t journal_now() noexcept { return std::time(nullptr); }
 
-} // namespace nixboot
+}  // namespace nixboot

@@ -13,8 +13,19 @@
 namespace nixboot {
 
 enum class JournalEvent {
-    install, adopt, arm, boot, good, bad, promote, default_, rollback,
-    live_start, live_confirm, live_revert, gc,
+    install,
+    adopt,
+    arm,
+    boot,
+    good,
+    bad,
+    promote,
+    default_,
+    rollback,
+    live_start,
+    live_confirm,
+    live_revert,
+    gc,
 };
 // "install", ..., "default", ..., "live-start", "live-confirm", "live-revert", "gc".
 const char* to_string(JournalEvent event) noexcept;
@@ -22,14 +33,14 @@ const char* to_string(JournalEvent event) noexcept;
 std::optional<JournalEvent> parse_journal_event(std::string_view name) noexcept;
 
 struct JournalRecord {
-    std::time_t time = 0;                 // written as "2026-11-26T01:00:41Z" (UTC)
+    std::time_t time = 0;  // written as "2026-11-26T01:00:41Z" (UTC)
     JournalEvent event = JournalEvent::install;
-    std::optional<unsigned> generation;   // null when not about one generation
-    std::string entry;                    // entry ID, e.g. "nixos-generation-5" ("" if none)
-    std::string file;                     // entry file relative to the ESP ("" if none)
-    std::string bootloader;               // "systemd-boot" | "grub" | ""
-    std::string boot_id;                  // current_boot_id() at the time
-    std::string reason;                   // human sentence
+    std::optional<unsigned> generation;  // null when not about one generation
+    std::string entry;                   // entry ID, e.g. "nixos-generation-5" ("" if none)
+    std::string file;                    // entry file relative to the ESP ("" if none)
+    std::string bootloader;              // "systemd-boot" | "grub" | ""
+    std::string boot_id;                 // current_boot_id() at the time
+    std::string reason;                  // human sentence
     bool operator==(const JournalRecord&) const = default;
 };
 
@@ -49,12 +60,12 @@ void append_journal(const std::filesystem::path& state_dir, const JournalRecord&
 void check_journal_writable(const std::filesystem::path& state_dir);
 
 struct JournalProblem {
-    unsigned line = 0;        // 1-based
-    std::string message;      // ParseError text, or "...: torn last line (no newline)"
+    unsigned line = 0;    // 1-based
+    std::string message;  // ParseError text, or "...: torn last line (no newline)"
 };
 struct JournalContents {
-    std::vector<JournalRecord> records;   // in file order
-    std::vector<JournalProblem> problems; // lines that were skipped
+    std::vector<JournalRecord> records;    // in file order
+    std::vector<JournalProblem> problems;  // lines that were skipped
 };
 // Reads STATE/journal (empty if absent). Bad or torn lines are skipped and
 // reported in `problems`; only I/O errors throw. Max 64 MiB.
@@ -67,4 +78,4 @@ std::string current_boot_id(const std::filesystem::path& source = "/proc/sys/ker
 // Now, as journal time.
 std::time_t journal_now() noexcept;
 
-} // namespace nixboot
+}  // namespace nixboot

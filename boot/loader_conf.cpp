@@ -21,12 +21,12 @@ std::string_view trim(std::string_view s) {
 
 bool valid_key(std::string_view key) {
     return !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' ||
-               c == '_' || c == '@';
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+               c == '@';
     });
 }
 
-} // namespace
+}  // namespace
 
 LoaderConf LoaderConf::parse(std::string_view text, std::string_view origin_view) {
     const std::string origin(origin_view);
@@ -102,4 +102,4 @@ bool LoaderConf::unset(std::string_view key) {
     return lines_.size() != before;
 }
 
-} // namespace nixboot
+}  // namespace nixboot

@@ -40,4 +40,4 @@ private:
     std::vector<Line> lines_;
 };
 
-} // namespace nixboot
+}  // namespace nixboot

@@ -47,45 +47,45 @@ constexpr std::string_view loader_conf_pad = "#nixboot-padding: loader.conf is r
 constexpr std::size_t loader_conf_size = 512;
 
 std::string unpadded(std::string_view text) {
-  std::string out;
-  std::size_t pos = 0;
-  while (pos < text.size()) {
-    auto nl = text.find('\n', pos);
-    const std::size_t end = nl == std::string_view::npos ? text.size() : nl + 1;
-    const std::string_view line = text.substr(pos, end - pos);
-    if (!line.starts_with(loader_conf_pad)) out += line;
-    pos = end;
-  }
-  return out;
+    std::string out;
+    std::size_t pos = 0;
+    while (pos < text.size()) {
+        auto nl = text.find('\n', pos);
+        const std::size_t end = nl == std::string_view::npos ? text.size() : nl + 1;
+        const std::string_view line = text.substr(pos, end - pos);
+        if (!line.starts_with(loader_conf_pad)) out += line;
+        pos = end;
+    }
+    return out;
 }
 
 // `text` plus the padding line: to `size` bytes when it fits, else to the
 // next multiple of loader_conf_size with at least 64 bytes to spare.
 std::string padded(std::string text, std::size_t size) {
-  if (!text.empty() && text.back() != '\n') text += '\n';
-  const std::size_t least = text.size() + loader_conf_pad.size() + 1;
-  if (size < least) size = (least + 64 + loader_conf_size - 1) / loader_conf_size * loader_conf_size;
-  std::string line(loader_conf_pad);
-  line.resize(size - text.size() - 1, ' ');
-  return text + line + "\n";
+    if (!text.empty() && text.back() != '\n') text += '\n';
+    const std::size_t least = text.size() + loader_conf_pad.size() + 1;
+    if (size < least) size = (least + 64 + loader_conf_size - 1) / loader_conf_size * loader_conf_size;
+    std::string line(loader_conf_pad);
+    line.resize(size - text.size() - 1, ' ');
+    return text + line + "\n";
 }
 
 void write_loader_conf(RootDir& esp, const LoaderConf& conf) {
-  const std::string text = unpadded(conf.format());
-  std::size_t size = 0;
-  if (const auto st = esp.lstat(loader_conf_path); st && S_ISREG(st->st_mode))
-    size = static_cast<std::size_t>(st->st_size);
-  const std::string out = padded(text, size);
-  if (!esp.overwrite_in_place(loader_conf_path, out, Sync::yes)) {
-    esp.mkdirs("loader");
-    esp.write_atomic(loader_conf_path, out, Sync::yes);
-  }
+    const std::string text = unpadded(conf.format());
+    std::size_t size = 0;
+    if (const auto st = esp.lstat(loader_conf_path); st && S_ISREG(st->st_mode))
+        size = static_cast<std::size_t>(st->st_size);
+    const std::string out = padded(text, size);
+    if (!esp.overwrite_in_place(loader_conf_path, out, Sync::yes)) {
+        esp.mkdirs("loader");
+        esp.write_atomic(loader_conf_path, out, Sync::yes);
+    }
 }
 
 std::string lower(std::string_view s) {
-  std::string out(s);
-  for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return out;
+    std::string out(s);
+    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    return out;
 }
 
 std::string q(std::string_view s) { return "'" + std::string(s) + "'"; }
@@ -93,390 +93,410 @@ std::string q(std::string_view s) { return "'" + std::string(s) + "'"; }
 // ---- SHA-256 (FIPS 180-4), incremental --------------------------------------
 
 class Sha256 {
- public:
-  void update(const unsigned char* p, std::size_t n) {
-    total_ += n;
-    while (n > 0) {
-      std::size_t take = std::min(n, 64 - used_);
-      std::memcpy(buf_.data() + used_, p, take);
-      used_ += take;
-      p += take;
-      n -= take;
-      if (used_ == 64) {
-        block(buf_.data());
-        used_ = 0;
-      }
+public:
+    void update(const unsigned char* p, std::size_t n) {
+        total_ += n;
+        while (n > 0) {
+            std::size_t take = std::min(n, 64 - used_);
+            std::memcpy(buf_.data() + used_, p, take);
+            used_ += take;
+            p += take;
+            n -= take;
+            if (used_ == 64) {
+                block(buf_.data());
+                used_ = 0;
+            }
+        }
     }
-  }
-  std::string hex() {
-    std::uint64_t bits = total_ * 8;
-    unsigned char pad = 0x80;
-    update(&pad, 1);
-    unsigned char zero = 0;
-    while (used_ != 56) update(&zero, 1);
-    unsigned char len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(bits >> (56 - 8 * i));
-    update(len, 8);
-    static const char* digits = "0123456789abcdef";
-    std::string out;
-    for (auto v : h_)
-      for (int i = 7; i >= 0; --i) out += digits[(v >> (4 * i)) & 0xf];
-    return out;
-  }
+    std::string hex() {
+        std::uint64_t bits = total_ * 8;
+        unsigned char pad = 0x80;
+        update(&pad, 1);
+        unsigned char zero = 0;
+        while (used_ != 56) update(&zero, 1);
+        unsigned char len[8];
+        for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(bits >> (56 - 8 * i));
+        update(len, 8);
+        static const char* digits = "0123456789abcdef";
+        std::string out;
+        for (auto v : h_)
+            for (int i = 7; i >= 0; --i) out += digits[(v >> (4 * i)) & 0xf];
+        return out;
+    }
 
- private:
-  static std::uint32_t rotr(std::uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
-  void block(const unsigned char* p) {
-    static constexpr std::uint32_t k[64] = {
-        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
-        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
-        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
-        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
-        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
-        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
-        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
-        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
-        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
-        0xc67178f2};
-    std::uint32_t w[64];
-    for (int i = 0; i < 16; ++i)
-      w[i] = (std::uint32_t(p[4 * i]) << 24) | (std::uint32_t(p[4 * i + 1]) << 16) |
-             (std::uint32_t(p[4 * i + 2]) << 8) | std::uint32_t(p[4 * i + 3]);
-    for (int i = 16; i < 64; ++i) {
-      std::uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
-      std::uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
-      w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+private:
+    static std::uint32_t rotr(std::uint32_t x, int n) { return (x >> n) | (x << (32 - n)); }
+    void block(const unsigned char* p) {
+        static constexpr std::uint32_t k[64] = {
+            0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
+            0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
+            0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f, 0x4a7484aa, 0x5cb0a9dc, 0x76f988da,
+            0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7, 0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967,
+            0x27b70a85, 0x2e1b2138, 0x4d2c6dfc, 0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85,
+            0xa2bfe8a1, 0xa81a664b, 0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070,
+            0x19a4c116, 0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+            0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2};
+        std::uint32_t w[64];
+        for (int i = 0; i < 16; ++i)
+            w[i] = (std::uint32_t(p[4 * i]) << 24) | (std::uint32_t(p[4 * i + 1]) << 16) |
+                   (std::uint32_t(p[4 * i + 2]) << 8) | std::uint32_t(p[4 * i + 3]);
+        for (int i = 16; i < 64; ++i) {
+            std::uint32_t s0 = rotr(w[i - 15], 7) ^ rotr(w[i - 15], 18) ^ (w[i - 15] >> 3);
+            std::uint32_t s1 = rotr(w[i - 2], 17) ^ rotr(w[i - 2], 19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16] + s0 + w[i - 7] + s1;
+        }
+        auto a = h_[0], b = h_[1], c = h_[2], d = h_[3], e = h_[4], f = h_[5], g = h_[6], h = h_[7];
+        for (int i = 0; i < 64; ++i) {
+            std::uint32_t S1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
+            std::uint32_t ch = (e & f) ^ (~e & g);
+            std::uint32_t t1 = h + S1 + ch + k[i] + w[i];
+            std::uint32_t S0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22);
+            std::uint32_t mj = (a & b) ^ (a & c) ^ (b & c);
+            std::uint32_t t2 = S0 + mj;
+            h = g;
+            g = f;
+            f = e;
+            e = d + t1;
+            d = c;
+            c = b;
+            b = a;
+            a = t1 + t2;
+        }
+        h_[0] += a;
+        h_[1] += b;
+        h_[2] += c;
+        h_[3] += d;
+        h_[4] += e;
+        h_[5] += f;
+        h_[6] += g;
+        h_[7] += h;
     }
-    auto a = h_[0], b = h_[1], c = h_[2], d = h_[3], e = h_[4], f = h_[5], g = h_[6], h = h_[7];
-    for (int i = 0; i < 64; ++i) {
-      std::uint32_t S1 = rotr(e, 6) ^ rotr(e, 11) ^ rotr(e, 25);
-      std::uint32_t ch = (e & f) ^ (~e & g);
-      std::uint32_t t1 = h + S1 + ch + k[i] + w[i];
-      std::uint32_t S0 = rotr(a, 2) ^ rotr(a, 13) ^ rotr(a, 22);
-      std::uint32_t mj = (a & b) ^ (a & c) ^ (b & c);
-      std::uint32_t t2 = S0 + mj;
-      h = g; g = f; f = e; e = d + t1; d = c; c = b; b = a; a = t1 + t2;
-    }
-    h_[0] += a; h_[1] += b; h_[2] += c; h_[3] += d;
-    h_[4] += e; h_[5] += f; h_[6] += g; h_[7] += h;
-  }
-  std::array<std::uint32_t, 8> h_ = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
-                                     0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
-  std::array<unsigned char, 64> buf_{};
-  std::size_t used_ = 0;
-  std::uint64_t total_ = 0;
+    std::array<std::uint32_t, 8> h_ = {0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a,
+                                       0x510e527f, 0x9b05688c, 0x1f83d9ab, 0x5be0cd19};
+    std::array<unsigned char, 64> buf_{};
+    std::size_t used_ = 0;
+    std::uint64_t total_ = 0;
 };
 
-
 bool is_valid_version_char(char c) {
-  return std::isalnum(static_cast<unsigned char>(c)) || c == '~' || c == '-' || c == '^' || c == '.';
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '~' || c == '-' || c == '^' || c == '.';
 }
 
 template <typename T>
 int cmp(const T& a, const T& b) {
-  return a < b ? -1 : (b < a ? 1 : 0);
+    return a < b ? -1 : (b < a ? 1 : 0);
 }
 
 }  // namespace
 
 std::string sha256_of_file(const std::filesystem::path& path) {
-  Fd in = open_regular_file(path, "reading");  // never blocks on a FIFO put in a kernel's place
-  Sha256 h;
-  std::vector<char> buf(1 << 16);
-  for (;;) {
-    const ssize_t n = ::read(in.get(), buf.data(), buf.size());
-    if (n < 0) {
-      if (errno == EINTR) continue;
-      throw_errno("reading " + q(path.string()));
+    Fd in = open_regular_file(path, "reading");  // never blocks on a FIFO put in a kernel's place
+    Sha256 h;
+    std::vector<char> buf(1 << 16);
+    for (;;) {
+        const ssize_t n = ::read(in.get(), buf.data(), buf.size());
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("reading " + q(path.string()));
+        }
+        if (n == 0) break;
+        h.update(reinterpret_cast<const unsigned char*>(buf.data()), static_cast<std::size_t>(n));
     }
-    if (n == 0) break;
-    h.update(reinterpret_cast<const unsigned char*>(buf.data()), static_cast<std::size_t>(n));
-  }
-  return h.hex();
+    return h.hex();
 }
 
 // ---- pure functions ----------------------------------------------------------
 
 std::string sha256_hex(std::string_view data) {
-  Sha256 h;
-  h.update(reinterpret_cast<const unsigned char*>(data.data()), data.size());
-  return h.hex();
+    Sha256 h;
+    h.update(reinterpret_cast<const unsigned char*>(data.data()), data.size());
+    return h.hex();
 }
 
 std::string content_file_name(std::string_view hex, std::string_view kind) {
-  return std::string(files_dir) + "/" + std::string(hex.substr(0, 32)) + "-" + std::string(kind) + ".efi";
+    return std::string(files_dir) + "/" + std::string(hex.substr(0, 32)) + "-" + std::string(kind) + ".efi";
 }
 
 std::optional<unsigned> systemd_boot_version(std::string_view info) {
-  constexpr std::string_view prefix = "systemd-boot ";
-  if (!info.starts_with(prefix)) return std::nullopt;
-  info.remove_prefix(prefix.size());
-  unsigned v = 0;
-  std::size_t i = 0;
-  for (; i < info.size() && i < 6 && std::isdigit(static_cast<unsigned char>(info[i])); ++i)
-    v = v * 10 + static_cast<unsigned>(info[i] - '0');
-  if (i == 0) return std::nullopt;
-  return v;
+    constexpr std::string_view prefix = "systemd-boot ";
+    if (!info.starts_with(prefix)) return std::nullopt;
+    info.remove_prefix(prefix.size());
+    unsigned v = 0;
+    std::size_t i = 0;
+    for (; i < info.size() && i < 6 && std::isdigit(static_cast<unsigned char>(info[i])); ++i)
+        v = v * 10 + static_cast<unsigned>(info[i] - '0');
+    if (i == 0) return std::nullopt;
+    return v;
 }
 
 IdScheme id_scheme_for(std::string_view info) {
-  auto v = systemd_boot_version(info);
-  return v && *v >= 258 ? IdScheme::without_counter : IdScheme::with_counter;
+    auto v = systemd_boot_version(info);
+    return v && *v >= 258 ? IdScheme::without_counter : IdScheme::with_counter;
 }
 
 std::string loader_entry_id(std::string_view file_name, IdScheme scheme) {
-  if (scheme == IdScheme::without_counter) {
-    if (auto n = try_parse_entry_name(file_name)) {
-      n->counter.reset();
-      return lower(format_entry_name(*n));
+    if (scheme == IdScheme::without_counter) {
+        if (auto n = try_parse_entry_name(file_name)) {
+            n->counter.reset();
+            return lower(format_entry_name(*n));
+        }
     }
-  }
-  return lower(file_name);
+    return lower(file_name);
 }
 
 std::string one_shot_pattern(std::string_view file_name) {
-  const auto n = parse_entry_name(file_name);
-  std::string out;
-  for (const char c : lower(n.stem)) {
-    if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
-    out += c;
-  }
-  return out + "[+.]*conf";
+    const auto n = parse_entry_name(file_name);
+    std::string out;
+    for (const char c : lower(n.stem)) {
+        if (c == '*' || c == '?' || c == '[' || c == ']' || c == '\\') out += '\\';
+        out += c;
+    }
+    return out + "[+.]*conf";
 }
 
 bool efi_fnmatch(std::string_view p, std::string_view t) {
-  // Iterative glob with single-star backtracking, like systemd's efi_fnmatch
-  // (src/fundamental/efi-string.c, 252 to 262): '*', '?', '\\' escapes and
-  // sets with ranges; a set has no negation ('!' and '^' in it are plain
-  // characters), ']' first in a set is a plain character.
-  std::size_t pi = 0, ti = 0, star_p = std::string_view::npos, star_t = 0;
-  auto match_one = [&](std::size_t& pp, char c) -> std::optional<bool> {
-    // Returns nullopt on a malformed class; advances pp past the token.
-    char pc = p[pp];
-    if (pc == '?') { ++pp; return true; }
-    if (pc == '\\' && pp + 1 < p.size()) { pp += 2; return p[pp - 1] == c; }
-    if (pc == '[') {
-      std::size_t q = pp + 1;
-      bool hit = false, first = true;
-      while (q < p.size() && (first || p[q] != ']')) {
-        first = false;
-        char lo = p[q];
-        if (lo == '\\' && q + 1 < p.size()) lo = p[++q];
-        char hi = lo;
-        if (q + 2 < p.size() && p[q + 1] == '-' && p[q + 2] != ']') {
-          hi = p[q + 2];
-          q += 2;
+    // Iterative glob with single-star backtracking, like systemd's efi_fnmatch
+    // (src/fundamental/efi-string.c, 252 to 262): '*', '?', '\\' escapes and
+    // sets with ranges; a set has no negation ('!' and '^' in it are plain
+    // characters), ']' first in a set is a plain character.
+    std::size_t pi = 0, ti = 0, star_p = std::string_view::npos, star_t = 0;
+    auto match_one = [&](std::size_t& pp, char c) -> std::optional<bool> {
+        // Returns nullopt on a malformed class; advances pp past the token.
+        char pc = p[pp];
+        if (pc == '?') {
+            ++pp;
+            return true;
         }
-        if (c >= lo && c <= hi) hit = true;
-        ++q;
-      }
-      if (q >= p.size()) return std::nullopt;
-      pp = q + 1;
-      return hit;
+        if (pc == '\\' && pp + 1 < p.size()) {
+            pp += 2;
+            return p[pp - 1] == c;
+        }
+        if (pc == '[') {
+            std::size_t q = pp + 1;
+            bool hit = false, first = true;
+            while (q < p.size() && (first || p[q] != ']')) {
+                first = false;
+                char lo = p[q];
+                if (lo == '\\' && q + 1 < p.size()) lo = p[++q];
+                char hi = lo;
+                if (q + 2 < p.size() && p[q + 1] == '-' && p[q + 2] != ']') {
+                    hi = p[q + 2];
+                    q += 2;
+                }
+                if (c >= lo && c <= hi) hit = true;
+                ++q;
+            }
+            if (q >= p.size()) return std::nullopt;
+            pp = q + 1;
+            return hit;
+        }
+        ++pp;
+        return pc == c;
+    };
+    while (ti < t.size()) {
+        if (pi < p.size() && p[pi] == '*') {
+            star_p = ++pi;
+            star_t = ti;
+            continue;
+        }
+        if (pi < p.size()) {
+            std::size_t pp = pi;
+            auto r = match_one(pp, t[ti]);
+            if (!r) return false;
+            if (*r) {
+                pi = pp;
+                ++ti;
+                continue;
+            }
+        }
+        if (star_p == std::string_view::npos) return false;
+        pi = star_p;
+        ti = ++star_t;
     }
-    ++pp;
-    return pc == c;
-  };
-  while (ti < t.size()) {
-    if (pi < p.size() && p[pi] == '*') {
-      star_p = ++pi;
-      star_t = ti;
-      continue;
-    }
-    if (pi < p.size()) {
-      std::size_t pp = pi;
-      auto r = match_one(pp, t[ti]);
-      if (!r) return false;
-      if (*r) {
-        pi = pp;
-        ++ti;
-        continue;
-      }
-    }
-    if (star_p == std::string_view::npos) return false;
-    pi = star_p;
-    ti = ++star_t;
-  }
-  while (pi < p.size() && p[pi] == '*') ++pi;
-  return pi == p.size();
+    while (pi < p.size() && p[pi] == '*') ++pi;
+    return pi == p.size();
 }
 
 int strverscmp_improved(std::string_view as, std::string_view bs) {
-  if (as.empty() || bs.empty()) return cmp(as, bs);
-  std::string A(as), B(bs);
-  const char* a = A.c_str();
-  const char* b = B.c_str();
-  auto isdig = [](char c) { return c >= '0' && c <= '9'; };
-  auto isalp = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
-  for (;;) {
-    while (*a && !is_valid_version_char(*a)) a++;
-    while (*b && !is_valid_version_char(*b)) b++;
-    int r;
-    if (*a == '~' || *b == '~') {
-      r = cmp(*a != '~', *b != '~');
-      if (r) return r;
-      a++; b++;
+    if (as.empty() || bs.empty()) return cmp(as, bs);
+    std::string A(as), B(bs);
+    const char* a = A.c_str();
+    const char* b = B.c_str();
+    auto isdig = [](char c) { return c >= '0' && c <= '9'; };
+    auto isalp = [](char c) { return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
+    for (;;) {
+        while (*a && !is_valid_version_char(*a)) a++;
+        while (*b && !is_valid_version_char(*b)) b++;
+        int r;
+        if (*a == '~' || *b == '~') {
+            r = cmp(*a != '~', *b != '~');
+            if (r) return r;
+            a++;
+            b++;
+        }
+        if (*a == '\0' || *b == '\0') {
+            int s = std::strcmp(a, b);
+            return s < 0 ? -1 : (s > 0 ? 1 : 0);
+        }
+        if (*a == '-' || *b == '-') {
+            r = cmp(*a != '-', *b != '-');
+            if (r) return r;
+            a++;
+            b++;
+        }
+        if (*a == '^' || *b == '^') {
+            r = cmp(*a != '^', *b != '^');
+            if (r) return r;
+            a++;
+            b++;
+        }
+        if (*a == '.' || *b == '.') {
+            r = cmp(*a != '.', *b != '.');
+            if (r) return r;
+            a++;
+            b++;
+        }
+        const char *aa, *bb;
+        if (isdig(*a) || isdig(*b)) {
+            for (aa = a; isdig(*aa); aa++) {}
+            for (bb = b; isdig(*bb); bb++) {}
+            r = cmp(a != aa, b != bb);
+            if (r) return r;
+            while (*a == '0') a++;
+            while (*b == '0') b++;
+            r = cmp(aa - a, bb - b);
+            if (r) return r;
+            r = std::strncmp(a, b, static_cast<std::size_t>(aa - a));
+            if (r) return r < 0 ? -1 : 1;
+        } else {
+            for (aa = a; isalp(*aa); aa++) {}
+            for (bb = b; isalp(*bb); bb++) {}
+            r = std::strncmp(a, b, static_cast<std::size_t>(std::min(aa - a, bb - b)));
+            if (r) return r < 0 ? -1 : 1;
+            r = cmp(aa - a, bb - b);
+            if (r) return r;
+        }
+        a = aa;
+        b = bb;
     }
-    if (*a == '\0' || *b == '\0') {
-      int s = std::strcmp(a, b);
-      return s < 0 ? -1 : (s > 0 ? 1 : 0);
-    }
-    if (*a == '-' || *b == '-') {
-      r = cmp(*a != '-', *b != '-');
-      if (r) return r;
-      a++; b++;
-    }
-    if (*a == '^' || *b == '^') {
-      r = cmp(*a != '^', *b != '^');
-      if (r) return r;
-      a++; b++;
-    }
-    if (*a == '.' || *b == '.') {
-      r = cmp(*a != '.', *b != '.');
-      if (r) return r;
-      a++; b++;
-    }
-    const char *aa, *bb;
-    if (isdig(*a) || isdig(*b)) {
-      for (aa = a; isdig(*aa); aa++) {}
-      for (bb = b; isdig(*bb); bb++) {}
-      r = cmp(a != aa, b != bb);
-      if (r) return r;
-      while (*a == '0') a++;
-      while (*b == '0') b++;
-      r = cmp(aa - a, bb - b);
-      if (r) return r;
-      r = std::strncmp(a, b, static_cast<std::size_t>(aa - a));
-      if (r) return r < 0 ? -1 : 1;
-    } else {
-      for (aa = a; isalp(*aa); aa++) {}
-      for (bb = b; isalp(*bb); bb++) {}
-      r = std::strncmp(a, b, static_cast<std::size_t>(std::min(aa - a, bb - b)));
-      if (r) return r < 0 ? -1 : 1;
-      r = cmp(aa - a, bb - b);
-      if (r) return r;
-    }
-    a = aa;
-    b = bb;
-  }
 }
 
 void sort_like_systemd_boot(std::vector<SortItem>& items, IdScheme scheme) {
-  // Decorate with the loader IDs once instead of in every comparison.
-  std::vector<std::pair<std::string, SortItem>> decorated;
-  decorated.reserve(items.size());
-  for (auto& it : items) decorated.emplace_back(loader_entry_id(it.file_name, scheme), std::move(it));
-  auto spent = [](const SortItem& i) { return i.counter && i.counter->left == 0; };
-  std::stable_sort(decorated.begin(), decorated.end(), [&](const auto& dx, const auto& dy) {
-    const SortItem& x = dx.second;
-    const SortItem& y = dy.second;
-    auto compare = [&]() -> int {
-      int r = cmp(spent(x), spent(y));
-      if (r) return r;
-      r = cmp(!x.sort_key, !y.sort_key);
-      if (r) return r;
-      if (x.sort_key && y.sort_key) {
-        r = x.sort_key->compare(*y.sort_key);
-        if (r) return r < 0 ? -1 : 1;
-        r = x.machine_id.value_or("").compare(y.machine_id.value_or(""));
-        if (r) return r < 0 ? -1 : 1;
-        r = -strverscmp_improved(x.version.value_or(""), y.version.value_or(""));
-        if (r) return r;
-      }
-      r = -strverscmp_improved(dx.first, dy.first);
-      if (r) return r;
-      if (!x.counter || !y.counter) return 0;
-      r = -cmp(x.counter->left, y.counter->left);
-      if (r) return r;
-      return cmp(x.counter->done, y.counter->done);
-    };
-    return compare() < 0;
-  });
-  for (std::size_t i = 0; i < items.size(); ++i) items[i] = std::move(decorated[i].second);
+    // Decorate with the loader IDs once instead of in every comparison.
+    std::vector<std::pair<std::string, SortItem>> decorated;
+    decorated.reserve(items.size());
+    for (auto& it : items) decorated.emplace_back(loader_entry_id(it.file_name, scheme), std::move(it));
+    auto spent = [](const SortItem& i) { return i.counter && i.counter->left == 0; };
+    std::stable_sort(decorated.begin(), decorated.end(), [&](const auto& dx, const auto& dy) {
+        const SortItem& x = dx.second;
+        const SortItem& y = dy.second;
+        auto compare = [&]() -> int {
+            int r = cmp(spent(x), spent(y));
+            if (r) return r;
+            r = cmp(!x.sort_key, !y.sort_key);
+            if (r) return r;
+            if (x.sort_key && y.sort_key) {
+                r = x.sort_key->compare(*y.sort_key);
+                if (r) return r < 0 ? -1 : 1;
+                r = x.machine_id.value_or("").compare(y.machine_id.value_or(""));
+                if (r) return r < 0 ? -1 : 1;
+                r = -strverscmp_improved(x.version.value_or(""), y.version.value_or(""));
+                if (r) return r;
+            }
+            r = -strverscmp_improved(dx.first, dy.first);
+            if (r) return r;
+            if (!x.counter || !y.counter) return 0;
+            r = -cmp(x.counter->left, y.counter->left);
+            if (r) return r;
+            return cmp(x.counter->done, y.counter->done);
+        };
+        return compare() < 0;
+    });
+    for (std::size_t i = 0; i < items.size(); ++i) items[i] = std::move(decorated[i].second);
 }
 
-std::optional<std::size_t> pick_default_entry(const std::vector<SortItem>& sorted,
-                                              const DefaultInputs& in, IdScheme scheme) {
-  if (sorted.empty()) return std::nullopt;
-  auto find = [&](const std::optional<std::string>& pattern) -> std::optional<std::size_t> {
-    if (!pattern || pattern->empty()) return std::nullopt;
-    auto pat = lower(*pattern);
-    for (std::size_t i = 0; i < sorted.size(); ++i)
-      if (efi_fnmatch(pat, loader_entry_id(sorted[i].file_name, scheme))) return i;
-    return std::nullopt;
-  };
-  if (auto i = find(in.one_shot)) return i;
-  if (auto i = find(in.efi_default)) return i;
-  if (auto i = find(in.conf_default)) return i;
-  return std::size_t{0};
+std::optional<std::size_t> pick_default_entry(const std::vector<SortItem>& sorted, const DefaultInputs& in,
+                                              IdScheme scheme) {
+    if (sorted.empty()) return std::nullopt;
+    auto find = [&](const std::optional<std::string>& pattern) -> std::optional<std::size_t> {
+        if (!pattern || pattern->empty()) return std::nullopt;
+        auto pat = lower(*pattern);
+        for (std::size_t i = 0; i < sorted.size(); ++i)
+            if (efi_fnmatch(pat, loader_entry_id(sorted[i].file_name, scheme))) return i;
+        return std::nullopt;
+    };
+    if (auto i = find(in.one_shot)) return i;
+    if (auto i = find(in.efi_default)) return i;
+    if (auto i = find(in.conf_default)) return i;
+    return std::size_t{0};
 }
 
 std::string format_generation_entry(const Generation& g, std::string_view spec, const EntryFiles& files) {
-  const BootSpec* bs = &g.doc.boot;
-  if (!spec.empty()) {
-    auto it = g.doc.specialisations.find(std::string(spec));
-    if (it == g.doc.specialisations.end())
-      throw Error("generation " + std::to_string(g.number) + " has no specialisation " + q(spec));
-    bs = &it->second;
-  }
-  char date[32] = "1970-01-01";
-  std::tm tm{};
-  std::time_t t = g.time;
-  if (gmtime_r(&t, &tm)) std::strftime(date, sizeof date, "%Y-%m-%d", &tm);
-  BlsEntry e;
-  e.title = spec.empty() ? std::string("NixOS") : "NixOS (" + std::string(spec) + ")";
-  std::string label = bs->label.empty() ? "NixOS " + g.nixos_version : bs->label;
-  e.version = "Generation " + std::to_string(g.number) + " " + label + ", Built on " + date;
-  e.sort_key = bs->sort_key.value_or("nixos");
-  e.kernel = files.kernel;
-  if (files.initrd) e.initrds.push_back(*files.initrd);
-  std::string options = "init=" + bs->toplevel + "/init";
-  for (const auto& p : bs->kernel_params) options += " " + p;
-  options += " nixboot.entry=" + entry_id(g.number, spec);
-  e.options = options;
-  return format_bls_entry(e);
+    const BootSpec* bs = &g.doc.boot;
+    if (!spec.empty()) {
+        auto it = g.doc.specialisations.find(std::string(spec));
+        if (it == g.doc.specialisations.end())
+            throw Error("generation " + std::to_string(g.number) + " has no specialisation " + q(spec));
+        bs = &it->second;
+    }
+    char date[32] = "1970-01-01";
+    std::tm tm{};
+    std::time_t t = g.time;
+    if (gmtime_r(&t, &tm)) std::strftime(date, sizeof date, "%Y-%m-%d", &tm);
+    BlsEntry e;
+    e.title = spec.empty() ? std::string("NixOS") : "NixOS (" + std::string(spec) + ")";
+    std::string label = bs->label.empty() ? "NixOS " + g.nixos_version : bs->label;
+    e.version = "Generation " + std::to_string(g.number) + " " + label + ", Built on " + date;
+    e.sort_key = bs->sort_key.value_or("nixos");
+    e.kernel = files.kernel;
+    if (files.initrd) e.initrds.push_back(*files.initrd);
+    std::string options = "init=" + bs->toplevel + "/init";
+    for (const auto& p : bs->kernel_params) options += " " + p;
+    options += " nixboot.entry=" + entry_id(g.number, spec);
+    e.options = options;
+    return format_bls_entry(e);
 }
 
 // ---- the backend ---------------------------------------------------------------
 
 struct SdBootBackend::Scanned {
-  struct File {
-    std::string file_name;
-    EntryName name;
-    std::string text;
-    std::optional<BlsEntry> bls;  // nullopt: did not parse (reported)
-    std::optional<ParsedEntryId> ours;
-    bool unreadable = false;      // too large or not a regular file (reported); text empty
-    std::string unbootable;       // why the loader skips it; empty if it shows it
-  };
-  std::string loader_info;
-  std::set<std::string> quirky_vars;  // read as the loader reads them, which is not as written
-  IdScheme scheme = IdScheme::with_counter;
-  bool vars_writable = false;
-  bool oneshot_supported = true;
-  std::vector<File> files;                      // every parsed .conf name
-  std::map<std::string, std::vector<std::size_t>> by_stem;
-  std::set<std::string> duplicate_stems;
-  std::vector<std::string> warnings;
-  std::optional<std::string> one_shot, efi_default;
-  std::vector<std::string> blocking;            // unreadable deciding variables, with the fix
-  LoaderConf conf = LoaderConf::parse("", loader_conf_path);
-  std::optional<std::string> boot_count_file;   // relative to the ESP
-  std::optional<std::string> selected;
-  std::vector<SortItem> sorted;
-  std::vector<std::size_t> order;               // sorted[i] is files[order[i]]
+    struct File {
+        std::string file_name;
+        EntryName name;
+        std::string text;
+        std::optional<BlsEntry> bls;  // nullopt: did not parse (reported)
+        std::optional<ParsedEntryId> ours;
+        bool unreadable = false;  // too large or not a regular file (reported); text empty
+        std::string unbootable;   // why the loader skips it; empty if it shows it
+    };
+    std::string loader_info;
+    std::set<std::string> quirky_vars;  // read as the loader reads them, which is not as written
+    IdScheme scheme = IdScheme::with_counter;
+    bool vars_writable = false;
+    bool oneshot_supported = true;
+    std::vector<File> files;  // every parsed .conf name
+    std::map<std::string, std::vector<std::size_t>> by_stem;
+    std::set<std::string> duplicate_stems;
+    std::vector<std::string> warnings;
+    std::optional<std::string> one_shot, efi_default;
+    std::vector<std::string> blocking;  // unreadable deciding variables, with the fix
+    LoaderConf conf = LoaderConf::parse("", loader_conf_path);
+    std::optional<std::string> boot_count_file;  // relative to the ESP
+    std::optional<std::string> selected;
+    std::vector<SortItem> sorted;
+    std::vector<std::size_t> order;  // sorted[i] is files[order[i]]
 
-  const File* find(std::string_view id, const RootDir& esp) const {
-    auto it = by_stem.find(std::string(id));
-    if (it == by_stem.end()) return nullptr;
-    if (duplicate_stems.count(std::string(id))) {
-      std::string names;
-      for (auto i : it->second) names += (names.empty() ? "" : ", ") + files[i].file_name;
-      throw Error("entry " + q(id) + " has more than one file in " +
-                  esp.display(entries_dir).string() + " (" + names + "); remove all but one");
+    const File* find(std::string_view id, const RootDir& esp) const {
+        auto it = by_stem.find(std::string(id));
+        if (it == by_stem.end()) return nullptr;
+        if (duplicate_stems.count(std::string(id))) {
+            std::string names;
+            for (auto i : it->second) names += (names.empty() ? "" : ", ") + files[i].file_name;
+            throw Error("entry " + q(id) + " has more than one file in " + esp.display(entries_dir).string() + " (" +
+                        names + "); remove all but one");
+        }
+        return &files[it->second.front()];
     }
-    return &files[it->second.front()];
-  }
 };
 
 namespace {
@@ -488,18 +508,17 @@ namespace {
 // the new name empty (vfat writes the new directory entry before the inode's
 // cluster and size), so an entry that skipped must never become the default.
 std::string unbootable_reason(const RootDir& esp, const std::optional<BlsEntry>& bls) {
-  if (!bls) return "it does not parse";
-  std::optional<std::string> image = bls->kernel;
-  for (const auto& [key, value] : bls->other)
-    if (!image && key == "efi") image = value;
-  if (!image) return "it has no 'linux' or 'efi' line";
-  std::string rel = *image;
-  while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
-  try {
-    if (esp.is_regular_file(rel)) return "";
-  } catch (const Error&) {
-  }
-  return "its kernel '" + *image + "' is missing";
+    if (!bls) return "it does not parse";
+    std::optional<std::string> image = bls->kernel;
+    for (const auto& [key, value] : bls->other)
+        if (!image && key == "efi") image = value;
+    if (!image) return "it has no 'linux' or 'efi' line";
+    std::string rel = *image;
+    while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
+    try {
+        if (esp.is_regular_file(rel)) return "";
+    } catch (const Error&) {}
+    return "its kernel '" + *image + "' is missing";
 }
 
 }  // namespace
@@ -507,252 +526,253 @@ std::string unbootable_reason(const RootDir& esp, const std::optional<BlsEntry>&
 SdBootBackend::SdBootBackend(const BackendOptions& opts) : opts_(opts) {}
 
 SdBootBackend::Scanned SdBootBackend::scan_for_change() const {
-  auto s = scan();
-  if (!s.blocking.empty()) throw Error(s.blocking.front());
-  return s;
+    auto s = scan();
+    if (!s.blocking.empty()) throw Error(s.blocking.front());
+    return s;
 }
 
 SdBootBackend::Scanned SdBootBackend::scan() const {
-  Scanned s;
-  auto esp = RootDir::open(opts_.esp);
-  EfiVars vars(opts_.efivars);
+    Scanned s;
+    auto esp = RootDir::open(opts_.esp);
+    EfiVars vars(opts_.efivars);
 
-  // EFI variables: informational ones degrade to warnings, the ones that
-  // decide what boots must be readable.
-  auto soft = [&](const char* name) -> std::optional<std::string> {
+    // EFI variables: informational ones degrade to warnings, the ones that
+    // decide what boots must be readable.
+    auto soft = [&](const char* name) -> std::optional<std::string> {
+        try {
+            return vars.get_string(name);
+        } catch (const Error& e) {
+            s.warnings.push_back(std::string(e.what()) + " (ignored)");
+            return std::nullopt;
+        }
+    };
+    s.loader_info = soft(efivar_name::loader_info).value_or("");
+    s.scheme = id_scheme_for(s.loader_info);
+    if (!s.loader_info.empty() && !systemd_boot_version(s.loader_info))
+        s.warnings.push_back("LoaderInfo " + q(s.loader_info) +
+                             " is not systemd-boot; assuming entry IDs with counters");
+    s.vars_writable = vars.writable() == Writable::yes;
     try {
-      return vars.get_string(name);
+        if (auto f = vars.get_u64(efivar_name::loader_features))
+            s.oneshot_supported = (*f & loader_feature::entry_oneshot) != 0;
     } catch (const Error& e) {
-      s.warnings.push_back(std::string(e.what()) + " (ignored)");
-      return std::nullopt;
+        s.warnings.push_back(std::string(e.what()) + " (ignored)");
     }
-  };
-  s.loader_info = soft(efivar_name::loader_info).value_or("");
-  s.scheme = id_scheme_for(s.loader_info);
-  if (!s.loader_info.empty() && !systemd_boot_version(s.loader_info))
-    s.warnings.push_back("LoaderInfo " + q(s.loader_info) +
-                         " is not systemd-boot; assuming entry IDs with counters");
-  s.vars_writable = vars.writable() == Writable::yes;
-  try {
-    if (auto f = vars.get_u64(efivar_name::loader_features))
-      s.oneshot_supported = (*f & loader_feature::entry_oneshot) != 0;
-  } catch (const Error& e) {
-    s.warnings.push_back(std::string(e.what()) + " (ignored)");
-  }
-  // The variables that decide what boots: one nixboot cannot read leaves it
-  // unable to say what the loader does, so it changes nothing; status still
-  // shows everything else, with the way out.
-  auto deciding = [&](const char* name) -> std::optional<std::string> {
-    try {
-      std::string quirk;
-      auto value = vars.get_loader_string(name, &quirk);
-      if (!quirk.empty()) {
-        s.warnings.push_back(quirk + " (nixboot replaces it when it next arms or sets the default)");
-        s.quirky_vars.insert(name);
-      }
-      return value;
-    } catch (const Error& e) {
-      auto file = vars.file_of(name).string();
-      s.blocking.push_back(std::string(e.what()) + "; nixboot changes nothing while it is there: remove it with 'chattr -i " +
-                           file + " && rm " + file + "'");
-      s.warnings.push_back(s.blocking.back());
-      return std::nullopt;
+    // The variables that decide what boots: one nixboot cannot read leaves it
+    // unable to say what the loader does, so it changes nothing; status still
+    // shows everything else, with the way out.
+    auto deciding = [&](const char* name) -> std::optional<std::string> {
+        try {
+            std::string quirk;
+            auto value = vars.get_loader_string(name, &quirk);
+            if (!quirk.empty()) {
+                s.warnings.push_back(quirk + " (nixboot replaces it when it next arms or sets the default)");
+                s.quirky_vars.insert(name);
+            }
+            return value;
+        } catch (const Error& e) {
+            auto file = vars.file_of(name).string();
+            s.blocking.push_back(std::string(e.what()) +
+                                 "; nixboot changes nothing while it is there: remove it with 'chattr -i " + file +
+                                 " && rm " + file + "'");
+            s.warnings.push_back(s.blocking.back());
+            return std::nullopt;
+        }
+    };
+    s.one_shot = deciding(efivar_name::loader_entry_oneshot);
+    s.efi_default = deciding(efivar_name::loader_entry_default);
+    if (auto p = soft(efivar_name::loader_boot_count_path)) {
+        constexpr std::string_view prefix = "\\loader\\entries\\";
+        std::string_view v(*p);
+        bool ok = v.starts_with(prefix) && v.size() > prefix.size();
+        std::string_view name = ok ? v.substr(prefix.size()) : v;
+        if (ok && (name.find('\\') != std::string_view::npos || name.find('/') != std::string_view::npos ||
+                   name == "." || name == ".."))
+            ok = false;
+        if (ok) {
+            auto n = try_parse_entry_name(name);
+            ok = n && n->counter && n->suffix == ".conf";
+        }
+        if (ok)
+            s.boot_count_file = std::string(entries_dir) + "/" + std::string(name);
+        else
+            s.warnings.push_back("EFI variable LoaderBootCountPath " + q(*p) +
+                                 " does not name a counted entry under \\loader\\entries\\ (ignored)");
     }
-  };
-  s.one_shot = deciding(efivar_name::loader_entry_oneshot);
-  s.efi_default = deciding(efivar_name::loader_entry_default);
-  if (auto p = soft(efivar_name::loader_boot_count_path)) {
-    constexpr std::string_view prefix = "\\loader\\entries\\";
-    std::string_view v(*p);
-    bool ok = v.starts_with(prefix) && v.size() > prefix.size();
-    std::string_view name = ok ? v.substr(prefix.size()) : v;
-    if (ok && (name.find('\\') != std::string_view::npos || name.find('/') != std::string_view::npos ||
-               name == "." || name == ".."))
-      ok = false;
-    if (ok) {
-      auto n = try_parse_entry_name(name);
-      ok = n && n->counter && n->suffix == ".conf";
-    }
-    if (ok)
-      s.boot_count_file = std::string(entries_dir) + "/" + std::string(name);
-    else
-      s.warnings.push_back("EFI variable LoaderBootCountPath " + q(*p) +
-                           " does not name a counted entry under \\loader\\entries\\ (ignored)");
-  }
-  s.selected = soft(efivar_name::loader_entry_selected);
+    s.selected = soft(efivar_name::loader_entry_selected);
 
-  if (auto text = esp.read(loader_conf_path, 64 * 1024))
-    s.conf = LoaderConf::parse(*text, esp.display(loader_conf_path).string());
+    if (auto text = esp.read(loader_conf_path, 64 * 1024))
+        s.conf = LoaderConf::parse(*text, esp.display(loader_conf_path).string());
 
-  auto names = esp.list(entries_dir);
-  auto scanned = scan_entry_names(names, ".conf");
-  for (const auto& r : scanned.rejected)
-    s.warnings.push_back(esp.display(std::string(entries_dir) + "/" + r.file_name).string() + ": " +
-                         r.reason + " (left alone)");
-  for (const auto& group : scanned.duplicates) {
-    std::string list;
-    for (const auto& n : group) list += (list.empty() ? "" : ", ") + n;
-    s.warnings.push_back("duplicate entries for the same ID in " + esp.display(entries_dir).string() +
-                         ": " + list + " (left alone; remove all but one)");
-  }
-  for (auto& ef : scanned.entries) {
-    Scanned::File f;
-    f.file_name = ef.file_name;
-    f.name = ef.name;
-    std::string rel = std::string(entries_dir) + "/" + ef.file_name;
-    // One unreadable entry (oversized, a FIFO, a symlink) must not stop the
-    // other verbs: it is reported and kept by name, so sync() rewrites a
-    // nixboot entry in place and nothing else touches its text.
-    try {
-      auto text = esp.read(rel, max_entry_size);
-      if (!text) continue;  // vanished (or a dangling name): nothing to boot
-      f.text = std::move(*text);
-    } catch (const Error& e) {
-      s.warnings.push_back(std::string(e.what()) + " (entry skipped)");
-      f.unreadable = true;
+    auto names = esp.list(entries_dir);
+    auto scanned = scan_entry_names(names, ".conf");
+    for (const auto& r : scanned.rejected)
+        s.warnings.push_back(esp.display(std::string(entries_dir) + "/" + r.file_name).string() + ": " + r.reason +
+                             " (left alone)");
+    for (const auto& group : scanned.duplicates) {
+        std::string list;
+        for (const auto& n : group) list += (list.empty() ? "" : ", ") + n;
+        s.warnings.push_back("duplicate entries for the same ID in " + esp.display(entries_dir).string() + ": " + list +
+                             " (left alone; remove all but one)");
     }
-    if (!f.unreadable) {
-      try {
-        f.bls = parse_bls_entry(f.text, esp.display(rel).string());
-      } catch (const Error& e) {
-        s.warnings.push_back(e.what());
-      }
+    for (auto& ef : scanned.entries) {
+        Scanned::File f;
+        f.file_name = ef.file_name;
+        f.name = ef.name;
+        std::string rel = std::string(entries_dir) + "/" + ef.file_name;
+        // One unreadable entry (oversized, a FIFO, a symlink) must not stop the
+        // other verbs: it is reported and kept by name, so sync() rewrites a
+        // nixboot entry in place and nothing else touches its text.
+        try {
+            auto text = esp.read(rel, max_entry_size);
+            if (!text) continue;  // vanished (or a dangling name): nothing to boot
+            f.text = std::move(*text);
+        } catch (const Error& e) {
+            s.warnings.push_back(std::string(e.what()) + " (entry skipped)");
+            f.unreadable = true;
+        }
+        if (!f.unreadable) {
+            try {
+                f.bls = parse_bls_entry(f.text, esp.display(rel).string());
+            } catch (const Error& e) {
+                s.warnings.push_back(e.what());
+            }
+        }
+        f.unbootable = f.unreadable ? "it cannot be read" : unbootable_reason(esp, f.bls);
+        if (f.bls && !f.unbootable.empty())  // unreadable and unparsable entries were reported above
+            s.warnings.push_back(esp.display(rel).string() + ": " + f.unbootable +
+                                 ", so the loader skips it (`nixboot install` rewrites nixboot's entries)");
+        f.ours = parse_entry_id(f.name.stem);
+        s.by_stem[f.name.stem].push_back(s.files.size());
+        s.files.push_back(std::move(f));
     }
-    f.unbootable = f.unreadable ? "it cannot be read" : unbootable_reason(esp, f.bls);
-    if (f.bls && !f.unbootable.empty())  // unreadable and unparsable entries were reported above
-      s.warnings.push_back(esp.display(rel).string() + ": " + f.unbootable +
-                           ", so the loader skips it (`nixboot install` rewrites nixboot's entries)");
-    f.ours = parse_entry_id(f.name.stem);
-    s.by_stem[f.name.stem].push_back(s.files.size());
-    s.files.push_back(std::move(f));
-  }
-  for (const auto& [stem, idx] : s.by_stem)
-    if (idx.size() > 1) s.duplicate_stems.insert(stem);
+    for (const auto& [stem, idx] : s.by_stem)
+        if (idx.size() > 1) s.duplicate_stems.insert(stem);
 
-  std::vector<std::pair<SortItem, std::size_t>> items;
-  for (std::size_t i = 0; i < s.files.size(); ++i) {
-    const auto& f = s.files[i];
-    SortItem it;
-    it.file_name = f.file_name;
-    it.counter = f.name.counter;
-    if (f.bls) {
-      it.sort_key = f.bls->sort_key;
-      it.machine_id = f.bls->machine_id;
-      it.version = f.bls->version;
+    std::vector<std::pair<SortItem, std::size_t>> items;
+    for (std::size_t i = 0; i < s.files.size(); ++i) {
+        const auto& f = s.files[i];
+        SortItem it;
+        it.file_name = f.file_name;
+        it.counter = f.name.counter;
+        if (f.bls) {
+            it.sort_key = f.bls->sort_key;
+            it.machine_id = f.bls->machine_id;
+            it.version = f.bls->version;
+        }
+        s.sorted.push_back(it);
     }
-    s.sorted.push_back(it);
-  }
-  // Sort indices along with items.
-  std::vector<std::size_t> idx(s.sorted.size());
-  for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
-  {
-    std::vector<SortItem> tagged = s.sorted;
-    for (std::size_t i = 0; i < tagged.size(); ++i) tagged[i].file_name = s.files[i].file_name;
-    // stable sort of a copy, then map names back to indices (file names are unique)
-    sort_like_systemd_boot(tagged, s.scheme);
-    std::map<std::string, std::size_t> pos;
-    for (std::size_t i = 0; i < s.files.size(); ++i) pos[s.files[i].file_name] = i;
-    s.order.clear();
-    for (const auto& t : tagged) s.order.push_back(pos[t.file_name]);
-    s.sorted = std::move(tagged);
-  }
-  return s;
+    // Sort indices along with items.
+    std::vector<std::size_t> idx(s.sorted.size());
+    for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+    {
+        std::vector<SortItem> tagged = s.sorted;
+        for (std::size_t i = 0; i < tagged.size(); ++i) tagged[i].file_name = s.files[i].file_name;
+        // stable sort of a copy, then map names back to indices (file names are unique)
+        sort_like_systemd_boot(tagged, s.scheme);
+        std::map<std::string, std::size_t> pos;
+        for (std::size_t i = 0; i < s.files.size(); ++i) pos[s.files[i].file_name] = i;
+        s.order.clear();
+        for (const auto& t : tagged) s.order.push_back(pos[t.file_name]);
+        s.sorted = std::move(tagged);
+    }
+    return s;
 }
 
 namespace {
 
 Entry to_entry(const SdBootBackend* /*unused*/, const std::string& file_name, const EntryName& name,
                const ParsedEntryId& pid, const std::optional<BlsEntry>& bls, bool bootable) {
-  Entry e;
-  e.bootable = bootable;
-  e.id = name.stem;
-  e.generation = pid.generation;
-  e.specialisation = pid.specialisation;
-  switch (counter_state(name)) {
-    case CounterState::good: e.state = EntryState::good; break;
-    case CounterState::trying: e.state = EntryState::trial; break;
-    case CounterState::bad: e.state = EntryState::bad; break;
-  }
-  if (name.counter) {
-    e.tries_left = name.counter->left;
-    e.tries_done = name.counter->done;
-  }
-  e.file = std::string(entries_dir) + "/" + file_name;
-  if (bls) {
-    e.title = bls->title.value_or("");
-    e.version = bls->version.value_or("");
-  }
-  return e;
+    Entry e;
+    e.bootable = bootable;
+    e.id = name.stem;
+    e.generation = pid.generation;
+    e.specialisation = pid.specialisation;
+    switch (counter_state(name)) {
+        case CounterState::good: e.state = EntryState::good; break;
+        case CounterState::trying: e.state = EntryState::trial; break;
+        case CounterState::bad: e.state = EntryState::bad; break;
+    }
+    if (name.counter) {
+        e.tries_left = name.counter->left;
+        e.tries_done = name.counter->done;
+    }
+    e.file = std::string(entries_dir) + "/" + file_name;
+    if (bls) {
+        e.title = bls->title.value_or("");
+        e.version = bls->version.value_or("");
+    }
+    return e;
 }
 
 std::string id_of_sorted(const SortItem& item) {
-  if (auto n = try_parse_entry_name(item.file_name)) return n->stem;
-  return item.file_name;
+    if (auto n = try_parse_entry_name(item.file_name)) return n->stem;
+    return item.file_name;
 }
 
 }  // namespace
 
 LoaderView SdBootBackend::read() const {
-  auto s = scan();
-  LoaderView v;
-  v.bootloader = Bootloader::systemd_boot;
-  v.loader_info = s.loader_info;
-  v.vars_writable = s.vars_writable;
-  v.warnings = s.warnings;
-  v.blocking = s.blocking;
-  for (std::size_t k = 0; k < s.order.size(); ++k) {
-    const auto& f = s.files[s.order[k]];
-    if (f.ours) v.entries.push_back(to_entry(this, f.file_name, f.name, *f.ours, f.bls, f.unbootable.empty()));
-  }
-  if (s.boot_count_file) {
-    v.booted_file = s.boot_count_file;
-    v.booted = parse_entry_name(s.boot_count_file->substr(std::string(entries_dir).size() + 1)).stem;
-  } else if (s.selected) {
-    if (auto n = try_parse_entry_name(*s.selected)) v.booted = n->stem;
-  }
-  // systemd-boot lowercases entry IDs (v252 boot.c config_entry_add_type1,
-  // strtolower16), so LoaderEntrySelected names a specialisation "Foo" as
-  // "...-specialisation-foo": the booted entry is matched ignoring case.
-  if (v.booted && !v.find(*v.booted)) {
-    const auto want = lower(*v.booted);
-    for (const auto& e : v.entries)
-      if (lower(e.id) == want) {
-        v.booted = e.id;
-        break;
-      }
-  }
-  // The loader chooses among the entries it shows.
-  std::vector<SortItem> shown;
-  for (std::size_t k = 0; k < s.order.size(); ++k)
-    if (s.files[s.order[k]].unbootable.empty()) shown.push_back(s.sorted[k]);
-  DefaultInputs in;
-  in.efi_default = s.efi_default;
-  in.conf_default = s.conf.get("default");
-  if (auto i = pick_default_entry(shown, in, s.scheme)) v.persistent_default = id_of_sorted(shown[*i]);
-  in.one_shot = s.one_shot;
-  if (auto i = pick_default_entry(shown, in, s.scheme)) v.next_boot = id_of_sorted(shown[*i]);
-  if (s.one_shot) {
-    in = {};
-    in.one_shot = s.one_shot;
-    bool matched = false;
-    for (std::size_t i = 0; i < s.sorted.size(); ++i)
-      if (efi_fnmatch(lower(*s.one_shot), loader_entry_id(s.sorted[i].file_name, s.scheme))) {
-        v.armed = id_of_sorted(s.sorted[i]);
-        v.armed_mode = ArmMode::one_shot;
-        matched = true;
-        break;
-      }
-    if (!matched)
-      v.warnings.push_back("EFI variable LoaderEntryOneShot " + q(*s.one_shot) +
-                           " matches no entry (the loader will ignore it)");
-  } else if (!s.efi_default && !s.conf.get("default") && !s.sorted.empty()) {
-    const auto& first = s.files[s.order.front()];
-    if (first.ours && counter_state(first.name) == CounterState::trying) {
-      v.armed = first.name.stem;
-      v.armed_mode = ArmMode::sort_order;
+    auto s = scan();
+    LoaderView v;
+    v.bootloader = Bootloader::systemd_boot;
+    v.loader_info = s.loader_info;
+    v.vars_writable = s.vars_writable;
+    v.warnings = s.warnings;
+    v.blocking = s.blocking;
+    for (std::size_t k = 0; k < s.order.size(); ++k) {
+        const auto& f = s.files[s.order[k]];
+        if (f.ours) v.entries.push_back(to_entry(this, f.file_name, f.name, *f.ours, f.bls, f.unbootable.empty()));
     }
-  }
-  return v;
+    if (s.boot_count_file) {
+        v.booted_file = s.boot_count_file;
+        v.booted = parse_entry_name(s.boot_count_file->substr(std::string(entries_dir).size() + 1)).stem;
+    } else if (s.selected) {
+        if (auto n = try_parse_entry_name(*s.selected)) v.booted = n->stem;
+    }
+    // systemd-boot lowercases entry IDs (v252 boot.c config_entry_add_type1,
+    // strtolower16), so LoaderEntrySelected names a specialisation "Foo" as
+    // "...-specialisation-foo": the booted entry is matched ignoring case.
+    if (v.booted && !v.find(*v.booted)) {
+        const auto want = lower(*v.booted);
+        for (const auto& e : v.entries)
+            if (lower(e.id) == want) {
+                v.booted = e.id;
+                break;
+            }
+    }
+    // The loader chooses among the entries it shows.
+    std::vector<SortItem> shown;
+    for (std::size_t k = 0; k < s.order.size(); ++k)
+        if (s.files[s.order[k]].unbootable.empty()) shown.push_back(s.sorted[k]);
+    DefaultInputs in;
+    in.efi_default = s.efi_default;
+    in.conf_default = s.conf.get("default");
+    if (auto i = pick_default_entry(shown, in, s.scheme)) v.persistent_default = id_of_sorted(shown[*i]);
+    in.one_shot = s.one_shot;
+    if (auto i = pick_default_entry(shown, in, s.scheme)) v.next_boot = id_of_sorted(shown[*i]);
+    if (s.one_shot) {
+        in = {};
+        in.one_shot = s.one_shot;
+        bool matched = false;
+        for (std::size_t i = 0; i < s.sorted.size(); ++i)
+            if (efi_fnmatch(lower(*s.one_shot), loader_entry_id(s.sorted[i].file_name, s.scheme))) {
+                v.armed = id_of_sorted(s.sorted[i]);
+                v.armed_mode = ArmMode::one_shot;
+                matched = true;
+                break;
+            }
+        if (!matched)
+            v.warnings.push_back("EFI variable LoaderEntryOneShot " + q(*s.one_shot) +
+                                 " matches no entry (the loader will ignore it)");
+    } else if (!s.efi_default && !s.conf.get("default") && !s.sorted.empty()) {
+        const auto& first = s.files[s.order.front()];
+        if (first.ours && counter_state(first.name) == CounterState::trying) {
+            v.armed = first.name.stem;
+            v.armed_mode = ArmMode::sort_order;
+        }
+    }
+    return v;
 }
 
 namespace {
@@ -760,355 +780,357 @@ namespace {
 // Cache of kernels/initrds already copied: source path -> content name, keyed
 // by what stat says so unchanged store files are never hashed twice.
 struct FileCache {
-  struct Row {
-    std::string name;
-    std::uint64_t size = 0, mtime = 0, ino = 0;
-  };
-  std::map<std::string, Row> rows;
-  bool dirty = false;
+    struct Row {
+        std::string name;
+        std::uint64_t size = 0, mtime = 0, ino = 0;
+    };
+    std::map<std::string, Row> rows;
+    bool dirty = false;
 
-  static FileCache load(const std::filesystem::path& state) {
-    FileCache c;
-    std::ifstream in(state / cache_name);
-    std::string line;
-    while (std::getline(in, line)) {
-      std::istringstream ls(line);
-      Row r;
-      std::string path;
-      if (!(ls >> r.name >> r.size >> r.mtime >> r.ino)) continue;
-      ls.get();
-      std::getline(ls, path);
-      if (!path.empty()) c.rows[path] = r;
+    static FileCache load(const std::filesystem::path& state) {
+        FileCache c;
+        std::ifstream in(state / cache_name);
+        std::string line;
+        while (std::getline(in, line)) {
+            std::istringstream ls(line);
+            Row r;
+            std::string path;
+            if (!(ls >> r.name >> r.size >> r.mtime >> r.ino)) continue;
+            ls.get();
+            std::getline(ls, path);
+            if (!path.empty()) c.rows[path] = r;
+        }
+        return c;
     }
-    return c;
-  }
-  void save(const std::filesystem::path& state) const {
-    if (!dirty) return;
-    std::string text;
-    for (const auto& [path, r] : rows)
-      text += r.name + " " + std::to_string(r.size) + " " + std::to_string(r.mtime) + " " +
-              std::to_string(r.ino) + " " + path + "\n";
-    auto dir = RootDir::open_or_create(state);
-    dir.write_atomic(cache_name, text, Sync::no);
-  }
+    void save(const std::filesystem::path& state) const {
+        if (!dirty) return;
+        std::string text;
+        for (const auto& [path, r] : rows)
+            text += r.name + " " + std::to_string(r.size) + " " + std::to_string(r.mtime) + " " +
+                    std::to_string(r.ino) + " " + path + "\n";
+        auto dir = RootDir::open_or_create(state);
+        dir.write_atomic(cache_name, text, Sync::no);
+    }
 };
 
 // Copies `src` into the ESP under its content name (once) and returns
 // "/EFI/nixos/<hash>-<kind>.efi".
 std::string ensure_copied(RootDir& esp, FileCache& cache, const std::string& src, std::string_view kind) {
-  struct stat st {};
-  if (::stat(src.c_str(), &st) != 0) throw_errno("reading " + q(src));
-  if (!S_ISREG(st.st_mode)) throw Error(q(src) + " is not a regular file");
-  auto mtime = static_cast<std::uint64_t>(st.st_mtim.tv_sec) * 1000000000ull +
-               static_cast<std::uint64_t>(st.st_mtim.tv_nsec);
-  auto it = cache.rows.find(src);
-  std::string name;
-  if (it != cache.rows.end() && it->second.size == static_cast<std::uint64_t>(st.st_size) &&
-      it->second.mtime == mtime && it->second.ino == st.st_ino &&
-      it->second.name.ends_with("-" + std::string(kind) + ".efi")) {
-    name = it->second.name;
-  } else {
-    name = content_file_name(sha256_of_file(src), kind);
-    cache.rows[src] = {name, static_cast<std::uint64_t>(st.st_size), mtime,
-                       static_cast<std::uint64_t>(st.st_ino)};
-    cache.dirty = true;
-  }
-  if (!esp.is_regular_file(name)) {
-    esp.mkdirs(files_dir);
-    esp.copy_in(src, name, Sync::file_only);  // the directory is fsynced once, after the batch
-  }
-  return "/" + name;
+    struct stat st {};
+    if (::stat(src.c_str(), &st) != 0) throw_errno("reading " + q(src));
+    if (!S_ISREG(st.st_mode)) throw Error(q(src) + " is not a regular file");
+    auto mtime =
+        static_cast<std::uint64_t>(st.st_mtim.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(st.st_mtim.tv_nsec);
+    auto it = cache.rows.find(src);
+    std::string name;
+    if (it != cache.rows.end() && it->second.size == static_cast<std::uint64_t>(st.st_size) &&
+        it->second.mtime == mtime && it->second.ino == st.st_ino &&
+        it->second.name.ends_with("-" + std::string(kind) + ".efi")) {
+        name = it->second.name;
+    } else {
+        name = content_file_name(sha256_of_file(src), kind);
+        cache.rows[src] = {name, static_cast<std::uint64_t>(st.st_size), mtime, static_cast<std::uint64_t>(st.st_ino)};
+        cache.dirty = true;
+    }
+    if (!esp.is_regular_file(name)) {
+        esp.mkdirs(files_dir);
+        esp.copy_in(src, name, Sync::file_only);  // the directory is fsynced once, after the batch
+    }
+    return "/" + name;
 }
 
 }  // namespace
 
 SyncResult SdBootBackend::sync(std::span<const Generation> generations, const SyncOptions& opts) {
-  auto s = scan_for_change();
-  remove_leftovers();
-  auto esp = RootDir::open(opts_.esp);
-  auto cache = FileCache::load(opts_.state);
-  SyncResult result;
-  std::set<std::string> wanted;
-  std::map<std::string, std::string> folded;  // lowercased ID -> the ID that has its file name
-  bool made_dir = false;
-  try {
-    for (const auto& g : generations) {
-      std::vector<std::string> specs{""};
-      for (const auto& [name, _] : g.doc.specialisations) specs.push_back(name);
-      for (const auto& spec : specs) {
-        auto id = entry_id(g.number, spec);
-        // The ESP is FAT, which ignores case: two specialisation names that
-        // differ only in case would share one entry file. The first in name
-        // order ("Foo" before "foo") keeps it; the other is left out, with a
-        // warning.
-        if (auto [at, fresh] = folded.emplace(lower(id), id); !fresh) {
-          result.warnings.push_back("generation " + std::to_string(g.number) + ": specialisation " + q(spec) +
-                                    " gets no entry: on the ESP's FAT file system, which ignores case, its file "
-                                    "name is the same as " + q(at->second) + "'s");
-          continue;
+    auto s = scan_for_change();
+    remove_leftovers();
+    auto esp = RootDir::open(opts_.esp);
+    auto cache = FileCache::load(opts_.state);
+    SyncResult result;
+    std::set<std::string> wanted;
+    std::map<std::string, std::string> folded;  // lowercased ID -> the ID that has its file name
+    bool made_dir = false;
+    try {
+        for (const auto& g : generations) {
+            std::vector<std::string> specs{""};
+            for (const auto& [name, _] : g.doc.specialisations) specs.push_back(name);
+            for (const auto& spec : specs) {
+                auto id = entry_id(g.number, spec);
+                // The ESP is FAT, which ignores case: two specialisation names that
+                // differ only in case would share one entry file. The first in name
+                // order ("Foo" before "foo") keeps it; the other is left out, with a
+                // warning.
+                if (auto [at, fresh] = folded.emplace(lower(id), id); !fresh) {
+                    result.warnings.push_back(
+                        "generation " + std::to_string(g.number) + ": specialisation " + q(spec) +
+                        " gets no entry: on the ESP's FAT file system, which ignores case, its file "
+                        "name is the same as " +
+                        q(at->second) + "'s");
+                    continue;
+                }
+                wanted.insert(id);
+                if (s.duplicate_stems.count(id)) {
+                    result.warnings.push_back("entry " + q(id) + " has duplicate files; not updated");
+                    continue;
+                }
+                const BootSpec& bs = spec.empty() ? g.doc.boot : g.doc.specialisations.at(spec);
+                EntryFiles files;
+                files.kernel = ensure_copied(esp, cache, bs.kernel, "linux");
+                if (bs.initrd) files.initrd = ensure_copied(esp, cache, *bs.initrd, "initrd");
+                auto text = format_generation_entry(g, spec, files);
+                if (text.size() > max_entry_size) {  // what nixboot writes it must be able to read back
+                    result.warnings.push_back("generation " + std::to_string(g.number) + ": entry " + q(id) +
+                                              " would be " + std::to_string(text.size()) + " bytes, more than the " +
+                                              std::to_string(max_entry_size) + " nixboot reads; not written");
+                    continue;
+                }
+                auto it = s.by_stem.find(id);
+                if (it != s.by_stem.end()) {
+                    const auto& f = s.files[it->second.front()];
+                    if (f.text == text) continue;
+                    esp.write_atomic(std::string(entries_dir) + "/" + f.file_name, text, Sync::file_only);
+                    result.updated.push_back(id);
+                } else {
+                    if (!made_dir) {
+                        esp.mkdirs(entries_dir);
+                        made_dir = true;
+                    }
+                    EntryName n{id, std::nullopt, ".conf"};
+                    if (opts.new_tries > 0) n = make_trial(n, opts.new_tries);
+                    esp.write_atomic(std::string(entries_dir) + "/" + format_entry_name(n), text, Sync::file_only);
+                    result.added.push_back(id);
+                }
+            }
         }
-        wanted.insert(id);
-        if (s.duplicate_stems.count(id)) {
-          result.warnings.push_back("entry " + q(id) + " has duplicate files; not updated");
-          continue;
+        for (const auto& f : s.files) {
+            if (!f.ours || wanted.count(f.name.stem) || opts.protect.count(f.name.stem)) continue;
+            if (s.duplicate_stems.count(f.name.stem)) continue;  // reported, never silently deleted
+            esp.remove(std::string(entries_dir) + "/" + f.file_name, Sync::yes);
+            result.removed.push_back(f.name.stem);
         }
-        const BootSpec& bs = spec.empty() ? g.doc.boot : g.doc.specialisations.at(spec);
-        EntryFiles files;
-        files.kernel = ensure_copied(esp, cache, bs.kernel, "linux");
-        if (bs.initrd) files.initrd = ensure_copied(esp, cache, *bs.initrd, "initrd");
-        auto text = format_generation_entry(g, spec, files);
-        if (text.size() > max_entry_size) {  // what nixboot writes it must be able to read back
-          result.warnings.push_back("generation " + std::to_string(g.number) + ": entry " + q(id) + " would be " +
-                                    std::to_string(text.size()) + " bytes, more than the " +
-                                    std::to_string(max_entry_size) + " nixboot reads; not written");
-          continue;
+        if (!result.added.empty() || !result.updated.empty()) {
+            if (esp.exists(files_dir)) esp.fsync_dir(files_dir);
+            esp.fsync_dir(entries_dir);
         }
-        auto it = s.by_stem.find(id);
-        if (it != s.by_stem.end()) {
-          const auto& f = s.files[it->second.front()];
-          if (f.text == text) continue;
-          esp.write_atomic(std::string(entries_dir) + "/" + f.file_name, text, Sync::file_only);
-          result.updated.push_back(id);
-        } else {
-          if (!made_dir) {
-            esp.mkdirs(entries_dir);
-            made_dir = true;
-          }
-          EntryName n{id, std::nullopt, ".conf"};
-          if (opts.new_tries > 0) n = make_trial(n, opts.new_tries);
-          esp.write_atomic(std::string(entries_dir) + "/" + format_entry_name(n), text, Sync::file_only);
-          result.added.push_back(id);
-        }
-      }
-    }
-    for (const auto& f : s.files) {
-      if (!f.ours || wanted.count(f.name.stem) || opts.protect.count(f.name.stem)) continue;
-      if (s.duplicate_stems.count(f.name.stem)) continue;  // reported, never silently deleted
-      esp.remove(std::string(entries_dir) + "/" + f.file_name, Sync::yes);
-      result.removed.push_back(f.name.stem);
-    }
-    if (!result.added.empty() || !result.updated.empty()) {
-      if (esp.exists(files_dir)) esp.fsync_dir(files_dir);
-      esp.fsync_dir(entries_dir);
-    }
-  } catch (const Error& e) {
-    try {  // keep what was written before the failure
-      if (esp.exists(files_dir)) esp.fsync_dir(files_dir);
-      if (esp.exists(entries_dir)) esp.fsync_dir(entries_dir);
-    } catch (const Error&) {
+    } catch (const Error& e) {
+        try {  // keep what was written before the failure
+            if (esp.exists(files_dir)) esp.fsync_dir(files_dir);
+            if (esp.exists(entries_dir)) esp.fsync_dir(entries_dir);
+        } catch (const Error&) {}
+        cache.save(opts_.state);
+        std::string done;
+        if (!result.added.empty() || !result.updated.empty() || !result.removed.empty())
+            done = " (before the failure: " + std::to_string(result.added.size()) + " added, " +
+                   std::to_string(result.updated.size()) + " updated, " + std::to_string(result.removed.size()) +
+                   " removed; existing entries untouched)";
+        rethrow_with_context(e, std::string("installing entries into ") + opts_.esp.string() + done + "");
     }
     cache.save(opts_.state);
-    std::string done;
-    if (!result.added.empty() || !result.updated.empty() || !result.removed.empty())
-      done = " (before the failure: " + std::to_string(result.added.size()) + " added, " +
-             std::to_string(result.updated.size()) + " updated, " + std::to_string(result.removed.size()) +
-             " removed; existing entries untouched)";
-    rethrow_with_context(e, std::string("installing entries into ") + opts_.esp.string() + done + "");
-  }
-  cache.save(opts_.state);
-  // Pad loader.conf now, so the promotion after the next trial rewrites it in place.
-  if (auto text = esp.read(loader_conf_path, 64 * 1024); text && unpadded(*text) == *text)
-    write_loader_conf(esp, s.conf);
-  for (auto& w : s.warnings) result.warnings.push_back(w);
-  return result;
+    // Pad loader.conf now, so the promotion after the next trial rewrites it in place.
+    if (auto text = esp.read(loader_conf_path, 64 * 1024); text && unpadded(*text) == *text)
+        write_loader_conf(esp, s.conf);
+    for (auto& w : s.warnings) result.warnings.push_back(w);
+    return result;
 }
 
 ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
-  auto s = scan_for_change();
-  auto esp = RootDir::open(opts_.esp);
-  const auto* f = s.find(id, esp);
-  if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());
-  if (opts.tries == 0) throw UsageError("tries must be at least 1");
-  auto target = format_entry_name(make_trial(f->name, opts.tries));
-  // More than one try needs the sort order: systemd-boot deletes
-  // LoaderEntryOneShot as it reads it (src/boot/boot.c, 252 to 262), so a
-  // one-shot is one boot whatever the counter says, and the pinned default
-  // would win the second. By sort order the loader itself picks the trial
-  // while it has tries left and sorts it last once they are spent.
-  bool sort_mode = !s.vars_writable || !s.oneshot_supported || opts.tries > 1;
-  const std::string sort_why = !s.vars_writable || !s.oneshot_supported
-                                   ? "without writable EFI variables"
-                                   : "with " + std::to_string(opts.tries) + " tries (more than one is armed by sort order)";
-  if (sort_mode) {
-    if (s.efi_default && !s.vars_writable)
-      throw Error("cannot arm " + q(id) + " by sort order: EFI variable LoaderEntryDefault (" +
-                  q(*s.efi_default) + ") overrides loader.conf and EFI variables are not writable");
-    // The trial must sort first, and once spent, the first entry must be
-    // good: good entries before it are a refusal; other trials that would
-    // sort before the good fallback are parked as bad (they can be retried).
-    std::vector<SortItem> after = s.sorted;
-    for (auto& it : after)
-      if (it.file_name == f->file_name) {
-        it.file_name = target;
-        it.counter = Counter{opts.tries, 0};
-      }
-    sort_like_systemd_boot(after, s.scheme);
-    std::vector<std::string> park;
-    bool seen_target = false;
-    for (const auto& it : after) {
-      if (it.file_name == target) {
-        seen_target = true;
-        continue;
-      }
-      auto n = try_parse_entry_name(it.file_name);
-      bool good = !it.counter;
-      bool trying = it.counter && it.counter->left > 0;
-      if (good) {
-        if (!seen_target)
-          throw Error("cannot arm " + q(id) + " " + sort_why + ": good entry " +
-                      q(n ? n->stem : it.file_name) + " sorts before it, so the loader would not boot the trial");
-        break;  // the fallback
-      }
-      if (trying) {
-        if (!n || !parse_entry_id(n->stem))
-          throw Error("cannot arm " + q(id) + " " + sort_why + ": entry " +
-                      q(it.file_name) + " (not nixboot's) would boot before the good fallback");
-        park.push_back(it.file_name);
-      }
+    auto s = scan_for_change();
+    auto esp = RootDir::open(opts_.esp);
+    const auto* f = s.find(id, esp);
+    if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());
+    if (opts.tries == 0) throw UsageError("tries must be at least 1");
+    auto target = format_entry_name(make_trial(f->name, opts.tries));
+    // More than one try needs the sort order: systemd-boot deletes
+    // LoaderEntryOneShot as it reads it (src/boot/boot.c, 252 to 262), so a
+    // one-shot is one boot whatever the counter says, and the pinned default
+    // would win the second. By sort order the loader itself picks the trial
+    // while it has tries left and sorts it last once they are spent.
+    bool sort_mode = !s.vars_writable || !s.oneshot_supported || opts.tries > 1;
+    const std::string sort_why =
+        !s.vars_writable || !s.oneshot_supported
+            ? "without writable EFI variables"
+            : "with " + std::to_string(opts.tries) + " tries (more than one is armed by sort order)";
+    if (sort_mode) {
+        if (s.efi_default && !s.vars_writable)
+            throw Error("cannot arm " + q(id) + " by sort order: EFI variable LoaderEntryDefault (" +
+                        q(*s.efi_default) + ") overrides loader.conf and EFI variables are not writable");
+        // The trial must sort first, and once spent, the first entry must be
+        // good: good entries before it are a refusal; other trials that would
+        // sort before the good fallback are parked as bad (they can be retried).
+        std::vector<SortItem> after = s.sorted;
+        for (auto& it : after)
+            if (it.file_name == f->file_name) {
+                it.file_name = target;
+                it.counter = Counter{opts.tries, 0};
+            }
+        sort_like_systemd_boot(after, s.scheme);
+        std::vector<std::string> park;
+        bool seen_target = false;
+        for (const auto& it : after) {
+            if (it.file_name == target) {
+                seen_target = true;
+                continue;
+            }
+            auto n = try_parse_entry_name(it.file_name);
+            bool good = !it.counter;
+            bool trying = it.counter && it.counter->left > 0;
+            if (good) {
+                if (!seen_target)
+                    throw Error("cannot arm " + q(id) + " " + sort_why + ": good entry " +
+                                q(n ? n->stem : it.file_name) +
+                                " sorts before it, so the loader would not boot the trial");
+                break;  // the fallback
+            }
+            if (trying) {
+                if (!n || !parse_entry_id(n->stem))
+                    throw Error("cannot arm " + q(id) + " " + sort_why + ": entry " + q(it.file_name) +
+                                " (not nixboot's) would boot before the good fallback");
+                park.push_back(it.file_name);
+            }
+        }
+        for (const auto& p : park) {
+            auto n = parse_entry_name(p);
+            esp.rename_idempotent(std::string(entries_dir) + "/" + p,
+                                  std::string(entries_dir) + "/" + format_entry_name(make_bad(n)), Sync::yes);
+            spdlog::debug("parked trial {} as bad while {} is armed by sort order", p, id);
+        }
     }
-    for (const auto& p : park) {
-      auto n = parse_entry_name(p);
-      esp.rename_idempotent(std::string(entries_dir) + "/" + p,
-                            std::string(entries_dir) + "/" + format_entry_name(make_bad(n)), Sync::yes);
-      spdlog::debug("parked trial {} as bad while {} is armed by sort order", p, id);
+    if (f->file_name != target)
+        esp.rename_idempotent(std::string(entries_dir) + "/" + f->file_name, std::string(entries_dir) + "/" + target,
+                              Sync::yes);
+    if (!sort_mode) {
+        // A pattern, not one ID: which ID rule the loader of the next boot
+        // follows is not known here (LoaderInfo names the loader that ran this
+        // boot, and 257's stable updates changed the rule). It must select the
+        // trial and nothing else under both rules.
+        const std::string pattern = one_shot_pattern(target);
+        for (const auto& it : s.sorted) {
+            if (it.file_name == f->file_name) continue;
+            for (IdScheme scheme : {IdScheme::with_counter, IdScheme::without_counter})
+                if (efi_fnmatch(pattern, loader_entry_id(it.file_name, scheme)))
+                    throw Error("cannot arm " + q(id) + ": the one-shot " + q(pattern) + " would also select entry " +
+                                q(it.file_name) + " in " + esp.display(entries_dir).string());
+        }
+        EfiVars vars(opts_.efivars);
+        vars.set_string(efivar_name::loader_entry_oneshot, pattern);
+        return ArmMode::one_shot;
     }
-  }
-  if (f->file_name != target)
-    esp.rename_idempotent(std::string(entries_dir) + "/" + f->file_name, std::string(entries_dir) + "/" + target,
-                          Sync::yes);
-  if (!sort_mode) {
-    // A pattern, not one ID: which ID rule the loader of the next boot
-    // follows is not known here (LoaderInfo names the loader that ran this
-    // boot, and 257's stable updates changed the rule). It must select the
-    // trial and nothing else under both rules.
-    const std::string pattern = one_shot_pattern(target);
-    for (const auto& it : s.sorted) {
-      if (it.file_name == f->file_name) continue;
-      for (IdScheme scheme : {IdScheme::with_counter, IdScheme::without_counter})
-        if (efi_fnmatch(pattern, loader_entry_id(it.file_name, scheme)))
-          throw Error("cannot arm " + q(id) + ": the one-shot " + q(pattern) + " would also select entry " +
-                      q(it.file_name) + " in " + esp.display(entries_dir).string());
+    if (s.vars_writable && (s.efi_default || s.one_shot)) {
+        // Either would override the sort order; set_default(fallback) left
+        // LoaderEntryDefault naming the fallback at most.
+        EfiVars vars(opts_.efivars);
+        if (s.one_shot) vars.remove(efivar_name::loader_entry_oneshot);
+        if (s.efi_default) vars.remove(efivar_name::loader_entry_default);
     }
-    EfiVars vars(opts_.efivars);
-    vars.set_string(efivar_name::loader_entry_oneshot, pattern);
-    return ArmMode::one_shot;
-  }
-  if (s.vars_writable && (s.efi_default || s.one_shot)) {
-    // Either would override the sort order; set_default(fallback) left
-    // LoaderEntryDefault naming the fallback at most.
-    EfiVars vars(opts_.efivars);
-    if (s.one_shot) vars.remove(efivar_name::loader_entry_oneshot);
-    if (s.efi_default) vars.remove(efivar_name::loader_entry_default);
-  }
-  if (s.conf.get("default")) {
-    auto conf = s.conf;
-    conf.unset("default");
-    write_loader_conf(esp, conf);
-  }
-  return ArmMode::sort_order;
+    if (s.conf.get("default")) {
+        auto conf = s.conf;
+        conf.unset("default");
+        write_loader_conf(esp, conf);
+    }
+    return ArmMode::sort_order;
 }
 
 void SdBootBackend::disarm() {
-  EfiVars vars(opts_.efivars);
-  std::optional<std::string> cur;
-  try {
-    cur = vars.get_string(efivar_name::loader_entry_oneshot);
-  } catch (const Error&) {
-    cur = std::string("?");  // unreadable: remove it all the same
-  }
-  if (!cur) return;
-  if (vars.writable() != Writable::yes)
-    throw Error("cannot remove EFI variable LoaderEntryOneShot (" + vars.file_of(efivar_name::loader_entry_oneshot).string() +
-                "): EFI variables are not writable");
-  vars.remove(efivar_name::loader_entry_oneshot);
+    EfiVars vars(opts_.efivars);
+    std::optional<std::string> cur;
+    try {
+        cur = vars.get_string(efivar_name::loader_entry_oneshot);
+    } catch (const Error&) {
+        cur = std::string("?");  // unreadable: remove it all the same
+    }
+    if (!cur) return;
+    if (vars.writable() != Writable::yes)
+        throw Error("cannot remove EFI variable LoaderEntryOneShot (" +
+                    vars.file_of(efivar_name::loader_entry_oneshot).string() + "): EFI variables are not writable");
+    vars.remove(efivar_name::loader_entry_oneshot);
 }
 
 void SdBootBackend::set_state(std::string_view id, EntryState state) {
-  if (state == EntryState::trial) throw Error("set_state: use arm() to make " + q(id) + " a trial");
-  auto s = scan_for_change();
-  auto esp = RootDir::open(opts_.esp);
-  const auto* f = s.find(id, esp);
-  if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());
-  auto target = format_entry_name(state == EntryState::good ? make_good(f->name) : make_bad(f->name));
-  if (target == f->file_name) return;
-  esp.rename_idempotent(std::string(entries_dir) + "/" + f->file_name, std::string(entries_dir) + "/" + target,
-                        Sync::yes);
+    if (state == EntryState::trial) throw Error("set_state: use arm() to make " + q(id) + " a trial");
+    auto s = scan_for_change();
+    auto esp = RootDir::open(opts_.esp);
+    const auto* f = s.find(id, esp);
+    if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());
+    auto target = format_entry_name(state == EntryState::good ? make_good(f->name) : make_bad(f->name));
+    if (target == f->file_name) return;
+    esp.rename_idempotent(std::string(entries_dir) + "/" + f->file_name, std::string(entries_dir) + "/" + target,
+                          Sync::yes);
 }
 
 void SdBootBackend::set_default(std::string_view id) {
-  auto s = scan_for_change();
-  auto esp = RootDir::open(opts_.esp);
-  const auto* f = s.find(id, esp);
-  if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());
-  if (counter_state(f->name) != CounterState::good)
-    throw Error("refusing to make " + q(id) + " the default: it is " +
-                (counter_state(f->name) == CounterState::bad ? "bad" : "a trial") + " (" + f->file_name + ")");
-  if (!f->unbootable.empty())
-    throw Error("refusing to make " + q(id) + " the default: " + f->file_name + ": " + f->unbootable +
-                ", so the loader skips it; run `nixboot install` to rewrite it");
-  auto value = lower(f->file_name);
-  if (s.efi_default && (lower(*s.efi_default) != value || s.quirky_vars.count(efivar_name::loader_entry_default))) {
-    EfiVars vars(opts_.efivars);
-    if (vars.writable() != Writable::yes)
-      throw Error("EFI variable LoaderEntryDefault (" + q(*s.efi_default) +
-                  ") overrides loader.conf and cannot be removed: EFI variables are not writable");
-    vars.remove(efivar_name::loader_entry_default);
-  }
-  if (s.conf.get("default") != value) {
-    auto conf = s.conf;
-    conf.set("default", value);
-    write_loader_conf(esp, conf);
-  }
+    auto s = scan_for_change();
+    auto esp = RootDir::open(opts_.esp);
+    const auto* f = s.find(id, esp);
+    if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());
+    if (counter_state(f->name) != CounterState::good)
+        throw Error("refusing to make " + q(id) + " the default: it is " +
+                    (counter_state(f->name) == CounterState::bad ? "bad" : "a trial") + " (" + f->file_name + ")");
+    if (!f->unbootable.empty())
+        throw Error("refusing to make " + q(id) + " the default: " + f->file_name + ": " + f->unbootable +
+                    ", so the loader skips it; run `nixboot install` to rewrite it");
+    auto value = lower(f->file_name);
+    if (s.efi_default && (lower(*s.efi_default) != value || s.quirky_vars.count(efivar_name::loader_entry_default))) {
+        EfiVars vars(opts_.efivars);
+        if (vars.writable() != Writable::yes)
+            throw Error("EFI variable LoaderEntryDefault (" + q(*s.efi_default) +
+                        ") overrides loader.conf and cannot be removed: EFI variables are not writable");
+        vars.remove(efivar_name::loader_entry_default);
+    }
+    if (s.conf.get("default") != value) {
+        auto conf = s.conf;
+        conf.set("default", value);
+        write_loader_conf(esp, conf);
+    }
 }
 
 // What an interrupted sync left grows with every retry (a kernel-sized temp
 // file, copies no entry names yet): remove it before anything is copied, so a
 // retry after ENOSPC has the space the failed run took. Under the lock.
 void SdBootBackend::remove_leftovers() {
-  auto esp = RootDir::open(opts_.esp);
-  std::size_t temps = 0;
-  for (const char* dir : {"loader", entries_dir, files_dir}) temps += esp.remove_stale_temp_files(dir, Sync::yes);
-  const auto gc = collect_garbage();
-  if (temps > 0 || !gc.removed.empty())
-    spdlog::debug("removed {} temporary files and {} unreferenced copies an interrupted run left in {}", temps,
-                  gc.removed.size(), opts_.esp.string());
+    auto esp = RootDir::open(opts_.esp);
+    std::size_t temps = 0;
+    for (const char* dir : {"loader", entries_dir, files_dir}) temps += esp.remove_stale_temp_files(dir, Sync::yes);
+    const auto gc = collect_garbage();
+    if (temps > 0 || !gc.removed.empty())
+        spdlog::debug("removed {} temporary files and {} unreferenced copies an interrupted run left in {}", temps,
+                      gc.removed.size(), opts_.esp.string());
 }
 
 GcResult SdBootBackend::collect_garbage() {
-  auto esp = RootDir::open(opts_.esp);
-  std::set<std::string> referenced;
-  for (const auto& name : esp.list(entries_dir)) {
-    if (!name.ends_with(".conf")) continue;
-    std::optional<std::string> text;
-    try {
-      text = esp.read(std::string(entries_dir) + "/" + name, max_entry_size);
-    } catch (const Error& e) {
-      // Its references are unknown: remove nothing rather than a file it boots (G4).
-      spdlog::debug("not collecting garbage: {}", e.what());
-      return {};
+    auto esp = RootDir::open(opts_.esp);
+    std::set<std::string> referenced;
+    for (const auto& name : esp.list(entries_dir)) {
+        if (!name.ends_with(".conf")) continue;
+        std::optional<std::string> text;
+        try {
+            text = esp.read(std::string(entries_dir) + "/" + name, max_entry_size);
+        } catch (const Error& e) {
+            // Its references are unknown: remove nothing rather than a file it boots (G4).
+            spdlog::debug("not collecting garbage: {}", e.what());
+            return {};
+        }
+        if (!text) continue;
+        std::istringstream in(*text);
+        std::string line;
+        while (std::getline(in, line)) {
+            std::istringstream ls(line);
+            std::string key, value;
+            ls >> key >> value;
+            if (key == "linux" || key == "initrd" || key == "devicetree" || key == "efi") {
+                while (!value.empty() && value.front() == '/') value.erase(0, 1);
+                referenced.insert(lower(value));
+            }
+        }
     }
-    if (!text) continue;
-    std::istringstream in(*text);
-    std::string line;
-    while (std::getline(in, line)) {
-      std::istringstream ls(line);
-      std::string key, value;
-      ls >> key >> value;
-      if (key == "linux" || key == "initrd" || key == "devicetree" || key == "efi") {
-        while (!value.empty() && value.front() == '/') value.erase(0, 1);
-        referenced.insert(lower(value));
-      }
+    GcResult r;
+    for (const auto& name : esp.list(files_dir)) {
+        std::string rel = std::string(files_dir) + "/" + name;
+        if (referenced.count(lower(rel)) || !esp.is_regular_file(rel)) continue;
+        if (!name.ends_with(".efi") && !name.ends_with(".EFI")) continue;
+        esp.remove(rel, Sync::yes);
+        r.removed.push_back(rel);
     }
-  }
-  GcResult r;
-  for (const auto& name : esp.list(files_dir)) {
-    std::string rel = std::string(files_dir) + "/" + name;
-    if (referenced.count(lower(rel)) || !esp.is_regular_file(rel)) continue;
-    if (!name.ends_with(".efi") && !name.ends_with(".EFI")) continue;
-    esp.remove(rel, Sync::yes);
-    r.removed.push_back(rel);
-  }
-  return r;
+    return r;
 }
 
 }  // namespace nixboot
@@ -1116,63 +1138,63 @@ GcResult SdBootBackend::collect_garbage() {
 namespace nixboot {
 
 std::string SdBootBackend::fingerprint() const {
-  auto esp = RootDir::open(opts_.esp);
-  std::string out = "sdboot1\n";
-  auto stat_line = [&](const std::string& rel) {
-    struct stat st {};
-    if (::fstatat(esp.fd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-      out += rel + " -\n";
-      return;
-    }
-    out += rel + " " + std::to_string(st.st_mode) + " " + std::to_string(st.st_size) + " " +
-           std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + " " + std::to_string(st.st_ino) +
-           "\n";
-  };
-  stat_line(loader_conf_path);
-  // Entries: name, size, mtime, inode of each (stat relative to the open dir).
-  try {
-    auto dir = esp.open_file(entries_dir, O_RDONLY | O_DIRECTORY);
-    std::vector<std::string> names;
-    if (DIR* stream = ::fdopendir(dir.get())) {
-      dir.release();
-      while (const dirent* e = ::readdir(stream))
-        if (e->d_name[0] != '.') names.emplace_back(e->d_name);
-      std::sort(names.begin(), names.end());
-      for (const auto& name : names) {
+    auto esp = RootDir::open(opts_.esp);
+    std::string out = "sdboot1\n";
+    auto stat_line = [&](const std::string& rel) {
         struct stat st {};
-        if (::fstatat(::dirfd(stream), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
-          out += name + " -\n";
-          continue;
+        if (::fstatat(esp.fd(), rel.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+            out += rel + " -\n";
+            return;
         }
-        out += name + " " + std::to_string(st.st_mode) + " " + std::to_string(st.st_size) + " " +
+        out += rel + " " + std::to_string(st.st_mode) + " " + std::to_string(st.st_size) + " " +
                std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + " " +
                std::to_string(st.st_ino) + "\n";
-      }
-      ::closedir(stream);
-    }
-  } catch (const SysError& e) {
-    out += std::string("entries: ") + e.what() + "\n";
-  }
-  // Kernels and initrds are content-named: their names say enough.
-  for (const auto& name : esp.list(files_dir)) out += name + "\n";
-  EfiVars vars(opts_.efivars);
-  out += vars.writable() == Writable::yes ? "vars rw\n" : "vars ro\n";
-  for (const char* name : {efivar_name::loader_info, efivar_name::loader_features, efivar_name::loader_entry_oneshot,
-                           efivar_name::loader_entry_default, efivar_name::loader_boot_count_path,
-                           efivar_name::loader_entry_selected}) {
-    out += name;
+    };
+    stat_line(loader_conf_path);
+    // Entries: name, size, mtime, inode of each (stat relative to the open dir).
     try {
-      if (auto raw = vars.get_raw(name, 4096)) {
-        out += " " + sha256_hex(std::string_view(reinterpret_cast<const char*>(raw->data()), raw->size()));
-      } else {
-        out += " -";
-      }
-    } catch (const Error& e) {
-      out += std::string(" error ") + e.what();
+        auto dir = esp.open_file(entries_dir, O_RDONLY | O_DIRECTORY);
+        std::vector<std::string> names;
+        if (DIR* stream = ::fdopendir(dir.get())) {
+            dir.release();
+            while (const dirent* e = ::readdir(stream))
+                if (e->d_name[0] != '.') names.emplace_back(e->d_name);
+            std::sort(names.begin(), names.end());
+            for (const auto& name : names) {
+                struct stat st {};
+                if (::fstatat(::dirfd(stream), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) {
+                    out += name + " -\n";
+                    continue;
+                }
+                out += name + " " + std::to_string(st.st_mode) + " " + std::to_string(st.st_size) + " " +
+                       std::to_string(st.st_mtim.tv_sec) + "." + std::to_string(st.st_mtim.tv_nsec) + " " +
+                       std::to_string(st.st_ino) + "\n";
+            }
+            ::closedir(stream);
+        }
+    } catch (const SysError& e) {
+        out += std::string("entries: ") + e.what() + "\n";
     }
-    out += "\n";
-  }
-  return out;
+    // Kernels and initrds are content-named: their names say enough.
+    for (const auto& name : esp.list(files_dir)) out += name + "\n";
+    EfiVars vars(opts_.efivars);
+    out += vars.writable() == Writable::yes ? "vars rw\n" : "vars ro\n";
+    for (const char* name :
+         {efivar_name::loader_info, efivar_name::loader_features, efivar_name::loader_entry_oneshot,
+          efivar_name::loader_entry_default, efivar_name::loader_boot_count_path, efivar_name::loader_entry_selected}) {
+        out += name;
+        try {
+            if (auto raw = vars.get_raw(name, 4096)) {
+                out += " " + sha256_hex(std::string_view(reinterpret_cast<const char*>(raw->data()), raw->size()));
+            } else {
+                out += " -";
+            }
+        } catch (const Error& e) {
+            out += std::string(" error ") + e.what();
+        }
+        out += "\n";
+    }
+    return out;
 }
 
 }  // namespace nixboot

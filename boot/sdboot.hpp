@@ -21,8 +21,8 @@ namespace nixboot {
 
 // How systemd-boot derives an entry's ID from its file name.
 enum class IdScheme {
-  with_counter,     // systemd-boot <= 257: the file name as it was before this boot's decrement
-  without_counter,  // systemd-boot >= 258: the counter is stripped
+    with_counter,     // systemd-boot <= 257: the file name as it was before this boot's decrement
+    without_counter,  // systemd-boot >= 258: the counter is stripped
 };
 
 // The version number in LoaderInfo ("systemd-boot 252.39-1~deb12u1" -> 252);
@@ -53,11 +53,11 @@ int strverscmp_improved(std::string_view a, std::string_view b);
 
 // What systemd-boot needs from one entry to sort it.
 struct SortItem {
-  std::string file_name;                 // "nixos-generation-5+1.conf"
-  std::optional<Counter> counter;        // from the name
-  std::optional<std::string> sort_key;
-  std::optional<std::string> machine_id;
-  std::optional<std::string> version;
+    std::string file_name;           // "nixos-generation-5+1.conf"
+    std::optional<Counter> counter;  // from the name
+    std::optional<std::string> sort_key;
+    std::optional<std::string> machine_id;
+    std::optional<std::string> version;
 };
 // Sorts into systemd-boot's menu order (entries with 0 tries left last;
 // sort-key, machine-id, version descending; then the ID descending; ties:
@@ -66,15 +66,15 @@ void sort_like_systemd_boot(std::vector<SortItem>& items, IdScheme scheme);
 
 // The inputs of systemd-boot's default choice.
 struct DefaultInputs {
-  std::optional<std::string> one_shot;     // LoaderEntryOneShot
-  std::optional<std::string> efi_default;  // LoaderEntryDefault
-  std::optional<std::string> conf_default; // loader.conf `default`
+    std::optional<std::string> one_shot;      // LoaderEntryOneShot
+    std::optional<std::string> efi_default;   // LoaderEntryDefault
+    std::optional<std::string> conf_default;  // loader.conf `default`
 };
 // Index into `sorted` of the entry systemd-boot boots: the first entry whose
 // ID matches the one-shot, else the EFI default, else the loader.conf
 // default (globs), else the first entry; nullopt if there are no entries.
-std::optional<std::size_t> pick_default_entry(const std::vector<SortItem>& sorted,
-                                              const DefaultInputs& in, IdScheme scheme);
+std::optional<std::size_t> pick_default_entry(const std::vector<SortItem>& sorted, const DefaultInputs& in,
+                                              IdScheme scheme);
 
 // A content-derived file name under EFI/nixos for a kernel/initrd whose
 // SHA-256 is `sha256_hex`: "EFI/nixos/<first 32 hex>-<kind>.efi".
@@ -88,36 +88,35 @@ std::string sha256_of_file(const std::filesystem::path& path);
 // The BLS text of entry `id` for `generation` (specialisation `spec` or the
 // main system when empty), given where its kernel/initrd live on the ESP.
 struct EntryFiles {
-  std::string kernel;                // "/EFI/nixos/<hash>-linux.efi"
-  std::optional<std::string> initrd; // "/EFI/nixos/<hash>-initrd.efi"
+    std::string kernel;                 // "/EFI/nixos/<hash>-linux.efi"
+    std::optional<std::string> initrd;  // "/EFI/nixos/<hash>-initrd.efi"
 };
-std::string format_generation_entry(const Generation& generation, std::string_view spec,
-                                    const EntryFiles& files);
+std::string format_generation_entry(const Generation& generation, std::string_view spec, const EntryFiles& files);
 
 class SdBootBackend final : public Backend {
- public:
-  explicit SdBootBackend(const BackendOptions& opts);
+public:
+    explicit SdBootBackend(const BackendOptions& opts);
 
-  Bootloader kind() const override { return Bootloader::systemd_boot; }
-  LoaderView read() const override;
-  SyncResult sync(std::span<const Generation> generations, const SyncOptions& opts) override;
-  ArmMode arm(std::string_view id, const ArmOptions& opts) override;
-  void disarm() override;
-  void set_state(std::string_view id, EntryState state) override;
-  void set_default(std::string_view id) override;
-  GcResult collect_garbage() override;
-  std::string fingerprint() const override;
+    Bootloader kind() const override { return Bootloader::systemd_boot; }
+    LoaderView read() const override;
+    SyncResult sync(std::span<const Generation> generations, const SyncOptions& opts) override;
+    ArmMode arm(std::string_view id, const ArmOptions& opts) override;
+    void disarm() override;
+    void set_state(std::string_view id, EntryState state) override;
+    void set_default(std::string_view id) override;
+    GcResult collect_garbage() override;
+    std::string fingerprint() const override;
 
- private:
-  struct Scanned;
-  Scanned scan() const;
-  // scan(), refusing (with what to run) when a variable that decides what
-  // boots cannot be read: a change could not be reasoned about.
-  Scanned scan_for_change() const;
-  // Removes nixboot's stale temp files and unreferenced kernel/initrd copies.
-  void remove_leftovers();
+private:
+    struct Scanned;
+    Scanned scan() const;
+    // scan(), refusing (with what to run) when a variable that decides what
+    // boots cannot be read: a change could not be reasoned about.
+    Scanned scan_for_change() const;
+    // Removes nixboot's stale temp files and unreferenced kernel/initrd copies.
+    void remove_leftovers();
 
-  BackendOptions opts_;
+    BackendOptions opts_;
 };
 
 }  // namespace nixboot

@@ -27,24 +27,24 @@ enum class Format { text, json };
 // Everything a verb needs; backend and machine are created on first use so a
 // usage error is reported before anything is opened.
 class Context {
- public:
-  Config config;
-  Format format = Format::text;
-  std::filesystem::path config_path;   // the file that was read ("" if none)
-  std::vector<std::string> global_args;  // global options as given (for re-invoking nixboot)
-  std::string self;                    // path of this executable
-  std::ostream& out;
-  // MachineOptions::lock_wait of the machine (set before machine() is first called).
-  std::chrono::milliseconds lock_wait{0};
+public:
+    Config config;
+    Format format = Format::text;
+    std::filesystem::path config_path;     // the file that was read ("" if none)
+    std::vector<std::string> global_args;  // global options as given (for re-invoking nixboot)
+    std::string self;                      // path of this executable
+    std::ostream& out;
+    // MachineOptions::lock_wait of the machine (set before machine() is first called).
+    std::chrono::milliseconds lock_wait{0};
 
-  explicit Context(std::ostream& o) : out(o) {}
-  Backend& backend();
-  Machine& machine();
-  MachineOptions machine_options() const;
+    explicit Context(std::ostream& o) : out(o) {}
+    Backend& backend();
+    Machine& machine();
+    MachineOptions machine_options() const;
 
- private:
-  std::unique_ptr<Backend> backend_;
-  std::unique_ptr<Machine> machine_;
+private:
+    std::unique_ptr<Backend> backend_;
+    std::unique_ptr<Machine> machine_;
 };
 
 // Whether a verb changes the ESP, EFI variables, the state directory or the
@@ -52,15 +52,15 @@ class Context {
 enum class Mutates { no, yes };
 
 struct Verb {
-  std::string name;      // "try"
-  std::string synopsis;  // "GEN [--tries N] [--reboot]"
-  std::string summary;   // one line for `nixboot --help`
-  int order = 100;       // position in help listings
-  // Adds the verb's options and positional arguments.
-  std::function<void(po::options_description&, po::positional_options_description&)> options;
-  // Runs the verb; returns the exit status (0 ok). Throws UsageError / Error.
-  std::function<int(Context&, const po::variables_map&)> run;
-  Mutates mutates = Mutates::no;
+    std::string name;      // "try"
+    std::string synopsis;  // "GEN [--tries N] [--reboot]"
+    std::string summary;   // one line for `nixboot --help`
+    int order = 100;       // position in help listings
+    // Adds the verb's options and positional arguments.
+    std::function<void(po::options_description&, po::positional_options_description&)> options;
+    // Runs the verb; returns the exit status (0 ok). Throws UsageError / Error.
+    std::function<int(Context&, const po::variables_map&)> run;
+    Mutates mutates = Mutates::no;
 };
 
 void register_verb(Verb verb);
@@ -69,7 +69,7 @@ std::vector<const Verb*> verbs();
 const Verb* find_verb(std::string_view name);
 
 struct VerbRegistration {
-  explicit VerbRegistration(Verb verb) { register_verb(std::move(verb)); }
+    explicit VerbRegistration(Verb verb) { register_verb(std::move(verb)); }
 };
 
 // Shared helpers for verbs.

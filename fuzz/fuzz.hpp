@@ -26,7 +26,7 @@ inline std::string_view text(const std::uint8_t* data, std::size_t size) {
 }  // namespace nixboot::fuzz
 
 // An invariant of the parser under test; abort() (a crash to libFuzzer) if false.
-#define FUZZ_CHECK(cond) \
-    do { \
+#define FUZZ_CHECK(cond)                                               \
+    do {                                                               \
         if (!(cond)) ::nixboot::fuzz::fail(#cond, __FILE__, __LINE__); \
     } while (0)

@@ -71,7 +71,12 @@ std::optional<std::string> read_small(const std::string& path, std::size_t max) 
     while (got < data.size()) {
         ssize_t n = ::read(fd, data.data() + got, data.size() - got);
         if (n < 0 && errno == EINTR) continue;
-        if (n < 0) { int e = errno; ::close(fd); errno = e; return std::nullopt; }
+        if (n < 0) {
+            int e = errno;
+            ::close(fd);
+            errno = e;
+            return std::nullopt;
+        }
         if (n == 0) break;
         got += static_cast<std::size_t>(n);
     }
@@ -112,16 +117,22 @@ HookConfig read_hook_config(const std::string& path) {
         rest = nl == std::string_view::npos ? std::string_view{} : rest.substr(nl + 1);
         if (!line.empty() && line.front() == '[') break;  // sections: not ours
         auto eq = line.find('=');
-        if (line.empty() || line.front() == '#' || line.front() == ';' || eq == std::string_view::npos)
-            continue;
+        if (line.empty() || line.front() == '#' || line.front() == ';' || eq == std::string_view::npos) continue;
         std::string_view key = trim(line.substr(0, eq)), value = trim(line.substr(eq + 1));
         auto where = path + ":" + std::to_string(line_no) + ": ";
         if (key == "watchdog-timeout" || key == "verdict-timeout") {
             auto n = parse_decimal(value, max_watchdog_seconds);
-            if (!n) { problem(where + std::string(key) + ": '" + std::string(value) + "' is not a number of seconds; using the default"); continue; }
+            if (!n) {
+                problem(where + std::string(key) + ": '" + std::string(value) +
+                        "' is not a number of seconds; using the default");
+                continue;
+            }
             (key == "watchdog-timeout" ? config.watchdog_timeout : config.verdict_timeout) = *n;
         } else if (key == "watchdog-device") {
-            if (value.empty() || value.front() != '/') { problem(where + "watchdog-device: not an absolute path; using /dev/watchdog"); continue; }
+            if (value.empty() || value.front() != '/') {
+                problem(where + "watchdog-device: not an absolute path; using /dev/watchdog");
+                continue;
+            }
             config.watchdog_device = std::string(value);
         }
     }
@@ -152,7 +163,10 @@ bool dir_has_entries(const std::string& path) {
     if (!d) return false;
     bool any = false;
     while (dirent* e = ::readdir(d)) {
-        if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) { any = true; break; }
+        if (std::strcmp(e->d_name, ".") != 0 && std::strcmp(e->d_name, "..") != 0) {
+            any = true;
+            break;
+        }
     }
     ::closedir(d);
     return any;
@@ -160,7 +174,7 @@ bool dir_has_entries(const std::string& path) {
 
 // The initrd may not have efivarfs mounted: mount it when the firmware is EFI.
 void ensure_efivarfs(const Paths& paths) {
-    struct stat st{};
+    struct stat st {};
     std::string efi = paths.efivars.substr(0, paths.efivars.rfind('/'));
     if (::stat(efi.c_str(), &st) != 0) return;  // not booted by EFI firmware
     if (dir_has_entries(paths.efivars)) return;
@@ -181,19 +195,23 @@ void write_record(const Paths& paths, const BootRecord& record) {
     std::string tmp = final_path + ".tmp";
     std::string text = format_boot_record(record);
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
-    if (fd < 0) { problem("writing " + tmp + ": " + errno_text()); return; }
+    if (fd < 0) {
+        problem("writing " + tmp + ": " + errno_text());
+        return;
+    }
     bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
     int err = errno;
-    if (::close(fd) != 0 && ok) { ok = false; err = errno; }
+    if (::close(fd) != 0 && ok) {
+        ok = false;
+        err = errno;
+    }
     if (ok && ::rename(tmp.c_str(), final_path.c_str()) == 0) return;
     if (ok) err = errno;
     problem("writing " + final_path + ": " + std::strerror(err));
     ::unlink(tmp.c_str());
 }
 
-std::string with_root(const std::string& root, const std::string& path) {
-    return root.empty() ? path : root + path;
-}
+std::string with_root(const std::string& root, const std::string& path) { return root.empty() ? path : root + path; }
 
 // Problems are said once per boot: by the hook, not again by the feeder.
 enum class Report { problems, quiet };
@@ -230,8 +248,11 @@ WatchdogState arm_watchdog(const std::string& device, unsigned timeout) {
 ConsumedBy consume_grub_try(const Paths& paths, const BootRecord& record, const KernelCmdline& cmdline) {
     std::string env_path;
     for (const auto& candidate : paths.grubenv) {
-        struct stat st{};
-        if (::stat(candidate.c_str(), &st) == 0) { env_path = candidate; break; }
+        struct stat st {};
+        if (::stat(candidate.c_str(), &st) == 0) {
+            env_path = candidate;
+            break;
+        }
     }
     if (env_path.empty()) {
         std::string tried;
@@ -249,7 +270,8 @@ ConsumedBy consume_grub_try(const Paths& paths, const BootRecord& record, const 
         problem(env_path + " does not name " + record.entry + " as the trial; nothing consumed");
         return ConsumedBy::none;
     } catch (const Error& e) {
-        problem(std::string("consuming the GRUB try of ") + record.entry + ": " + e.what() + "; left to the late check");
+        problem(std::string("consuming the GRUB try of ") + record.entry + ": " + e.what() +
+                "; left to the late check");
         return ConsumedBy::none;
     }
 }
@@ -274,8 +296,8 @@ void run(const Paths& paths) {
 
     write_record(paths, record);
     if (record.trial == TrialBoot::yes)
-        info("trial boot of " + record.entry + " (" + std::to_string(record.tries_left) +
-             " tries left), watchdog " + to_string(record.watchdog) +
+        info("trial boot of " + record.entry + " (" + std::to_string(record.tries_left) + " tries left), watchdog " +
+             to_string(record.watchdog) +
              (record.watchdog == WatchdogState::armed ? " " + std::to_string(timeout) + "s" : ""));
 }
 
@@ -325,7 +347,7 @@ void feed(const Paths& paths) {
         problem(std::string(e.what()) + "; the watchdog armed in stage 1 will reset the machine");
         return;
     }
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = on_term;
     sigaction(SIGTERM, &sa, nullptr);
     sigaction(SIGINT, &sa, nullptr);
@@ -364,7 +386,9 @@ void feed(const Paths& paths) {
             since_feed_ms = 0;
         }
         unsigned step = interval_ms < 100 ? interval_ms : 100;
-        struct timespec ts{static_cast<time_t>(step / 1000), static_cast<long>(step % 1000) * 1000000L};
+        struct timespec ts {
+            static_cast<time_t>(step / 1000), static_cast<long>(step % 1000) * 1000000L
+        };
         nanosleep(&ts, nullptr);
         since_feed_ms += step;
     }
@@ -412,35 +436,52 @@ Invocation parse_arguments(int argc, char** argv, Paths& paths) {
     for (int i = 1; i < argc; ++i) {
         std::string_view arg = argv[i];
         auto value = [&](std::string& out) {
-            if (i + 1 < argc) out = argv[++i];
-            else bad_args.push_back(std::string(arg) + " needs a value");
+            if (i + 1 < argc)
+                out = argv[++i];
+            else
+                bad_args.push_back(std::string(arg) + " needs a value");
         };
         std::string tmp;
-        if ((arg == "run" || arg == "feed") && mode.empty()) mode = arg;
-        else if (arg == "--help" || arg == "-h") help = true;
-        else if (arg == "--cmdline") value(paths.cmdline);
-        else if (arg == "--efivars") value(paths.efivars);
-        else if (arg == "--run") value(paths.run);
-        else if (arg == "--kmsg") value(paths.kmsg);
-        else if (arg == "--config") value(paths.config);
-        else if (arg == "--uptime") value(paths.uptime);
-        else if (arg == "--grubenv") { value(tmp); if (!tmp.empty()) paths.grubenv = {tmp}; }
-        else if (arg == "--watchdog-device") { value(tmp); if (!tmp.empty()) paths.watchdog_device = tmp; }
-        else if (arg == "--feed-interval-ms") {
+        if ((arg == "run" || arg == "feed") && mode.empty())
+            mode = arg;
+        else if (arg == "--help" || arg == "-h")
+            help = true;
+        else if (arg == "--cmdline")
+            value(paths.cmdline);
+        else if (arg == "--efivars")
+            value(paths.efivars);
+        else if (arg == "--run")
+            value(paths.run);
+        else if (arg == "--kmsg")
+            value(paths.kmsg);
+        else if (arg == "--config")
+            value(paths.config);
+        else if (arg == "--uptime")
+            value(paths.uptime);
+        else if (arg == "--grubenv") {
             value(tmp);
-            if (auto n = parse_decimal(tmp, 600000); n && *n > 0) paths.feed_interval_ms = *n;
-            else bad_args.push_back("--feed-interval-ms: '" + tmp + "' is not a number of milliseconds");
-        } else bad_args.push_back("unknown argument '" + std::string(arg) + "'");
+            if (!tmp.empty()) paths.grubenv = {tmp};
+        } else if (arg == "--watchdog-device") {
+            value(tmp);
+            if (!tmp.empty()) paths.watchdog_device = tmp;
+        } else if (arg == "--feed-interval-ms") {
+            value(tmp);
+            if (auto n = parse_decimal(tmp, 600000); n && *n > 0)
+                paths.feed_interval_ms = *n;
+            else
+                bad_args.push_back("--feed-interval-ms: '" + tmp + "' is not a number of milliseconds");
+        } else
+            bad_args.push_back("unknown argument '" + std::string(arg) + "'");
     }
     return Invocation{mode.empty() ? "run" : mode, help, bad_args};
 }
 
-} // namespace
+}  // namespace
 
 int main(int argc, char** argv) {
     // The bound comes first: nothing below, not even opening /dev/kmsg, may
     // hold up the boot. The feeder is the one part meant to run for long.
-    struct sigaction sa{};
+    struct sigaction sa {};
     sa.sa_handler = on_alarm;
     sigaction(SIGALRM, &sa, nullptr);
     alarm(time_bound_seconds);
@@ -469,8 +510,10 @@ int main(int argc, char** argv) {
     if (fd >= 0) kmsg_fd = fd;
 
     try {
-        if (inv.mode == "feed") feed(paths);
-        else run(paths);
+        if (inv.mode == "feed")
+            feed(paths);
+        else
+            run(paths);
     } catch (const std::exception& e) {
         problem(std::string("unexpected error: ") + e.what());
     } catch (...) {
@@ -479,4 +522,4 @@ int main(int argc, char** argv) {
     return 0;
 }
 
-} // namespace nixboot::stage1
+}  // namespace nixboot::stage1

@@ -7,4 +7,4 @@ namespace nixboot::stage1 {
 // argument (2); refuses the hook outside the initrd (1).
 int main(int argc, char** argv);
 
-} // namespace nixboot::stage1
+}  // namespace nixboot::stage1

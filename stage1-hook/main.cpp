@@ -14,6 +14,4 @@
 // (cmdline, counter, detection, record, watchdog, UTF-16) are linked.
 #include "stage1-hook/hook.hpp"
 
-int main(int argc, char** argv) {
-    return nixboot::stage1::main(argc, argv);
-}
+int main(int argc, char** argv) { return nixboot::stage1::main(argc, argv); }

@@ -40,20 +40,20 @@ std::string find_program(const std::string& name);
 
 }  // namespace nixboot::test
 
-#define NIXBOOT_SKIP(why)              \
-    do {                               \
-        ::nixboot::test::skip(why);    \
-        return;                        \
+#define NIXBOOT_SKIP(why)           \
+    do {                            \
+        ::nixboot::test::skip(why); \
+        return;                     \
     } while (0)
 
 // Skips the test case unless the process is root.
-#define NIXBOOT_SKIP_UNLESS_ROOT(what) \
-    do {                               \
+#define NIXBOOT_SKIP_UNLESS_ROOT(what)                                            \
+    do {                                                                          \
         if (::geteuid() != 0) NIXBOOT_SKIP(std::string("needs root: ") + (what)); \
     } while (0)
 
 // Declares `var`, the path of program `name`; skips the test case when the
 // program is not in PATH.
-#define NIXBOOT_NEED_PROGRAM(var, name)                                               \
-    [[maybe_unused]] const std::string var = ::nixboot::test::find_program(name);                   \
+#define NIXBOOT_NEED_PROGRAM(var, name)                                           \
+    [[maybe_unused]] const std::string var = ::nixboot::test::find_program(name); \
     if (var.empty()) NIXBOOT_SKIP(std::string("needs ") + (name) + ", not in PATH")

@@ -159,8 +159,8 @@ std::string ensure_copied(RootDir& boot, GrubState& state, const std::string& sr
     struct stat st {};
     if (::stat(src.c_str(), &st) != 0) throw_errno("reading " + q(src));
     if (!S_ISREG(st.st_mode)) throw Error(q(src) + " is not a regular file");
-    const std::uint64_t mtime = static_cast<std::uint64_t>(st.st_mtim.tv_sec) * 1000000000ull +
-                                static_cast<std::uint64_t>(st.st_mtim.tv_nsec);
+    const std::uint64_t mtime =
+        static_cast<std::uint64_t>(st.st_mtim.tv_sec) * 1000000000ull + static_cast<std::uint64_t>(st.st_mtim.tv_nsec);
     std::string name;
     auto it = state.copies.find(src);
     if (it != state.copies.end() && it->second.size == static_cast<std::uint64_t>(st.st_size) &&
@@ -207,8 +207,7 @@ GrubSettings parse_grub_settings(const std::map<std::string, std::string>& extra
         } else if (key == "grub-device") {
             s.device = value;
         } else if (key == "grub-removable") {
-            if (value != "yes" && value != "no")
-                throw UsageError("grub-removable: '" + value + "' is not yes or no");
+            if (value != "yes" && value != "no") throw UsageError("grub-removable: '" + value + "' is not yes or no");
             s.removable = value == "yes";
         } else if (key == "grub-install") {
             s.install_program = value;
@@ -240,8 +239,7 @@ private:
 
 }  // namespace
 
-GrubBackend::GrubBackend(const BackendOptions& opts)
-    : opts_(opts), settings_(parse_grub_settings(opts.extra)) {
+GrubBackend::GrubBackend(const BackendOptions& opts) : opts_(opts), settings_(parse_grub_settings(opts.extra)) {
     prober_ = std::make_shared<ConfiguredProbe>(settings_, opts_.esp);
 }
 
@@ -268,8 +266,8 @@ std::string GrubBackend::device_path() const {
             throw Error(std::string(e.what()) + "; set grub-device-path");
         }
         if (r.exit_status != 0)
-            throw Error("cannot tell where " + opts_.esp.string() + " lies on its filesystem (grub-mkrelpath: " +
-                        first_line(r.err) + "); set grub-device-path");
+            throw Error("cannot tell where " + opts_.esp.string() +
+                        " lies on its filesystem (grub-mkrelpath: " + first_line(r.err) + "); set grub-device-path");
         std::string p = first_line(r.out);
         while (!p.empty() && p.back() == '/') p.pop_back();
         device_path_ = p;
@@ -404,8 +402,10 @@ LoaderView GrubBackend::read() const {
         in.read(text.data(), static_cast<std::streamsize>(text.size()));
         text.resize(static_cast<std::size_t>(in.gcount()));
         auto cmd = health::parse_kernel_cmdline(text);
-        if (cmd.entry && parse_entry_id(*cmd.entry)) v.booted = cmd.entry;
-        else v.booted_toplevel = init_toplevel(text);
+        if (cmd.entry && parse_entry_id(*cmd.entry))
+            v.booted = cmd.entry;
+        else
+            v.booted_toplevel = init_toplevel(text);
     }
     return v;
 }
@@ -424,8 +424,7 @@ SyncResult GrubBackend::sync(std::span<const Generation> generations, const Sync
     std::optional<std::string> cfg_on_disk;
     try {
         cfg_on_disk = boot.read(cfg_path, max_cfg_bytes);
-    } catch (const Error&) {
-    }
+    } catch (const Error&) {}
     if (cfg_on_disk && cfg_on_disk->starts_with(cfg_header)) gc = collect_garbage();
     if (temps > 0 || !gc.removed.empty())
         spdlog::debug("removed {} temporary files and {} unreferenced copies an interrupted run left in {}", temps,
@@ -530,7 +529,8 @@ namespace {
 // sees the root file system (mounted at /mnt-root) before switching root, so
 // a grubenv on a separate /boot is out of its reach (the VM tests saw it).
 bool is_own_file_system(const std::filesystem::path& dir) {
-    struct stat self {}, parent {};
+    struct stat self {
+    }, parent{};
     if (::stat(dir.c_str(), &self) != 0 || ::stat((dir / "..").c_str(), &parent) != 0) return false;
     return self.st_dev != parent.st_dev;
 }
@@ -678,17 +678,13 @@ std::string GrubBackend::fingerprint() const {
     return out;
 }
 
-std::unique_ptr<Backend> make_grub_backend(const BackendOptions& opts) {
-    return std::make_unique<GrubBackend>(opts);
-}
+std::unique_ptr<Backend> make_grub_backend(const BackendOptions& opts) { return std::make_unique<GrubBackend>(opts); }
 
 // ---- grub-install ---------------------------------------------------------------
 
 std::vector<std::string> grub_install_argv(const GrubSettings& s, const std::filesystem::path& boot_dir) {
-    if (s.target.empty())
-        throw UsageError("--install-bootloader needs grub-target (x86_64-efi, i386-pc, ...)");
-    std::vector<std::string> argv{s.install_program, "--target=" + s.target,
-                                  "--boot-directory=" + boot_dir.string()};
+    if (s.target.empty()) throw UsageError("--install-bootloader needs grub-target (x86_64-efi, i386-pc, ...)");
+    std::vector<std::string> argv{s.install_program, "--target=" + s.target, "--boot-directory=" + boot_dir.string()};
     const bool efi = s.target.ends_with("-efi");
     if (efi) {
         if (!s.efi_dir) throw UsageError("grub-target " + s.target + " needs grub-efi-dir (the ESP)");

@@ -40,8 +40,8 @@ struct GrubSettings {
     unsigned timeout = 5;
     std::filesystem::path cmdline = "/proc/cmdline";
     // grub-install (install --install-bootloader only)
-    std::string target;                            // "x86_64-efi", "i386-pc", ...
-    std::string device;                            // i386-pc: the disk, e.g. /dev/sda
+    std::string target;  // "x86_64-efi", "i386-pc", ...
+    std::string device;  // i386-pc: the disk, e.g. /dev/sda
     bool removable = false;
     std::string install_program = "grub-install";
 };
@@ -96,8 +96,7 @@ std::unique_ptr<Backend> make_grub_backend(const BackendOptions& opts);
 // --boot-directory=BOOT, --efi-directory and --bootloader-id=NixOS for EFI,
 // --removable, and the disk for i386-pc. Throws UsageError for a missing
 // target, an EFI target without grub-efi-dir, i386-pc without grub-device.
-std::vector<std::string> grub_install_argv(const GrubSettings& settings,
-                                           const std::filesystem::path& boot_dir);
+std::vector<std::string> grub_install_argv(const GrubSettings& settings, const std::filesystem::path& boot_dir);
 // Runs it; Error "grub-install failed (exit 1): <first stderr line>".
 void install_grub_bootloader(const BackendOptions& opts);
 

@@ -10,26 +10,23 @@ namespace nixboot::grub {
 namespace {
 
 bool is_id_char(char c) {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '_' || c == '-';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+           c == '-';
 }
 
 void check_id(std::string_view id, std::string_view what) {
-    if (id.empty() || !std::all_of(id.begin(), id.end(), is_id_char) || id.front() == '-' ||
-        id.front() == '.')
+    if (id.empty() || !std::all_of(id.begin(), id.end(), is_id_char) || id.front() == '-' || id.front() == '.')
         throw Error("grub.cfg: " + std::string(what) + " '" + std::string(id) +
                     "' is not an entry ID of [A-Za-z0-9._-]");
 }
 
 bool has_control(std::string_view s) {
-    return std::any_of(s.begin(), s.end(),
-                       [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
+    return std::any_of(s.begin(), s.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; });
 }
 
 void check_no_control(std::string_view value, std::string_view what, std::string_view id) {
     if (has_control(value))
-        throw Error("grub.cfg: entry '" + std::string(id) + "': " + std::string(what) +
-                    " holds a control character");
+        throw Error("grub.cfg: entry '" + std::string(id) + "': " + std::string(what) + " holds a control character");
 }
 
 // The decrement table: GRUB script has no arithmetic, so "tries - 1" is one
@@ -46,8 +43,7 @@ void append_decrement(std::string& out, std::string_view indent) {
     out += "fi\n";
 }
 
-void append_entry(std::string& out, const MenuEntry& e, std::string_view title,
-                  std::string_view indent) {
+void append_entry(std::string& out, const MenuEntry& e, std::string_view title, std::string_view indent) {
     out += indent;
     out += "menuentry " + grub_quote(title) + " --id " + grub_quote(e.id) + " {\n";
     out += indent;
@@ -67,8 +63,10 @@ void append_entry(std::string& out, const MenuEntry& e, std::string_view title,
 std::string grub_quote(std::string_view word) {
     std::string out = "'";
     for (char c : word) {
-        if (c == '\'') out += "'\\''";
-        else out += c;
+        if (c == '\'')
+            out += "'\\''";
+        else
+            out += c;
     }
     out += '\'';
     return out;
@@ -86,8 +84,7 @@ std::string entry_title(unsigned generation, std::string_view specialisation, st
     if (!version.empty()) inner += " - " + std::string(version);
     std::string title = "NixOS - Configuration " + std::to_string(generation) + " (" + inner + ")";
     std::replace_if(
-        title.begin(), title.end(),
-        [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }, ' ');
+        title.begin(), title.end(), [](char c) { return static_cast<unsigned char>(c) < 0x20 || c == 0x7f; }, ' ');
     return title;
 }
 
@@ -100,8 +97,7 @@ std::string format_grub_cfg(const GrubCfgSpec& spec) {
         for (const auto& p : e.params) check_no_control(p, "kernel parameter '" + p + "'", e.id);
         if (e.id == spec.default_id) def = &e;
     }
-    if (!def)
-        throw Error("grub.cfg: default entry '" + spec.default_id + "' is not among the entries");
+    if (!def) throw Error("grub.cfg: default entry '" + spec.default_id + "' is not among the entries");
     if (!spec.env.fs_uuid.empty()) {
         check_no_control(spec.env.fs_uuid, "env filesystem UUID", "grubenv");
         check_no_control(spec.env.path, "env path", "grubenv");
@@ -112,19 +108,27 @@ std::string format_grub_cfg(const GrubCfgSpec& spec) {
     out += cfg_header;
     out +=
         "# The trial counting below is explained in nixboot's docs/grub.md.\n"
-        "set timeout=" + std::to_string(spec.timeout) + "\n"
-        "set default=" + grub_quote(def->id) + "\n"
+        "set timeout=" +
+        std::to_string(spec.timeout) +
+        "\n"
+        "set default=" +
+        grub_quote(def->id) +
+        "\n"
         "set fallback=\"0\"\n";
 
     // Where the env block is.
     if (spec.env.fs_uuid.empty()) {
         out += "set nixboot_env=\"${prefix}/grubenv\"\n";
     } else {
-        out += "set nixboot_env=\"\"\n"
-               "if search --no-floppy --fs-uuid --set=nixboot_env_dev " +
-               grub_quote(spec.env.fs_uuid) + "; then\n"
-               "  set nixboot_env=\"(${nixboot_env_dev})\"" + grub_quote(spec.env.path) + "\n"
-               "fi\n";
+        out +=
+            "set nixboot_env=\"\"\n"
+            "if search --no-floppy --fs-uuid --set=nixboot_env_dev " +
+            grub_quote(spec.env.fs_uuid) +
+            "; then\n"
+            "  set nixboot_env=\"(${nixboot_env_dev})\"" +
+            grub_quote(spec.env.path) +
+            "\n"
+            "fi\n";
     }
     out +=
         "set nixboot_trial=\"\"\n"

@@ -46,11 +46,11 @@ struct MenuEntry {
 };
 
 struct GrubCfgSpec {
-    std::vector<MenuEntry> entries;         // menu order (newest first)
-    std::string default_id;                 // a good entry of `entries`: the default when
-                                            // grubenv names none (also the first entry)
+    std::vector<MenuEntry> entries;  // menu order (newest first)
+    std::string default_id;          // a good entry of `entries`: the default when
+                                     // grubenv names none (also the first entry)
     EnvLocation env;
-    unsigned timeout = 5;                   // seconds the menu shows
+    unsigned timeout = 5;  // seconds the menu shows
 };
 
 // Quotes one word for GRUB script: single quotes, a ' inside becomes '\''.

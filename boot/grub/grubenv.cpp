@@ -11,9 +11,7 @@ namespace nixboot::grub {
 
 namespace {
 
-std::string origin_prefix(std::string_view origin) {
-    return std::string(origin) + ": ";
-}
+std::string origin_prefix(std::string_view origin) { return std::string(origin) + ": "; }
 
 // Appends `value` escaped as GRUB's envblk does: '\\' and '\n' get a backslash.
 void append_escaped(std::string& out, std::string_view value) {
@@ -36,8 +34,7 @@ bool valid_env_name(std::string_view name) {
     if (name.empty() || name.size() > 64) return false;
     if (name.front() >= '0' && name.front() <= '9') return false;
     return std::all_of(name.begin(), name.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-               c == '_';
+        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
     });
 }
 
@@ -48,8 +45,7 @@ std::optional<std::string> GrubEnv::get(std::string_view name) const {
 }
 
 void GrubEnv::set(std::string_view name, std::string_view value) {
-    if (!valid_env_name(name))
-        throw UsageError("grubenv: '" + std::string(name) + "' is not a GRUB variable name");
+    if (!valid_env_name(name)) throw UsageError("grubenv: '" + std::string(name) + "' is not a GRUB variable name");
     bool found = false;
     for (auto& line : lines_) {
         if (line.kind == EnvLine::Kind::variable && line.name == name) {
@@ -61,9 +57,8 @@ void GrubEnv::set(std::string_view name, std::string_view value) {
 }
 
 bool GrubEnv::unset(std::string_view name) {
-    auto removed = std::erase_if(lines_, [&](const EnvLine& line) {
-        return line.kind == EnvLine::Kind::variable && line.name == name;
-    });
+    auto removed = std::erase_if(
+        lines_, [&](const EnvLine& line) { return line.kind == EnvLine::Kind::variable && line.name == name; });
     return removed > 0;
 }
 
@@ -101,11 +96,9 @@ GrubEnv parse_grubenv(std::string_view block, std::string_view origin) {
         const auto eq = rest.find('=');
         if (eq == std::string_view::npos || (newline != std::string_view::npos && newline < eq))
             throw ParseError(where + "line " + std::to_string(line_no) + ": no '=' in '" +
-                             std::string(rest.substr(0, std::min<std::size_t>(newline, 40))) +
-                             "'");
+                             std::string(rest.substr(0, std::min<std::size_t>(newline, 40))) + "'");
         std::string name(rest.substr(0, eq));
-        if (name.empty())
-            throw ParseError(where + "line " + std::to_string(line_no) + ": empty variable name");
+        if (name.empty()) throw ParseError(where + "line " + std::to_string(line_no) + ": empty variable name");
         std::string value;
         std::size_t i = eq + 1;
         bool terminated = false;
@@ -154,9 +147,8 @@ std::string format_grubenv(const GrubEnv& env, std::string_view origin) {
         }
     }
     if (needed > env_block_size)
-        throw Error(where + "variables need " + std::to_string(needed) +
-                    " bytes, more than the " + std::to_string(env_block_size) +
-                    "-byte block holds");
+        throw Error(where + "variables need " + std::to_string(needed) + " bytes, more than the " +
+                    std::to_string(env_block_size) + "-byte block holds");
 
     std::string out;
     out.reserve(env_block_size);
@@ -197,8 +189,7 @@ void write_grubenv(RootDir& dir, std::string_view rel, const GrubEnv& env, Sync 
         throw Error(shown + ": is " + std::to_string(st.st_size) + " bytes after writing, not " +
                     std::to_string(env_block_size));
     if (static_cast<std::size_t>(st.st_blocks) * 512 < env_block_size)
-        throw Error(shown + ": not fully allocated after writing (" +
-                    std::to_string(st.st_blocks) +
+        throw Error(shown + ": not fully allocated after writing (" + std::to_string(st.st_blocks) +
                     " blocks of 512 bytes: sparse or inline data), GRUB could not save_env to it");
 }
 

@@ -38,12 +38,14 @@ FsInfo parse_probe_override(std::string_view text, std::string_view origin) {
         const auto eq = word.find('=');
         const std::string key = word.substr(0, eq);
         const std::string value = eq == std::string::npos ? "" : word.substr(eq + 1);
-        if (key == "fs" && !value.empty()) info.fs = value;
-        else if (key == "abstraction") info.abstractions = split(value, ',');
-        else if (key == "uuid" && !value.empty()) info.fs_uuid = value;
+        if (key == "fs" && !value.empty())
+            info.fs = value;
+        else if (key == "abstraction")
+            info.abstractions = split(value, ',');
+        else if (key == "uuid" && !value.empty())
+            info.fs_uuid = value;
         else
-            throw UsageError(std::string(origin) + ": '" + word +
-                             "' is not fs=NAME, abstraction=A[,B] or uuid=UUID");
+            throw UsageError(std::string(origin) + ": '" + word + "' is not fs=NAME, abstraction=A[,B] or uuid=UUID");
     }
     if (info.fs.empty()) throw UsageError(std::string(origin) + ": no fs=NAME given");
     return info;
@@ -56,8 +58,7 @@ FsInfo GrubProbe::probe(const std::filesystem::path& dir) const {
         if (r.exit_status != 0) {
             if (info.error.empty())
                 info.error = "grub-probe --target=" + std::string(target) + " " + dir.string() + ": " +
-                             (r.err.empty() ? "exit status " + std::to_string(r.exit_status)
-                                            : first_line(r.err));
+                             (r.err.empty() ? "exit status " + std::to_string(r.exit_status) : first_line(r.err));
             return false;
         }
         out = trim(r.out);
@@ -89,8 +90,7 @@ WriteVerdict grub_can_write(const FsInfo& info) {
     if (!info.abstractions.empty()) {
         std::string list;
         for (const auto& a : info.abstractions) list += (list.empty() ? "" : ",") + a;
-        return {Writability::not_writable,
-                info.fs + " on " + list + ": GRUB cannot write through " + list};
+        return {Writability::not_writable, info.fs + " on " + list + ": GRUB cannot write through " + list};
     }
     if (info.fs == "fat" || info.fs == "ext2")
         return {Writability::writable, info.fs + " on a plain partition: GRUB can write its env block"};
@@ -107,14 +107,14 @@ EnvPlacement place_env(const FsInfo& boot, const std::optional<FsInfo>& esp) {
         if (e.writability == Writability::writable && !esp->fs_uuid.empty())
             return {EnvPlacement::Where::esp, EnvWriter::grub, esp->fs_uuid,
                     why + "; the env block is on the ESP (" + e.reason + ")"};
-        why += e.writability == Writability::writable ? "; the ESP has no filesystem UUID"
-                                                      : "; ESP: " + e.reason;
+        why += e.writability == Writability::writable ? "; the ESP has no filesystem UUID" : "; ESP: " + e.reason;
     } else {
         why += "; no ESP to put it on";
     }
     return {EnvPlacement::Where::boot, EnvWriter::stage1, "",
-            why + ". nixboot-stage1 consumes each try once the root filesystem is mounted, so a "
-                  "trial that panics or hangs before that is booted again and again"};
+            why +
+                ". nixboot-stage1 consumes each try once the root filesystem is mounted, so a "
+                "trial that panics or hangs before that is booted again and again"};
 }
 
 }  // namespace nixboot::grub

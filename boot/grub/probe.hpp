@@ -48,8 +48,7 @@ public:
 // get an error result.
 class FixedProbe final : public Prober {
 public:
-    explicit FixedProbe(std::map<std::filesystem::path, FsInfo> answers)
-        : answers_(std::move(answers)) {}
+    explicit FixedProbe(std::map<std::filesystem::path, FsInfo> answers) : answers_(std::move(answers)) {}
     FsInfo probe(const std::filesystem::path& dir) const override;
 
 private:
@@ -71,9 +70,9 @@ WriteVerdict grub_can_write(const FsInfo& info);
 // Where the env block lives and who consumes the tries.
 struct EnvPlacement {
     enum class Where { boot, esp };
-    Where where = Where::boot;       // boot: BOOT/grub/grubenv; esp: ESP/nixboot/grubenv
+    Where where = Where::boot;  // boot: BOOT/grub/grubenv; esp: ESP/nixboot/grubenv
     EnvWriter writer = EnvWriter::grub;
-    std::string esp_uuid;            // where == esp: the ESP's filesystem UUID
+    std::string esp_uuid;  // where == esp: the ESP's filesystem UUID
     // Why it is placed so; for stage1, the unprotected window in one line.
     std::string reason;
     bool operator==(const EnvPlacement&) const = default;

@@ -28,9 +28,7 @@ std::pair<Fd, Fd> make_pipe() {
 
 }  // namespace
 
-std::string first_line(const std::string& text) {
-    return text.substr(0, text.find('\n'));
-}
+std::string first_line(const std::string& text) { return text.substr(0, text.find('\n')); }
 
 ProcessResult run_process(const std::vector<std::string>& argv) {
     if (argv.empty()) throw Error("run_process: empty argv");
@@ -88,10 +86,8 @@ ProcessResult run_process(const std::vector<std::string>& argv) {
         }
     }
     int status = 0;
-    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-    }
-    if (got == static_cast<ssize_t>(sizeof exec_errno))
-        throw SysError(exec_errno, "running '" + argv[0] + "'");
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    if (got == static_cast<ssize_t>(sizeof exec_errno)) throw SysError(exec_errno, "running '" + argv[0] + "'");
     result.exit_status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     return result;
 }

@@ -8,9 +8,9 @@
 namespace nixboot::grub {
 
 struct ProcessResult {
-    int exit_status = -1;   // -1: killed by a signal
-    std::string out;        // stdout, at most 1 MiB kept
-    std::string err;        // stderr, at most 1 MiB kept
+    int exit_status = -1;  // -1: killed by a signal
+    std::string out;       // stdout, at most 1 MiB kept
+    std::string err;       // stderr, at most 1 MiB kept
 };
 
 // Runs argv[0] (searched in PATH) with stdin from /dev/null. Throws SysError

@@ -81,8 +81,7 @@ GrubState parse_state(std::string_view text, std::string_view origin) {
         r.fail(std::string("not JSON: ") + e.what());
     }
     if (!doc.is_object()) r.fail("not a JSON object");
-    if (r.str(doc, "format", "") != state_format)
-        r.fail("\"format\" is not \"" + std::string(state_format) + "\"");
+    if (r.str(doc, "format", "") != state_format) r.fail("\"format\" is not \"" + std::string(state_format) + "\"");
     GrubState s;
     s.default_id = r.opt_str(doc, "default");
     s.trial_id = r.opt_str(doc, "trial");
@@ -128,8 +127,8 @@ GrubState parse_state(std::string_view text, std::string_view origin) {
         for (const auto& [src, c] : it->items()) {
             const std::string where = "copy of '" + src + "': ";
             if (!c.is_object()) r.fail(where + "not an object");
-            s.copies[src] = {r.str(c, "name", where), r.num(c, "size", where),
-                             r.num(c, "mtime_ns", where), r.num(c, "ino", where)};
+            s.copies[src] = {r.str(c, "name", where), r.num(c, "size", where), r.num(c, "mtime_ns", where),
+                             r.num(c, "ino", where)};
         }
     }
     return s;
@@ -137,8 +136,7 @@ GrubState parse_state(std::string_view text, std::string_view origin) {
 
 std::string format_state(const GrubState& s) {
     auto opt = [](const std::optional<std::string>& v) { return v ? json(*v) : json(nullptr); };
-    std::string out = "{\"format\": " + json(state_format).dump() +
-                      ",\n \"default\": " + opt(s.default_id).dump() +
+    std::string out = "{\"format\": " + json(state_format).dump() + ",\n \"default\": " + opt(s.default_id).dump() +
                       ",\n \"trial\": " + opt(s.trial_id).dump() + ",\n \"entries\": [";
     bool first = true;
     for (const auto& e : s.entries) {

@@ -26,7 +26,7 @@ struct EntryRecord {
     unsigned generation = 0;
     std::string specialisation;
     EntryState state = EntryState::good;
-    unsigned tries = 0;               // trial: tries it was armed with (or entered with)
+    unsigned tries = 0;  // trial: tries it was armed with (or entered with)
     std::string title;
     std::string version;
     std::string kernel;               // relative to the boot dir: "kernels/<hash>-linux"
@@ -37,7 +37,7 @@ struct EntryRecord {
 
 // A copied kernel/initrd, so unchanged sources are not hashed again.
 struct CopiedFile {
-    std::string name;                 // "kernels/<hash>-linux"
+    std::string name;  // "kernels/<hash>-linux"
     std::uint64_t size = 0;
     std::uint64_t mtime_ns = 0;
     std::uint64_t ino = 0;
@@ -45,10 +45,10 @@ struct CopiedFile {
 };
 
 struct GrubState {
-    std::vector<EntryRecord> entries;           // menu order: newest generation first
-    std::optional<std::string> default_id;      // the persistent default (good)
-    std::optional<std::string> trial_id;        // armed trial baked into grub.cfg
-    std::map<std::string, CopiedFile> copies;   // source path -> copy
+    std::vector<EntryRecord> entries;          // menu order: newest generation first
+    std::optional<std::string> default_id;     // the persistent default (good)
+    std::optional<std::string> trial_id;       // armed trial baked into grub.cfg
+    std::map<std::string, CopiedFile> copies;  // source path -> copy
     bool operator==(const GrubState&) const = default;
 
     EntryRecord* find(std::string_view id);

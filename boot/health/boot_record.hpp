@@ -77,4 +77,4 @@ void for_each_key_value(std::string_view text, std::string_view origin, Fn&& fn)
     }
 }
 
-} // namespace nixboot::health
+}  // namespace nixboot::health

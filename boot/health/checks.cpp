@@ -19,16 +19,14 @@ extern char** environ;
 
 namespace nixboot::health {
 
-const char* to_string(CheckKind kind) noexcept {
-    return kind == CheckKind::wanted ? "wanted" : "required";
-}
+const char* to_string(CheckKind kind) noexcept { return kind == CheckKind::wanted ? "wanted" : "required"; }
 
 const char* to_string(CheckOutcome outcome) noexcept {
     switch (outcome) {
-    case CheckOutcome::passed: return "passed";
-    case CheckOutcome::failed: return "failed";
-    case CheckOutcome::timed_out: return "timed out";
-    case CheckOutcome::not_started: break;
+        case CheckOutcome::passed: return "passed";
+        case CheckOutcome::failed: return "failed";
+        case CheckOutcome::timed_out: return "timed out";
+        case CheckOutcome::not_started: break;
     }
     return "not started";
 }
@@ -91,13 +89,12 @@ std::vector<std::string> list_names(const std::filesystem::path& dir) {
     return names;
 }
 
-} // namespace
+}  // namespace
 
 std::optional<std::string> refusal_reason(const struct stat& st) {
     if (!S_ISREG(st.st_mode)) return "not a regular file";
     if (auto owner = owner_refusal(st.st_uid)) return owner;
-    if (st.st_mode & (S_IWGRP | S_IWOTH))
-        return "writable by group or others (mode " + mode_text(st.st_mode) + ")";
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) return "writable by group or others (mode " + mode_text(st.st_mode) + ")";
     if (!(st.st_mode & S_IXUSR)) return "not executable (mode " + mode_text(st.st_mode) + ")";
     return std::nullopt;
 }
@@ -118,13 +115,20 @@ CheckDiscovery discover_checks(const std::filesystem::path& dir, const CheckSett
         auto dir_refusal = top_refusal ? top_refusal : directory_refusal(sub);
         for (const std::string& name : list_names(sub)) {
             std::filesystem::path path = sub / name;
-            auto refuse = [&](std::string reason) {
-                out.refused.push_back({name, kind, path, std::move(reason)});
-            };
-            if (dir_refusal) { refuse(*dir_refusal); continue; }
+            auto refuse = [&](std::string reason) { out.refused.push_back({name, kind, path, std::move(reason)}); };
+            if (dir_refusal) {
+                refuse(*dir_refusal);
+                continue;
+            }
             struct stat cst {};
-            if (::stat(path.c_str(), &cst) != 0) { refuse(std::strerror(errno)); continue; }
-            if (auto why = refusal_reason(cst)) { refuse(*why); continue; }
+            if (::stat(path.c_str(), &cst) != 0) {
+                refuse(std::strerror(errno));
+                continue;
+            }
+            if (auto why = refusal_reason(cst)) {
+                refuse(*why);
+                continue;
+            }
             out.checks.push_back({name, kind, path, {}, timeout_for(name, settings)});
         }
     }
@@ -165,14 +169,24 @@ void emit(Running& r, std::string_view text, const OutputSink& sink) {
 
 void consume_output(Running& r, std::string_view data, const OutputSink& sink) {
     for (char c : data) {
-        if (c == '\n') { emit(r, r.partial, sink); r.partial.clear(); continue; }
+        if (c == '\n') {
+            emit(r, r.partial, sink);
+            r.partial.clear();
+            continue;
+        }
         r.partial += c;
-        if (r.partial.size() >= max_line_bytes) { emit(r, r.partial, sink); r.partial.clear(); }
+        if (r.partial.size() >= max_line_bytes) {
+            emit(r, r.partial, sink);
+            r.partial.clear();
+        }
     }
 }
 
 void finish_output(Running& r, const OutputSink& sink) {
-    if (!r.partial.empty()) { emit(r, r.partial, sink); r.partial.clear(); }
+    if (!r.partial.empty()) {
+        emit(r, r.partial, sink);
+        r.partial.clear();
+    }
     r.out = Fd();
 }
 
@@ -237,7 +251,7 @@ void record_exit(Running& r, int status) {
     }
 }
 
-} // namespace
+}  // namespace
 
 std::vector<CheckResult> run_checks(const std::vector<CheckSpec>& checks, const OutputSink& sink) {
     std::vector<Running> runs(checks.size());
@@ -264,8 +278,8 @@ std::vector<CheckResult> run_checks(const std::vector<CheckSpec>& checks, const 
                     r.result.outcome = CheckOutcome::timed_out;
                     auto ms = r.spec->timeout.count();
                     r.result.detail = "killed after the " +
-                        (ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms") +
-                        " timeout";
+                                      (ms % 1000 == 0 ? std::to_string(ms / 1000) + " s" : std::to_string(ms) + " ms") +
+                                      " timeout";
                 }
             }
             if (r.out && r.exited && now - *r.exited > drain_bound) finish_output(r, sink);
@@ -275,14 +289,19 @@ std::vector<CheckResult> run_checks(const std::vector<CheckSpec>& checks, const 
         std::vector<pollfd> pfds;
         std::vector<Running*> owners;
         for (Running& r : runs)
-            if (r.out) { pfds.push_back({r.out.get(), POLLIN, 0}); owners.push_back(&r); }
+            if (r.out) {
+                pfds.push_back({r.out.get(), POLLIN, 0});
+                owners.push_back(&r);
+            }
         ::poll(pfds.data(), pfds.size(), 20);
         for (std::size_t i = 0; i < pfds.size(); ++i) {
             if (!(pfds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
             char buf[4096];
             ssize_t n = ::read(pfds[i].fd, buf, sizeof buf);
-            if (n > 0) consume_output(*owners[i], std::string_view(buf, static_cast<std::size_t>(n)), sink);
-            else if (n == 0 || (errno != EINTR && errno != EAGAIN)) finish_output(*owners[i], sink);
+            if (n > 0)
+                consume_output(*owners[i], std::string_view(buf, static_cast<std::size_t>(n)), sink);
+            else if (n == 0 || (errno != EINTR && errno != EAGAIN))
+                finish_output(*owners[i], sink);
         }
     }
     std::vector<CheckResult> results;
@@ -290,4 +309,4 @@ std::vector<CheckResult> run_checks(const std::vector<CheckSpec>& checks, const 
     return results;
 }
 
-} // namespace nixboot::health
+}  // namespace nixboot::health

@@ -85,4 +85,4 @@ std::vector<CheckResult> run_checks(const std::vector<CheckSpec>& checks, const 
 // "NAME: passed in 12 ms" / "NAME: failed (exit status 1)" — one line.
 std::string describe(const CheckResult& result);
 
-} // namespace nixboot::health
+}  // namespace nixboot::health

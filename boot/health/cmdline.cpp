@@ -32,7 +32,11 @@ void split_words(std::string_view text, std::vector<std::string>& storage) {
     std::string word;
     bool in_word = false, in_quote = false;
     for (char c : text) {
-        if (c == '"') { in_quote = !in_quote; in_word = true; continue; }
+        if (c == '"') {
+            in_quote = !in_quote;
+            in_word = true;
+            continue;
+        }
         if (!in_quote && is_space(c)) {
             if (in_word) storage.push_back(std::move(word));
             word.clear();
@@ -45,14 +49,14 @@ void split_words(std::string_view text, std::vector<std::string>& storage) {
     if (in_word) storage.push_back(std::move(word));
 }
 
-} // namespace
+}  // namespace
 
 bool valid_entry_id(std::string_view id) {
     if (id.empty() || id.size() > max_entry_id_bytes) return false;
     if (id.front() == '.' || id.front() == '-') return false;
     for (char c : id) {
-        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == '-';
+        bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' ||
+                  c == '-';
         if (!ok) return false;
     }
     return true;
@@ -72,9 +76,8 @@ std::optional<unsigned> parse_decimal(std::string_view text, unsigned max) {
 KernelCmdline parse_kernel_cmdline(std::string_view text) {
     KernelCmdline out;
     if (text.size() > max_cmdline_bytes) {
-        out.problems.push_back("kernel command line is " + std::to_string(text.size()) +
-                               " bytes, only the first " + std::to_string(max_cmdline_bytes) +
-                               " are read");
+        out.problems.push_back("kernel command line is " + std::to_string(text.size()) + " bytes, only the first " +
+                               std::to_string(max_cmdline_bytes) + " are read");
         text = text.substr(0, max_cmdline_bytes);
     }
     std::vector<std::string> words;
@@ -98,16 +101,25 @@ KernelCmdline parse_kernel_cmdline(std::string_view text) {
             (key == "nixboot.entry" ? out.entry : out.grub_trial) = std::string(value);
         } else if (key == "nixboot.watchdog") {
             auto seconds = has_value ? parse_decimal(value, max_watchdog_seconds) : std::nullopt;
-            if (!seconds) { reject("not a number of seconds from 0 to 86400"); continue; }
+            if (!seconds) {
+                reject("not a number of seconds from 0 to 86400");
+                continue;
+            }
             out.watchdog_seconds = seconds;
         } else if (key == "nixboot.tries") {
             auto tries = has_value ? parse_decimal(value, 1000) : std::nullopt;
-            if (!tries) { reject("not a number of tries from 0 to 1000"); continue; }
+            if (!tries) {
+                reject("not a number of tries from 0 to 1000");
+                continue;
+            }
             out.grub_tries_left = tries;
         } else if (key == "nixboot.consume") {
-            if (value == "stage1") out.consume = ConsumeBy::stage1;
-            else if (value == "bootloader") out.consume = ConsumeBy::bootloader;
-            else reject("expected 'stage1' or 'bootloader'");
+            if (value == "stage1")
+                out.consume = ConsumeBy::stage1;
+            else if (value == "bootloader")
+                out.consume = ConsumeBy::bootloader;
+            else
+                reject("expected 'stage1' or 'bootloader'");
         } else {
             reject("unknown nixboot parameter");
         }
@@ -131,4 +143,4 @@ std::string format_kernel_cmdline(const KernelCmdline& cmdline) {
     return out;
 }
 
-} // namespace nixboot::health
+}  // namespace nixboot::health

@@ -21,11 +21,11 @@ inline constexpr unsigned max_watchdog_seconds = 86400;
 enum class ConsumeBy { bootloader, stage1 };
 
 struct KernelCmdline {
-    std::optional<std::string> entry;         // nixboot.entry=ID
-    std::optional<unsigned> watchdog_seconds; // nixboot.watchdog=SEC
-    std::optional<std::string> grub_trial;    // nixboot.trial=ID (GRUB: armed trial)
-    std::optional<unsigned> grub_tries_left;  // nixboot.tries=N (GRUB: left after this boot)
-    ConsumeBy consume = ConsumeBy::bootloader; // nixboot.consume=stage1
+    std::optional<std::string> entry;           // nixboot.entry=ID
+    std::optional<unsigned> watchdog_seconds;   // nixboot.watchdog=SEC
+    std::optional<std::string> grub_trial;      // nixboot.trial=ID (GRUB: armed trial)
+    std::optional<unsigned> grub_tries_left;    // nixboot.tries=N (GRUB: left after this boot)
+    ConsumeBy consume = ConsumeBy::bootloader;  // nixboot.consume=stage1
     // One line per rejected or unknown nixboot.* parameter, for /dev/kmsg.
     std::vector<std::string> problems;
 
@@ -49,4 +49,4 @@ bool valid_entry_id(std::string_view id);
 // Strict decimal: digits only, no sign, no leading '+', at most `max`.
 std::optional<unsigned> parse_decimal(std::string_view text, unsigned max);
 
-} // namespace nixboot::health
+}  // namespace nixboot::health

@@ -27,7 +27,7 @@ std::string printable(std::string_view value) {
     return out;
 }
 
-} // namespace
+}  // namespace
 
 BootCountPath parse_boot_count_path(std::string_view value) {
     auto fail = [&](std::string_view why) -> BootCountPath {
@@ -77,9 +77,8 @@ Detection detect_boot(const KernelCmdline& cmdline, const LoaderVars& vars) {
                 r = BootRecord{};
                 r.bootloader = Bootloader::systemd_boot;
             } else if (cmdline.entry && *cmdline.entry != r.entry) {
-                d.problems.push_back("nixboot.entry=" + *cmdline.entry +
-                                     " disagrees with LoaderBootCountPath entry " + r.entry +
-                                     "; trusting the loader");
+                d.problems.push_back("nixboot.entry=" + *cmdline.entry + " disagrees with LoaderBootCountPath entry " +
+                                     r.entry + "; trusting the loader");
             }
             return d;
         } catch (const Error& e) {
@@ -102,4 +101,4 @@ Detection detect_boot(const KernelCmdline& cmdline, const LoaderVars& vars) {
     return d;
 }
 
-} // namespace nixboot::health
+}  // namespace nixboot::health

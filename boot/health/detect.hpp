@@ -42,4 +42,4 @@ struct Detection {
 // the try is still to be consumed (consumed_by none). Never throws.
 Detection detect_boot(const KernelCmdline& cmdline, const LoaderVars& vars);
 
-} // namespace nixboot::health
+}  // namespace nixboot::health

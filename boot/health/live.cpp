@@ -19,9 +19,9 @@ namespace nixboot::health {
 
 const char* to_string(LiveStatus status) noexcept {
     switch (status) {
-    case LiveStatus::confirmed: return "confirmed";
-    case LiveStatus::reverting: return "reverting";
-    case LiveStatus::running: break;
+        case LiveStatus::confirmed: return "confirmed";
+        case LiveStatus::reverting: return "reverting";
+        case LiveStatus::running: break;
     }
     return "running";
 }
@@ -50,17 +50,29 @@ LiveTrial parse_live_trial(std::string_view text, std::string_view origin) {
             return *n;
         };
         if (key == "status") {
-            if (value == "running") t.status = LiveStatus::running;
-            else if (value == "confirmed") t.status = LiveStatus::confirmed;
-            else if (value == "reverting") t.status = LiveStatus::reverting;
-            else kv.bad_value();
-        } else if (key == "generation") { t.generation = number(4294967295u); has_generation = true; }
-        else if (key == "previous") t.previous = number(4294967295u);
-        else if (key == "previous-toplevel") t.previous_toplevel = std::string(value);
-        else if (key == "boot-id") t.boot_id = std::string(value);
-        else if (key == "started") t.started = number(4294967295u);
-        else if (key == "deadline") t.deadline = number(4294967295u);
-        else if (key == "unit") t.unit = std::string(value);
+            if (value == "running")
+                t.status = LiveStatus::running;
+            else if (value == "confirmed")
+                t.status = LiveStatus::confirmed;
+            else if (value == "reverting")
+                t.status = LiveStatus::reverting;
+            else
+                kv.bad_value();
+        } else if (key == "generation") {
+            t.generation = number(4294967295u);
+            has_generation = true;
+        } else if (key == "previous")
+            t.previous = number(4294967295u);
+        else if (key == "previous-toplevel")
+            t.previous_toplevel = std::string(value);
+        else if (key == "boot-id")
+            t.boot_id = std::string(value);
+        else if (key == "started")
+            t.started = number(4294967295u);
+        else if (key == "deadline")
+            t.deadline = number(4294967295u);
+        else if (key == "unit")
+            t.unit = std::string(value);
     });
     if (!has_generation) throw ParseError(std::string(origin) + ": no 'generation'");
     return t;
@@ -90,8 +102,8 @@ void remove_live(const std::filesystem::path& state) {
     dir.remove("live", Sync::yes);
 }
 
-void journal(const std::filesystem::path& state, JournalEvent event, unsigned generation,
-             const std::string& boot_id, const std::string& reason) {
+void journal(const std::filesystem::path& state, JournalEvent event, unsigned generation, const std::string& boot_id,
+             const std::string& reason) {
     JournalRecord r;
     r.time = journal_now();
     r.event = event;
@@ -111,8 +123,7 @@ std::string boot_id_or_empty(const std::filesystem::path& source) {
 }
 
 std::string status_text(int status) {
-    return status > 128 ? "killed by signal " + std::to_string(status - 128)
-                        : "exit status " + std::to_string(status);
+    return status > 128 ? "killed by signal " + std::to_string(status - 128) : "exit status " + std::to_string(status);
 }
 
 // TOPLEVEL/bin/switch-to-configuration test; returns a failure reason or "".
@@ -129,12 +140,11 @@ void stop_timer(const LiveOptions& opts, const std::string& unit) {
     argv.push_back(unit + ".timer");
     try {
         run_command(argv);  // best effort: a timer that fires anyway finds no live trial
-    } catch (const Error&) {
-    }
+    } catch (const Error&) {}
 }
 
 std::optional<unsigned> generation_of_toplevel(const std::filesystem::path& profile,
-                                                const std::filesystem::path& toplevel) {
+                                               const std::filesystem::path& toplevel) {
     std::error_code ec;
     auto want = std::filesystem::canonical(toplevel, ec);
     if (ec) return std::nullopt;
@@ -149,16 +159,16 @@ std::optional<unsigned> generation_of_toplevel(const std::filesystem::path& prof
 // The confirm's steps after status=confirmed is on disk; re-runnable.
 void finish_confirm(Machine& machine, const LiveOptions& opts, const LiveTrial& trial) {
     stop_timer(opts, trial.unit);
-    machine.mark_good(entry_id(trial.generation), "live trial of generation " +
-                                                      std::to_string(trial.generation) + " confirmed");
+    machine.mark_good(entry_id(trial.generation),
+                      "live trial of generation " + std::to_string(trial.generation) + " confirmed");
     journal(opts.state, JournalEvent::live_confirm, trial.generation, boot_id_or_empty(opts.boot_id_source),
             "confirmed");
     remove_live(opts.state);
 }
 
 // The revert's steps after status=reverting is on disk; re-runnable.
-std::string finish_revert(Machine& machine, const LiveOptions& opts, const LiveTrial& trial,
-                          std::string_view reason, Activate activation) {
+std::string finish_revert(Machine& machine, const LiveOptions& opts, const LiveTrial& trial, std::string_view reason,
+                          Activate activation) {
     std::string failure;
     if (activation == Activate::yes && !trial.previous_toplevel.empty()) failure = activate(trial.previous_toplevel);
     std::string entry = entry_id(trial.generation);
@@ -181,7 +191,7 @@ std::string date_text(std::time_t t) {
     return buf;
 }
 
-} // namespace
+}  // namespace
 
 LiveOptions live_options(const Config& config, std::vector<std::string> revert_argv) {
     LiveOptions lo;
@@ -273,7 +283,8 @@ LiveStartReport start_live_trial(Machine& machine, unsigned generation, const Li
     report.refused = discovery.refused;
     report.checks = run_checks(discovery.checks, sink);
     Decision decision = decide(report.checks, report.refused);
-    if (decision.verdict == Verdict::bad) revert_now("live trial of generation " + std::to_string(generation) + ": " + decision.reason);
+    if (decision.verdict == Verdict::bad)
+        revert_now("live trial of generation " + std::to_string(generation) + ": " + decision.reason);
     return report;
 }
 
@@ -314,4 +325,4 @@ std::optional<LiveTrial> revert_live_trial(Machine& machine, const LiveOptions& 
     return trial;
 }
 
-} // namespace nixboot::health
+}  // namespace nixboot::health

@@ -26,12 +26,12 @@ const char* to_string(LiveStatus status) noexcept;  // "running" | "confirmed" |
 struct LiveTrial {
     LiveStatus status = LiveStatus::running;
     unsigned generation = 0;
-    unsigned previous = 0;                   // generation running before (0: not a profile generation)
-    std::filesystem::path previous_toplevel; // what the revert activates
-    std::string boot_id;                     // boot the trial started in
+    unsigned previous = 0;                    // generation running before (0: not a profile generation)
+    std::filesystem::path previous_toplevel;  // what the revert activates
+    std::string boot_id;                      // boot the trial started in
     std::time_t started = 0;
     std::time_t deadline = 0;
-    std::string unit;                        // transient revert unit
+    std::string unit;  // transient revert unit
     bool operator==(const LiveTrial&) const = default;
 };
 
@@ -69,8 +69,8 @@ struct LiveStartReport {
     LiveTrial trial;
     std::vector<CheckResult> checks;
     std::vector<CheckRefusal> refused;
-    bool reverted = false;       // a required check failed: reverted already
-    std::string reason;          // why it reverted ("" otherwise)
+    bool reverted = false;  // a required check failed: reverted already
+    std::string reason;     // why it reverted ("" otherwise)
 };
 
 // Refuses (Error, nothing changed) while another live trial runs, for an
@@ -92,7 +92,7 @@ LiveTrial confirm_live_trial(Machine& machine, const LiveOptions& opts);
 // with `reason`, journals live-revert, removes STATE/live. nullopt when no
 // live trial runs (already confirmed or reverted): a no-op.
 enum class Activate { no, yes };
-std::optional<LiveTrial> revert_live_trial(Machine& machine, const LiveOptions& opts,
-                                           std::string_view reason, Activate activate);
+std::optional<LiveTrial> revert_live_trial(Machine& machine, const LiveOptions& opts, std::string_view reason,
+                                           Activate activate);
 
-} // namespace nixboot::health
+}  // namespace nixboot::health

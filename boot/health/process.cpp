@@ -50,4 +50,4 @@ std::string join_command(const std::vector<std::string>& argv) {
     return out;
 }
 
-} // namespace nixboot::health
+}  // namespace nixboot::health

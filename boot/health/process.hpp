@@ -23,4 +23,4 @@ std::vector<std::string> program_from_env(const char* var, std::vector<std::stri
 // "systemd-run --on-active=30 ..." for messages.
 std::string join_command(const std::vector<std::string>& argv);
 
-} // namespace nixboot::health
+}  // namespace nixboot::health

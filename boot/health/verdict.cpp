@@ -34,8 +34,8 @@ Decision decide(const std::vector<CheckResult>& results, const std::vector<Check
     }
     for (const auto& r : refused)
         if (r.kind == CheckKind::wanted) wanted_failed.push_back(r.name);
-    std::string reason = required == 1 ? "the required check passed"
-                                       : "all " + std::to_string(required) + " required checks passed";
+    std::string reason =
+        required == 1 ? "the required check passed" : "all " + std::to_string(required) + " required checks passed";
     if (!wanted_failed.empty()) {
         reason += " (wanted check" + std::string(wanted_failed.size() > 1 ? "s" : "") + " failed: ";
         for (std::size_t i = 0; i < wanted_failed.size(); ++i) reason += (i ? ", " : "") + wanted_failed[i];
@@ -55,9 +55,12 @@ Decision parse_verdict(std::string_view text, std::string_view origin) {
     auto nl = text.find('\n');
     std::string_view word = text.substr(0, nl);
     Decision d;
-    if (word == "good") d.verdict = Verdict::good;
-    else if (word == "bad") d.verdict = Verdict::bad;
-    else throw ParseError(std::string(origin) + ":1: expected 'good' or 'bad'");
+    if (word == "good")
+        d.verdict = Verdict::good;
+    else if (word == "bad")
+        d.verdict = Verdict::bad;
+    else
+        throw ParseError(std::string(origin) + ":1: expected 'good' or 'bad'");
     if (nl != std::string_view::npos) {
         std::string_view rest = text.substr(nl + 1);
         d.reason = std::string(rest.substr(0, rest.find('\n')));
@@ -150,8 +153,11 @@ bool verdict_since_arm(const JournalContents& journal, std::string_view entry) {
     bool armed = false, decided = false;
     for (const auto& r : journal.records) {
         if (r.entry != entry) continue;
-        if (r.event == JournalEvent::arm) { armed = true; decided = false; }
-        else if (r.event == JournalEvent::good || r.event == JournalEvent::bad) decided = true;
+        if (r.event == JournalEvent::arm) {
+            armed = true;
+            decided = false;
+        } else if (r.event == JournalEvent::good || r.event == JournalEvent::bad)
+            decided = true;
     }
     return !armed || decided;
 }
@@ -173,8 +179,7 @@ void mark_bad_with_reason(Machine& machine, const std::string& entry, const std:
     r.bootloader = std::string(to_string(view.bootloader));
     try {
         r.boot_id = current_boot_id();
-    } catch (const Error&) {
-    }
+    } catch (const Error&) {}
     r.reason = reason;
     try {
         append_journal(state, r);
@@ -233,7 +238,7 @@ void settle_interrupted_live(Machine& machine, const BootCheckOptions& opts, Boo
         report.settled.push_back(entry_id(trial->generation) + ": " + reason);
 }
 
-} // namespace
+}  // namespace
 
 BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, const OutputSink& sink) {
     BootCheckReport report;
@@ -278,11 +283,13 @@ BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, c
         if (auto note = disarm_watchdog(opts.watchdog_device)) report.notes.push_back(*note);
     } else {
         mark_bad_with_reason(machine, record.entry, reason);
-        if (opts.on_failure == OnFailure::reboot) report.reboot = true;
-        else if (auto note = disarm_watchdog(opts.watchdog_device)) report.notes.push_back(*note);
+        if (opts.on_failure == OnFailure::reboot)
+            report.reboot = true;
+        else if (auto note = disarm_watchdog(opts.watchdog_device))
+            report.notes.push_back(*note);
     }
     spdlog::debug("verdict on {}: {} ({})", record.entry, to_string(decision.verdict), decision.reason);
     return report;
 }
 
-} // namespace nixboot::health
+}  // namespace nixboot::health

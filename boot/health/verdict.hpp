@@ -57,13 +57,13 @@ struct BootCheckReport {
     RecordSource source = RecordSource::stage1;
     std::vector<CheckResult> results;
     std::vector<CheckRefusal> refused;
-    std::optional<Decision> decision;  // trial boots only
-    bool resumed = false;              // the verdict came from an earlier run
-    std::vector<std::string> settled;  // trials resolved as bad: "ENTRY: REASON"
-    std::vector<std::string> finished; // promotions an earlier boot's power cut interrupted
-    std::vector<std::string> notes;    // problems that did not stop the check
-    bool reboot = false;               // the caller must run the reboot command
-    bool healthy = true;               // every required check passed (or good)
+    std::optional<Decision> decision;   // trial boots only
+    bool resumed = false;               // the verdict came from an earlier run
+    std::vector<std::string> settled;   // trials resolved as bad: "ENTRY: REASON"
+    std::vector<std::string> finished;  // promotions an earlier boot's power cut interrupted
+    std::vector<std::string> notes;     // problems that did not stop the check
+    bool reboot = false;                // the caller must run the reboot command
+    bool healthy = true;                // every required check passed (or good)
 };
 
 // The whole late check. Throws Error (nothing marked) when the checks
@@ -77,4 +77,4 @@ std::string unverdicted_trial_reason(unsigned trial_generation, std::optional<un
 // its own magic close when it sees RUN/nixboot/verdict). Returns a note or nullopt.
 std::optional<std::string> disarm_watchdog(const std::filesystem::path& device);
 
-} // namespace nixboot::health
+}  // namespace nixboot::health

@@ -27,18 +27,14 @@ std::optional<std::string> Watchdog::set_timeout(unsigned seconds) {
 }
 
 void Watchdog::feed() {
-    if (::write(fd_.get(), &watchdog_feed_byte, 1) != 1)
-        throw_errno("feeding watchdog '" + device_ + "'");
+    if (::write(fd_.get(), &watchdog_feed_byte, 1) != 1) throw_errno("feeding watchdog '" + device_ + "'");
 }
 
-void Watchdog::hand_over() {
-    fd_.close(device_.c_str());
-}
+void Watchdog::hand_over() { fd_.close(device_.c_str()); }
 
 void Watchdog::disarm() {
-    if (::write(fd_.get(), &watchdog_magic_byte, 1) != 1)
-        throw_errno("disarming watchdog '" + device_ + "'");
+    if (::write(fd_.get(), &watchdog_magic_byte, 1) != 1) throw_errno("disarming watchdog '" + device_ + "'");
     fd_.close(device_.c_str());
 }
 
-} // namespace nixboot::health
+}  // namespace nixboot::health

@@ -42,4 +42,4 @@ private:
     Fd fd_;
 };
 
-} // namespace nixboot::health
+}  // namespace nixboot::health

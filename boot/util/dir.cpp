@@ -94,11 +94,9 @@ std::string temp_name_for(std::string_view name) {
     return "." + std::string(name) + suffix;
 }
 
-} // namespace
+}  // namespace
 
-IoStats io_stats() noexcept {
-    return IoStats{g_writes.load(), g_renames.load(), g_fsyncs.load(), g_removes.load()};
-}
+IoStats io_stats() noexcept { return IoStats{g_writes.load(), g_renames.load(), g_fsyncs.load(), g_removes.load()}; }
 
 void reset_io_stats() noexcept {
     g_writes = 0;
@@ -145,7 +143,8 @@ std::optional<std::string> read_file_if_exists(const std::filesystem::path& path
         }
         if (n == 0) break;
         got += static_cast<std::size_t>(n);
-        if (got > max_bytes) throw Error("reading " + quoted(path) + ": larger than " + std::to_string(max_bytes) + " bytes");
+        if (got > max_bytes)
+            throw Error("reading " + quoted(path) + ": larger than " + std::to_string(max_bytes) + " bytes");
     }
     content.resize(got);
     fd.close(path.c_str());
@@ -193,7 +192,10 @@ std::pair<Fd, std::string> RootDir::open_parent(std::string_view rel) const {
         shown /= std::string(parts[i]);
         const std::string part(parts[i]);
         const int next = ::openat(dir.get(), part.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (next < 0) { const int err = errno; throw_open_error(err, dir.get(), part, "opening directory", shown); }
+        if (next < 0) {
+            const int err = errno;
+            throw_open_error(err, dir.get(), part, "opening directory", shown);
+        }
         dir = Fd(next);
     }
     return {std::move(dir), std::string(parts.back())};
@@ -202,7 +204,10 @@ std::pair<Fd, std::string> RootDir::open_parent(std::string_view rel) const {
 Fd RootDir::open_file(std::string_view rel, int flags, unsigned mode) const {
     auto [dir, name] = open_parent(rel);
     const int fd = ::openat(dir.get(), name.c_str(), flags | O_NOFOLLOW | O_CLOEXEC, mode);
-    if (fd < 0) { const int err = errno; throw_open_error(err, dir.get(), name, "opening", display(rel)); }
+    if (fd < 0) {
+        const int err = errno;
+        throw_open_error(err, dir.get(), name, "opening", display(rel));
+    }
     return Fd(fd);
 }
 
@@ -218,8 +223,7 @@ std::optional<std::string> RootDir::read(std::string_view rel, std::size_t max_b
     if (::fstat(fd.get(), &st) != 0) throw_errno("reading " + quoted(display(rel)));
     if (!S_ISREG(st.st_mode)) throw Error("reading " + quoted(display(rel)) + ": not a regular file");
     if (static_cast<std::uint64_t>(st.st_size) > max_bytes)
-        throw Error("reading " + quoted(display(rel)) + ": larger than " + std::to_string(max_bytes) +
-                    " bytes");
+        throw Error("reading " + quoted(display(rel)) + ": larger than " + std::to_string(max_bytes) + " bytes");
     std::string content;
     char buffer[65536];
     for (;;) {
@@ -231,8 +235,7 @@ std::optional<std::string> RootDir::read(std::string_view rel, std::size_t max_b
         if (n == 0) break;
         content.append(buffer, static_cast<std::size_t>(n));
         if (content.size() > max_bytes)
-            throw Error("reading " + quoted(display(rel)) + ": larger than " + std::to_string(max_bytes) +
-                        " bytes");
+            throw Error("reading " + quoted(display(rel)) + ": larger than " + std::to_string(max_bytes) + " bytes");
     }
     fd.close(display(rel).c_str());
     return content;
@@ -291,8 +294,11 @@ bool RootDir::is_regular_file(std::string_view rel) const {
 }
 
 AtomicFile::AtomicFile(AtomicFile&& other) noexcept
-    : dir_(std::move(other.dir_)), file_(std::move(other.file_)), name_(std::move(other.name_)),
-      temp_(std::exchange(other.temp_, std::string())), shown_(std::move(other.shown_)) {}
+    : dir_(std::move(other.dir_)),
+      file_(std::move(other.file_)),
+      name_(std::move(other.name_)),
+      temp_(std::exchange(other.temp_, std::string())),
+      shown_(std::move(other.shown_)) {}
 
 AtomicFile::~AtomicFile() {
     if (!temp_.empty() && dir_) ::unlinkat(dir_.get(), temp_.c_str(), 0);
@@ -386,7 +392,10 @@ void RootDir::append(std::string_view rel, std::string_view data, Sync sync) {
     struct stat st {};
     const bool existed = ::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0;
     Fd file(::openat(dir.get(), name.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_NOFOLLOW | O_CLOEXEC, 0644));
-    if (!file) { const int err = errno; throw_open_error(err, dir.get(), name, "opening", shown); }
+    if (!file) {
+        const int err = errno;
+        throw_open_error(err, dir.get(), name, "opening", shown);
+    }
     write_all(file.get(), data.data(), data.size(), shown);
     ++g_writes;
     if (sync != Sync::no) do_fsync(file.get(), shown);
@@ -460,7 +469,10 @@ void RootDir::mkdirs(std::string_view rel) {
         if (::mkdirat(dir.get(), name.c_str(), 0755) != 0 && errno != EEXIST)
             throw_errno("creating directory " + quoted(shown));
         const int next = ::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (next < 0) { const int err = errno; throw_open_error(err, dir.get(), name, "opening directory", shown); }
+        if (next < 0) {
+            const int err = errno;
+            throw_open_error(err, dir.get(), name, "opening directory", shown);
+        }
         dir = Fd(next);
     }
 }
@@ -482,7 +494,7 @@ bool temp_file_is_stale(int dir_fd, const std::string& name) {
     return pid <= 0 || pid == ::getpid() || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH);
 }
 
-} // namespace
+}  // namespace
 
 std::size_t RootDir::remove_stale_temp_files(std::string_view rel, Sync sync) {
     std::size_t removed = 0;
@@ -515,4 +527,4 @@ void RootDir::fsync_dir(std::string_view rel) const {
     do_fsync_dir(dir.get(), display(rel));
 }
 
-} // namespace nixboot
+}  // namespace nixboot

@@ -74,14 +74,17 @@ public:
 private:
     friend class RootDir;
     AtomicFile(Fd dir, Fd file, std::string name, std::string temp, std::filesystem::path shown)
-        : dir_(std::move(dir)), file_(std::move(file)), name_(std::move(name)), temp_(std::move(temp)),
+        : dir_(std::move(dir)),
+          file_(std::move(file)),
+          name_(std::move(name)),
+          temp_(std::move(temp)),
           shown_(std::move(shown)) {}
 
     Fd dir_;
     Fd file_;
-    std::string name_;            // target name in dir_
-    std::string temp_;            // temp name in dir_; empty once committed or moved from
-    std::filesystem::path shown_; // the target's full path, for messages
+    std::string name_;             // target name in dir_
+    std::string temp_;             // temp name in dir_; empty once committed or moved from
+    std::filesystem::path shown_;  // the target's full path, for messages
 };
 
 class RootDir {
@@ -114,8 +117,7 @@ public:
     // renameat over `rel`, fsync the directory. On any failure the old file is
     // untouched and the temp file removed. Sync::no skips both fsyncs (tests,
     // state that may be lost).
-    void write_atomic(std::string_view rel, std::string_view data, Sync sync,
-                      unsigned mode = 0644);
+    void write_atomic(std::string_view rel, std::string_view data, Sync sync, unsigned mode = 0644);
     // Starts replacing `rel` (its directory must exist); see AtomicFile.
     AtomicFile begin_atomic(std::string_view rel, unsigned mode = 0644) const;
     // Atomically copies the outside regular file `src` to `rel` (same steps).
@@ -163,4 +165,4 @@ private:
     Fd fd_;
 };
 
-} // namespace nixboot
+}  // namespace nixboot

@@ -13,7 +13,7 @@ std::string errno_text(int errno_value) {
     const char* text = strerror_r(errno_value, buffer, sizeof buffer);
     return text;
 }
-} // namespace
+}  // namespace
 
 SysError::SysError(int errno_value, const std::string& context)
     : Error(context + ": " + errno_text(errno_value)), errno_value_(errno_value) {}
@@ -33,4 +33,4 @@ void rethrow_with_context(const Error& e, const std::string& context) {
     throw Error(message);
 }
 
-} // namespace nixboot
+}  // namespace nixboot

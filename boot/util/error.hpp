@@ -33,8 +33,7 @@ public:
     SysError(int errno_value, const std::string& context);
     // A message that already ends with the errno text (used when adding context).
     struct Verbatim {};
-    SysError(Verbatim, int errno_value, const std::string& message)
-        : Error(message), errno_value_(errno_value) {}
+    SysError(Verbatim, int errno_value, const std::string& message) : Error(message), errno_value_(errno_value) {}
     int errno_value() const noexcept { return errno_value_; }
 
 private:
@@ -48,4 +47,4 @@ private:
 // types above, to add context while unwinding (Nix's addTrace, in one line).
 [[noreturn]] void rethrow_with_context(const Error& e, const std::string& context);
 
-} // namespace nixboot
+}  // namespace nixboot

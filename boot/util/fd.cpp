@@ -28,4 +28,4 @@ void Fd::close(const char* what) {
     if (::close(fd) != 0 && errno != EINTR) throw_errno(std::string("closing ") + what);
 }
 
-} // namespace nixboot
+}  // namespace nixboot

@@ -28,4 +28,4 @@ private:
     int fd_ = -1;
 };
 
-} // namespace nixboot
+}  // namespace nixboot

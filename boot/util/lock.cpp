@@ -27,7 +27,8 @@ Lock Lock::acquire(const std::filesystem::path& state_dir, LockWait wait, std::s
     return Lock(std::move(path), std::move(fd));
 }
 
-Lock Lock::acquire_within(const std::filesystem::path& state_dir, std::chrono::milliseconds bound, std::string_view name) {
+Lock Lock::acquire_within(const std::filesystem::path& state_dir, std::chrono::milliseconds bound,
+                          std::string_view name) {
     // flock(2) has no timeout: poll the non-blocking lock. 50 ms is short
     // beside a command holding it and cheap beside a boot.
     const auto deadline = std::chrono::steady_clock::now() + bound;
@@ -46,4 +47,4 @@ Lock Lock::acquire_within(const std::filesystem::path& state_dir, std::chrono::m
     }
 }
 
-} // namespace nixboot
+}  // namespace nixboot

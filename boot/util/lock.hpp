@@ -36,4 +36,4 @@ private:
     Fd fd_;
 };
 
-} // namespace nixboot
+}  // namespace nixboot

@@ -43,8 +43,7 @@ std::string decode_units(std::span<const std::uint8_t> data, std::size_t count, 
         if (unit >= 0xdc00 && unit <= 0xdfff)
             throw Error("unpaired surrogate " + hex16(unit) + " at byte " + std::to_string(at));
         if (unit >= 0xd800 && unit <= 0xdbff) {
-            if (i + 1 >= count)
-                throw Error("unpaired surrogate " + hex16(unit) + " at byte " + std::to_string(at));
+            if (i + 1 >= count) throw Error("unpaired surrogate " + hex16(unit) + " at byte " + std::to_string(at));
             const unsigned low = data[2 * i + 2] | (static_cast<unsigned>(data[2 * i + 3]) << 8);
             if (low < 0xdc00 || low > 0xdfff)
                 throw Error("unpaired surrogate " + hex16(unit) + " at byte " + std::to_string(at));
@@ -57,7 +56,7 @@ std::string decode_units(std::span<const std::uint8_t> data, std::size_t count, 
     return out;
 }
 
-} // namespace
+}  // namespace
 
 std::string utf16le_to_utf8(std::span<const std::uint8_t> data, Terminator terminator, std::size_t max_bytes) {
     if (data.size() > max_bytes) throw Error("longer than " + std::to_string(max_bytes) + " bytes");
@@ -133,7 +132,7 @@ std::size_t decode_utf8(std::string_view text, std::size_t i, char32_t& cp) {
     }
 }
 
-} // namespace
+}  // namespace
 
 void validate_utf8(std::string_view text) {
     char32_t cp = 0;
@@ -164,4 +163,4 @@ std::vector<std::uint8_t> utf8_to_utf16le(std::string_view text, Terminator term
     return out;
 }
 
-} // namespace nixboot
+}  // namespace nixboot

@@ -17,13 +17,11 @@ enum class Terminator { required, forbidden };
 // reason only (callers add which variable), e.g. "odd length (5 bytes)",
 // "unpaired surrogate 0xd800 at byte 2", "NUL at byte 4 before the end",
 // "missing NUL terminator", "longer than 4096 bytes".
-std::string utf16le_to_utf8(std::span<const std::uint8_t> data, Terminator terminator,
-                            std::size_t max_bytes = 4096);
+std::string utf16le_to_utf8(std::span<const std::uint8_t> data, Terminator terminator, std::size_t max_bytes = 4096);
 
 // Splits a list of NUL-terminated UTF-16LE strings (LoaderEntries) and decodes
 // each strictly; empty strings are rejected, trailing NULs padding is not.
-std::vector<std::string> utf16le_list_to_utf8(std::span<const std::uint8_t> data,
-                                              std::size_t max_bytes = 65536);
+std::vector<std::string> utf16le_list_to_utf8(std::span<const std::uint8_t> data, std::size_t max_bytes = 65536);
 
 // Encodes valid UTF-8 as UTF-16LE, with one NUL terminator if requested.
 // Throws Error on invalid UTF-8 (overlong, surrogates, truncated) or NUL inside.
@@ -34,4 +32,4 @@ std::vector<std::uint8_t> utf8_to_utf16le(std::string_view text, Terminator term
 // forbid control characters check those themselves).
 void validate_utf8(std::string_view text);
 
-} // namespace nixboot
+}  // namespace nixboot

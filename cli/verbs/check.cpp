@@ -45,7 +45,8 @@ int run_check(Context& ctx, const po::variables_map& vm) {
 
     const auto& rec = r.record;
     bool trial = rec.trial == health::TrialBoot::yes && !rec.entry.empty();
-    std::vector<std::string> reboot_cmd = health::command_from_env("NIXBOOT_REBOOT_COMMAND", ctx.machine_options().reboot_command);
+    std::vector<std::string> reboot_cmd =
+        health::command_from_env("NIXBOOT_REBOOT_COMMAND", ctx.machine_options().reboot_command);
     if (json) {
         nlohmann::json j;
         j["entry"] = rec.entry;
@@ -53,12 +54,17 @@ int run_check(Context& ctx, const po::variables_map& vm) {
         j["record"] = r.source == health::RecordSource::stage1 ? "stage1" : "recomputed";
         j["checks"] = nlohmann::json::array();
         for (const auto& c : r.results)
-            j["checks"].push_back({{"name", c.name}, {"kind", health::to_string(c.kind)},
-                                   {"outcome", health::to_string(c.outcome)}, {"detail", c.detail},
+            j["checks"].push_back({{"name", c.name},
+                                   {"kind", health::to_string(c.kind)},
+                                   {"outcome", health::to_string(c.outcome)},
+                                   {"detail", c.detail},
                                    {"ms", c.duration.count()}});
         for (const auto& c : r.refused)
-            j["checks"].push_back({{"name", c.name}, {"kind", health::to_string(c.kind)},
-                                   {"outcome", "refused"}, {"detail", c.reason}, {"ms", 0}});
+            j["checks"].push_back({{"name", c.name},
+                                   {"kind", health::to_string(c.kind)},
+                                   {"outcome", "refused"},
+                                   {"detail", c.reason},
+                                   {"ms", 0}});
         j["verdict"] = r.decision ? nlohmann::json(health::to_string(r.decision->verdict)) : nlohmann::json(nullptr);
         j["reason"] = r.decision ? r.decision->reason : "";
         j["settled"] = r.settled;
@@ -101,16 +107,17 @@ int run_check(Context& ctx, const po::variables_map& vm) {
     return r.healthy ? 0 : 1;
 }
 
-VerbRegistration reg{Verb{
-    "check", "[--run DIR] [--cmdline FILE] [--uptime FILE]",
-    "run the health checks; on a trial boot promote it or mark it bad and reboot", 60,
-    [](po::options_description& d, po::positional_options_description&) {
-        d.add_options()
-            ("run", po::value<std::string>()->value_name("DIR"), "the /run directory holding nixboot/boot (default /run)")
-            ("cmdline", po::value<std::string>()->value_name("FILE"), "kernel command line (default /proc/cmdline)")
-            ("uptime", po::value<std::string>()->value_name("FILE"), "uptime source for the verdict timeout (default /proc/uptime)");
-    },
-    run_check, Mutates::yes}};
+VerbRegistration reg{Verb{"check", "[--run DIR] [--cmdline FILE] [--uptime FILE]",
+                          "run the health checks; on a trial boot promote it or mark it bad and reboot", 60,
+                          [](po::options_description& d, po::positional_options_description&) {
+                              d.add_options()("run", po::value<std::string>()->value_name("DIR"),
+                                              "the /run directory holding nixboot/boot (default /run)")(
+                                  "cmdline", po::value<std::string>()->value_name("FILE"),
+                                  "kernel command line (default /proc/cmdline)")(
+                                  "uptime", po::value<std::string>()->value_name("FILE"),
+                                  "uptime source for the verdict timeout (default /proc/uptime)");
+                          },
+                          run_check, Mutates::yes}};
 
 }  // namespace
 }  // namespace nixboot::cli

@@ -53,11 +53,15 @@ int run_checks_verb(Context& ctx, const po::variables_map& vm) {
         j["checks_dir"] = ctx.config.checks_dir.string();
         j["configured"] = nlohmann::json::array();
         for (const auto& c : d.checks)
-            j["configured"].push_back({{"name", c.name}, {"kind", health::to_string(c.kind)},
-                                       {"path", c.path.string()}, {"timeout", c.timeout.count() / 1000}});
+            j["configured"].push_back({{"name", c.name},
+                                       {"kind", health::to_string(c.kind)},
+                                       {"path", c.path.string()},
+                                       {"timeout", c.timeout.count() / 1000}});
         for (const auto& c : d.refused)
-            j["configured"].push_back({{"name", c.name}, {"kind", health::to_string(c.kind)},
-                                       {"path", c.path.string()}, {"refused", c.reason}});
+            j["configured"].push_back({{"name", c.name},
+                                       {"kind", health::to_string(c.kind)},
+                                       {"path", c.path.string()},
+                                       {"refused", c.reason}});
         j["ignored"] = d.ignored;
         ctx.out << j.dump() << "\n";
         return 0;
@@ -76,13 +80,12 @@ int run_checks_verb(Context& ctx, const po::variables_map& vm) {
     return d.refused.empty() ? 0 : 1;
 }
 
-VerbRegistration reg{Verb{
-    "checks", "[--builtin-dir DIR]", "list the built-in and the configured health checks", 61,
-    [](po::options_description& d, po::positional_options_description&) {
-        d.add_options()("builtin-dir", po::value<std::string>()->value_name("DIR"),
-                        "where the built-in checks are (default PREFIX/libexec/nixboot/checks)");
-    },
-    run_checks_verb}};
+VerbRegistration reg{Verb{"checks", "[--builtin-dir DIR]", "list the built-in and the configured health checks", 61,
+                          [](po::options_description& d, po::positional_options_description&) {
+                              d.add_options()("builtin-dir", po::value<std::string>()->value_name("DIR"),
+                                              "where the built-in checks are (default PREFIX/libexec/nixboot/checks)");
+                          },
+                          run_checks_verb}};
 
 }  // namespace
 }  // namespace nixboot::cli

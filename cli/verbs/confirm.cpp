@@ -46,16 +46,16 @@ int run_live_revert(Context& ctx, const po::variables_map& vm) {
     return 0;
 }
 
-VerbRegistration confirm_reg{Verb{
-    "confirm", "", "accept the running live trial (run it from a new connection)", 25,
-    [](po::options_description&, po::positional_options_description&) {}, run_confirm, Mutates::yes}};
+VerbRegistration confirm_reg{Verb{"confirm", "", "accept the running live trial (run it from a new connection)", 25,
+                                  [](po::options_description&, po::positional_options_description&) {}, run_confirm,
+                                  Mutates::yes}};
 
-VerbRegistration revert_reg{Verb{
-    "live-revert", "[--reason TEXT]", "revert the running live trial (run by its timer)", 26,
-    [](po::options_description& d, po::positional_options_description&) {
-        d.add_options()("reason", po::value<std::string>()->value_name("TEXT"), "why, for the journal");
-    },
-    run_live_revert, Mutates::yes}};
+VerbRegistration revert_reg{
+    Verb{"live-revert", "[--reason TEXT]", "revert the running live trial (run by its timer)", 26,
+         [](po::options_description& d, po::positional_options_description&) {
+             d.add_options()("reason", po::value<std::string>()->value_name("TEXT"), "why, for the journal");
+         },
+         run_live_revert, Mutates::yes}};
 
 }  // namespace
 }  // namespace nixboot::cli

@@ -9,28 +9,27 @@ namespace nixboot::cli {
 namespace {
 
 int run_mark_bad(Context& ctx, const po::variables_map& vm) {
-  std::string id;
-  if (vm.count("entry")) {
-    id = entry_argument(vm["entry"].as<std::string>());
-  } else {
-    auto b = ctx.machine().booted_entry();
-    if (!b) throw Error("mark-bad: no GEN given and the loader did not say which entry booted");
-    id = *b;
-  }
-  ctx.machine().mark_bad(id, vm.count("reason") ? vm["reason"].as<std::string>() : "marked bad by hand");
-  ctx.out << id << " is bad\n";
-  return 0;
+    std::string id;
+    if (vm.count("entry")) {
+        id = entry_argument(vm["entry"].as<std::string>());
+    } else {
+        auto b = ctx.machine().booted_entry();
+        if (!b) throw Error("mark-bad: no GEN given and the loader did not say which entry booted");
+        id = *b;
+    }
+    ctx.machine().mark_bad(id, vm.count("reason") ? vm["reason"].as<std::string>() : "marked bad by hand");
+    ctx.out << id << " is bad\n";
+    return 0;
 }
 
-VerbRegistration reg{Verb{
-    "mark-bad", "[GEN] [--reason TEXT]", "mark GEN (default: the booted entry) bad; the default stays good", 71,
-    [](po::options_description& d, po::positional_options_description& p) {
-      d.add_options()
-          ("entry", po::value<std::string>()->value_name("GEN"), "generation number or entry ID")
-          ("reason", po::value<std::string>()->value_name("TEXT"), "why, for the journal");
-      p.add("entry", 1);
-    },
-    run_mark_bad, Mutates::yes}};
+VerbRegistration reg{
+    Verb{"mark-bad", "[GEN] [--reason TEXT]", "mark GEN (default: the booted entry) bad; the default stays good", 71,
+         [](po::options_description& d, po::positional_options_description& p) {
+             d.add_options()("entry", po::value<std::string>()->value_name("GEN"), "generation number or entry ID")(
+                 "reason", po::value<std::string>()->value_name("TEXT"), "why, for the journal");
+             p.add("entry", 1);
+         },
+         run_mark_bad, Mutates::yes}};
 
 }  // namespace
 }  // namespace nixboot::cli

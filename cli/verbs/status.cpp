@@ -18,73 +18,77 @@ namespace {
 nlohmann::json opt(const std::optional<std::string>& s) { return s ? nlohmann::json(*s) : nlohmann::json(nullptr); }
 
 std::string describe(const LoaderView& v, const std::optional<std::string>& id) {
-  if (!id) return "(none)";
-  const auto* e = v.find(*id);
-  if (!e) return *id + " (not a nixboot entry)";
-  std::string s = *id + " (" + std::string(to_string(e->state));
-  if (e->state == EntryState::trial) s += ", " + std::to_string(e->tries_left) + " left";
-  return s + ")";
+    if (!id) return "(none)";
+    const auto* e = v.find(*id);
+    if (!e) return *id + " (not a nixboot entry)";
+    std::string s = *id + " (" + std::string(to_string(e->state));
+    if (e->state == EntryState::trial) s += ", " + std::to_string(e->tries_left) + " left";
+    return s + ")";
 }
 
 // A trial that booted with its last try reads "+0-N" (bad by its name) until
 // its verdict; the journal tells the difference: armed, not yet judged.
 bool verdict_pending(const Context& ctx, const LoaderView& v) {
-  if (!v.booted) return false;
-  const auto* e = v.find(*v.booted);
-  if (!e || e->state == EntryState::good) return false;
-  std::optional<JournalEvent> last;
-  for (const auto& r : read_journal(ctx.config.state).records)
-    if (r.entry == *v.booted && (r.event == JournalEvent::arm || r.event == JournalEvent::good ||
-                                 r.event == JournalEvent::bad || r.event == JournalEvent::live_start))
-      last = r.event;
-  return last == JournalEvent::arm || last == JournalEvent::live_start;
+    if (!v.booted) return false;
+    const auto* e = v.find(*v.booted);
+    if (!e || e->state == EntryState::good) return false;
+    std::optional<JournalEvent> last;
+    for (const auto& r : read_journal(ctx.config.state).records)
+        if (r.entry == *v.booted && (r.event == JournalEvent::arm || r.event == JournalEvent::good ||
+                                     r.event == JournalEvent::bad || r.event == JournalEvent::live_start))
+            last = r.event;
+    return last == JournalEvent::arm || last == JournalEvent::live_start;
 }
 
 int run_status(Context& ctx, const po::variables_map&) {
-  auto st = ctx.machine().status();
-  const auto& v = st.view;
-  bool pending = verdict_pending(ctx, v);
-  if (ctx.format == Format::json) {
-    nlohmann::json j;
-    j["bootloader"] = std::string(to_string(v.bootloader));
-    j["loader_info"] = v.loader_info;
-    j["booted"] = opt(v.booted);
-    j["booted_file"] = opt(v.booted_file);
-    j["default"] = opt(v.persistent_default);
-    j["next_boot"] = opt(v.next_boot);
-    j["armed"] = opt(v.armed);
-    j["armed_mode"] = v.armed_mode ? nlohmann::json(*v.armed_mode == ArmMode::one_shot ? "one-shot" : "sort-order")
-                                   : nlohmann::json(nullptr);
-    j["vars_writable"] = v.vars_writable;
-    j["verdict_pending"] = pending;
-    j["profile_generation"] = st.profile_generation ? nlohmann::json(*st.profile_generation) : nlohmann::json(nullptr);
-    j["entries"] = nlohmann::json::array();
-    for (const auto& e : v.entries) j["entries"].push_back(entry_json(e));
-    j["warnings"] = v.warnings;
-    ctx.out << j.dump() << "\n";
+    auto st = ctx.machine().status();
+    const auto& v = st.view;
+    bool pending = verdict_pending(ctx, v);
+    if (ctx.format == Format::json) {
+        nlohmann::json j;
+        j["bootloader"] = std::string(to_string(v.bootloader));
+        j["loader_info"] = v.loader_info;
+        j["booted"] = opt(v.booted);
+        j["booted_file"] = opt(v.booted_file);
+        j["default"] = opt(v.persistent_default);
+        j["next_boot"] = opt(v.next_boot);
+        j["armed"] = opt(v.armed);
+        j["armed_mode"] = v.armed_mode ? nlohmann::json(*v.armed_mode == ArmMode::one_shot ? "one-shot" : "sort-order")
+                                       : nlohmann::json(nullptr);
+        j["vars_writable"] = v.vars_writable;
+        j["verdict_pending"] = pending;
+        j["profile_generation"] =
+            st.profile_generation ? nlohmann::json(*st.profile_generation) : nlohmann::json(nullptr);
+        j["entries"] = nlohmann::json::array();
+        for (const auto& e : v.entries) j["entries"].push_back(entry_json(e));
+        j["warnings"] = v.warnings;
+        ctx.out << j.dump() << "\n";
+        return 0;
+    }
+    auto& o = ctx.out;
+    o << "bootloader:  " << to_string(v.bootloader) << (v.loader_info.empty() ? "" : " (" + v.loader_info + ")")
+      << "\n";
+    o << "booted:      " << describe(v, v.booted) << (v.booted_file ? "  [" + *v.booted_file + "]" : "")
+      << (pending ? "  trial boot, verdict pending" : "") << "\n";
+    o << "default:     " << describe(v, v.persistent_default) << "\n";
+    o << "next boot:   " << describe(v, v.next_boot) << "\n";
+    if (v.armed)
+        o << "trial:       " << describe(v, v.armed) << " armed "
+          << (v.armed_mode == ArmMode::one_shot ? "as a one-shot" : "by sort order") << "\n";
+    else
+        o << "trial:       none armed\n";
+    o << "profile:     "
+      << (st.profile_generation ? "generation " + std::to_string(*st.profile_generation) : "(unknown)") << "\n";
+    o << "EFI vars:    " << (v.vars_writable ? "writable" : "not writable") << "\n";
+    unsigned good = 0, trial = 0, bad = 0;
+    for (const auto& e : v.entries) (e.state == EntryState::good ? good : e.state == EntryState::trial ? trial : bad)++;
+    o << "entries:     " << v.entries.size() << " (" << good << " good, " << trial << " trial, " << bad << " bad)\n";
+    for (const auto& w : v.warnings) spdlog::warn("{}", w);
     return 0;
-  }
-  auto& o = ctx.out;
-  o << "bootloader:  " << to_string(v.bootloader) << (v.loader_info.empty() ? "" : " (" + v.loader_info + ")") << "\n";
-  o << "booted:      " << describe(v, v.booted) << (v.booted_file ? "  [" + *v.booted_file + "]" : "")
-    << (pending ? "  trial boot, verdict pending" : "") << "\n";
-  o << "default:     " << describe(v, v.persistent_default) << "\n";
-  o << "next boot:   " << describe(v, v.next_boot) << "\n";
-  if (v.armed)
-    o << "trial:       " << describe(v, v.armed) << " armed "
-      << (v.armed_mode == ArmMode::one_shot ? "as a one-shot" : "by sort order") << "\n";
-  else
-    o << "trial:       none armed\n";
-  o << "profile:     " << (st.profile_generation ? "generation " + std::to_string(*st.profile_generation) : "(unknown)") << "\n";
-  o << "EFI vars:    " << (v.vars_writable ? "writable" : "not writable") << "\n";
-  unsigned good = 0, trial = 0, bad = 0;
-  for (const auto& e : v.entries) (e.state == EntryState::good ? good : e.state == EntryState::trial ? trial : bad)++;
-  o << "entries:     " << v.entries.size() << " (" << good << " good, " << trial << " trial, " << bad << " bad)\n";
-  for (const auto& w : v.warnings) spdlog::warn("{}", w);
-  return 0;
 }
 
-VerbRegistration reg{Verb{"status", "", "what booted, trial state, tries left, default, one-shot", 40, nullptr, run_status}};
+VerbRegistration reg{
+    Verb{"status", "", "what booted, trial state, tries left, default, one-shot", 40, nullptr, run_status}};
 
 }  // namespace
 }  // namespace nixboot::cli

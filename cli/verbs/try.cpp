@@ -13,62 +13,66 @@ namespace nixboot::cli {
 namespace {
 
 int run_try(Context& ctx, const po::variables_map& vm) {
-  if (!vm.count("generation")) throw UsageError("try: missing GEN (see 'nixboot try --help')");
-  unsigned gen = generation_argument("try: GEN", vm["generation"].as<std::string>());
-  if (vm.count("tries")) apply_config_value(ctx.config, "tries", vm["tries"].as<std::string>(), "--tries");
-  if (vm.count("confirm-timeout"))
-    apply_config_value(ctx.config, "confirm-timeout", vm["confirm-timeout"].as<std::string>(), "--confirm-timeout");
-  bool live = vm.count("live") > 0;
-  if (vm.count("confirm-timeout") && !live) throw UsageError("try: --confirm-timeout needs --live");
-  if (live && vm.count("reboot")) throw UsageError("try: --live and --reboot exclude each other");
-  if (live) {
-    health::LiveOptions lo;
-    lo.profile = ctx.config.profile;
-    lo.state = ctx.config.state;
-    lo.checks_dir = ctx.config.checks_dir;
-    lo.check_settings.default_timeout = std::chrono::seconds(ctx.config.check_timeout);
-    lo.check_settings.sections = ctx.config.checks;
-    lo.confirm_timeout = std::chrono::seconds(ctx.config.confirm_timeout);
-    lo.revert_argv = {ctx.self};
-    lo.revert_argv.insert(lo.revert_argv.end(), ctx.global_args.begin(), ctx.global_args.end());
-    lo.revert_argv.push_back("live-revert");
-    auto report = health::start_live_trial(ctx.machine(), gen, lo, [&](std::string_view line) { ctx.out << line << "\n"; });
-    if (report.reverted) throw Error("live trial of generation " + std::to_string(gen) + " reverted: " + report.reason);
-    ctx.out << "generation " << gen << " is live; run 'nixboot confirm' from a new connection within "
-            << ctx.config.confirm_timeout << " s, or it reverts\n";
-    return 0;
-  }
-  TryOptions to;
-  to.tries = ctx.config.tries;
-  to.reboot = vm.count("reboot") ? Reboot::yes : Reboot::no;
-  to.accept_risk = vm.count("accept-risk") > 0;
-  auto r = ctx.machine().try_generation(gen, to);
-  if (ctx.format == Format::json) {
-    ctx.out << nlohmann::json{{"entry", r.entry},
-                              {"mode", r.mode == ArmMode::one_shot ? "one-shot" : "sort-order"},
-                              {"tries", r.tries},
-                              {"fallback", r.fallback}}
-                   .dump()
+    if (!vm.count("generation")) throw UsageError("try: missing GEN (see 'nixboot try --help')");
+    unsigned gen = generation_argument("try: GEN", vm["generation"].as<std::string>());
+    if (vm.count("tries")) apply_config_value(ctx.config, "tries", vm["tries"].as<std::string>(), "--tries");
+    if (vm.count("confirm-timeout"))
+        apply_config_value(ctx.config, "confirm-timeout", vm["confirm-timeout"].as<std::string>(), "--confirm-timeout");
+    bool live = vm.count("live") > 0;
+    if (vm.count("confirm-timeout") && !live) throw UsageError("try: --confirm-timeout needs --live");
+    if (live && vm.count("reboot")) throw UsageError("try: --live and --reboot exclude each other");
+    if (live) {
+        health::LiveOptions lo;
+        lo.profile = ctx.config.profile;
+        lo.state = ctx.config.state;
+        lo.checks_dir = ctx.config.checks_dir;
+        lo.check_settings.default_timeout = std::chrono::seconds(ctx.config.check_timeout);
+        lo.check_settings.sections = ctx.config.checks;
+        lo.confirm_timeout = std::chrono::seconds(ctx.config.confirm_timeout);
+        lo.revert_argv = {ctx.self};
+        lo.revert_argv.insert(lo.revert_argv.end(), ctx.global_args.begin(), ctx.global_args.end());
+        lo.revert_argv.push_back("live-revert");
+        auto report =
+            health::start_live_trial(ctx.machine(), gen, lo, [&](std::string_view line) { ctx.out << line << "\n"; });
+        if (report.reverted)
+            throw Error("live trial of generation " + std::to_string(gen) + " reverted: " + report.reason);
+        ctx.out << "generation " << gen << " is live; run 'nixboot confirm' from a new connection within "
+                << ctx.config.confirm_timeout << " s, or it reverts\n";
+        return 0;
+    }
+    TryOptions to;
+    to.tries = ctx.config.tries;
+    to.reboot = vm.count("reboot") ? Reboot::yes : Reboot::no;
+    to.accept_risk = vm.count("accept-risk") > 0;
+    auto r = ctx.machine().try_generation(gen, to);
+    if (ctx.format == Format::json) {
+        ctx.out << nlohmann::json{{"entry", r.entry},
+                                  {"mode", r.mode == ArmMode::one_shot ? "one-shot" : "sort-order"},
+                                  {"tries", r.tries},
+                                  {"fallback", r.fallback}}
+                       .dump()
+                << "\n";
+        return 0;
+    }
+    ctx.out << "armed " << r.entry << " as a " << (r.mode == ArmMode::one_shot ? "one-shot" : "sort-order")
+            << " trial (" << r.tries << (r.tries == 1 ? " try" : " tries") << "); it falls back to " << r.fallback
             << "\n";
+    if (to.reboot == Reboot::no) ctx.out << "reboot to start the trial\n";
     return 0;
-  }
-  ctx.out << "armed " << r.entry << " as a " << (r.mode == ArmMode::one_shot ? "one-shot" : "sort-order") << " trial ("
-          << r.tries << (r.tries == 1 ? " try" : " tries") << "); it falls back to " << r.fallback << "\n";
-  if (to.reboot == Reboot::no) ctx.out << "reboot to start the trial\n";
-  return 0;
 }
 
 VerbRegistration reg{Verb{
     "try", "GEN [--tries N] [--reboot] [--live --confirm-timeout S]", "arm a one-shot trial of GEN", 20,
     [](po::options_description& d, po::positional_options_description& p) {
-      d.add_options()
-          ("generation", po::value<std::string>()->value_name("GEN"), "the generation number to try")
-          ("tries", po::value<std::string>()->value_name("N"), "boots the trial may take (default from the config, 1); on systemd-boot more than 1 arms by sort order")
-          ("reboot", "reboot right away (systemctl reboot)")
-          ("live", "activate GEN now without a reboot; revert unless confirmed")
-          ("confirm-timeout", po::value<std::string>()->value_name("S"), "seconds to wait for 'nixboot confirm' (default 300)")
-          ("accept-risk", "GRUB: arm even where GRUB cannot save its environment");
-      p.add("generation", 1);
+        d.add_options()("generation", po::value<std::string>()->value_name("GEN"), "the generation number to try")(
+            "tries", po::value<std::string>()->value_name("N"),
+            "boots the trial may take (default from the config, 1); on systemd-boot more than 1 arms by sort order")(
+            "reboot", "reboot right away (systemctl reboot)")(
+            "live", "activate GEN now without a reboot; revert unless confirmed")(
+            "confirm-timeout", po::value<std::string>()->value_name("S"),
+            "seconds to wait for 'nixboot confirm' (default 300)")(
+            "accept-risk", "GRUB: arm even where GRUB cannot save its environment");
+        p.add("generation", 1);
     },
     run_try, Mutates::yes}};
 

@@ -23,7 +23,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     Config config;
     try {
         apply_config_file(config, file, "nixboot.conf");
-    } catch (const UsageError&) {
-    }
+    } catch (const UsageError&) {}
     return 0;
 }

@@ -47,33 +47,30 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         loader.boot_count_path = vars.get_string(efivar_name::loader_boot_count_path);
         // At most 4096 bytes of UTF-16, so at most 6144 of UTF-8.
         FUZZ_CHECK(size <= 4 + 4096 && loader.boot_count_path && loader.boot_count_path->size() <= 6144);
-    } catch (const Error&) {
-    }
+    } catch (const Error&) {}
     if (loader.boot_count_path) {
         try {
             const BootCountPath path = parse_boot_count_path(*loader.boot_count_path);
             FUZZ_CHECK(path.name.counter.has_value());
             FUZZ_CHECK(path.file.rfind("loader/entries/", 0) == 0);
-        } catch (const ParseError&) {
-        }
+        } catch (const ParseError&) {}
         vars.set_string(efivar_name::loader_entry_oneshot, *loader.boot_count_path);
         FUZZ_CHECK(vars.get_string(efivar_name::loader_entry_oneshot) == loader.boot_count_path);
         FUZZ_CHECK(vars.remove(efivar_name::loader_entry_oneshot));
     }
     loader.loader_info = "systemd-boot 252";
-    for (const char* line : {"", "nixboot.entry=nixos-generation-5", "nixboot.entry=a nixboot.trial=a nixboot.consume=stage1"})
+    for (const char* line :
+         {"", "nixboot.entry=nixos-generation-5", "nixboot.entry=a nixboot.trial=a nixboot.consume=stage1"})
         (void)detect_boot(parse_kernel_cmdline(line), loader);
 
     put(vars, efivar_name::loader_features, file);
     try {
         FUZZ_CHECK(vars.get_u64(efivar_name::loader_features).has_value() && size == 12);
-    } catch (const Error&) {
-    }
+    } catch (const Error&) {}
     put(vars, efivar_name::loader_entries, file);
     try {
         const auto entries = vars.get_string_list(efivar_name::loader_entries);
         FUZZ_CHECK(entries && entries->size() <= size / 4);
-    } catch (const Error&) {
-    }
+    } catch (const Error&) {}
     return 0;
 }

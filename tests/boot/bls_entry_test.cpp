@@ -15,17 +15,18 @@
 using namespace nixboot;
 
 TEST_CASE("BLS entry: parse a NixOS entry", "[bls_entry]") {
-    const std::string text = "title NixOS\n"
-                             "version Generation 5 NixOS 24.05.1, Built on 2024-05-01\n"
-                             "sort-key nixos\n"
-                             "linux /EFI/nixos/abc-linux-6.6-bzImage.efi\n"
-                             "initrd /EFI/nixos/ucode.efi\n"
-                             "initrd /EFI/nixos/def-initrd-linux-6.6-initrd.efi\n"
-                             "options init=/nix/store/xyz-nixos-system/init loglevel=4 nixboot.entry=nixos-generation-5\n"
-                             "machine-id 0123456789abcdef0123456789abcdef\n"
-                             "# a comment\n"
-                             "\n"
-                             "devicetree-overlay /dt/a.dtbo\n";
+    const std::string text =
+        "title NixOS\n"
+        "version Generation 5 NixOS 24.05.1, Built on 2024-05-01\n"
+        "sort-key nixos\n"
+        "linux /EFI/nixos/abc-linux-6.6-bzImage.efi\n"
+        "initrd /EFI/nixos/ucode.efi\n"
+        "initrd /EFI/nixos/def-initrd-linux-6.6-initrd.efi\n"
+        "options init=/nix/store/xyz-nixos-system/init loglevel=4 nixboot.entry=nixos-generation-5\n"
+        "machine-id 0123456789abcdef0123456789abcdef\n"
+        "# a comment\n"
+        "\n"
+        "devicetree-overlay /dt/a.dtbo\n";
     const BlsEntry e = parse_bls_entry(text, "loader/entries/nixos-generation-5.conf");
     CHECK(e.title == "NixOS");
     CHECK(e.version == "Generation 5 NixOS 24.05.1, Built on 2024-05-01");
@@ -38,15 +39,16 @@ TEST_CASE("BLS entry: parse a NixOS entry", "[bls_entry]") {
     REQUIRE(e.other.size() == 1);
     CHECK(e.other[0] == std::pair<std::string, std::string>{"devicetree-overlay", "/dt/a.dtbo"});
     CHECK(parse_bls_entry(format_bls_entry(e), "x") == e);
-    CHECK(format_bls_entry(e) == "title NixOS\n"
-                                 "version Generation 5 NixOS 24.05.1, Built on 2024-05-01\n"
-                                 "sort-key nixos\n"
-                                 "machine-id 0123456789abcdef0123456789abcdef\n"
-                                 "linux /EFI/nixos/abc-linux-6.6-bzImage.efi\n"
-                                 "initrd /EFI/nixos/ucode.efi\n"
-                                 "initrd /EFI/nixos/def-initrd-linux-6.6-initrd.efi\n"
-                                 "options init=/nix/store/xyz-nixos-system/init loglevel=4 nixboot.entry=nixos-generation-5\n"
-                                 "devicetree-overlay /dt/a.dtbo\n");
+    CHECK(format_bls_entry(e) ==
+          "title NixOS\n"
+          "version Generation 5 NixOS 24.05.1, Built on 2024-05-01\n"
+          "sort-key nixos\n"
+          "machine-id 0123456789abcdef0123456789abcdef\n"
+          "linux /EFI/nixos/abc-linux-6.6-bzImage.efi\n"
+          "initrd /EFI/nixos/ucode.efi\n"
+          "initrd /EFI/nixos/def-initrd-linux-6.6-initrd.efi\n"
+          "options init=/nix/store/xyz-nixos-system/init loglevel=4 nixboot.entry=nixos-generation-5\n"
+          "devicetree-overlay /dt/a.dtbo\n");
 }
 
 TEST_CASE("BLS entry: tolerant of tabs, CRLF, repeated options", "[bls_entry]") {
@@ -87,8 +89,9 @@ TEST_CASE("BLS entry: format refuses what would not read back", "[bls_entry]") {
 
 TEST_CASE("BLS entry: parse(format(x)) == x for generated entries", "[bls_entry]") {
     std::mt19937 rng(42);
-    const std::vector<std::string> chars = {"a", "b", "c", "X", "Y", "Z", "0", "1", "9", " ", "/", ".", "_", "-",
-                                            "=", "+", ",", "\"", "'", "\t", "\xc3\xa9", "\xf0\x9f\x98\x80"};
+    const std::vector<std::string> chars = {
+        "a", "b", "c", "X", "Y", "Z", "0",  "1", "9",  " ",        "/",
+        ".", "_", "-", "=", "+", ",", "\"", "'", "\t", "\xc3\xa9", "\xf0\x9f\x98\x80"};
     auto value = [&] {
         std::string v;
         const int len = 1 + static_cast<int>(rng() % 40);
@@ -122,8 +125,8 @@ TEST_CASE("BLS entry: parse(format(x)) == x for generated entries", "[bls_entry]
 
 TEST_CASE("BLS entry: random bytes either parse into a stable entry or fail with file:line", "[bls_entry]") {
     std::mt19937 rng(23);
-    const std::vector<std::string> pieces = {"title", "linux", "initrd", "options", "sort-key", "x", " ", "\t", "\n",
-                                             "#", "/a", "=", "\x01", "\r", "version", "a b"};
+    const std::vector<std::string> pieces = {"title", "linux", "initrd", "options", "sort-key", "x",  " ",       "\t",
+                                             "\n",    "#",     "/a",     "=",       "\x01",     "\r", "version", "a b"};
     for (int i = 0; i < 5000; ++i) {
         std::string text;
         for (unsigned k = rng() % 20; k > 0; --k) text += pieces[rng() % pieces.size()];
@@ -145,8 +148,26 @@ TEST_CASE("BLS entry: bootctl reads formatted entries exactly as parse_bls_entry
     test::TmpfsMount esp(tmp / "esp", "4m");
     test::write_file(tmp / "esp/k", "k");
     std::mt19937 rng(61);
-    const std::vector<std::string> chars = {"a", "b", "X", "0", "9", " ", "/", ".", "_", "-", "=", "+", ",",
-                                            "\"", "'", "#", "\t", "\xc3\xa9", "\xe2\x82\xac", "\xf0\x9f\x98\x80"};
+    const std::vector<std::string> chars = {"a",
+                                            "b",
+                                            "X",
+                                            "0",
+                                            "9",
+                                            " ",
+                                            "/",
+                                            ".",
+                                            "_",
+                                            "-",
+                                            "=",
+                                            "+",
+                                            ",",
+                                            "\"",
+                                            "'",
+                                            "#",
+                                            "\t",
+                                            "\xc3\xa9",
+                                            "\xe2\x82\xac",
+                                            "\xf0\x9f\x98\x80"};
     auto value = [&] {
         std::string v = "v";
         for (unsigned i = rng() % 30; i > 0; --i) v += chars[rng() % chars.size()];
@@ -174,8 +195,9 @@ TEST_CASE("BLS entry: bootctl reads formatted entries exactly as parse_bls_entry
         test::write_file(tmp / "esp/loader/entries" / file, text);
         written[file] = parse_bls_entry(text, file);
     }
-    const std::string cmd = "SYSTEMD_RELAX_ESP_CHECKS=1 " + bootctl + " --no-pager --esp-path=" + (tmp / "esp").string() +
-                            " --json=short list 2>" + (tmp / "bootctl.err").string();
+    const std::string cmd = "SYSTEMD_RELAX_ESP_CHECKS=1 " + bootctl +
+                            " --no-pager --esp-path=" + (tmp / "esp").string() + " --json=short list 2>" +
+                            (tmp / "bootctl.err").string();
     FILE* pipe = ::popen(cmd.c_str(), "r");
     REQUIRE(pipe);
     std::string output;

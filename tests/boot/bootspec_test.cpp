@@ -40,7 +40,7 @@ const std::string real_boot_json = R"JSON({
   "org.example.unknown": [1, 2, 3]
 })JSON";
 
-} // namespace
+}  // namespace
 
 TEST_CASE("bootspec: a real boot.json", "[bootspec]") {
     const BootDocument doc = parse_bootspec(real_boot_json, "/nix/store/a1/boot.json");
@@ -63,13 +63,16 @@ TEST_CASE("bootspec: a real boot.json", "[bootspec]") {
 
 TEST_CASE("bootspec: malformed documents name the origin and the field", "[bootspec]") {
     const std::string o = "/nix/store/x/boot.json";
-    CHECK_THROWS_WITH(parse_bootspec("{", o), o + ": not JSON: parse error at line 1, column 2: syntax error while parsing object key - unexpected "
-                                                 "end of input; expected string literal");
+    CHECK_THROWS_WITH(
+        parse_bootspec("{", o),
+        o + ": not JSON: parse error at line 1, column 2: syntax error while parsing object key - unexpected "
+            "end of input; expected string literal");
     CHECK_THROWS_WITH(parse_bootspec("[]", o), o + ": not a JSON object");
     // A number that overflows a double is nlohmann's out_of_range, not parse_error (found by fuzz/boot/bootspec_fuzz.cpp's sibling for the journal).
     CHECK_THROWS_WITH(parse_bootspec(R"({"x": 1e400})", o), o + ": not JSON: number overflow parsing '1e400'");
     CHECK_THROWS_WITH(parse_bootspec("{}", o), o + ": missing \"org.nixos.bootspec.v1\"");
-    CHECK_THROWS_WITH(parse_bootspec(R"({"org.nixos.bootspec.v1": 3})", o), o + ": \"org.nixos.bootspec.v1\" is not an object");
+    CHECK_THROWS_WITH(parse_bootspec(R"({"org.nixos.bootspec.v1": 3})", o),
+                      o + ": \"org.nixos.bootspec.v1\" is not an object");
     auto with = [&](const std::string& from, const std::string& to) {
         std::string text = real_boot_json;
         const auto at = text.find(from);
@@ -80,16 +83,18 @@ TEST_CASE("bootspec: malformed documents name the origin and the field", "[boots
                       o + ": missing field \"kernel\" in \"org.nixos.bootspec.v1\"");
     CHECK_THROWS_WITH(parse_bootspec(with(R"("kernel": "/nix/store/d4-linux-6.6.30/bzImage",)", R"("kernel": 42,)"), o),
                       o + ": field \"kernel\" of \"org.nixos.bootspec.v1\" is not a string");
-    CHECK_THROWS_WITH(parse_bootspec(with(R"("kernel": "/nix/store/d4-linux-6.6.30/bzImage",)", R"("kernel": "bzImage",)"), o),
-                      o + ": field \"kernel\" of \"org.nixos.bootspec.v1\" is not an absolute path: 'bzImage'");
+    CHECK_THROWS_WITH(
+        parse_bootspec(with(R"("kernel": "/nix/store/d4-linux-6.6.30/bzImage",)", R"("kernel": "bzImage",)"), o),
+        o + ": field \"kernel\" of \"org.nixos.bootspec.v1\" is not an absolute path: 'bzImage'");
     CHECK_THROWS_WITH(parse_bootspec(with(R"(["loglevel=4", "net.ifnames=0"])", R"(["a\nb"])"), o),
                       o + ": kernelParams[0] contains a control character");
     CHECK_THROWS_WITH(parse_bootspec(with(R"(["loglevel=4", "net.ifnames=0"])", R"("loglevel=4")"), o),
                       o + ": field \"kernelParams\" of \"org.nixos.bootspec.v1\" is not an array");
     CHECK_THROWS_WITH(parse_bootspec(with(R"("no-gui")", R"("no gui")"), o),
                       o + ": specialisation 'no gui': name contains whitespace; allowed are [A-Za-z0-9._-]");
-    CHECK_THROWS_WITH(parse_bootspec(with(R"("no-gui")", R"("a+1")"), o),
-                      o + ": specialisation 'a+1': name contains '+' (it would corrupt boot counters); allowed are [A-Za-z0-9._-]");
+    CHECK_THROWS_WITH(
+        parse_bootspec(with(R"("no-gui")", R"("a+1")"), o),
+        o + ": specialisation 'a+1': name contains '+' (it would corrupt boot counters); allowed are [A-Za-z0-9._-]");
     CHECK_THROWS_WITH(parse_bootspec(with(R"("no-gui")", R"("a/b")"), o),
                       o + ": specialisation 'a/b': name contains '/'; allowed are [A-Za-z0-9._-]");
     CHECK_THROWS_WITH(parse_bootspec(with(R"("sortKey": "nixos-b")", R"("sortKey": 1)"), o),
@@ -103,7 +108,8 @@ TEST_CASE("bootspec: malformed documents name the origin and the field", "[boots
 TEST_CASE("bootspec: specialisation names", "[bootspec]") {
     CHECK_NOTHROW(validate_specialisation_name("no-gui_2.old", "o"));
     CHECK_THROWS_WITH(validate_specialisation_name("", "o"), "o: specialisation with an empty name");
-    CHECK_THROWS_WITH(validate_specialisation_name(".hidden", "o"), "o: specialisation '.hidden': name starts with '.'");
+    CHECK_THROWS_WITH(validate_specialisation_name(".hidden", "o"),
+                      "o: specialisation '.hidden': name starts with '.'");
     CHECK_THROWS_WITH(validate_specialisation_name("tab\there", "o"),
                       "o: specialisation 'tab\there': name contains whitespace; allowed are [A-Za-z0-9._-]");
     CHECK_THROWS_WITH(validate_specialisation_name("bell\x07", "o"),
@@ -188,9 +194,9 @@ TEST_CASE("bootspec: mutated documents are refused with ParseError, never anythi
         for (unsigned k = 1 + rng() % 4; k > 0; --k) {
             const std::size_t at = rng() % text.size();
             switch (rng() % 3) {
-            case 0: text[at] = alphabet[rng() % alphabet.size()]; break;
-            case 1: text.erase(at, 1 + rng() % 8); break;
-            default: text.insert(at, 1, alphabet[rng() % alphabet.size()]); break;
+                case 0: text[at] = alphabet[rng() % alphabet.size()]; break;
+                case 1: text.erase(at, 1 + rng() % 8); break;
+                default: text.insert(at, 1, alphabet[rng() % alphabet.size()]); break;
             }
         }
         try {
@@ -204,8 +210,9 @@ TEST_CASE("bootspec: mutated documents are refused with ParseError, never anythi
 
 TEST_CASE("bootspec: no specialisation name can escape the entries directory or reach GRUB script", "[bootspec]") {
     // Each is refused before any file name or grub.cfg line is formed.
-    for (const std::string name : {"..", "../x", "a/b", "x'y", "x\"y", "a\nb", "a+1", "$x", "a;b", "{a}", "a`b`", "a\\b",
-                                   "a b", "a|b", "a&b", "a<b", "a>b", "a*", "a?", "a[1]", "a#b", "a$(id)"}) {
+    for (const std::string name :
+         {"..",   "../x", "a/b", "x'y", "x\"y", "a\nb", "a+1", "$x", "a;b",  "{a}", "a`b`",
+          "a\\b", "a b",  "a|b", "a&b", "a<b",  "a>b",  "a*",  "a?", "a[1]", "a#b", "a$(id)"}) {
         INFO(name);
         CHECK_THROWS_AS(validate_specialisation_name(name, "o"), ParseError);
     }

@@ -18,7 +18,7 @@ namespace {
 EntryName name(std::string stem, std::optional<Counter> counter, std::string suffix = ".conf") {
     return EntryName{std::move(stem), counter, std::move(suffix)};
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("counter: parse names like bless-boot", "[counter]") {
     CHECK(parse_entry_name("nixos-generation-5.conf") == name("nixos-generation-5", std::nullopt));
@@ -33,20 +33,25 @@ TEST_CASE("counter: parse names like bless-boot", "[counter]") {
 }
 
 TEST_CASE("counter: garbage is rejected with the reason", "[counter]") {
-    CHECK_THROWS_WITH(parse_entry_name("a+x.conf"), "entry file name 'a+x.conf': counter '+x' is not +LEFT or +LEFT-DONE");
+    CHECK_THROWS_WITH(parse_entry_name("a+x.conf"),
+                      "entry file name 'a+x.conf': counter '+x' is not +LEFT or +LEFT-DONE");
     CHECK_THROWS_WITH(parse_entry_name("a+.conf"), "entry file name 'a+.conf': counter '+' is not +LEFT or +LEFT-DONE");
-    CHECK_THROWS_WITH(parse_entry_name("a+1-.conf"), "entry file name 'a+1-.conf': counter '+1-' is not +LEFT or +LEFT-DONE");
+    CHECK_THROWS_WITH(parse_entry_name("a+1-.conf"),
+                      "entry file name 'a+1-.conf': counter '+1-' is not +LEFT or +LEFT-DONE");
     CHECK_THROWS_WITH(parse_entry_name("a+1-2-3.conf"),
                       "entry file name 'a+1-2-3.conf': counter '+1-2-3' is not +LEFT or +LEFT-DONE");
-    CHECK_THROWS_WITH(parse_entry_name("a+-1.conf"), "entry file name 'a+-1.conf': counter '+-1' is not +LEFT or +LEFT-DONE");
+    CHECK_THROWS_WITH(parse_entry_name("a+-1.conf"),
+                      "entry file name 'a+-1.conf': counter '+-1' is not +LEFT or +LEFT-DONE");
     CHECK_THROWS_WITH(parse_entry_name("a+2147483648.conf"),
                       "entry file name 'a+2147483648.conf': counter '+2147483648' has a number larger than 2147483647");
-    CHECK_THROWS_WITH(parse_entry_name("a+1-99999999999.conf"),
-                      "entry file name 'a+1-99999999999.conf': counter '+1-99999999999' has a number larger than 2147483647");
+    CHECK_THROWS_WITH(
+        parse_entry_name("a+1-99999999999.conf"),
+        "entry file name 'a+1-99999999999.conf': counter '+1-99999999999' has a number larger than 2147483647");
     CHECK_THROWS_WITH(parse_entry_name("+1.conf"), "entry file name '+1.conf': nothing before the counter");
     CHECK_THROWS_WITH(parse_entry_name(".conf"),
                       "entry file name '.conf': does not end in .conf or .efi with a name before it");
-    CHECK_THROWS_WITH(parse_entry_name("a.txt"), "entry file name 'a.txt': does not end in .conf or .efi with a name before it");
+    CHECK_THROWS_WITH(parse_entry_name("a.txt"),
+                      "entry file name 'a.txt': does not end in .conf or .efi with a name before it");
     CHECK_THROWS_WITH(parse_entry_name("dir/a.conf"), "entry file name 'dir/a.conf': contains '/'");
     CHECK_THROWS_AS(parse_entry_name("a+x.conf"), ParseError);
     CHECK_FALSE(try_parse_entry_name("a+x.conf"));
@@ -100,8 +105,8 @@ TEST_CASE("counter: parse(format(x)) == x for generated names", "[counter]") {
 }
 
 TEST_CASE("counter: scanning a directory reports duplicates and garbage", "[counter]") {
-    const EntryScan scan = scan_entry_names({"a.conf", "a+1.conf", "b+2-1.conf", "c+x.conf", "loader.conf.bak",
-                                             ".hidden+1.conf", "d.efi", "e+0-3.conf"});
+    const EntryScan scan = scan_entry_names(
+        {"a.conf", "a+1.conf", "b+2-1.conf", "c+x.conf", "loader.conf.bak", ".hidden+1.conf", "d.efi", "e+0-3.conf"});
     REQUIRE(scan.entries.size() == 4);
     CHECK(scan.entries[0].file_name == "a.conf");
     CHECK(scan.entries[1].name == name("a", Counter{1, 0}));
@@ -141,9 +146,22 @@ TEST_CASE("counter: parse_entry_name agrees with bootctl on every name it accept
     NIXBOOT_NEED_PROGRAM(bootctl, "bootctl");
     test::TempDir tmp;
     test::TmpfsMount esp(tmp / "esp", "4m");
-    std::vector<std::string> names = {"a+x.conf",  "b+1-2-3.conf", "c+01.conf",          "d+2-0.conf", "e+0.conf",
-                                      "f+3-1.conf", "g+.conf",     "h+4294967296.conf", "i++1.conf",  "j.conf",
-                                      "k+2147483647-7.conf", "k2+2147483648.conf", "k3+1-2147483648.conf", "l-x+2-5.conf", "m+1-.conf", "n+-1.conf"};
+    std::vector<std::string> names = {"a+x.conf",
+                                      "b+1-2-3.conf",
+                                      "c+01.conf",
+                                      "d+2-0.conf",
+                                      "e+0.conf",
+                                      "f+3-1.conf",
+                                      "g+.conf",
+                                      "h+4294967296.conf",
+                                      "i++1.conf",
+                                      "j.conf",
+                                      "k+2147483647-7.conf",
+                                      "k2+2147483648.conf",
+                                      "k3+1-2147483648.conf",
+                                      "l-x+2-5.conf",
+                                      "m+1-.conf",
+                                      "n+-1.conf"};
     std::mt19937 rng(51);
     const std::string alphabet = "ab+-0123456789";
     for (int i = 0; i < 60; ++i) {
@@ -153,8 +171,8 @@ TEST_CASE("counter: parse_entry_name agrees with bootctl on every name it accept
     }
     for (const auto& name : names) test::write_file(tmp / "esp/loader/entries" / name, "title T\nlinux /k\n");
     test::write_file(tmp / "esp/k", "k");
-    const std::string cmd = "SYSTEMD_RELAX_ESP_CHECKS=1 " + bootctl + " --no-pager --esp-path=" + (tmp / "esp").string() +
-                            " --json=short list 2>/dev/null";
+    const std::string cmd = "SYSTEMD_RELAX_ESP_CHECKS=1 " + bootctl +
+                            " --no-pager --esp-path=" + (tmp / "esp").string() + " --json=short list 2>/dev/null";
     FILE* pipe = ::popen(cmd.c_str(), "r");
     REQUIRE(pipe);
     std::string output;

@@ -22,7 +22,8 @@ const std::string guid = loader_vendor_guid;
 void put_var(const std::filesystem::path& dir, const std::string& name, const std::string& data,
              std::uint32_t attributes = 7) {
     std::string content(4, '\0');
-    for (int i = 0; i < 4; ++i) content[static_cast<std::size_t>(i)] = static_cast<char>((attributes >> (8 * i)) & 0xff);
+    for (int i = 0; i < 4; ++i)
+        content[static_cast<std::size_t>(i)] = static_cast<char>((attributes >> (8 * i)) & 0xff);
     test::write_file(dir / (name + "-" + guid), content + data);
 }
 
@@ -35,7 +36,7 @@ std::string var_file(const std::filesystem::path& dir, const std::string& name) 
     return (dir / (name + "-" + guid)).string();
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("efivars: strings, numbers and lists in a plain directory", "[efivars]") {
     test::TempDir tmp;
@@ -55,9 +56,11 @@ TEST_CASE("efivars: strings, numbers and lists in a plain directory", "[efivars]
     CHECK((*features & loader_feature::saved_entry) != 0);
     CHECK((*features & loader_feature::preferred) == 0);
     put_var(tmp.path(), "LoaderEntries",
-            utf16("nixos-generation-2+2-0.conf") + utf16("nixos-generation-1.conf") + utf16("auto-reboot-to-firmware-setup"));
+            utf16("nixos-generation-2+2-0.conf") + utf16("nixos-generation-1.conf") +
+                utf16("auto-reboot-to-firmware-setup"));
     CHECK(vars.get_string_list(efivar_name::loader_entries) ==
-          std::vector<std::string>{"nixos-generation-2+2-0.conf", "nixos-generation-1.conf", "auto-reboot-to-firmware-setup"});
+          std::vector<std::string>{"nixos-generation-2+2-0.conf", "nixos-generation-1.conf",
+                                   "auto-reboot-to-firmware-setup"});
 
     vars.set_string(efivar_name::loader_entry_oneshot, "nixos-generation-12+3.conf");
     CHECK(test::read_file(var_file(tmp.path(), "LoaderEntryOneShot")) ==
@@ -96,7 +99,8 @@ TEST_CASE("efivars: untrusted values are refused with the variable and the cause
     put_var(tmp.path(), "LoaderFeatures", "1234");
     CHECK_THROWS_WITH(vars.get_u64("LoaderFeatures"), prefix("LoaderFeatures") + "expected 8 bytes, found 4");
     put_var(tmp.path(), "LoaderEntries", utf16("a") + std::string("\0\0", 2) + utf16("b"));
-    CHECK_THROWS_WITH(vars.get_string_list("LoaderEntries"), prefix("LoaderEntries") + "invalid UTF-16: empty string at byte 4");
+    CHECK_THROWS_WITH(vars.get_string_list("LoaderEntries"),
+                      prefix("LoaderEntries") + "invalid UTF-16: empty string at byte 4");
     CHECK_THROWS_WITH(vars.get_string("../../etc/passwd"), "invalid EFI variable name '../../etc/passwd'");
     CHECK_THROWS_WITH(vars.set_string("LoaderEntryOneShot", "bad\xff"),
                       "writing " + prefix("LoaderEntryOneShot") + "value is not valid UTF-8: invalid UTF-8 at byte 3");
@@ -120,8 +124,9 @@ TEST_CASE("efivars: a loader string reads as systemd-boot reads it, and says whe
     const auto unterminated = utf16("nixos-generation-2.conf");
     put_var(tmp.path(), "LoaderEntryDefault", unterminated.substr(0, unterminated.size() - 2));
     CHECK(vars.get_loader_string("LoaderEntryDefault", &quirk) == "nixos-generation-2.con");
-    CHECK(quirk == shown + "not NUL-terminated: systemd-boot reads it without its last character, as "
-                           "'nixos-generation-2.con'");
+    CHECK(quirk == shown +
+                       "not NUL-terminated: systemd-boot reads it without its last character, as "
+                       "'nixos-generation-2.con'");
     CHECK_THROWS_WITH(vars.get_string("LoaderEntryDefault"), shown + "invalid UTF-16: missing NUL terminator");
     put_var(tmp.path(), "LoaderEntryDefault", utf16("a.conf") + utf16("b.conf"));
     CHECK(vars.get_loader_string("LoaderEntryDefault", &quirk) == "a.conf");
@@ -172,11 +177,11 @@ TEST_CASE("efivars: a read-only directory is not writable and writes fail clearl
     CHECK(vars.get_string("LoaderEntryDefault") == "a.conf");
     CHECK_THROWS_WITH(vars.set_string("LoaderEntryDefault", "b.conf"),
                       nixboot::test::starts_with("writing EFI variable LoaderEntryDefault (" +
-                                                  var_file(tmp / "vars", "LoaderEntryDefault") + "): ") &&
+                                                 var_file(tmp / "vars", "LoaderEntryDefault") + "): ") &&
                           Catch::Matchers::EndsWith("Read-only file system"));
-    CHECK_THROWS_WITH(vars.remove("LoaderEntryDefault"),
-                      "deleting EFI variable LoaderEntryDefault (" + var_file(tmp / "vars", "LoaderEntryDefault") +
-                          "): Read-only file system");
+    CHECK_THROWS_WITH(vars.remove("LoaderEntryDefault"), "deleting EFI variable LoaderEntryDefault (" +
+                                                             var_file(tmp / "vars", "LoaderEntryDefault") +
+                                                             "): Read-only file system");
 }
 
 // libefivar binds to EFIVARFS_PATH when the process loads it, so its side of

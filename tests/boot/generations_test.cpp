@@ -13,7 +13,8 @@ TEST_CASE("generations: discovered in order, broken ones skipped with the reason
     test::TempDir tmp;
     const auto store = tmp / "store";
     const auto profile = tmp / "profiles/system";
-    for (unsigned n : {1u, 2u, 10u, 3u}) test::make_generation(store, profile, n, n == 2 ? std::vector<std::string>{"alt"} : std::vector<std::string>{});
+    for (unsigned n : {1u, 2u, 10u, 3u})
+        test::make_generation(store, profile, n, n == 2 ? std::vector<std::string>{"alt"} : std::vector<std::string>{});
     // 4: malformed boot.json; 5: dangling link; 6: kernel missing; 7: bad specialisation kernel.
     test::make_generation(store, profile, 4);
     test::write_file(store / "system-4/boot.json", "{ not json");
@@ -34,17 +35,20 @@ TEST_CASE("generations: discovered in order, broken ones skipped with the reason
     CHECK(ok == std::vector<unsigned>{1, 2, 3, 10});
     REQUIRE(scan.skipped.size() == 4);
     CHECK(scan.skipped[0].number == 4);
-    CHECK(scan.skipped[0].reason ==
-          (store / "system-4/boot.json").string() +
-              ": not JSON: parse error at line 1, column 4: syntax error while parsing object key - invalid literal; last read: "
-              "'{ no'; expected string literal");
+    CHECK(
+        scan.skipped[0].reason ==
+        (store / "system-4/boot.json").string() +
+            ": not JSON: parse error at line 1, column 4: syntax error while parsing object key - invalid literal; last read: "
+            "'{ no'; expected string literal");
     CHECK(scan.skipped[1].number == 5);
     CHECK(scan.skipped[1].reason == "'" + (tmp / "profiles/system-5-link").string() + "' does not lead to a system ('" +
                                         (store / "gone").string() + "': No such file or directory)");
     CHECK(scan.skipped[2].number == 6);
-    CHECK(scan.skipped[2].reason == "kernel '" + (store / "system-6/kernel-file").string() + "': No such file or directory");
+    CHECK(scan.skipped[2].reason ==
+          "kernel '" + (store / "system-6/kernel-file").string() + "': No such file or directory");
     CHECK(scan.skipped[3].number == 7);
-    CHECK(scan.skipped[3].reason == "specialisation 'broken': initrd '" + (store / "system-7-broken/initrd-file").string() +
+    CHECK(scan.skipped[3].reason == "specialisation 'broken': initrd '" +
+                                        (store / "system-7-broken/initrd-file").string() +
                                         "': No such file or directory");
 
     const Generation& two = scan.ok[1];
@@ -86,7 +90,8 @@ TEST_CASE("generations: switch_profile swaps the symlink atomically", "[generati
     CHECK(current_generation(profile) == 1u);
     // No temporary links are left behind.
     std::vector<std::string> names;
-    for (const auto& e : std::filesystem::directory_iterator(tmp / "profiles")) names.push_back(e.path().filename().string());
+    for (const auto& e : std::filesystem::directory_iterator(tmp / "profiles"))
+        names.push_back(e.path().filename().string());
     std::sort(names.begin(), names.end());
     CHECK(names == std::vector<std::string>{"system", "system-1-link", "system-2-link"});
 }
@@ -107,11 +112,13 @@ TEST_CASE("generations: links are listed cheaply and read one at a time", "[gene
     CHECK(g.number == 3);
     CHECK(g.doc.boot.kernel == (tmp / "store/system-1/kernel-file").string());
     std::filesystem::remove(tmp / "store/system-2/boot.json");
-    CHECK_THROWS_WITH(read_generation(links[1]), "'" + (tmp / "store/system-2").string() +
-                                                    "': no boot.json and no usable 'kernel' (No such file or directory)");
+    CHECK_THROWS_WITH(
+        read_generation(links[1]),
+        "'" + (tmp / "store/system-2").string() + "': no boot.json and no usable 'kernel' (No such file or directory)");
 }
 
-TEST_CASE("generations: a FIFO, a device or a symlink loop in the profile is skipped at once, never read", "[generations]") {
+TEST_CASE("generations: a FIFO, a device or a symlink loop in the profile is skipped at once, never read",
+          "[generations]") {
     test::TempDir tmp;
     const auto store = tmp / "store";
     const auto profile = tmp / "profiles/system";
@@ -133,9 +140,10 @@ TEST_CASE("generations: a FIFO, a device or a symlink loop in the profile is ski
     REQUIRE(::mkfifo((store / "system-6/nixos-version").c_str(), 0644) == 0);
 
     GenerationScan scan;
-    CHECK(test::finishes_within(std::chrono::seconds(10),
-                                {store / "system-1/boot.json", store / "system-2/kernel-file", store / "system-6/nixos-version"},
-                                [&] { scan = discover_generations(profile); }));
+    CHECK(test::finishes_within(
+        std::chrono::seconds(10),
+        {store / "system-1/boot.json", store / "system-2/kernel-file", store / "system-6/nixos-version"},
+        [&] { scan = discover_generations(profile); }));
     REQUIRE(scan.ok.size() == 1);
     CHECK(scan.ok[0].number == 6);
     CHECK(scan.ok[0].nixos_version.empty());
@@ -145,7 +153,8 @@ TEST_CASE("generations: a FIFO, a device or a symlink loop in the profile is ski
     CHECK(scan.skipped[2].reason == "reading '" + (store / "system-3/boot.json").string() + "': not a regular file");
     CHECK(scan.skipped[3].reason == "reading '" + (store / "system-4/boot.json").string() + "': a symbolic link loop");
     CHECK(scan.skipped[4].reason == "'" + (tmp / "profiles/system-5-link").string() + "' does not lead to a system ('" +
-                                        (tmp / "profiles/system-5-link").string() + "': Too many levels of symbolic links)");
+                                        (tmp / "profiles/system-5-link").string() +
+                                        "': Too many levels of symbolic links)");
 }
 
 namespace {
@@ -156,9 +165,12 @@ GenerationScan scan_with_kernel(const test::TempDir& tmp, const std::string& fie
     const auto profile = tmp / "profiles/system";
     const auto top = test::make_generation(store, profile, 1);
     BootDocument doc = parse_bootspec(test::read_file(top / "boot.json"), "boot.json");
-    if (field == "kernel") doc.boot.kernel = path;
-    else if (field == "initrd") doc.boot.initrd = path;
-    else doc.boot.devicetree = path;
+    if (field == "kernel")
+        doc.boot.kernel = path;
+    else if (field == "initrd")
+        doc.boot.initrd = path;
+    else
+        doc.boot.devicetree = path;
     test::write_file(top / "boot.json", format_bootspec(doc));
     return discover_generations(profile);
 }
@@ -172,7 +184,8 @@ TEST_CASE("generations: a kernel, initrd or devicetree outside the toplevel's st
         const auto scan = scan_with_kernel(tmp, "kernel", "/proc/self/environ");
         REQUIRE(scan.skipped.size() == 1);
         CHECK(scan.skipped[0].reason.starts_with("kernel '/proc/self/environ' is not inside the store '" +
-                                                 std::filesystem::canonical(store).string() + "' holding the toplevel ("));
+                                                 std::filesystem::canonical(store).string() +
+                                                 "' holding the toplevel ("));
     }
     SECTION("/etc/passwd (as /etc/shadow would be) as the initrd") {
         const auto scan = scan_with_kernel(tmp, "initrd", "/etc/passwd");
@@ -184,8 +197,9 @@ TEST_CASE("generations: a kernel, initrd or devicetree outside the toplevel's st
     SECTION("a store path with '..' as the devicetree") {
         const auto scan = scan_with_kernel(tmp, "devicetree", store + "/system-1/../../secret");
         REQUIRE(scan.skipped.size() == 1);
-        CHECK(scan.skipped[0].reason == "devicetree '" + store +
-                                            "/system-1/../../secret' contains '..' (refused: boot files must be plain store paths)");
+        CHECK(scan.skipped[0].reason ==
+              "devicetree '" + store +
+                  "/system-1/../../secret' contains '..' (refused: boot files must be plain store paths)");
     }
     SECTION("a store symlink that leads out of the store") {
         test::write_file(tmp / "secret", "secret");
@@ -194,7 +208,8 @@ TEST_CASE("generations: a kernel, initrd or devicetree outside the toplevel's st
         const auto scan = scan_with_kernel(tmp, "kernel", store + "/evil/bzImage");
         REQUIRE(scan.skipped.size() == 1);
         CHECK(scan.skipped[0].reason == "kernel '" + store + "/evil/bzImage' is not inside the store '" +
-                                            std::filesystem::canonical(store).string() + "' holding the toplevel (it resolves to '" +
+                                            std::filesystem::canonical(store).string() +
+                                            "' holding the toplevel (it resolves to '" +
                                             std::filesystem::canonical(tmp / "secret").string() +
                                             "'; refused: only store files are copied to the boot partition)");
     }

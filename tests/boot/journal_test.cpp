@@ -22,7 +22,7 @@ JournalRecord sample() {
     r.reason = "nixboot try 5 --tries 1";
     return r;
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("journal: the line format of docs/contracts.md", "[journal]") {
     JournalRecord r = sample();
@@ -60,7 +60,8 @@ TEST_CASE("journal: bad lines are refused with the reason", "[journal]") {
     CHECK_THROWS_WITH(parse_journal_line(R"({"time":"2026-01-01T00:00:00Z","event":"arm","reason":7})", "j:1"),
                       "j:1: \"reason\" is not a string");
     // Extra keys from a newer nixboot are ignored.
-    CHECK(parse_journal_line(R"({"time":"2026-01-01T00:00:00Z","event":"gc","future":1})", "j:1").event == JournalEvent::gc);
+    CHECK(parse_journal_line(R"({"time":"2026-01-01T00:00:00Z","event":"gc","future":1})", "j:1").event ==
+          JournalEvent::gc);
 }
 
 TEST_CASE("journal: append, read back, survive a torn last line", "[journal]") {
@@ -115,8 +116,10 @@ TEST_CASE("journal: boot id", "[journal]") {
     test::write_file(tmp / "boot_id", "0f3f8a0e-6f7c-4a39-9d5e-2b1c6e8f9a10\n");
     CHECK(current_boot_id(tmp / "boot_id") == "0f3f8a0e-6f7c-4a39-9d5e-2b1c6e8f9a10");
     test::write_file(tmp / "bad", "not-a-uuid\n");
-    CHECK_THROWS_WITH(current_boot_id(tmp / "bad"), "'" + (tmp / "bad").string() + "' does not hold a boot id: 'not-a-uuid'");
-    CHECK_THROWS_WITH(current_boot_id(tmp / "missing"), "reading the boot id from '" + (tmp / "missing").string() + "' failed");
+    CHECK_THROWS_WITH(current_boot_id(tmp / "bad"),
+                      "'" + (tmp / "bad").string() + "' does not hold a boot id: 'not-a-uuid'");
+    CHECK_THROWS_WITH(current_boot_id(tmp / "missing"),
+                      "reading the boot id from '" + (tmp / "missing").string() + "' failed");
     CHECK(current_boot_id().size() == 36);  // the real one
 }
 
@@ -128,8 +131,10 @@ TEST_CASE("journal: mutated lines are refused with ParseError, never anything el
         std::string text = line;
         for (unsigned k = 1 + rng() % 3; k > 0; --k) {
             const std::size_t at = rng() % text.size();
-            if (rng() % 2) text[at] = alphabet[rng() % alphabet.size()];
-            else text.erase(at, 1 + rng() % 6);
+            if (rng() % 2)
+                text[at] = alphabet[rng() % alphabet.size()];
+            else
+                text.erase(at, 1 + rng() % 6);
         }
         try {
             const JournalRecord r = parse_journal_line(text, "j:1");
@@ -159,5 +164,6 @@ TEST_CASE("journal: a number too large for a double is a bad line, skipped", "[j
     CHECK(got.records.size() == 2);
     REQUIRE(got.problems.size() == 1);
     CHECK(got.problems[0].line == 2);
-    CHECK(got.problems[0].message == (state / "journal").string() + ":2: not JSON: number overflow parsing '110000001e022023'");
+    CHECK(got.problems[0].message ==
+          (state / "journal").string() + ":2: not JSON: number overflow parsing '110000001e022023'");
 }

@@ -9,13 +9,14 @@
 using namespace nixboot;
 
 TEST_CASE("loader.conf: keeps what it does not manage", "[loader_conf]") {
-    const std::string text = "# written by hand\n"
-                             "timeout 3\n"
-                             "console-mode keep\n"
-                             "\n"
-                             "editor   no\n"
-                             "default nixos-generation-3.conf\n"
-                             "some-future-key with  spaces \n";
+    const std::string text =
+        "# written by hand\n"
+        "timeout 3\n"
+        "console-mode keep\n"
+        "\n"
+        "editor   no\n"
+        "default nixos-generation-3.conf\n"
+        "some-future-key with  spaces \n";
     LoaderConf conf = LoaderConf::parse(text, "loader/loader.conf");
     CHECK(conf.format() == text);
     CHECK(conf.get("default") == "nixos-generation-3.conf");
@@ -24,13 +25,14 @@ TEST_CASE("loader.conf: keeps what it does not manage", "[loader_conf]") {
     CHECK_FALSE(conf.get("auto-entries"));
     conf.set("default", "nixos-generation-4.conf");
     conf.set("timeout", "3");  // unchanged value keeps the original line
-    CHECK(conf.format() == "# written by hand\n"
-                           "timeout 3\n"
-                           "console-mode keep\n"
-                           "\n"
-                           "editor   no\n"
-                           "default nixos-generation-4.conf\n"
-                           "some-future-key with  spaces \n");
+    CHECK(conf.format() ==
+          "# written by hand\n"
+          "timeout 3\n"
+          "console-mode keep\n"
+          "\n"
+          "editor   no\n"
+          "default nixos-generation-4.conf\n"
+          "some-future-key with  spaces \n");
     conf.set("auto-firmware", "no");
     CHECK(conf.format().ends_with("some-future-key with  spaces \nauto-firmware no\n"));
     CHECK(conf.unset("timeout"));
@@ -73,8 +75,15 @@ TEST_CASE("loader.conf: errors", "[loader_conf]") {
 
 TEST_CASE("loader.conf: parse(format(x)) == x and format(parse(t)) == t for generated files", "[loader_conf]") {
     std::mt19937 rng(5);
-    const std::vector<std::string> pieces = {"# comment", "", "  ", "timeout 3", "default nixos-generation-1.conf",
-                                             "editor no", "\tconsole-mode  max", "x-unknown a b c", "default other.conf"};
+    const std::vector<std::string> pieces = {"# comment",
+                                             "",
+                                             "  ",
+                                             "timeout 3",
+                                             "default nixos-generation-1.conf",
+                                             "editor no",
+                                             "\tconsole-mode  max",
+                                             "x-unknown a b c",
+                                             "default other.conf"};
     for (int i = 0; i < 1000; ++i) {
         std::string text;
         for (unsigned k = rng() % 8; k > 0; --k) text += pieces[rng() % pieces.size()] + "\n";

@@ -10,161 +10,163 @@
 using namespace nixboot;
 
 TEST_CASE("LoaderInfo decides the entry ID scheme") {
-  CHECK(systemd_boot_version("systemd-boot 252.39-1~deb12u1") == std::optional<unsigned>(252));
-  CHECK(systemd_boot_version("systemd-boot 258") == std::optional<unsigned>(258));
-  CHECK_FALSE(systemd_boot_version("GRUB 2.06"));
-  CHECK_FALSE(systemd_boot_version("systemd-boot x"));
-  CHECK(id_scheme_for("systemd-boot 252.39") == IdScheme::with_counter);
-  CHECK(id_scheme_for("systemd-boot 257.9") == IdScheme::with_counter);
-  CHECK(id_scheme_for("systemd-boot 258") == IdScheme::without_counter);
-  CHECK(id_scheme_for("systemd-boot 260.1") == IdScheme::without_counter);
-  CHECK(id_scheme_for("") == IdScheme::with_counter);
-  CHECK(loader_entry_id("nixos-generation-5+1-2.conf", IdScheme::with_counter) == "nixos-generation-5+1-2.conf");
-  CHECK(loader_entry_id("nixos-generation-5+1-2.conf", IdScheme::without_counter) == "nixos-generation-5.conf");
-  CHECK(loader_entry_id("nixos-generation-5-specialisation-Big+3.conf", IdScheme::without_counter) ==
-        "nixos-generation-5-specialisation-big.conf");
+    CHECK(systemd_boot_version("systemd-boot 252.39-1~deb12u1") == std::optional<unsigned>(252));
+    CHECK(systemd_boot_version("systemd-boot 258") == std::optional<unsigned>(258));
+    CHECK_FALSE(systemd_boot_version("GRUB 2.06"));
+    CHECK_FALSE(systemd_boot_version("systemd-boot x"));
+    CHECK(id_scheme_for("systemd-boot 252.39") == IdScheme::with_counter);
+    CHECK(id_scheme_for("systemd-boot 257.9") == IdScheme::with_counter);
+    CHECK(id_scheme_for("systemd-boot 258") == IdScheme::without_counter);
+    CHECK(id_scheme_for("systemd-boot 260.1") == IdScheme::without_counter);
+    CHECK(id_scheme_for("") == IdScheme::with_counter);
+    CHECK(loader_entry_id("nixos-generation-5+1-2.conf", IdScheme::with_counter) == "nixos-generation-5+1-2.conf");
+    CHECK(loader_entry_id("nixos-generation-5+1-2.conf", IdScheme::without_counter) == "nixos-generation-5.conf");
+    CHECK(loader_entry_id("nixos-generation-5-specialisation-Big+3.conf", IdScheme::without_counter) ==
+          "nixos-generation-5-specialisation-big.conf");
 }
 
 TEST_CASE("efi_fnmatch matches like systemd-boot's globs") {
-  CHECK(efi_fnmatch("nixos-generation-5.conf", "nixos-generation-5.conf"));
-  CHECK_FALSE(efi_fnmatch("nixos-generation-5.conf", "nixos-generation-50.conf"));
-  CHECK(efi_fnmatch("nixos-generation-5*", "nixos-generation-50.conf"));  // why nixboot never arms globs
-  CHECK(efi_fnmatch("nixos-*", "nixos-generation-1.conf"));
-  CHECK(efi_fnmatch("a?c", "abc"));
-  CHECK_FALSE(efi_fnmatch("a?c", "ac"));
-  CHECK(efi_fnmatch("[a-c]x", "bx"));
-  // No negation in systemd-boot's sets: '!' is one more character.
-  CHECK(efi_fnmatch("[!a-c]x", "bx"));
-  CHECK(efi_fnmatch("[!a-c]x", "!x"));
-  CHECK_FALSE(efi_fnmatch("[!a-c]x", "dx"));
-  CHECK(efi_fnmatch("[^a]", "^"));
-  CHECK(efi_fnmatch("[]a]", "]"));
-  CHECK(efi_fnmatch("a\\*", "a*"));
-  CHECK_FALSE(efi_fnmatch("a\\*", "ab"));
-  CHECK(efi_fnmatch("*", ""));
-  CHECK_FALSE(efi_fnmatch("[ab", "a"));
+    CHECK(efi_fnmatch("nixos-generation-5.conf", "nixos-generation-5.conf"));
+    CHECK_FALSE(efi_fnmatch("nixos-generation-5.conf", "nixos-generation-50.conf"));
+    CHECK(efi_fnmatch("nixos-generation-5*", "nixos-generation-50.conf"));  // why nixboot never arms globs
+    CHECK(efi_fnmatch("nixos-*", "nixos-generation-1.conf"));
+    CHECK(efi_fnmatch("a?c", "abc"));
+    CHECK_FALSE(efi_fnmatch("a?c", "ac"));
+    CHECK(efi_fnmatch("[a-c]x", "bx"));
+    // No negation in systemd-boot's sets: '!' is one more character.
+    CHECK(efi_fnmatch("[!a-c]x", "bx"));
+    CHECK(efi_fnmatch("[!a-c]x", "!x"));
+    CHECK_FALSE(efi_fnmatch("[!a-c]x", "dx"));
+    CHECK(efi_fnmatch("[^a]", "^"));
+    CHECK(efi_fnmatch("[]a]", "]"));
+    CHECK(efi_fnmatch("a\\*", "a*"));
+    CHECK_FALSE(efi_fnmatch("a\\*", "ab"));
+    CHECK(efi_fnmatch("*", ""));
+    CHECK_FALSE(efi_fnmatch("[ab", "a"));
 }
 
 TEST_CASE("strverscmp_improved orders versions like systemd") {
-  CHECK(strverscmp_improved("Generation 10 NixOS", "Generation 9 NixOS") > 0);
-  CHECK(strverscmp_improved("1.2", "1.10") < 0);
-  CHECK(strverscmp_improved("123~rc1", "123") < 0);
-  CHECK(strverscmp_improved("123-9", "123.1-1") < 0);
-  CHECK(strverscmp_improved("abc", "abcde") < 0);
-  CHECK(strverscmp_improved("007", "7") == 0);
-  CHECK(strverscmp_improved("nixos-generation-5-specialisation-a.conf", "nixos-generation-5.conf") < 0);
-  CHECK(strverscmp_improved("", "a") < 0);
+    CHECK(strverscmp_improved("Generation 10 NixOS", "Generation 9 NixOS") > 0);
+    CHECK(strverscmp_improved("1.2", "1.10") < 0);
+    CHECK(strverscmp_improved("123~rc1", "123") < 0);
+    CHECK(strverscmp_improved("123-9", "123.1-1") < 0);
+    CHECK(strverscmp_improved("abc", "abcde") < 0);
+    CHECK(strverscmp_improved("007", "7") == 0);
+    CHECK(strverscmp_improved("nixos-generation-5-specialisation-a.conf", "nixos-generation-5.conf") < 0);
+    CHECK(strverscmp_improved("", "a") < 0);
 }
 
 TEST_CASE("sort order: spent entries last, newest version first, more tries first") {
-  auto item = [](std::string name, std::optional<Counter> c, std::string version) {
-    SortItem i;
-    i.file_name = std::move(name);
-    i.counter = c;
-    i.sort_key = "nixos";
-    i.version = std::move(version);
-    return i;
-  };
-  std::vector<SortItem> items{
-      item("nixos-generation-9.conf", std::nullopt, "Generation 9 x"),
-      item("nixos-generation-11+0-3.conf", Counter{0, 3}, "Generation 11 x"),
-      item("nixos-generation-10+1.conf", Counter{1, 0}, "Generation 10 x"),
-      item("nixos-generation-10-specialisation-a+1.conf", Counter{1, 0}, "Generation 10 x"),
-  };
-  SortItem foreign;
-  foreign.file_name = "zzz.conf";
-  items.push_back(foreign);
-  sort_like_systemd_boot(items, IdScheme::with_counter);
-  std::vector<std::string> names;
-  for (const auto& i : items) names.push_back(i.file_name);
-  CHECK(names == std::vector<std::string>{"nixos-generation-10+1.conf", "nixos-generation-10-specialisation-a+1.conf",
-                                          "nixos-generation-9.conf", "zzz.conf", "nixos-generation-11+0-3.conf"});
+    auto item = [](std::string name, std::optional<Counter> c, std::string version) {
+        SortItem i;
+        i.file_name = std::move(name);
+        i.counter = c;
+        i.sort_key = "nixos";
+        i.version = std::move(version);
+        return i;
+    };
+    std::vector<SortItem> items{
+        item("nixos-generation-9.conf", std::nullopt, "Generation 9 x"),
+        item("nixos-generation-11+0-3.conf", Counter{0, 3}, "Generation 11 x"),
+        item("nixos-generation-10+1.conf", Counter{1, 0}, "Generation 10 x"),
+        item("nixos-generation-10-specialisation-a+1.conf", Counter{1, 0}, "Generation 10 x"),
+    };
+    SortItem foreign;
+    foreign.file_name = "zzz.conf";
+    items.push_back(foreign);
+    sort_like_systemd_boot(items, IdScheme::with_counter);
+    std::vector<std::string> names;
+    for (const auto& i : items) names.push_back(i.file_name);
+    CHECK(names == std::vector<std::string>{"nixos-generation-10+1.conf", "nixos-generation-10-specialisation-a+1.conf",
+                                            "nixos-generation-9.conf", "zzz.conf", "nixos-generation-11+0-3.conf"});
 }
 
 TEST_CASE("default choice: one-shot, EFI default, loader.conf glob, first entry") {
-  std::vector<SortItem> sorted(3);
-  sorted[0].file_name = "nixos-generation-3+1.conf";
-  sorted[1].file_name = "nixos-generation-2.conf";
-  sorted[2].file_name = "nixos-generation-1.conf";
-  DefaultInputs in;
-  CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(0));
-  in.conf_default = "nixos-generation-2.conf";
-  CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(1));
-  in.efi_default = "nixos-generation-1*";
-  CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(2));
-  in.one_shot = "nixos-generation-3+1.conf";
-  CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(0));
-  // the same one-shot under the 258 scheme matches nothing: falls through
-  CHECK(pick_default_entry(sorted, in, IdScheme::without_counter) == std::optional<std::size_t>(2));
-  in.one_shot = "NIXOS-GENERATION-3.CONF";
-  CHECK(pick_default_entry(sorted, in, IdScheme::without_counter) == std::optional<std::size_t>(0));
-  CHECK_FALSE(pick_default_entry({}, in, IdScheme::with_counter));
+    std::vector<SortItem> sorted(3);
+    sorted[0].file_name = "nixos-generation-3+1.conf";
+    sorted[1].file_name = "nixos-generation-2.conf";
+    sorted[2].file_name = "nixos-generation-1.conf";
+    DefaultInputs in;
+    CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(0));
+    in.conf_default = "nixos-generation-2.conf";
+    CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(1));
+    in.efi_default = "nixos-generation-1*";
+    CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(2));
+    in.one_shot = "nixos-generation-3+1.conf";
+    CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(0));
+    // the same one-shot under the 258 scheme matches nothing: falls through
+    CHECK(pick_default_entry(sorted, in, IdScheme::without_counter) == std::optional<std::size_t>(2));
+    in.one_shot = "NIXOS-GENERATION-3.CONF";
+    CHECK(pick_default_entry(sorted, in, IdScheme::without_counter) == std::optional<std::size_t>(0));
+    CHECK_FALSE(pick_default_entry({}, in, IdScheme::with_counter));
 }
 
 TEST_CASE("sha256 and content names") {
-  CHECK(sha256_hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
-  CHECK(sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
-  CHECK(sha256_hex(std::string(1000, 'a')) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
-  CHECK(content_file_name("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "linux") ==
-        "EFI/nixos/ba7816bf8f01cfea414140de5dae2223-linux.efi");
+    CHECK(sha256_hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+    CHECK(sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    CHECK(sha256_hex(std::string(1000, 'a')) == "41edece42d63e8d9bf515a9ba6932e1c20cbc9f5a5d134645adb5db1b9737ea3");
+    CHECK(content_file_name("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", "linux") ==
+          "EFI/nixos/ba7816bf8f01cfea414140de5dae2223-linux.efi");
 }
 
 TEST_CASE("the entry text of a generation and of a specialisation") {
-  Generation g;
-  g.number = 7;
-  g.time = 86400 * 365;
-  g.doc.boot.label = "NixOS 24.05 (Linux 6.6.30)";
-  g.doc.boot.toplevel = "/nix/store/abc-nixos-system-7";
-  g.doc.boot.kernel_params = {"loglevel=4", "quiet"};
-  BootSpec spec = g.doc.boot;
-  spec.toplevel = "/nix/store/def-nixos-system-7-big";
-  spec.sort_key = "big";
-  g.doc.specialisations["big"] = spec;
-  EntryFiles f{"/EFI/nixos/aa-linux.efi", std::string("/EFI/nixos/bb-initrd.efi")};
-  CHECK(format_generation_entry(g, "", f) ==
-        "title NixOS\n"
-        "version Generation 7 NixOS 24.05 (Linux 6.6.30), Built on 1971-01-01\n"
-        "sort-key nixos\n"
-        "linux /EFI/nixos/aa-linux.efi\n"
-        "initrd /EFI/nixos/bb-initrd.efi\n"
-        "options init=/nix/store/abc-nixos-system-7/init loglevel=4 quiet nixboot.entry=nixos-generation-7\n");
-  auto s = format_generation_entry(g, "big", EntryFiles{"/EFI/nixos/aa-linux.efi", std::nullopt});
-  CHECK(s.find("title NixOS (big)\n") == 0);
-  CHECK(s.find("sort-key big\n") != std::string::npos);
-  CHECK(s.find("initrd") == std::string::npos);
-  CHECK(s.find("init=/nix/store/def-nixos-system-7-big/init loglevel=4 quiet nixboot.entry=nixos-generation-7-specialisation-big\n") !=
+    Generation g;
+    g.number = 7;
+    g.time = 86400 * 365;
+    g.doc.boot.label = "NixOS 24.05 (Linux 6.6.30)";
+    g.doc.boot.toplevel = "/nix/store/abc-nixos-system-7";
+    g.doc.boot.kernel_params = {"loglevel=4", "quiet"};
+    BootSpec spec = g.doc.boot;
+    spec.toplevel = "/nix/store/def-nixos-system-7-big";
+    spec.sort_key = "big";
+    g.doc.specialisations["big"] = spec;
+    EntryFiles f{"/EFI/nixos/aa-linux.efi", std::string("/EFI/nixos/bb-initrd.efi")};
+    CHECK(format_generation_entry(g, "", f) ==
+          "title NixOS\n"
+          "version Generation 7 NixOS 24.05 (Linux 6.6.30), Built on 1971-01-01\n"
+          "sort-key nixos\n"
+          "linux /EFI/nixos/aa-linux.efi\n"
+          "initrd /EFI/nixos/bb-initrd.efi\n"
+          "options init=/nix/store/abc-nixos-system-7/init loglevel=4 quiet nixboot.entry=nixos-generation-7\n");
+    auto s = format_generation_entry(g, "big", EntryFiles{"/EFI/nixos/aa-linux.efi", std::nullopt});
+    CHECK(s.find("title NixOS (big)\n") == 0);
+    CHECK(s.find("sort-key big\n") != std::string::npos);
+    CHECK(s.find("initrd") == std::string::npos);
+    CHECK(
+        s.find(
+            "init=/nix/store/def-nixos-system-7-big/init loglevel=4 quiet nixboot.entry=nixos-generation-7-specialisation-big\n") !=
         std::string::npos);
-  CHECK_THROWS_WITH(format_generation_entry(g, "nope", f), "generation 7 has no specialisation 'nope'");
+    CHECK_THROWS_WITH(format_generation_entry(g, "nope", f), "generation 7 has no specialisation 'nope'");
 }
 
 TEST_CASE("the backend reads LoaderBootCountPath, and ignores one that is not a counted entry") {
-  test::Rig rig(2, "systemd-boot 252.39", 1);
-  SdBootBackend be(rig.backend_options());
-  Machine m(be, rig.machine_options());
-  m.install();
-  m.try_generation(2, {});
-  rig.boot();
-  auto v = be.read();
-  CHECK(v.booted == std::optional<std::string>("nixos-generation-2"));
-  CHECK(v.booted_file == std::optional<std::string>("loader/entries/nixos-generation-2+0-1.conf"));
-  EfiVars(rig.efivars).set_string(efivar_name::loader_boot_count_path, "\\loader\\entries\\..\\x+1.conf");
-  v = be.read();
-  CHECK_FALSE(v.booted_file);
-  REQUIRE_FALSE(v.warnings.empty());
-  CHECK(v.warnings.back() ==
-        "EFI variable LoaderBootCountPath '\\loader\\entries\\..\\x+1.conf' does not name a counted entry under "
-        "\\loader\\entries\\ (ignored)");
+    test::Rig rig(2, "systemd-boot 252.39", 1);
+    SdBootBackend be(rig.backend_options());
+    Machine m(be, rig.machine_options());
+    m.install();
+    m.try_generation(2, {});
+    rig.boot();
+    auto v = be.read();
+    CHECK(v.booted == std::optional<std::string>("nixos-generation-2"));
+    CHECK(v.booted_file == std::optional<std::string>("loader/entries/nixos-generation-2+0-1.conf"));
+    EfiVars(rig.efivars).set_string(efivar_name::loader_boot_count_path, "\\loader\\entries\\..\\x+1.conf");
+    v = be.read();
+    CHECK_FALSE(v.booted_file);
+    REQUIRE_FALSE(v.warnings.empty());
+    CHECK(v.warnings.back() ==
+          "EFI variable LoaderBootCountPath '\\loader\\entries\\..\\x+1.conf' does not name a counted entry under "
+          "\\loader\\entries\\ (ignored)");
 }
 
 TEST_CASE("set_default refuses trial and bad entries, set_state refuses trial") {
-  test::Rig rig(2, "systemd-boot 252.39", 1);
-  SdBootBackend be(rig.backend_options());
-  Machine m(be, rig.machine_options());
-  m.install();
-  CHECK_THROWS_WITH(be.set_default("nixos-generation-2"),
-                    "refusing to make 'nixos-generation-2' the default: it is a trial (nixos-generation-2+1.conf)");
-  CHECK_THROWS_WITH(be.set_state("nixos-generation-2", EntryState::trial),
-                    "set_state: use arm() to make 'nixos-generation-2' a trial");
-  CHECK_THROWS_WITH(be.set_default("nixos-generation-9"),
-                    "no entry 'nixos-generation-9' in " + (rig.esp / "loader/entries").string());
+    test::Rig rig(2, "systemd-boot 252.39", 1);
+    SdBootBackend be(rig.backend_options());
+    Machine m(be, rig.machine_options());
+    m.install();
+    CHECK_THROWS_WITH(be.set_default("nixos-generation-2"),
+                      "refusing to make 'nixos-generation-2' the default: it is a trial (nixos-generation-2+1.conf)");
+    CHECK_THROWS_WITH(be.set_state("nixos-generation-2", EntryState::trial),
+                      "set_state: use arm() to make 'nixos-generation-2' a trial");
+    CHECK_THROWS_WITH(be.set_default("nixos-generation-9"),
+                      "no entry 'nixos-generation-9' in " + (rig.esp / "loader/entries").string());
 }

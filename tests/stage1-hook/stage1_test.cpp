@@ -51,7 +51,7 @@ struct FakeRoot {
 
 const std::string guid = nixboot::loader_vendor_guid;
 
-} // namespace
+}  // namespace
 
 TEST_CASE("stage1: systemd-boot trial is recorded and the watchdog armed and handed over", "[stage1]") {
     FakeRoot f;
@@ -76,8 +76,9 @@ TEST_CASE("stage1: a good systemd-boot entry is not a trial and the watchdog sta
     f.cmdline("nixboot.entry=nixos-generation-4\n");
     f.systemd_boot(std::nullopt);
     CHECK(f.run().status == 0);
-    CHECK(f.rec() == "bootloader=systemd-boot\nentry=nixos-generation-4\nfile=\ntrial=0\ntries-left=0\n"
-                     "consumed-by=none\nwatchdog=off\n");
+    CHECK(f.rec() ==
+          "bootloader=systemd-boot\nentry=nixos-generation-4\nfile=\ntrial=0\ntries-left=0\n"
+          "consumed-by=none\nwatchdog=off\n");
     CHECK(read_file(f.watchdog).empty());
     CHECK(read_file(f.kmsg).empty());
 }
@@ -87,9 +88,11 @@ TEST_CASE("stage1: watchdog timeout from the config file, 0 disables it", "[stag
     f.cmdline("nixboot.entry=nixos-generation-5");
     f.systemd_boot("\\loader\\entries\\nixos-generation-5+0-1.conf");
     SECTION("config value") {
-        write_file(f.root / "etc/nixboot/nixboot.conf", "# c\nwatchdog-timeout = 30\n[check.x]\nwatchdog-timeout = 1\n");
+        write_file(f.root / "etc/nixboot/nixboot.conf",
+                   "# c\nwatchdog-timeout = 30\n[check.x]\nwatchdog-timeout = 1\n");
         CHECK(f.run().status == 0);
-        CHECK(f.kmsg_lines().back() == "<6>nixboot-stage1: trial boot of nixos-generation-5 (0 tries left), watchdog armed 30s");
+        CHECK(f.kmsg_lines().back() ==
+              "<6>nixboot-stage1: trial boot of nixos-generation-5 (0 tries left), watchdog armed 30s");
     }
     SECTION("0 disables") {
         write_file(f.root / "etc/nixboot/nixboot.conf", "watchdog-timeout = 0\n");
@@ -155,8 +158,8 @@ TEST_CASE("stage1: bad LoaderBootCountPath values are one line each and never a 
         CHECK(f.run().status == 0);
         auto lines = f.kmsg_lines();
         REQUIRE(lines.size() == 1);
-        CHECK(lines[0] == "<4>nixboot-stage1: LoaderBootCountPath '" + c.value + "': " + c.reason +
-                              "; not treated as a trial");
+        CHECK(lines[0] ==
+              "<4>nixboot-stage1: LoaderBootCountPath '" + c.value + "': " + c.reason + "; not treated as a trial");
         CHECK(f.rec().find("trial=0\n") != std::string::npos);
         CHECK(read_file(f.watchdog).empty());
     }
@@ -164,9 +167,10 @@ TEST_CASE("stage1: bad LoaderBootCountPath values are one line each and never a 
 
 TEST_CASE("stage1: garbage on the command line is tolerated with one line per bad parameter", "[stage1][bad-input]") {
     FakeRoot f;
-    std::string junk = "quiet \x01\x02\xff\"unterminated nixboot.watchdog=abc nixboot.entry=../etc/passwd "
-                       "nixboot.frobnicate=1 nixboot.entry=nixos-generation-5 " +
-                       std::string(20000, 'x');
+    std::string junk =
+        "quiet \x01\x02\xff\"unterminated nixboot.watchdog=abc nixboot.entry=../etc/passwd "
+        "nixboot.frobnicate=1 nixboot.entry=nixos-generation-5 " +
+        std::string(20000, 'x');
     f.cmdline(junk);
     f.systemd_boot(std::nullopt);
     CHECK(f.run().status == 0);
@@ -175,14 +179,20 @@ TEST_CASE("stage1: garbage on the command line is tolerated with one line per ba
     CHECK(lines[0].find("kernel command line is") != std::string::npos);
     // Without the stray quote, each bad parameter is reported once.
     FakeRoot g;
-    g.cmdline("nixboot.watchdog=abc nixboot.entry=../etc/passwd nixboot.frobnicate=1 nixboot.entry=nixos-generation-5\n");
+    g.cmdline(
+        "nixboot.watchdog=abc nixboot.entry=../etc/passwd nixboot.frobnicate=1 nixboot.entry=nixos-generation-5\n");
     g.systemd_boot(std::nullopt);
     CHECK(g.run().status == 0);
     auto glines = g.kmsg_lines();
     REQUIRE(glines.size() == 3);
-    CHECK(glines[0] == "<4>nixboot-stage1: ignoring kernel parameter 'nixboot.watchdog=abc': not a number of seconds from 0 to 86400");
-    CHECK(glines[1] == "<4>nixboot-stage1: ignoring kernel parameter 'nixboot.entry=../etc/passwd': not an entry ID (1-200 of A-Z a-z 0-9 . _ -)");
-    CHECK(glines[2] == "<4>nixboot-stage1: ignoring kernel parameter 'nixboot.frobnicate=1': unknown nixboot parameter");
+    CHECK(
+        glines[0] ==
+        "<4>nixboot-stage1: ignoring kernel parameter 'nixboot.watchdog=abc': not a number of seconds from 0 to 86400");
+    CHECK(
+        glines[1] ==
+        "<4>nixboot-stage1: ignoring kernel parameter 'nixboot.entry=../etc/passwd': not an entry ID (1-200 of A-Z a-z 0-9 . _ -)");
+    CHECK(glines[2] ==
+          "<4>nixboot-stage1: ignoring kernel parameter 'nixboot.frobnicate=1': unknown nixboot parameter");
     CHECK(g.rec().find("entry=nixos-generation-5\n") != std::string::npos);
 }
 
@@ -192,7 +202,8 @@ TEST_CASE("stage1: missing inputs still exit 0 with one line", "[stage1][bad-inp
     CHECK(r.status == 0);
     auto lines = f.kmsg_lines();
     REQUIRE(lines.size() == 1);
-    CHECK(lines[0] == "<4>nixboot-stage1: reading " + (f.root / "proc/cmdline").string() + ": No such file or directory");
+    CHECK(lines[0] ==
+          "<4>nixboot-stage1: reading " + (f.root / "proc/cmdline").string() + ": No such file or directory");
     CHECK(f.rec() == "bootloader=unknown\nentry=\nfile=\ntrial=0\ntries-left=0\nconsumed-by=none\nwatchdog=off\n");
 }
 
@@ -266,7 +277,8 @@ TEST_CASE("stage1: a hang is cut by the hard time bound, the boot goes on", "[st
     auto elapsed = std::chrono::steady_clock::now() - t0;
     CHECK(r.status == 0);
     CHECK(elapsed < std::chrono::seconds(30));  // cut by the bound, not left hanging
-    CHECK(f.kmsg_lines() == std::vector<std::string>{"<3>nixboot-stage1: time bound reached, giving up (boot continues)"});
+    CHECK(f.kmsg_lines() ==
+          std::vector<std::string>{"<3>nixboot-stage1: time bound reached, giving up (boot continues)"});
 }
 
 TEST_CASE("stage1: the time bound covers opening /dev/kmsg", "[stage1][bad-input]") {
@@ -289,8 +301,9 @@ TEST_CASE("stage1: GRUB trial detection from the command line", "[stage1][grub]"
     SECTION("trial consumed by GRUB") {
         f.cmdline("nixboot.entry=nixos-generation-3 nixboot.trial=nixos-generation-3 nixboot.tries=0\n");
         CHECK(f.run().status == 0);
-        CHECK(f.rec() == "bootloader=grub\nentry=nixos-generation-3\nfile=\ntrial=1\ntries-left=0\n"
-                         "consumed-by=bootloader\nwatchdog=armed\n");
+        CHECK(f.rec() ==
+              "bootloader=grub\nentry=nixos-generation-3\nfile=\ntrial=1\ntries-left=0\n"
+              "consumed-by=bootloader\nwatchdog=armed\n");
     }
     SECTION("another entry booted while a trial is armed: not a trial") {
         f.cmdline("nixboot.entry=nixos-generation-2 nixboot.trial=nixos-generation-3 nixboot.tries=1\n");
@@ -299,12 +312,14 @@ TEST_CASE("stage1: GRUB trial detection from the command line", "[stage1][grub]"
         CHECK(read_file(f.watchdog).empty());
     }
     SECTION("GRUB could not write grubenv: stage 1 consumes the try in the mounted root") {
-        f.cmdline("nixboot.entry=nixos-generation-3 nixboot.trial=nixos-generation-3 nixboot.tries=1 nixboot.consume=stage1\n");
+        f.cmdline(
+            "nixboot.entry=nixos-generation-3 nixboot.trial=nixos-generation-3 nixboot.tries=1 nixboot.consume=stage1\n");
         auto env = f.root / "mnt-root/boot/grub/grubenv";
         std::filesystem::create_directories(env.parent_path());
         REQUIRE(run_program({nixboot::test::find_program("grub-editenv"), env.string(), "create"}).status == 0);
-        REQUIRE(run_program({nixboot::test::find_program("grub-editenv"), env.string(), "set", "nixboot_trial=nixos-generation-3",
-                             "nixboot_tries=2", "other=kept"}).status == 0);
+        REQUIRE(run_program({nixboot::test::find_program("grub-editenv"), env.string(), "set",
+                             "nixboot_trial=nixos-generation-3", "nixboot_tries=2", "other=kept"})
+                    .status == 0);
         CHECK(f.run().status == 0);
         CHECK(f.rec().find("consumed-by=stage1\n") != std::string::npos);
         auto list = run_program({nixboot::test::find_program("grub-editenv"), env.string(), "list"});
@@ -314,7 +329,8 @@ TEST_CASE("stage1: GRUB trial detection from the command line", "[stage1][grub]"
         CHECK(run_program({nixboot::test::find_program("grub-editenv"), env.string(), "list"}).out == list.out);
     }
     SECTION("GRUB could not write grubenv and there is none to write: left to the late check") {
-        f.cmdline("nixboot.entry=nixos-generation-3 nixboot.trial=nixos-generation-3 nixboot.tries=0 nixboot.consume=stage1\n");
+        f.cmdline(
+            "nixboot.entry=nixos-generation-3 nixboot.trial=nixos-generation-3 nixboot.tries=0 nixboot.consume=stage1\n");
         CHECK(f.run().status == 0);
         CHECK(f.rec().find("consumed-by=none\n") != std::string::npos);
         CHECK(f.kmsg_lines()[0].find("GRUB could not consume the try of nixos-generation-3 and no grubenv was found") !=
@@ -355,8 +371,9 @@ TEST_CASE("stage1 feed: stops feeding at the verdict timeout so a hung trial is 
     REQUIRE(f.run().status == 0);
     CHECK(f.run({"feed", "--feed-interval-ms", "50"}).status == 0);
     CHECK(read_file(f.watchdog) == ".");  // stage 1's feed only: no more, and no 'V'
-    CHECK(f.kmsg_lines().back() == "<4>nixboot-stage1: trial boot of nixos-generation-5 reached no verdict within 600s; "
-                                   "no longer feeding the watchdog");
+    CHECK(f.kmsg_lines().back() ==
+          "<4>nixboot-stage1: trial boot of nixos-generation-5 reached no verdict within 600s; "
+          "no longer feeding the watchdog");
 }
 
 TEST_CASE("stage1 feed: stopped before a verdict (shutdown) it leaves the watchdog running", "[stage1][watchdog]") {
@@ -378,8 +395,8 @@ TEST_CASE("stage1 feed: stopped before a verdict (shutdown) it leaves the watchd
     CHECK(WIFEXITED(st));
     CHECK(WEXITSTATUS(st) == 0);
     std::string fed = read_file(f.watchdog);
-    CHECK(fed.size() >= 3);                       // fed while it ran
-    CHECK(fed.find('V') == std::string::npos);    // never disarmed
+    CHECK(fed.size() >= 3);                     // fed while it ran
+    CHECK(fed.find('V') == std::string::npos);  // never disarmed
 }
 
 TEST_CASE("stage1 feed: nothing to do when stage 1 armed nothing", "[stage1][watchdog]") {

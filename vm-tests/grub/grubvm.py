@@ -50,10 +50,28 @@ GRUB_PC_DIR = Path("/usr/lib/grub/i386-pc")
 # Modules built into the GRUB images. Everything GRUB needs at run time is
 # embedded, so the boot filesystem only carries grub.cfg and grubenv.
 COMMON_MODULES = [
-    "part_msdos", "part_gpt", "fat", "ext2", "loadenv", "linux", "normal",
-    "test", "echo", "configfile", "reboot", "sleep", "halt", "search",
-    "search_fs_file", "search_fs_uuid", "search_label", "serial", "terminal",
-    "cat", "ls", "btrfs",
+    "part_msdos",
+    "part_gpt",
+    "fat",
+    "ext2",
+    "loadenv",
+    "linux",
+    "normal",
+    "test",
+    "echo",
+    "configfile",
+    "reboot",
+    "sleep",
+    "halt",
+    "search",
+    "search_fs_file",
+    "search_fs_uuid",
+    "search_label",
+    "serial",
+    "terminal",
+    "cat",
+    "ls",
+    "btrfs",
 ]
 EFI_MODULES = COMMON_MODULES + ["efi_gop"]
 BIOS_MODULES = COMMON_MODULES + ["biosdisk"]
@@ -69,13 +87,13 @@ def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
     env.update(kw.pop("env", {}))
     p = subprocess.run([program(cmd[0])] + list(cmd[1:]), env=env, capture_output=True, text=True, **kw)
     if p.returncode != 0:
-        raise VmError(f"{' '.join(map(str, cmd))}: exit {p.returncode}: "
-                      f"{(p.stderr or p.stdout).strip()}")
+        raise VmError(f"{' '.join(map(str, cmd))}: exit {p.returncode}: " f"{(p.stderr or p.stdout).strip()}")
     return p
 
 
 # --------------------------------------------------------------------------
 # Kernel (cached under the build directory)
+
 
 def kernel(cache: Path) -> tuple[Path, Path]:
     """Returns (vmlinuz, module tree root) of the Debian generic kernel that
@@ -104,6 +122,7 @@ def kernel(cache: Path) -> tuple[Path, Path]:
 # --------------------------------------------------------------------------
 # initrd
 
+
 def make_initrd(path: Path, init_script: str, extra: dict[str, Path] | None = None) -> None:
     """Writes a gzip'd newc cpio with static busybox as /bin/busybox, the
     given /init script and extra files (guest path -> host path)."""
@@ -119,12 +138,15 @@ def make_initrd(path: Path, init_script: str, extra: dict[str, Path] | None = No
             dst = root / guest.lstrip("/")
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(host, dst)
-        files = subprocess.run([program("find"), "."], cwd=root, capture_output=True,
-                               text=True, check=True).stdout
-        cpio = subprocess.run([program("cpio"), "-o", "-H", "newc", "--quiet"], cwd=root,
-                              input=files.encode(), capture_output=True, check=True).stdout
-        gz = subprocess.run([program("gzip"), "-1", "-n"], input=cpio, capture_output=True,
-                            check=True).stdout
+        files = subprocess.run([program("find"), "."], cwd=root, capture_output=True, text=True, check=True).stdout
+        cpio = subprocess.run(
+            [program("cpio"), "-o", "-H", "newc", "--quiet"],
+            cwd=root,
+            input=files.encode(),
+            capture_output=True,
+            check=True,
+        ).stdout
+        gz = subprocess.run([program("gzip"), "-1", "-n"], input=cpio, capture_output=True, check=True).stdout
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(gz)
         tmp.rename(path)
@@ -133,12 +155,14 @@ def make_initrd(path: Path, init_script: str, extra: dict[str, Path] | None = No
 # --------------------------------------------------------------------------
 # Boot disk
 
+
 @dataclasses.dataclass
 class Disk:
     """A GRUB boot disk image and how to reach its boot filesystem."""
+
     image: Path
-    firmware: str          # "efi" or "bios"
-    fs: str                # "fat" or "ext4"
+    firmware: str  # "efi" or "bios"
+    fs: str  # "fat" or "ext4"
     part_offset: int = PART_START_SECTOR * SECTOR
 
     # -- reading and writing files on the boot filesystem from the host --
@@ -151,7 +175,9 @@ class Disk:
             return subprocess.run(
                 ["mtype", "-i", self._mtools_img(), "::" + path],
                 env=dict(os.environ, MTOOLS_SKIP_CHECK="1"),
-                capture_output=True, check=True).stdout
+                capture_output=True,
+                check=True,
+            ).stdout
         if self.fs == "btrfs":
             with tempfile.TemporaryDirectory() as d:
                 part = self._extract_partition(Path(d))
@@ -179,11 +205,12 @@ class Disk:
                 run(["mcopy", "-o", "-i", self._mtools_img(), str(src), "::" + path])
                 return
             if self.fs != "ext4":
-                raise VmError(f"{self.image}: writing files on {self.fs} from the host "
-                              "is not supported (build the disk with them instead)")
+                raise VmError(
+                    f"{self.image}: writing files on {self.fs} from the host "
+                    "is not supported (build the disk with them instead)"
+                )
             part = self._extract_partition(Path(d))
-            subprocess.run([program("debugfs"), "-w", "-R", f"rm {path}", str(part)],
-                           capture_output=True)
+            subprocess.run([program("debugfs"), "-w", "-R", f"rm {path}", str(part)], capture_output=True)
             run(["debugfs", "-w", "-R", f"write {src} {path}", str(part)])
             self._put_partition(part)
 
@@ -192,15 +219,33 @@ class Disk:
 
     def _extract_partition(self, d: Path) -> Path:
         part = d / "part.img"
-        run(["dd", f"if={self.image}", f"of={part}", "bs=1M",
-             f"skip={self.part_offset}", "iflag=skip_bytes", "status=none",
-             "conv=sparse"])
+        run(
+            [
+                "dd",
+                f"if={self.image}",
+                f"of={part}",
+                "bs=1M",
+                f"skip={self.part_offset}",
+                "iflag=skip_bytes",
+                "status=none",
+                "conv=sparse",
+            ]
+        )
         return part
 
     def _put_partition(self, part: Path) -> None:
-        run(["dd", f"if={part}", f"of={self.image}", "bs=1M",
-             f"seek={self.part_offset}", "oflag=seek_bytes", "conv=notrunc,sparse",
-             "status=none"])
+        run(
+            [
+                "dd",
+                f"if={part}",
+                f"of={self.image}",
+                "bs=1M",
+                f"seek={self.part_offset}",
+                "oflag=seek_bytes",
+                "conv=notrunc,sparse",
+                "status=none",
+            ]
+        )
 
     def grubenv(self, path: str = "/grub/grubenv") -> dict[str, str]:
         """Reads the env block back with the reference tool, grub-editenv."""
@@ -249,10 +294,17 @@ def _mkimage_bios(out: Path, early_cfg: str | None = None) -> None:
     _mkimage(out, "i386-pc", "(hd0,msdos1)/grub", BIOS_MODULES, early_cfg)
 
 
-def make_disk(image: Path, firmware: str, files: dict[str, Path], fs: str = "fat",
-              size_mb: int = 128, label: str = "ESP",
-              bios_early_cfg: str | None = None,
-              esp_mb: int = 0, esp_label: str = "EFISYS") -> Disk:
+def make_disk(
+    image: Path,
+    firmware: str,
+    files: dict[str, Path],
+    fs: str = "fat",
+    size_mb: int = 128,
+    label: str = "ESP",
+    bios_early_cfg: str | None = None,
+    esp_mb: int = 0,
+    esp_label: str = "EFISYS",
+) -> Disk:
     """Builds a bootable GRUB disk: MBR partition 1 with `fs` (labelled
     `label`) holding `files` (boot-fs path -> host path) plus the firmware's
     GRUB image. An empty 1024-byte /grub/grubenv is created unless files has
@@ -289,17 +341,16 @@ def make_disk(image: Path, firmware: str, files: dict[str, Path], fs: str = "fat
         esp_tree = tmp / "esp" if split else tree
         if firmware == "efi":
             (esp_tree / "EFI" / "BOOT").mkdir(parents=True)
-            _mkimage_efi(esp_tree / "EFI" / "BOOT" / "BOOTX64.EFI",
-                         f"search --no-floppy --fs-uuid --set=root {fs_uuid}\n"
-                         "set prefix=($root)/grub\n" if split else None)
+            _mkimage_efi(
+                esp_tree / "EFI" / "BOOT" / "BOOTX64.EFI",
+                f"search --no-floppy --fs-uuid --set=root {fs_uuid}\n" "set prefix=($root)/grub\n" if split else None,
+            )
         if split:
             esp = tmp / "esp.img"
-            run(["mkfs.vfat", "-F", "32", "-n", esp_label, "-C", str(esp),
-                 str(esp_mb * 1024)])
+            run(["mkfs.vfat", "-F", "32", "-n", esp_label, "-C", str(esp), str(esp_mb * 1024)])
             run(["mcopy", "-s", "-i", str(esp), str(esp_tree / "EFI"), "::/"])
         if fs == "fat":
-            run(["mkfs.vfat", "-F", "32", "-n", label, "-C", str(part),
-                 str(part_bytes // 1024)])
+            run(["mkfs.vfat", "-F", "32", "-n", label, "-C", str(part), str(part_bytes // 1024)])
             for top in sorted(tree.iterdir()):
                 run(["mcopy", "-s", "-i", str(part), str(top), "::/"])
         elif fs == "ext4":
@@ -309,25 +360,43 @@ def make_disk(image: Path, firmware: str, files: dict[str, Path], fs: str = "fat
         else:
             with open(part, "wb") as f:
                 f.truncate(part_bytes)
-            run(["mkfs.btrfs", "-q", "-f", "-L", label, "-U", fs_uuid, "--rootdir", str(tree),
-                 str(part)])
+            run(["mkfs.btrfs", "-q", "-f", "-L", label, "-U", fs_uuid, "--rootdir", str(tree), str(part)])
         # MBR partition table, then the filesystem(s) from 1 MiB.
         with open(image.with_suffix(".tmp"), "wb") as f:
             f.truncate(size_mb * 1024 * 1024)
         if split:
-            table = (f"{PART_START_SECTOR},{part_start - PART_START_SECTOR},ef,*\n"
-                     f"{part_start},,83\n")
+            table = f"{PART_START_SECTOR},{part_start - PART_START_SECTOR},ef,*\n" f"{part_start},,83\n"
         else:
             ptype = "ef" if firmware == "efi" else ("c" if fs == "fat" else "83")
             table = f"{PART_START_SECTOR},,{ptype},*\n"
-        run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(image.with_suffix(".tmp"))],
-            input="label: dos\n" + table)
+        run(
+            ["sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(image.with_suffix(".tmp"))],
+            input="label: dos\n" + table,
+        )
         if split:
-            run(["dd", f"if={esp}", f"of={image.with_suffix('.tmp')}", "bs=1M", "seek=1",
-                 "conv=notrunc,sparse", "status=none"])
-        run(["dd", f"if={part}", f"of={image.with_suffix('.tmp')}", "bs=1M",
-             f"seek={part_start * SECTOR}", "oflag=seek_bytes", "conv=notrunc,sparse",
-             "status=none"])
+            run(
+                [
+                    "dd",
+                    f"if={esp}",
+                    f"of={image.with_suffix('.tmp')}",
+                    "bs=1M",
+                    "seek=1",
+                    "conv=notrunc,sparse",
+                    "status=none",
+                ]
+            )
+        run(
+            [
+                "dd",
+                f"if={part}",
+                f"of={image.with_suffix('.tmp')}",
+                "bs=1M",
+                f"seek={part_start * SECTOR}",
+                "oflag=seek_bytes",
+                "conv=notrunc,sparse",
+                "status=none",
+            ]
+        )
         if firmware == "bios":
             _install_bios_boot(image.with_suffix(".tmp"), tmp, bios_early_cfg)
         image.with_suffix(".tmp").rename(image)
@@ -362,13 +431,15 @@ def _install_bios_boot(image: Path, tmp: Path, early_cfg: str | None) -> None:
 # --------------------------------------------------------------------------
 # QEMU: one process per boot, bounded
 
+
 @dataclasses.dataclass
 class Boot:
     """What one boot printed on the serial console and how it ended."""
+
     number: int
     log: Path
     seconds: float
-    ended: str   # "exited" (guest poweroff/reset with -no-reboot), "marker", "timeout", "killed"
+    ended: str  # "exited" (guest poweroff/reset with -no-reboot), "marker", "timeout", "killed"
     text: str
 
     def grep(self, pattern: str) -> list[str]:
@@ -379,8 +450,7 @@ class Running:
     """One boot in progress: QEMU with ttyS0 logged to a file and, with a
     backdoor, ttyS1 on a unix socket read by a background thread."""
 
-    def __init__(self, machine: "Machine", number: int, cmd: list[str], log: Path,
-                 backdoor: Path | None):
+    def __init__(self, machine: "Machine", number: int, cmd: list[str], log: Path, backdoor: Path | None):
         self.machine = machine
         self.number = number
         self.log = log
@@ -461,14 +531,14 @@ class Running:
         tag = f"__NIXBOOT_VM_{time.monotonic_ns()}__"
         with self.bd_lock:
             self.bd_buf = b""
-        self.bd_sock.sendall(f"( {command} ) 2>&1; echo \"{tag} $?\"\n".encode())
+        self.bd_sock.sendall(f'( {command} ) 2>&1; echo "{tag} $?"\n'.encode())
         rx = re.compile(rf"{tag} (\d+)\r?\n".encode())
         deadline = time.monotonic() + timeout
         while True:
             with self.bd_lock:
                 m = rx.search(self.bd_buf)
                 if m:
-                    out = self.bd_buf[:m.start()].decode(errors="replace")
+                    out = self.bd_buf[: m.start()].decode(errors="replace")
                     return int(m.group(1)), out.replace("\r\n", "\n")
             if self.proc.poll() is not None:
                 raise VmError(f"{self.where()}: guest stopped while running {command!r}")
@@ -503,8 +573,9 @@ class Running:
             self.proc.stderr.close()
         if ended == "exited" and self.proc.returncode != 0:
             raise VmError(f"{self.where()}: qemu exited {self.proc.returncode}: {err.strip()}")
-        b = Boot(number=self.number, log=self.log, seconds=time.monotonic() - self.start,
-                 ended=ended, text=self.console())
+        b = Boot(
+            number=self.number, log=self.log, seconds=time.monotonic() - self.start, ended=ended, text=self.console()
+        )
         self.machine.boots.append(b)
         self.machine.running = None
         return b
@@ -516,9 +587,15 @@ class Machine:
     boot has its own log and its own time bound. extra_drives: (path, format)
     of further virtio disks (the harness's root and /nix overlays)."""
 
-    def __init__(self, workdir: Path, disk: Disk,
-                 extra_drives: list[tuple[Path, str]] | None = None,
-                 memory_mb: int = 512, watchdog: bool = True, backdoor: bool = False):
+    def __init__(
+        self,
+        workdir: Path,
+        disk: Disk,
+        extra_drives: list[tuple[Path, str]] | None = None,
+        memory_mb: int = 512,
+        watchdog: bool = True,
+        backdoor: bool = False,
+    ):
         self.workdir = workdir
         self.disk = disk
         self.extra_drives = extra_drives or []
@@ -533,20 +610,39 @@ class Machine:
             shutil.copy2(OVMF_VARS, self.vars)
 
     def qemu_command(self) -> list[str]:
-        cmd = ["qemu-system-x86_64", "-machine", "q35" if self.disk.firmware == "efi" else "pc",
-               "-m", str(self.memory_mb), "-smp", "1", "-display", "none",
-               "-no-reboot", "-nodefaults", "-monitor", "none"]
+        cmd = [
+            "qemu-system-x86_64",
+            "-machine",
+            "q35" if self.disk.firmware == "efi" else "pc",
+            "-m",
+            str(self.memory_mb),
+            "-smp",
+            "1",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-nodefaults",
+            "-monitor",
+            "none",
+        ]
         if self.disk.firmware == "efi":
-            cmd += ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
-                    "-drive", f"if=pflash,format=raw,file={self.vars}"]
+            cmd += [
+                "-drive",
+                f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+                "-drive",
+                f"if=pflash,format=raw,file={self.vars}",
+            ]
         else:
             cmd += ["-bios", str(SEABIOS)]
         # The GRUB disk is the firmware's first boot device, hence GRUB's (hd0).
-        cmd += ["-drive", f"if=none,id=boot,format=raw,file={self.disk.image}",
-                "-device", "virtio-blk-pci,drive=boot,bootindex=0"]
+        cmd += [
+            "-drive",
+            f"if=none,id=boot,format=raw,file={self.disk.image}",
+            "-device",
+            "virtio-blk-pci,drive=boot,bootindex=0",
+        ]
         for i, (path, fmt) in enumerate(self.extra_drives):
-            cmd += ["-drive", f"if=none,id=d{i},format={fmt},file={path}",
-                    "-device", f"virtio-blk-pci,drive=d{i}"]
+            cmd += ["-drive", f"if=none,id=d{i},format={fmt},file={path}", "-device", f"virtio-blk-pci,drive=d{i}"]
         if self.watchdog:
             cmd += ["-device", "i6300esb", "-action", "watchdog=reset"]
         return cmd
@@ -560,8 +656,12 @@ class Machine:
         cmd = self.qemu_command() + ["-serial", f"file:{log}"]
         if self.backdoor is not None:
             self.backdoor.unlink(missing_ok=True)
-            cmd += ["-chardev", f"socket,id=backdoor,path={self.backdoor},server=on,wait=off",
-                    "-serial", "chardev:backdoor"]
+            cmd += [
+                "-chardev",
+                f"socket,id=backdoor,path={self.backdoor},server=on,wait=off",
+                "-serial",
+                "chardev:backdoor",
+            ]
         self.running = Running(self, n, cmd, log, self.backdoor)
         return self.running
 

@@ -44,7 +44,7 @@ from harness.bootloaders import Bootloader, register  # noqa: E402
 from harness.scenario import Ctx, scenario  # noqa: E402
 from harness.util import HarnessError, program  # noqa: E402
 
-KERNEL_FILE = f"{images.KERNEL_NAME}-bzImage"   # like NixOS: <store hash>-<name>-bzImage
+KERNEL_FILE = f"{images.KERNEL_NAME}-bzImage"  # like NixOS: <store hash>-<name>-bzImage
 
 # Everything GRUB prints goes to the serial console log of the boot: OVMF
 # mirrors the EFI console to the serial port; for i386-pc the core image's
@@ -105,8 +105,9 @@ submenu "NixOS - All configurations" --class submenu {{
 def _toplevel_initrd(nix_img: Path, variant: str, dest: Path) -> None:
     """Copies a generation's initrd out of the harness's /nix image."""
     path = f"/store/{images.toplevel_name(variant)}/initrd"
-    p = subprocess.run([program("debugfs"), "-R", f"dump -p {path} {dest}", str(nix_img)],
-                       capture_output=True, text=True)
+    p = subprocess.run(
+        [program("debugfs"), "-R", f"dump -p {path} {dest}", str(nix_img)], capture_output=True, text=True
+    )
     if not dest.exists() or dest.stat().st_size == 0:
         raise HarnessError(f"{nix_img}: cannot read {path}: {p.stderr.strip()}")
 
@@ -121,16 +122,15 @@ def _toplevel_initrd(nix_img: Path, variant: str, dest: Path) -> None:
 FULL = os.environ.get("NIXBOOT_VM_GRUB_FULL") == "1"
 ALL = {"1", "2", "3", "4", "5", "7", "9", "g0", "g4", "g6"}
 DEFAULT = ALL - {"g0", "g4"}
-BTRFS = {"grub-bios-btrfs": {"8", "g8"},
-         "grub-efi-btrfs": {"8"}}
+BTRFS = {"grub-bios-btrfs": {"8", "g8"}, "grub-efi-btrfs": {"8"}}
 
 
 class _Grub(Bootloader):
     nixboot_name = "grub"
     firmware = "?"
     scenarios = ALL
-    boot_fs = "fat"     # the boot dir's filesystem (the partition labelled ESP)
-    esp_mb = 0          # EFI with a non-FAT boot dir: size of the separate FAT ESP
+    boot_fs = "fat"  # the boot dir's filesystem (the partition labelled ESP)
+    esp_mb = 0  # EFI with a non-FAT boot dir: size of the separate FAT ESP
     # Byte offset of the boot dir's partition in the disk image (build_boot_image sets it).
     boot_part_offset = grubvm.PART_START_SECTOR * grubvm.SECTOR
 
@@ -148,30 +148,40 @@ class _Grub(Bootloader):
             if check.returncode != 0:
                 raise HarnessError(f"stock grub.cfg: grub-script-check: {check.stdout}{check.stderr}")
             try:
-                disk = grubvm.make_disk(img, self.firmware, {
-                    "/grub/grub.cfg": cfg,
-                    f"/kernels/{KERNEL_FILE}": kern.vmlinuz,
-                    f"/kernels/{initrd_file('good')}": initrd,
-                }, fs=self.boot_fs, size_mb=256, label="ESP",
-                    bios_early_cfg=BIOS_EARLY_CFG, esp_mb=self.esp_mb)
+                disk = grubvm.make_disk(
+                    img,
+                    self.firmware,
+                    {
+                        "/grub/grub.cfg": cfg,
+                        f"/kernels/{KERNEL_FILE}": kern.vmlinuz,
+                        f"/kernels/{initrd_file('good')}": initrd,
+                    },
+                    fs=self.boot_fs,
+                    size_mb=256,
+                    label="ESP",
+                    bios_early_cfg=BIOS_EARLY_CFG,
+                    esp_mb=self.esp_mb,
+                )
             except grubvm.VmError as e:
                 raise HarnessError(f"{self.name}: building the boot disk: {e}")
         self.boot_part_offset = disk.part_offset
         return img
-
 
     def guest_setup(self, ctx) -> None:
         """/boot mounted for sure (see MOUNT_BOOT), and no menu wait: every
         generation's nixboot.conf gets `grub-timeout = 0` (docs/grub.md),
         which saves 5 s of every boot of every scenario."""
         ctx.sh(MOUNT_BOOT, 90)
-        ctx.sh("""set -e
+        ctx.sh(
+            """set -e
 for f in /nix/store/*-nixos-system-*/etc/nixboot/nixboot.conf; do
   grep -q '^grub-timeout' "$f" || echo 'grub-timeout = 0' >> "$f"
-done""")
+done"""
+        )
 
     def loader_version(self) -> str:
         from harness.bootloaders import host_package_version
+
         package = "grub-efi-amd64-bin" if self.firmware == "efi" else "grub-pc-bin"
         return f"GRUB {host_package_version(package)}"
 
@@ -191,8 +201,12 @@ class GrubEfi(_Grub):
         vars_copy = machine_dir / "OVMF_VARS.fd"
         if not vars_copy.exists():
             shutil.copy2(grubvm.OVMF_VARS, vars_copy)
-        return ["-drive", f"if=pflash,format=raw,readonly=on,file={grubvm.OVMF_CODE}",
-                "-drive", f"if=pflash,format=raw,file={vars_copy}"]
+        return [
+            "-drive",
+            f"if=pflash,format=raw,readonly=on,file={grubvm.OVMF_CODE}",
+            "-drive",
+            f"if=pflash,format=raw,file={vars_copy}",
+        ]
 
 
 @register
@@ -243,14 +257,25 @@ def _refcfg(trial_variant: str) -> str:
     """The reference counting grub.cfg: generation 2 (trial_variant) and 1 (good)."""
     good, bad = images.store_path("good"), images.store_path(trial_variant)
     params = list(images.BASE_PARAMS)
-    return refcfg.grub_cfg([
-        refcfg.MenuEntry("nixos-generation-2", f"NixOS - Configuration 2 ({trial_variant})",
-                         f"/kernels/{KERNEL_FILE}", f"/kernels/{initrd_file(trial_variant)}",
-                         [f"init={bad}/init", *params]),
-        refcfg.MenuEntry("nixos-generation-1", "NixOS - Configuration 1 (good)",
-                         f"/kernels/{KERNEL_FILE}", f"/kernels/{initrd_file('good')}",
-                         [f"init={good}/init", *params]),
-    ], default_id="nixos-generation-1")
+    return refcfg.grub_cfg(
+        [
+            refcfg.MenuEntry(
+                "nixos-generation-2",
+                f"NixOS - Configuration 2 ({trial_variant})",
+                f"/kernels/{KERNEL_FILE}",
+                f"/kernels/{initrd_file(trial_variant)}",
+                [f"init={bad}/init", *params],
+            ),
+            refcfg.MenuEntry(
+                "nixos-generation-1",
+                "NixOS - Configuration 1 (good)",
+                f"/kernels/{KERNEL_FILE}",
+                f"/kernels/{initrd_file('good')}",
+                [f"init={good}/init", *params],
+            ),
+        ],
+        default_id="nixos-generation-1",
+    )
 
 
 # /boot is a nofail fstab mount with a short device timeout: under TCG udev can
@@ -266,8 +291,9 @@ test -f /boot/grub/grub.cfg || { echo "/boot has no grub/grub.cfg: not the GRUB 
 
 
 def _armed_env(tries: int) -> bytes:
-    return _grubenv_block({"nixboot_trial": "nixos-generation-2", "nixboot_tries": str(tries),
-                           "nixboot_default": "nixos-generation-1"})
+    return _grubenv_block(
+        {"nixboot_trial": "nixos-generation-2", "nixboot_tries": str(tries), "nixboot_default": "nixos-generation-1"}
+    )
 
 
 def _arm_reference_trial(ctx: Ctx, variant: str, tries: int) -> None:
@@ -278,13 +304,15 @@ def _arm_reference_trial(ctx: Ctx, variant: str, tries: int) -> None:
     if b.stage1_of() != "good":
         ctx.fail(f"boot 1 (stock grub.cfg) ran the initrd of {b.stage1_of()}, expected good")
     cfg, env = _refcfg(variant), _armed_env(tries)
-    ctx.sh(f"""set -e
+    ctx.sh(
+        f"""set -e
 {MOUNT_BOOT}
 cp {images.store_path(variant)}/initrd /boot/kernels/{initrd_file(variant)}
 echo {base64.b64encode(cfg.encode()).decode()} | base64 -d > /boot/grub/grub.cfg.new
 mv /boot/grub/grub.cfg.new /boot/grub/grub.cfg
 echo {base64.b64encode(env).decode()} | base64 -d > /boot/grub/grubenv
-sync""")
+sync"""
+    )
     ctx.m.reboot()
 
 
@@ -292,11 +320,9 @@ def _expect_trial_boot(ctx: Ctx, variant: str, left: str, outcome: str):
     b = ctx.power_on_expect_reset(BROKEN)
     n = b.number
     if b.stage1_of() != variant or outcome not in b.outcome():
-        ctx.fail(f"boot {n} should be the trial (generation 2, {variant}) ending in "
-                 f"'{outcome}': {b.summary()}")
+        ctx.fail(f"boot {n} should be the trial (generation 2, {variant}) ending in " f"'{outcome}': {b.summary()}")
     words = _trial_words(ctx, b)
-    want = {"nixboot.entry": "nixos-generation-2", "nixboot.trial": "nixos-generation-2",
-            "nixboot.tries": left}
+    want = {"nixboot.entry": "nixos-generation-2", "nixboot.trial": "nixos-generation-2", "nixboot.tries": left}
     if any(words.get(k) != v for k, v in want.items()):
         ctx.fail(f"boot {n}: trial command line words {words}, expected {want}")
     return b
@@ -312,8 +338,7 @@ def _expect_good_boot(ctx: Ctx, tries_saved: str | None):
     if tries_saved is not None:
         env = _guest_grubenv(ctx)
         if env.get("nixboot_tries") != tries_saved or env.get("nixboot_trial") != "nixos-generation-2":
-            ctx.fail(f"boot {b.number}: grubenv {env}: GRUB should have saved "
-                     f"nixboot_tries={tries_saved}")
+            ctx.fail(f"boot {b.number}: grubenv {env}: GRUB should have saved " f"nixboot_tries={tries_saved}")
     return b
 
 
@@ -357,6 +382,7 @@ class GrubBiosBtrfs(GrubBios):
     btrfs: GRUB reads it but cannot save_env there (G5's case). Same stock
     generation 1 as grub-bios; the guest mounts it on /boot (btrfs.ko from
     the root image, images.ROOT_MODULES)."""
+
     name = "grub-bios-btrfs"
     boot_fs = "btrfs"
     scenarios = BTRFS["grub-bios-btrfs"]
@@ -368,6 +394,7 @@ class GrubEfiBtrfs(GrubEfi):
     not mounted in the guest, no grub-efi-dir) whose prefix points at
     partition 2, btrfs, mounted on /boot: GRUB cannot save_env there and
     nixboot has no ESP configured to move the env block to."""
+
     name = "grub-efi-btrfs"
     boot_fs = "btrfs"
     esp_mb = 40
@@ -380,8 +407,9 @@ def _host_grubenv(ctx: Ctx) -> dict:
     with tempfile.TemporaryDirectory() as d:
         raw = Path(d) / "boot.raw"
         grubvm.run(["qemu-img", "convert", "-O", "raw", str(ctx.workdir / "boot.qcow2"), str(raw)])
-        return grubvm.Disk(image=raw, firmware=ctx.bl.firmware, fs=ctx.bl.boot_fs,
-                           part_offset=ctx.bl.boot_part_offset).grubenv()
+        return grubvm.Disk(
+            image=raw, firmware=ctx.bl.firmware, fs=ctx.bl.boot_fs, part_offset=ctx.bl.boot_part_offset
+        ).grubenv()
 
 
 @scenario("g8", "grub-unwritable-env")
@@ -409,6 +437,7 @@ def grub_unwritable_env(ctx: Ctx):
 # ---------------------------------------------------------------------------
 # Scenario 8 with nixboot: GRUB cannot write the boot dir, no ESP
 
+
 @scenario("8", "unwritable-env")
 def unwritable_env(ctx: Ctx):
     """/boot where GRUB cannot save_env and no ESP to move the env block to
@@ -422,13 +451,15 @@ def unwritable_env(ctx: Ctx):
     grub-probe (no grub-probe-boot answer injected), and GRUB's own refusal
     to save_env there is proven by g8."""
     from harness.scenarios import install, narrate_boot, expect_on
+
     install(ctx, {1: "good", 2: "hang"}, 2)
     fs = ctx.sh("grub-probe --target=fs /boot").strip()
-    injected = ctx.sh("grep -h '^grub-probe' /nix/store/*-nixos-system-*/etc/nixboot/nixboot.conf "
-                      "|| true").strip()
+    injected = ctx.sh("grep -h '^grub-probe' /nix/store/*-nixos-system-*/etc/nixboot/nixboot.conf " "|| true").strip()
     if fs != "btrfs" or injected:
-        ctx.fail(f"boot {ctx.m.boot.number}: nixboot must see the real btrfs: grub-probe "
-                 f"--target=fs /boot said {fs!r}, probe answers in nixboot.conf: {injected!r}")
+        ctx.fail(
+            f"boot {ctx.m.boot.number}: nixboot must see the real btrfs: grub-probe "
+            f"--target=fs /boot said {fs!r}, probe answers in nixboot.conf: {injected!r}"
+        )
     ctx.metrics["grub-probe"] = fs
     problems = []  # checked at the end, so one run shows both halves
     # The exit status is echoed by the command itself: Machine.execute reports
@@ -436,14 +467,18 @@ def unwritable_env(ctx: Ctx):
     _, out = ctx.m.execute('nixboot try 2; echo "NIXBOOT-VM-RC=$?"', 120)
     m = re.search(r"NIXBOOT-VM-RC=(\d+)\s*$", out)
     rc = int(m.group(1)) if m else -1
-    out = out[:m.start()] if m else out
+    out = out[: m.start()] if m else out
     ctx.say(f"nixboot try 2 with an unwritable env: exit {rc}: {out.strip()}")
     if rc != 1:
-        problems.append(f"boot {ctx.m.boot.number}: `nixboot try 2` should refuse with exit 1 "
-                        f"where GRUB cannot write its env, exited {rc}: {out.strip()[-300:]}")
+        problems.append(
+            f"boot {ctx.m.boot.number}: `nixboot try 2` should refuse with exit 1 "
+            f"where GRUB cannot write its env, exited {rc}: {out.strip()[-300:]}"
+        )
     if "accept-risk" not in out or "btrfs" not in out:
-        problems.append(f"boot {ctx.m.boot.number}: the refusal should name btrfs (what grub-probe "
-                        f"found) and --accept-risk: {out.strip()[-300:]}")
+        problems.append(
+            f"boot {ctx.m.boot.number}: the refusal should name btrfs (what grub-probe "
+            f"found) and --accept-risk: {out.strip()[-300:]}"
+        )
     env = ctx.sh("grub-editenv /boot/grub/grubenv list")
     if "nixboot_trial=" in env:
         ctx.fail(f"boot {ctx.m.boot.number}: a refused try armed grubenv anyway: {env.strip()}")
@@ -454,8 +489,10 @@ def unwritable_env(ctx: Ctx):
     rc, out = ctx.m.execute("nixboot-try 2 --accept-risk --reboot", 120)
     ctx.say(f"nixboot try 2 --accept-risk with /boot out of stage 1's reach: exit {rc}: {out.strip()}")
     if rc != 1 or "file system of its own" not in out:
-        problems.append(f"boot {ctx.m.boot.number}: `nixboot-try 2 --accept-risk` should refuse with exit 1 "
-                        f"(separate /boot), exited {rc}: {out.strip()[-300:]}")
+        problems.append(
+            f"boot {ctx.m.boot.number}: `nixboot-try 2 --accept-risk` should refuse with exit 1 "
+            f"(separate /boot), exited {rc}: {out.strip()[-300:]}"
+        )
     env = ctx.sh("grub-editenv /boot/grub/grubenv list")
     if "nixboot_trial=" in env:
         ctx.fail(f"boot {ctx.m.boot.number}: a refused try armed grubenv anyway: {env.strip()}")
@@ -474,6 +511,7 @@ def grub_counted(ctx: Ctx):
     times, saving 2, 1, 0 before each kernel, then generation 1, which
     marks it bad."""
     from harness.scenarios import install, narrate_boot, expect_on, expect_bad
+
     install(ctx, {1: "good", 2: "panic"}, 2)
     ctx.nixboot("try 2 --tries 3")
     env = ctx.sh("grub-editenv /boot/grub/grubenv list")
@@ -485,8 +523,9 @@ def grub_counted(ctx: Ctx):
         narrate_boot(ctx, b)
         words = _trial_words(ctx, b)
         if b.stage1_of() != "panic" or words.get("nixboot.tries") != left:
-            ctx.fail(f"boot {b.number} should be generation 2 with nixboot.tries={left} "
-                     f"(words {words}): {b.summary()}")
+            ctx.fail(
+                f"boot {b.number} should be generation 2 with nixboot.tries={left} " f"(words {words}): {b.summary()}"
+            )
     ctx.power_on(BOOT)
     narrate_boot(ctx, ctx.m.boot)
     env = ctx.sh("grub-editenv /boot/grub/grubenv list")

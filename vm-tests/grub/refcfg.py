@@ -25,11 +25,11 @@ _SAFE = re.compile(r"^[A-Za-z0-9._/=,:+@-]*$")
 
 @dataclasses.dataclass
 class MenuEntry:
-    id: str              # nixos-generation-N
+    id: str  # nixos-generation-N
     title: str
-    kernel: str          # path on the boot filesystem, e.g. /kernels/vmlinuz
+    kernel: str  # path on the boot filesystem, e.g. /kernels/vmlinuz
     initrd: str
-    params: list[str]    # init=... and the generation's kernel parameters
+    params: list[str]  # init=... and the generation's kernel parameters
 
 
 def _safe(word: str, what: str) -> str:

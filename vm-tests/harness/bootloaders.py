@@ -25,9 +25,10 @@ def register(cls):
 
 class Bootloader:
     """The plug-in interface (override everything marked 'plug-in point')."""
-    name = "?"                 # plug-in point: scenario prefix, e.g. "grub-efi"
-    nixboot_name = "?"         # plug-in point: nixboot's --bootloader value
-    scenarios: set = set()     # plug-in point: scenario numbers that apply ({"1", "2", ...})
+
+    name = "?"  # plug-in point: scenario prefix, e.g. "grub-efi"
+    nixboot_name = "?"  # plug-in point: nixboot's --bootloader value
+    scenarios: set = set()  # plug-in point: scenario numbers that apply ({"1", "2", ...})
 
     def __init__(self, workdir: Path):
         self.workdir = workdir  # per-run directory for the base boot image
@@ -79,13 +80,14 @@ def mtools(*args):
     run(list(args), env=mtools_env())
 
 
-def stock_nixos_entry(generation: int, toplevel: str, kernel_file: str, initrd_file: str,
-                      params: list) -> str:
+def stock_nixos_entry(generation: int, toplevel: str, kernel_file: str, initrd_file: str, params: list) -> str:
     """A BLS entry as NixOS's own systemd-boot installer writes it."""
-    return (f"title NixOS\nversion Generation {generation} NixOS 24.11 (nixboot-vm)\n"
-            f"linux /EFI/nixos/{kernel_file}\ninitrd /EFI/nixos/{initrd_file}\n"
-            f"options init={toplevel}/init {' '.join(params)}\nmachine-id "
-            f"5b8b0c2e9a2f4e4e8d0f1a2b3c4d5e6f\n")
+    return (
+        f"title NixOS\nversion Generation {generation} NixOS 24.11 (nixboot-vm)\n"
+        f"linux /EFI/nixos/{kernel_file}\ninitrd /EFI/nixos/{initrd_file}\n"
+        f"options init={toplevel}/init {' '.join(params)}\nmachine-id "
+        f"5b8b0c2e9a2f4e4e8d0f1a2b3c4d5e6f\n"
+    )
 
 
 @register
@@ -94,7 +96,7 @@ class SystemdBoot(Bootloader):
     nixboot_name = "systemd-boot"
     scenarios = {"1", "2", "3", "4", "5", "6", "7", "9", "10"}
     EFI = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
-    suite = None    # a Debian suite to take systemd-boot-efi from; None: this machine's
+    suite = None  # a Debian suite to take systemd-boot-efi from; None: this machine's
 
     def loader_efi(self) -> Path:
         if self.suite is None:
@@ -109,6 +111,7 @@ class SystemdBoot(Bootloader):
 
     def build_boot_image(self, kern: Kernel, generation1: str) -> Path:
         from .images import BASE_PARAMS
+
         efi = self.loader_efi()
         if not efi.exists():
             raise HarnessError(f"{efi}: missing (apt-get install systemd-boot-efi)")
@@ -116,8 +119,7 @@ class SystemdBoot(Bootloader):
         img.unlink(missing_ok=True)
         run(["mkfs.vfat", "-F", "32", "-n", "ESP", "-C", img, str(128 * 1024)])
         i = f"-i{img}"
-        mtools("mmd", i, "::/EFI", "::/EFI/BOOT", "::/EFI/systemd", "::/EFI/nixos",
-               "::/loader", "::/loader/entries")
+        mtools("mmd", i, "::/EFI", "::/EFI/BOOT", "::/EFI/systemd", "::/EFI/nixos", "::/loader", "::/loader/entries")
         mtools("mcopy", i, efi, "::/EFI/BOOT/BOOTX64.EFI")
         mtools("mcopy", i, efi, "::/EFI/systemd/systemd-bootx64.efi")
         stage = self.workdir / "esp-stage"
@@ -128,10 +130,8 @@ class SystemdBoot(Bootloader):
         nix_tree_initrd = self.workdir / "initrd-good"
         shutil.copy2(kern.vmlinuz, stage / kfile)
         shutil.copy2(nix_tree_initrd, stage / ifile)
-        (stage / "loader.conf").write_text("timeout 0\ndefault nixos-generation-1.conf\n"
-                                           "editor no\n")
-        (stage / "nixos-generation-1.conf").write_text(
-            stock_nixos_entry(1, generation1, kfile, ifile, BASE_PARAMS))
+        (stage / "loader.conf").write_text("timeout 0\ndefault nixos-generation-1.conf\n" "editor no\n")
+        (stage / "nixos-generation-1.conf").write_text(stock_nixos_entry(1, generation1, kfile, ifile, BASE_PARAMS))
         mtools("mcopy", i, stage / kfile, stage / ifile, "::/EFI/nixos/")
         mtools("mcopy", i, stage / "loader.conf", "::/loader/loader.conf")
         mtools("mcopy", i, stage / "nixos-generation-1.conf", "::/loader/entries/")
@@ -140,7 +140,8 @@ class SystemdBoot(Bootloader):
 
     def disable_one_shot(self, ctx) -> None:
         """EFI variables read-only on every boot from now on (efivarfs remounted ro)."""
-        ctx.sh("""set -e
+        ctx.sh(
+            """set -e
 cat > /etc/systemd/system/nixboot-vm-efivars-ro.service <<'EOT'
 [Unit]
 Description=VM test: EFI variables read-only (no one-shot, no persistent default)
@@ -156,14 +157,19 @@ WantedBy=sysinit.target
 EOT
 systemctl enable nixboot-vm-efivars-ro.service
 mount -o remount,ro /sys/firmware/efi/efivars
-! touch /sys/firmware/efi/efivars/x-nixboot-vm-test 2>/dev/null""")
+! touch /sys/firmware/efi/efivars/x-nixboot-vm-test 2>/dev/null"""
+        )
 
     def firmware_args(self, machine_dir: Path) -> list:
         vars_copy = machine_dir / "OVMF_VARS.fd"
         if not vars_copy.exists():
             shutil.copy2(OVMF_VARS, vars_copy)
-        return ["-drive", f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
-                "-drive", f"if=pflash,format=raw,file={vars_copy}"]
+        return [
+            "-drive",
+            f"if=pflash,format=raw,readonly=on,file={OVMF_CODE}",
+            "-drive",
+            f"if=pflash,format=raw,file={vars_copy}",
+        ]
 
 
 # Newer systemd-boot builds from Debian's other suites (scripts/debian-package),

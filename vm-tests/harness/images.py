@@ -17,9 +17,20 @@ from .util import GUEST, REPO, HarnessError, cache_dir, digest, log, program, ru
 # Runtime packages of the guest: systemd as PID 1 plus what the nixboot
 # binaries link against (checked against `ldd` at build time).
 ROOT_PACKAGES = [
-    "systemd", "systemd-sysv", "udev", "kmod", "util-linux", "procps",
-    "libefivar1", "libboost-program-options1.74.0", "libspdlog1.10", "libfmt9",
-    "libsystemd0", "libstdc++6", "systemd-boot", "efibootmgr",
+    "systemd",
+    "systemd-sysv",
+    "udev",
+    "kmod",
+    "util-linux",
+    "procps",
+    "libefivar1",
+    "libboost-program-options1.74.0",
+    "libspdlog1.10",
+    "libfmt9",
+    "libsystemd0",
+    "libstdc++6",
+    "systemd-boot",
+    "efibootmgr",
     "grub-common",  # grub-probe, grub-mkrelpath, grub-editenv: nixboot's GRUB backend runs them
     # A system bus, as every NixOS machine has: without it `systemctl reboot`
     # (nixboot-try --reboot, the verdict's reboot) prints "Failed to connect
@@ -36,9 +47,19 @@ ROOT_MODULES = ["btrfs"]
 
 # Modules the test initrd loads, in an order resolved from modules.dep.
 INITRD_MODULES = [
-    "virtio_pci", "virtio_blk", "crc32c_generic", "libcrc32c", "ext4",
-    "vfat", "nls_cp437", "nls_ascii", "nls_utf8", "efivarfs", "i6300esb",
+    "virtio_pci",
+    "virtio_blk",
+    "crc32c_generic",
+    "libcrc32c",
+    "ext4",
+    "vfat",
+    "nls_cp437",
+    "nls_ascii",
+    "nls_utf8",
+    "efivarfs",
+    "i6300esb",
 ]
+
 
 def debian_mirror() -> str:
     """The mirror of this machine's own apt sources (scripts/debian-mirror),
@@ -52,7 +73,7 @@ def debian_mirror() -> str:
 class Kernel:
     version: str
     vmlinuz: Path
-    modules_dir: Path       # .../lib/modules/VERSION
+    modules_dir: Path  # .../lib/modules/VERSION
 
     def module_order(self, wanted):
         """Module paths (relative to modules_dir) in load order: dependencies first."""
@@ -99,8 +120,7 @@ def kernel() -> Kernel:
         run(["depmod", "-b", dest / "tree", version])
         debs[0].unlink()
         stamp.write_text(pkg + "\n")
-    return Kernel(version, dest / "tree" / "boot" / f"vmlinuz-{version}",
-                  dest / "tree" / "lib" / "modules" / version)
+    return Kernel(version, dest / "tree" / "boot" / f"vmlinuz-{version}", dest / "tree" / "lib" / "modules" / version)
 
 
 def root_image() -> Path:
@@ -110,10 +130,16 @@ def root_image() -> Path:
     files = sorted(p for p in overlay.rglob("*") if p.is_file())
     kern = kernel()
     modules = kern.module_order(ROOT_MODULES)
-    key = digest(debian_mirror(), " ".join(ROOT_PACKAGES),
-                 *[str(p.relative_to(overlay)) for p in files], *files,
-                 *[str(p.stat().st_mode & 0o777) for p in files],
-                 kern.version, *modules, *[kern.modules_dir / m for m in modules])
+    key = digest(
+        debian_mirror(),
+        " ".join(ROOT_PACKAGES),
+        *[str(p.relative_to(overlay)) for p in files],
+        *files,
+        *[str(p.stat().st_mode & 0o777) for p in files],
+        kern.version,
+        *modules,
+        *[kern.modules_dir / m for m in modules],
+    )
     img = cache_dir() / f"root-{key}.img"
     if img.exists():
         return img
@@ -122,16 +148,21 @@ def root_image() -> Path:
     tree = cache_dir() / "rootfs"
     shutil.rmtree(tree, ignore_errors=True)
     log(f"debootstrap bookworm from {debian_mirror()} (about a minute)")
-    run(["debootstrap", "--variant=minbase", "--include=" + ",".join(ROOT_PACKAGES),
-         "bookworm", tree, debian_mirror()])
+    run(["debootstrap", "--variant=minbase", "--include=" + ",".join(ROOT_PACKAGES), "bookworm", tree, debian_mirror()])
     run(["cp", "-a", "--no-preserve=ownership", f"{overlay}/.", tree])
     wants = tree / "etc/systemd/system/sysinit.target.wants"
     wants.mkdir(parents=True, exist_ok=True)
     (wants / "nixboot-vm-backdoor.service").unlink(missing_ok=True)
     (wants / "nixboot-vm-backdoor.service").symlink_to("/etc/systemd/system/nixboot-vm-backdoor.service")
-    for unit in ["serial-getty@ttyS0.service", "serial-getty@ttyS1.service",
-                 "getty@tty1.service", "systemd-timesyncd.service",
-                 "apt-daily.timer", "apt-daily-upgrade.timer", "e2scrub_reap.service"]:
+    for unit in [
+        "serial-getty@ttyS0.service",
+        "serial-getty@ttyS1.service",
+        "getty@tty1.service",
+        "systemd-timesyncd.service",
+        "apt-daily.timer",
+        "apt-daily-upgrade.timer",
+        "e2scrub_reap.service",
+    ]:
         p = tree / "etc/systemd/system" / unit
         p.unlink(missing_ok=True)
         p.symlink_to("/dev/null")
@@ -160,11 +191,13 @@ def root_image() -> Path:
 
 # --- the fake NixOS generations -------------------------------------------
 
+
 @dataclass
 class Generation:
     """One fake NixOS system generation. variant: what is broken in it."""
+
     number: int
-    variant: str = "good"            # good|healthy|panic|nodriver|hang|failcheck|poweroff
+    variant: str = "good"  # good|healthy|panic|nodriver|hang|failcheck|poweroff
     kernel_params: list = field(default_factory=list)
 
     @property
@@ -185,8 +218,14 @@ def store_path(variant: str) -> str:
     return f"/nix/store/{toplevel_name(variant)}"
 
 
-BASE_PARAMS = ["console=ttyS0,115200", "no_timer_check", "panic=1", "boot.panic_on_fail",
-               "nixboot.watchdog=20", "systemd.show_status=1"]
+BASE_PARAMS = [
+    "console=ttyS0,115200",
+    "no_timer_check",
+    "panic=1",
+    "boot.panic_on_fail",
+    "nixboot.watchdog=20",
+    "systemd.show_status=1",
+]
 
 
 def _subst(text: str, **kw) -> str:
@@ -217,10 +256,14 @@ def build_initrd(kern: Kernel, variant: str, stage1: Path | None, dest: Path) ->
     (tree / "init").chmod(0o755)
     files = subprocess.run([program("find"), "."], cwd=tree, capture_output=True, text=True, check=True).stdout
     with open(dest, "wb") as f:
-        cpio = subprocess.run([program("cpio"), "-o", "-H", "newc", "--quiet", "-R", "0:0"], cwd=tree,
-                              input=files.encode(), stdout=subprocess.PIPE, check=True)
-        f.write(subprocess.run([program("gzip"), "-1"], input=cpio.stdout, stdout=subprocess.PIPE,
-                               check=True).stdout)
+        cpio = subprocess.run(
+            [program("cpio"), "-o", "-H", "newc", "--quiet", "-R", "0:0"],
+            cwd=tree,
+            input=files.encode(),
+            stdout=subprocess.PIPE,
+            check=True,
+        )
+        f.write(subprocess.run([program("gzip"), "-1"], input=cpio.stdout, stdout=subprocess.PIPE, check=True).stdout)
     shutil.rmtree(tree)
 
 
@@ -275,8 +318,7 @@ def write_toplevel(store: Path, variant: str, kern: Kernel, initrd: Path, bootlo
     (top / "kernel").symlink_to(f"/nix/store/{KERNEL_NAME}/bzImage")
     kw = dict(LABEL=variant, VARIANT=variant, TOPLEVEL=top_path, BOOTLOADER=bootloader)
     _write(top / "init", _subst((GUEST / "toplevel-init").read_text(), **kw), 0o755)
-    _write(top / "bin/switch-to-configuration",
-           _subst((GUEST / "switch-to-configuration").read_text(), **kw), 0o755)
+    _write(top / "bin/switch-to-configuration", _subst((GUEST / "switch-to-configuration").read_text(), **kw), 0o755)
     _write(top / "etc/nixboot/nixboot.conf", _subst(NIXBOOT_CONF, **kw))
     _write(top / "etc/nixboot/checks.d/required/vm-ok", _subst(CHECK_OK, **kw), 0o755)
     if variant == "failcheck":
@@ -284,11 +326,17 @@ def write_toplevel(store: Path, variant: str, kern: Kernel, initrd: Path, bootlo
     params = BASE_PARAMS
     _write(top / "kernel-params", " ".join(params))
     _write(top / "nixos-version", f"24.11-nixboot-vm-{variant}")
-    spec = {"org.nixos.bootspec.v1": {
-        "init": f"{top_path}/init", "initrd": f"{top_path}/initrd",
-        "kernel": f"{top_path}/kernel", "kernelParams": params,
-        "label": f"NixOS 24.11 (nixboot-vm {variant})", "system": "x86_64-linux",
-        "toplevel": top_path}}
+    spec = {
+        "org.nixos.bootspec.v1": {
+            "init": f"{top_path}/init",
+            "initrd": f"{top_path}/initrd",
+            "kernel": f"{top_path}/kernel",
+            "kernelParams": params,
+            "label": f"NixOS 24.11 (nixboot-vm {variant})",
+            "system": "x86_64-linux",
+            "toplevel": top_path,
+        }
+    }
     _write(top / "boot.json", json.dumps(spec, indent=2) + "\n")
 
 
@@ -323,8 +371,10 @@ def nix_image(dest: Path, kern: Kernel, bootloader: str) -> dict:
     shutil.copy2(nixboot, pkg / "bin/nixboot")
     shutil.copy2(stage1, pkg / "bin/nixboot-stage1")
     (pkg / "bin/nixboot-try").symlink_to("nixboot")
-    for src, dst, mode in ((REPO / "cli/units", "lib/systemd/system", 0o644),
-                           (REPO / "cli/checks", "libexec/nixboot/checks", 0o755)):
+    for src, dst, mode in (
+        (REPO / "cli/units", "lib/systemd/system", 0o644),
+        (REPO / "cli/checks", "libexec/nixboot/checks", 0o755),
+    ):
         if src.is_dir():
             (pkg / dst).mkdir(parents=True)
             for f in src.iterdir():

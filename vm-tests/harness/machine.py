@@ -23,11 +23,12 @@ from .util import HarnessError, log, program, run
 @dataclass
 class Boot:
     """What one boot did, as seen on its serial console and by QMP."""
+
     number: int
     log: Path
     started: float
-    lines: list = field(default_factory=list)      # (host time, text)
-    events: list = field(default_factory=list)     # QMP events
+    lines: list = field(default_factory=list)  # (host time, text)
+    events: list = field(default_factory=list)  # QMP events
     ended: float | None = None
     end_reason: str = ""
     killed: bool = False
@@ -80,8 +81,10 @@ class Boot:
         return m[1].group(1) if m else "no verdict seen"
 
     def summary(self) -> str:
-        return (f"boot {self.number}: entry {self.entry()}, initrd of {self.stage1_of()}, "
-                f"{self.verdict()}, {self.outcome()}")
+        return (
+            f"boot {self.number}: entry {self.entry()}, initrd of {self.stage1_of()}, "
+            f"{self.verdict()}, {self.outcome()}"
+        )
 
     def last_words(self, n: int = 2) -> str:
         """The last n non-empty console lines, for a timeout's error line."""
@@ -94,8 +97,7 @@ class Boot:
 class Machine:
     """A VM of one scenario. Disks and firmware come from the bootloader plug-in."""
 
-    def __init__(self, name: str, workdir: Path, logdir: Path, qemu_args: list,
-                 memory: int = 768):
+    def __init__(self, name: str, workdir: Path, logdir: Path, qemu_args: list, memory: int = 768):
         self.name = name
         self.workdir = workdir
         self.logdir = logdir
@@ -126,18 +128,42 @@ class Machine:
         qmp = self.workdir / "qmp.sock"
         for s in (bd, qmp):
             s.unlink(missing_ok=True)
-        cmd = [program("qemu-system-x86_64"), "-nodefaults", "-no-user-config", "-display", "none",
-               "-machine", "q35", "-m", str(self.memory), "-smp", "1", "-no-reboot",
-               "-device", "i6300esb", "-action", "watchdog=reset",
-               "-serial", f"file:{logf}",
-               "-chardev", f"socket,id=bd,path={bd},server=on,wait=off", "-serial", "chardev:bd",
-               "-qmp", f"unix:{qmp},server=on,wait=off",
-               *self.qemu_args]
+        cmd = [
+            program("qemu-system-x86_64"),
+            "-nodefaults",
+            "-no-user-config",
+            "-display",
+            "none",
+            "-machine",
+            "q35",
+            "-m",
+            str(self.memory),
+            "-smp",
+            "1",
+            "-no-reboot",
+            "-device",
+            "i6300esb",
+            "-action",
+            "watchdog=reset",
+            "-serial",
+            f"file:{logf}",
+            "-chardev",
+            f"socket,id=bd,path={bd},server=on,wait=off",
+            "-serial",
+            "chardev:bd",
+            "-qmp",
+            f"unix:{qmp},server=on,wait=off",
+            *self.qemu_args,
+        ]
         boot = Boot(n, logf, time.time())
         self.boots.append(boot)
         (self.logdir / f"boot-{n}.cmd").write_text(shlex.join(cmd) + "\n")
-        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                     stderr=open(self.logdir / f"boot-{n}.qemu-stderr", "w"))
+        self.proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=open(self.logdir / f"boot-{n}.qemu-stderr", "w"),
+        )
         self._bd_buf = b""
         threading.Thread(target=self._tail, args=(boot, self.proc), daemon=True).start()
         threading.Thread(target=self._qmp, args=(boot, qmp, self.proc), daemon=True).start()
@@ -234,9 +260,11 @@ class Machine:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.power_cut()
-            raise HarnessError(f"{self.name}: {self.boot.summary()}; timed out after {timeout:.0f}s "
-                               f"({self.boot.last_words()}) "
-                               f"waiting for {what}")
+            raise HarnessError(
+                f"{self.name}: {self.boot.summary()}; timed out after {timeout:.0f}s "
+                f"({self.boot.last_words()}) "
+                f"waiting for {what}"
+            )
         self._settle()
         return self.boot
 
@@ -270,11 +298,15 @@ class Machine:
                     return t, m
             seen = len(lines)
             if not self.running() and self.boot.ended is not None and seen == len(self.boot.lines):
-                raise HarnessError(f"{self.name}: {self.boot.summary()}; ended before "
-                                   f"{what or repr(pattern)} appeared on the console")
+                raise HarnessError(
+                    f"{self.name}: {self.boot.summary()}; ended before "
+                    f"{what or repr(pattern)} appeared on the console"
+                )
             if time.time() > deadline:
-                raise HarnessError(f"{self.name}: {self.boot.summary()}; no {what or repr(pattern)} "
-                                   f"on the console within {timeout:.0f}s; {self.boot.last_words()}")
+                raise HarnessError(
+                    f"{self.name}: {self.boot.summary()}; no {what or repr(pattern)} "
+                    f"on the console within {timeout:.0f}s; {self.boot.last_words()}"
+                )
             time.sleep(0.1)
 
     # -- backdoor ---------------------------------------------------------------
@@ -285,18 +317,21 @@ class Machine:
             while b"NIXBOOT-VM-BACKDOOR-READY" not in self._bd_buf:
                 left = deadline - time.time()
                 if not self.running():
-                    raise HarnessError(f"{self.name}: {self.boot.summary()}; the guest ended before "
-                                       f"its backdoor shell came up")
+                    raise HarnessError(
+                        f"{self.name}: {self.boot.summary()}; the guest ended before " f"its backdoor shell came up"
+                    )
                 if left <= 0:
-                    raise HarnessError(f"{self.name}: {self.boot.summary()}; backdoor shell not up "
-                                       f"within {timeout:.0f}s; {self.boot.last_words()}")
+                    raise HarnessError(
+                        f"{self.name}: {self.boot.summary()}; backdoor shell not up "
+                        f"within {timeout:.0f}s; {self.boot.last_words()}"
+                    )
                 self._bd_cond.wait(min(left, 0.5))
             i = self._bd_buf.index(b"NIXBOOT-VM-BACKDOOR-READY")
             nl = self._bd_buf.find(b"\n", i)
             while nl < 0:
                 self._bd_cond.wait(0.5)
                 nl = self._bd_buf.find(b"\n", i)
-            self._bd_buf = self._bd_buf[nl + 1:]
+            self._bd_buf = self._bd_buf[nl + 1 :]
 
     def execute(self, cmd: str, timeout: float = 60, may_reset: bool = False) -> tuple[int, str]:
         """Runs cmd with bash in the guest; returns (exit status, stdout+stderr).
@@ -306,43 +341,47 @@ class Machine:
         b64 = base64.b64encode(cmd.encode()).decode()
         # PIPESTATUS must be read right after the pipeline: the `echo` that
         # ends the base64 line would reset it (every command read as 0).
-        line = (f'bash -c "$(echo {b64} | base64 -d)" </dev/null 2>&1 | base64 -w0; '
-                f'__rc=${{PIPESTATUS[0]}}; echo; echo {tag} $__rc\n')
+        line = (
+            f'bash -c "$(echo {b64} | base64 -d)" </dev/null 2>&1 | base64 -w0; '
+            f"__rc=${{PIPESTATUS[0]}}; echo; echo {tag} $__rc\n"
+        )
         try:
             self._bd_sock.sendall(line.encode())
         except OSError as e:
-            raise HarnessError(f"{self.name}: boot {self.boot.number}: backdoor gone ({e}) "
-                               f"running: {cmd}")
+            raise HarnessError(f"{self.name}: boot {self.boot.number}: backdoor gone ({e}) " f"running: {cmd}")
         rx = re.compile(rb"([A-Za-z0-9+/=]*)\r?\n" + tag.encode() + rb" (\d+)\r?\n")
         deadline = time.time() + timeout
         with self._bd_cond:
             while True:
                 m = rx.search(self._bd_buf)
                 if m:
-                    self._bd_buf = self._bd_buf[m.end():]
+                    self._bd_buf = self._bd_buf[m.end() :]
                     return int(m.group(2)), base64.b64decode(m.group(1)).decode("utf-8", "replace")
                 left = deadline - time.time()
                 if may_reset and not self.running():
                     return -1, ""
                 if left <= 0 or not self.running():
                     why = "timed out" if left <= 0 else "the guest went away"
-                    raise HarnessError(f"{self.name}: {self.boot.summary()}; {why} after "
-                                       f"{timeout:.0f}s running in the guest: {cmd}; "
-                                       f"{self.boot.last_words()}")
+                    raise HarnessError(
+                        f"{self.name}: {self.boot.summary()}; {why} after "
+                        f"{timeout:.0f}s running in the guest: {cmd}; "
+                        f"{self.boot.last_words()}"
+                    )
                 self._bd_cond.wait(min(left, 0.5))
 
     def succeed(self, cmd: str, timeout: float = 60) -> str:
         rc, out = self.execute(cmd, timeout)
         if rc != 0:
-            raise HarnessError(f"{self.name}: boot {self.boot.number}: `{cmd}` exited {rc}: "
-                               f"{out.strip()[-1500:]}")
+            raise HarnessError(f"{self.name}: boot {self.boot.number}: `{cmd}` exited {rc}: " f"{out.strip()[-1500:]}")
         return out
 
     def fail(self, cmd: str, timeout: float = 60) -> tuple[int, str]:
         rc, out = self.execute(cmd, timeout)
         if rc == 0:
-            raise HarnessError(f"{self.name}: boot {self.boot.number}: `{cmd}` succeeded but "
-                               f"should have failed: {out.strip()[-500:]}")
+            raise HarnessError(
+                f"{self.name}: boot {self.boot.number}: `{cmd}` succeeded but "
+                f"should have failed: {out.strip()[-500:]}"
+            )
         return rc, out
 
     def send(self, cmd: str) -> None:

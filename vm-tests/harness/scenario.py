@@ -11,22 +11,24 @@ from .images import NIXBOOT_PKG, store_path
 from .machine import Boot, Machine
 from .util import HarnessError, log, program
 
-SCENARIOS: dict = {}   # number -> (slug, function)
+SCENARIOS: dict = {}  # number -> (slug, function)
 
 
 def scenario(number: str, slug: str):
     """Registers a scenario function f(ctx) under its issue number."""
+
     def deco(f):
         SCENARIOS[number] = (slug, f)
         return f
+
     return deco
 
 
 @dataclass
 class Images:
-    root: Path          # raw ext4, label nixroot (cached, shared)
-    nix: Path           # raw ext4, label nixstore (this run)
-    boot: Path          # raw boot disk of the bootloader (this run)
+    root: Path  # raw ext4, label nixroot (cached, shared)
+    nix: Path  # raw ext4, label nixstore (this run)
+    boot: Path  # raw boot disk of the bootloader (this run)
     kernel_version: str
 
 
@@ -45,8 +47,9 @@ class Ctx:
         for src, tag in ((images.boot, "boot"), (images.root, "root"), (images.nix, "nix")):
             ov = workdir / f"{tag}.qcow2"
             ov.unlink(missing_ok=True)
-            subprocess.run([program("qemu-img"), "create", "-q", "-f", "qcow2", "-b", str(src), "-F", "raw",
-                            str(ov)], check=True)
+            subprocess.run(
+                [program("qemu-img"), "create", "-q", "-f", "qcow2", "-b", str(src), "-F", "raw", str(ov)], check=True
+            )
             disks += ["-drive", f"file={ov},if={bootloader.disk_interface()},format=qcow2"]
         self.m = Machine(name, workdir, logdir, bootloader.firmware_args(workdir) + disks)
 
@@ -57,8 +60,10 @@ class Ctx:
         self.m.wait_backdoor(timeout)
         rc, out = self.m.execute("mountpoint -q /boot || { systemctl status boot.mount --no-pager; exit 1; }")
         if rc != 0:
-            self.fail(f"boot {self.m.boot.number}: the boot disk (LABEL=ESP) is not mounted on /boot: "
-                      f"{out.strip()[-600:]}")
+            self.fail(
+                f"boot {self.m.boot.number}: the boot disk (LABEL=ESP) is not mounted on /boot: "
+                f"{out.strip()[-600:]}"
+            )
         return self.m.boot
 
     def power_on_expect_reset(self, timeout: float = 180) -> Boot:
@@ -66,7 +71,7 @@ class Ctx:
         self.m.start()
         return self.m.wait_exit(timeout, "the broken boot to end by itself")
 
-    narrate = None      # the demo sets a callable that prints each step
+    narrate = None  # the demo sets a callable that prints each step
 
     def say(self, text: str) -> None:
         """Records a step; the demo prints it, the test run logs it."""
@@ -118,16 +123,18 @@ class Ctx:
     def efivar(self, name: str) -> str:
         return self.sh(
             f"f=/sys/firmware/efi/efivars/{name}-4a67b082-0a4c-41cf-b6c7-440b29bb8c4f; "
-            f"[ -e $f ] && tail -c +5 $f | tr -d '\\000' || true").strip()
+            f"[ -e $f ] && tail -c +5 $f | tr -d '\\000' || true"
+        ).strip()
 
     def provision(self, generations: dict, profile: int) -> None:
         """First boot: install nixboot the way the NixOS module would (binaries,
         units enabled), and lay out the system profile: {N: variant}."""
         pkg = f"/nix/store/{NIXBOOT_PKG}"
         links = " && ".join(
-            f"ln -sfn {store_path(v)} /nix/var/nix/profiles/system-{n}-link"
-            for n, v in sorted(generations.items()))
-        self.sh(f"""set -e
+            f"ln -sfn {store_path(v)} /nix/var/nix/profiles/system-{n}-link" for n, v in sorted(generations.items())
+        )
+        self.sh(
+            f"""set -e
 ln -sfn {pkg}/bin/nixboot /usr/local/bin/nixboot
 ln -sfn {pkg}/bin/nixboot-try /usr/local/bin/nixboot-try
 [ -e {pkg}/bin/nixboot-stage1 ] && ln -sfn {pkg}/bin/nixboot-stage1 /usr/local/bin/nixboot-stage1
@@ -144,10 +151,12 @@ for u in {pkg}/lib/systemd/system/*; do
   [ -e "$u" ] || continue
   grep -q '^\\[Install\\]' "$u" && systemctl enable $(basename "$u")
 done
-true""")
+true"""
+        )
 
 
 # -- reading nixboot's view --------------------------------------------------
+
 
 def entry_of(status: dict, generation: int) -> dict | None:
     """The (non-specialisation) entry of a generation in `nixboot --json status`."""
@@ -169,8 +178,10 @@ def generation_of(status: dict, entry_id) -> int | None:
 
 def describe_status(status: dict) -> str:
     ents = ", ".join(
-        f"{e.get('id')}={e.get('state')}"
-        + (f"({e.get('tries_left')} left)" if e.get("state") == "trial" else "")
-        for e in status.get("entries", []))
-    return (f"booted={status.get('booted')} default={status.get('default')} "
-            f"armed={status.get('armed')} entries=[{ents}]")
+        f"{e.get('id')}={e.get('state')}" + (f"({e.get('tries_left')} left)" if e.get("state") == "trial" else "")
+        for e in status.get("entries", [])
+    )
+    return (
+        f"booted={status.get('booted')} default={status.get('default')} "
+        f"armed={status.get('armed')} entries=[{ents}]"
+    )

@@ -12,12 +12,13 @@ import time
 from .images import store_path
 from .scenario import Ctx, describe_status, entry_of, generation_of, scenario
 
-BOOT = 240        # seconds for a boot to reach the backdoor shell (TCG)
-BROKEN = 180      # seconds for a broken boot to end by itself
-SETTLE = 300      # seconds for systemd (and nixboot-check) to finish a boot
+BOOT = 240  # seconds for a boot to reach the backdoor shell (TCG)
+BROKEN = 180  # seconds for a broken boot to end by itself
+SETTLE = 300  # seconds for systemd (and nixboot-check) to finish a boot
 
 
 # -- steps shared by the scenarios ----------------------------------------------
+
 
 def settle(ctx: Ctx) -> str:
     """Waits until the boot's job queue is empty (nixboot-check has run)."""
@@ -71,29 +72,37 @@ def expect_on(ctx: Ctx, generation: int, variant: str, what: str) -> dict:
     """The running boot must be `variant`'s generation and settle; returns status."""
     b = ctx.m.boot
     if b.stage1_of() != variant:
-        ctx.fail(f"{what}: boot {b.number} ran the initrd of {b.stage1_of()}, expected "
-                 f"generation {generation} ({variant})")
+        ctx.fail(
+            f"{what}: boot {b.number} ran the initrd of {b.stage1_of()}, expected "
+            f"generation {generation} ({variant})"
+        )
     settle(ctx)
     st = ctx.status()
     if generation_of(st, st.get("booted")) != generation:
-        ctx.fail(f"{what}: nixboot status says booted {st.get('booted')}, expected generation "
-                 f"{generation}: {describe_status(st)}")
+        ctx.fail(
+            f"{what}: nixboot status says booted {st.get('booted')}, expected generation "
+            f"{generation}: {describe_status(st)}"
+        )
     return st
 
 
 def expect_bad(ctx: Ctx, st: dict, generation: int, what: str) -> dict:
     e = entry_of(st, generation)
     if not e or e.get("state") != "bad":
-        ctx.fail(f"{what}: generation {generation} should be listed bad: {describe_status(st)}; "
-                 f"nixboot-check said: {check_log(ctx)[-800:]}")
+        ctx.fail(
+            f"{what}: generation {generation} should be listed bad: {describe_status(st)}; "
+            f"nixboot-check said: {check_log(ctx)[-800:]}"
+        )
     if generation_of(st, st.get("default")) == generation:
         ctx.fail(f"{what}: the bad generation {generation} is the default (G1): {describe_status(st)}")
     journal = ctx.journal()
     bad = [j for j in journal if j.get("event") == "bad" and j.get("generation") == generation]
     if not bad:
         seen = "; ".join(f"{j.get('event')} gen {j.get('generation')}: {j.get('reason')}" for j in journal)
-        ctx.fail(f"{what}: the journal has no 'bad' event for generation {generation} "
-                 f"(journal: {seen or 'empty'}); nixboot-check said: {check_log(ctx)[-600:]}")
+        ctx.fail(
+            f"{what}: the journal has no 'bad' event for generation {generation} "
+            f"(journal: {seen or 'empty'}); nixboot-check said: {check_log(ctx)[-600:]}"
+        )
     if not str(bad[-1].get("reason", "")).strip():
         ctx.fail(f"{what}: the journal's 'bad' event for generation {generation} gives no reason")
     ctx.say(f"journal: generation {generation} bad: {bad[-1].get('reason')}")
@@ -103,15 +112,16 @@ def expect_bad(ctx: Ctx, st: dict, generation: int, what: str) -> dict:
 def expect_good_default(ctx: Ctx, st: dict, generation: int, what: str) -> None:
     e = entry_of(st, generation)
     if not e or e.get("state") != "good":
-        ctx.fail(f"{what}: generation {generation} should be good: {describe_status(st)}; "
-                 f"nixboot-check said: {check_log(ctx)[-800:]}")
+        ctx.fail(
+            f"{what}: generation {generation} should be good: {describe_status(st)}; "
+            f"nixboot-check said: {check_log(ctx)[-800:]}"
+        )
     if generation_of(st, st.get("default")) != generation:
         ctx.fail(f"{what}: generation {generation} should be the default: {describe_status(st)}")
 
 
 def narrate_boot(ctx: Ctx, b) -> None:
-    ctx.say(f"boot {b.number}: {b.entry()}, initrd of generation "
-            f"'{b.stage1_of()}', {b.outcome()}")
+    ctx.say(f"boot {b.number}: {b.entry()}, initrd of generation " f"'{b.stage1_of()}', {b.outcome()}")
 
 
 def broken_trial(ctx: Ctx, variant: str, outcome_rx: str, tries_args: str = "2 --reboot"):
@@ -137,6 +147,7 @@ def broken_trial(ctx: Ctx, variant: str, outcome_rx: str, tries_args: str = "2 -
 
 # -- the scenarios ------------------------------------------------------------
 
+
 @scenario("0", "machinery")
 def machinery(ctx: Ctx):
     """No nixboot: hand-written BLS entries prove firmware, loader, kernel, initrd,
@@ -145,7 +156,8 @@ def machinery(ctx: Ctx):
     if b.stage1_of() != "good":
         ctx.fail(f"boot 1 ran the initrd of {b.stage1_of()}, expected generation 1 (good)")
     top = store_path("panic")
-    ctx.sh(f"""set -e
+    ctx.sh(
+        f"""set -e
 cp {top}/initrd /boot/EFI/nixos/vm-panic-initrd.efi
 cat > '/boot/loader/entries/nixos-generation-2+1.conf' <<EOT
 title NixOS
@@ -154,7 +166,8 @@ linux /EFI/nixos/vm-linux-bzImage.efi
 initrd /EFI/nixos/vm-panic-initrd.efi
 options init={top}/init $(cat {top}/kernel-params)
 EOT
-sync""")
+sync"""
+    )
     ctx.sh("bootctl set-oneshot 'nixos-generation-2+1.conf'")
     ctx.m.reboot()
     b = ctx.power_on_expect_reset(BROKEN)
@@ -269,9 +282,11 @@ def power_cut_promotion(ctx: Ctx):
     arm_and_reboot(ctx, "2 --reboot")
     ctx.power_on(BOOT)
     # Cut the power the instant the verdict is recorded, before promotion finishes.
-    ctx.m.send("while ! [ -e /run/nixboot/verdict ]; do sleep 0.01; done; "
-               "echo 'NIXBOOT-VM: cutting power during promotion' > /dev/console; "
-               "echo o > /proc/sysrq-trigger")
+    ctx.m.send(
+        "while ! [ -e /run/nixboot/verdict ]; do sleep 0.01; done; "
+        "echo 'NIXBOOT-VM: cutting power during promotion' > /dev/console; "
+        "echo o > /proc/sysrq-trigger"
+    )
     b = ctx.m.wait_exit(SETTLE, "the power cut during promotion")
     narrate_boot(ctx, b)
     if not b.first(r"cutting power during promotion"):
@@ -282,8 +297,10 @@ def power_cut_promotion(ctx: Ctx):
     st = ctx.status()
     verdicts = [j for j in ctx.journal() if j.get("event") in ("good", "bad") and j.get("generation") == 2]
     if len(verdicts) != 1:
-        ctx.fail(f"after the power cut generation 2 should have exactly one verdict, the journal has "
-                 f"{[v.get('event') for v in verdicts]}: {describe_status(st)}")
+        ctx.fail(
+            f"after the power cut generation 2 should have exactly one verdict, the journal has "
+            f"{[v.get('event') for v in verdicts]}: {describe_status(st)}"
+        )
     e2 = entry_of(st, 2)
     if e2.get("state") == "trial":
         ctx.fail(f"generation 2 is still a trial after the power cut: {describe_status(st)}")
@@ -322,8 +339,7 @@ def live_trial(ctx: Ctx):
             break
         time.sleep(3)
     else:
-        ctx.fail(f"an unconfirmed live trial of generation 3 was not reverted to generation 2 "
-                 f"within 120 s: {stc}")
+        ctx.fail(f"an unconfirmed live trial of generation 3 was not reverted to generation 2 " f"within 120 s: {stc}")
     if ctx.sh("cat /proc/sys/kernel/random/boot_id").strip() != boot_id:
         ctx.fail("the live revert rebooted the machine; it should not")
     st = ctx.status()

@@ -49,8 +49,9 @@ def program(name) -> str:
     binaries, the guest's scripts) is the project's own and needs no entry."""
     name = str(name)
     if "/" not in name and name not in requirements():
-        raise HarnessError(f"the harness calls '{name}', which scripts/requirements does not list "
-                           "(add it with its Debian package)")
+        raise HarnessError(
+            f"the harness calls '{name}', which scripts/requirements does not list " "(add it with its Debian package)"
+        )
     return name
 
 
@@ -61,13 +62,17 @@ def run(cmd, *, cwd=None, env=None, input=None, capture=False, check=True, quiet
     if env:
         full_env.update(env)
     res = subprocess.run(
-        [str(c) for c in cmd], cwd=cwd, env=full_env, input=input,
+        [str(c) for c in cmd],
+        cwd=cwd,
+        env=full_env,
+        input=input,
         stdout=subprocess.PIPE if (capture or quiet) else None,
-        stderr=subprocess.PIPE if quiet else None, text=True)
+        stderr=subprocess.PIPE if quiet else None,
+        text=True,
+    )
     if check and res.returncode != 0:
         err = (res.stderr or "").strip().splitlines()[-5:]
-        raise HarnessError(f"command failed ({res.returncode}): {' '.join(map(str, cmd))}: "
-                           + " | ".join(err))
+        raise HarnessError(f"command failed ({res.returncode}): {' '.join(map(str, cmd))}: " + " | ".join(err))
     return res.stdout if capture else res
 
 

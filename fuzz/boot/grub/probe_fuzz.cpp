@@ -11,7 +11,6 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     try {
         const FsInfo info = parse_probe_override(fuzz::text(data, size), "probe");
         FUZZ_CHECK(info.fs.size() + info.fs_uuid.size() <= size);
-    } catch (const UsageError&) {
-    }
+    } catch (const UsageError&) {}
     return 0;
 }

@@ -16,8 +16,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const StateSlot slot = parse_state_slot(text, "nixboot-state.a");
         const std::string again = format_state_slot(slot.state, slot.seq, text.size());
         FUZZ_CHECK(parse_state_slot(again, "formatted").state == slot.state);
-    } catch (const ParseError&) {
-    }
+    } catch (const ParseError&) {}
 
     GrubState state;
     try {

@@ -21,8 +21,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             FUZZ_CHECK(size <= max && decoded.size() <= size / 2 * 3);
             validate_utf8(decoded);
             FUZZ_CHECK(utf8_to_utf16le(decoded, terminator) == std::vector<std::uint8_t>(bytes.begin(), bytes.end()));
-        } catch (const Error&) {
-        }
+        } catch (const Error&) {}
     }
     try {
         const std::vector<std::string> list = utf16le_list_to_utf8(bytes, 4096);
@@ -32,8 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
             total += utf8_to_utf16le(item, Terminator::required).size();
         }
         FUZZ_CHECK(total <= size);
-    } catch (const Error&) {
-    }
+    } catch (const Error&) {}
 
     const std::string_view text = fuzz::text(data, size);
     bool valid = true;

@@ -27,8 +27,8 @@ struct CliFixture {
         for (unsigned n = 1; n <= 3; ++n) add_generation(n);
         std::filesystem::create_symlink("system-2-link", profile);
         spit(tmp / "cmdline", "ro quiet\n");
-        spit(conf, "grub-device-path = /\ngrub-probe-boot = " + probe + "\ngrub-cmdline = " +
-                       (tmp / "cmdline").string() + "\ngrub-timeout = 3\n");
+        spit(conf, "grub-device-path = /\ngrub-probe-boot = " + probe +
+                       "\ngrub-cmdline = " + (tmp / "cmdline").string() + "\ngrub-timeout = 3\n");
     }
 
     void add_generation(unsigned n) {
@@ -51,12 +51,18 @@ struct CliFixture {
 
     RunResult nixboot(std::vector<std::string> args) const {
         std::vector<std::string> argv{NIXBOOT_BIN,
-                                      "--bootloader", "grub",
-                                      "--config", conf.string(),
-                                      "--esp", boot.string(),
-                                      "--profile", profile.string(),
-                                      "--state", (tmp / "state").string(),
-                                      "--efivars", (tmp / "efivars").string()};
+                                      "--bootloader",
+                                      "grub",
+                                      "--config",
+                                      conf.string(),
+                                      "--esp",
+                                      boot.string(),
+                                      "--profile",
+                                      profile.string(),
+                                      "--state",
+                                      (tmp / "state").string(),
+                                      "--efivars",
+                                      (tmp / "efivars").string()};
         argv.insert(argv.end(), args.begin(), args.end());
         return run(argv);
     }

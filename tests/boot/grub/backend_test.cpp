@@ -115,16 +115,15 @@ TEST_CASE("grub backend: settings keys are checked", "[grub][backend]") {
     CHECK_THROWS_AS(parse_grub_settings({{"grub-removable", "maybe"}}), UsageError);
 }
 
-TEST_CASE("grub backend: first sync writes grub.cfg, grubenv, state and kernels once",
-          "[grub][backend][real]") {
+TEST_CASE("grub backend: first sync writes grub.cfg, grubenv, state and kernels once", "[grub][backend][real]") {
     NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
     NIXBOOT_NEED_PROGRAM(grub_script_check, "grub-script-check");
     Fixture f;
     GrubBackend b(f.opts);
     std::vector<Generation> gens{f.gen(1), f.gen(2), f.gen(3, 2, {"fast"})};
     auto r = b.sync(gens, good_sync());
-    CHECK(r.added == std::vector<std::string>{"nixos-generation-1", "nixos-generation-2",
-                                              "nixos-generation-3", "nixos-generation-3-specialisation-fast"});
+    CHECK(r.added == std::vector<std::string>{"nixos-generation-1", "nixos-generation-2", "nixos-generation-3",
+                                              "nixos-generation-3-specialisation-fast"});
     script_check_ok(f.boot / "grub/grub.cfg");
     // Kernels shared between generations are copied once; one initrd each.
     auto kernels = RootDir::open(f.boot).list("kernels");
@@ -134,8 +133,7 @@ TEST_CASE("grub backend: first sync writes grub.cfg, grubenv, state and kernels 
     const std::string cfg = f.cfg();
     CHECK(cfg.find("set default='nixos-generation-3'\n") != std::string::npos);
     CHECK(cfg.find("'nixboot.entry=nixos-generation-3-specialisation-fast'") != std::string::npos);
-    CHECK(cfg.find("'init=" + (f.store / "system-2").string() + "/init' 'loglevel=4' 'quiet'") !=
-          std::string::npos);
+    CHECK(cfg.find("'init=" + (f.store / "system-2").string() + "/init' 'loglevel=4' 'quiet'") != std::string::npos);
     CHECK(cfg.find("linux '/kernels/") != std::string::npos);
     // grubenv exists for GRUB to save into, and names the default.
     CHECK(f.env() == std::map<std::string, std::string>{{"nixboot_default", "nixos-generation-3"}});
@@ -240,7 +238,8 @@ TEST_CASE("grub backend: arm, GRUB counts down, disarm", "[grub][backend][real]"
     CHECK_FALSE(b.read().armed);
 
     SECTION("refusals") {
-        CHECK_THROWS_WITH(b.arm("nixos-generation-1", ao), "'nixos-generation-1' is the default; a trial of it is pointless");
+        CHECK_THROWS_WITH(b.arm("nixos-generation-1", ao),
+                          "'nixos-generation-1' is the default; a trial of it is pointless");
         CHECK_THROWS_WITH(b.arm("nixos-generation-9", ao),
                           "no GRUB entry 'nixos-generation-9' to arm (run 'nixboot install' first)");
         ao.tries = max_tries + 1;
@@ -254,8 +253,7 @@ TEST_CASE("grub backend: arm, GRUB counts down, disarm", "[grub][backend][real]"
     }
 }
 
-TEST_CASE("grub backend: two state copies written in turn, in place, a torn one is skipped",
-          "[grub][backend][real]") {
+TEST_CASE("grub backend: two state copies written in turn, in place, a torn one is skipped", "[grub][backend][real]") {
     Fixture f;
     GrubBackend b(f.opts);
     b.sync(std::vector<Generation>{f.gen(1), f.gen(2)}, good_sync());
@@ -274,9 +272,7 @@ TEST_CASE("grub backend: two state copies written in turn, in place, a torn one 
     CHECK(b.read().find("nixos-generation-2")->state == EntryState::good);
 
     // Which copy is newer: the one set_state just wrote.
-    auto seq_of = [&](int i) {
-        return parse_state_slot(slurp(f.boot / state_slot_paths[i]), "x").seq;
-    };
+    auto seq_of = [&](int i) { return parse_state_slot(slurp(f.boot / state_slot_paths[i]), "x").seq; };
     const int newer = seq_of(0) > seq_of(1) ? 0 : 1;
     auto tear = [&](int i) {  // a power cut in the middle of an in-place write
         std::string text = slurp(f.boot / state_slot_paths[i]);
@@ -387,8 +383,9 @@ TEST_CASE("grub backend: --accept-risk is refused too when /boot is its own file
     ao.accept_risk = true;
     CHECK_THROWS_WITH(
         b.arm("nixos-generation-1", ao),
-        nixboot::test::contains("booted again and again. But '" + f.boot.string() + "' is a file system of its own, which nixboot-stage1 "
-                        "cannot reach in the initrd: nothing would count the tries, even with --accept-risk"));
+        nixboot::test::contains("booted again and again. But '" + f.boot.string() +
+                                "' is a file system of its own, which nixboot-stage1 "
+                                "cannot reach in the initrd: nothing would count the tries, even with --accept-risk"));
     CHECK(f.cfg() == cfg_before);
     CHECK(f.env().count("nixboot_trial") == 0);
 }
@@ -424,8 +421,7 @@ TEST_CASE("grub backend: grub-install argv", "[grub][backend]") {
     o.extra = {{"grub-target", "i386-pc"}, {"grub-device", "/dev/null"}, {"grub-install", "false"}};
     CHECK_THROWS_WITH(install_grub_bootloader(o), "false failed (exit 1): ");
     o.extra["grub-install"] = "/nonexistent/grub-install";
-    CHECK_THROWS_WITH(install_grub_bootloader(o),
-                      "running '/nonexistent/grub-install': No such file or directory");
+    CHECK_THROWS_WITH(install_grub_bootloader(o), "running '/nonexistent/grub-install': No such file or directory");
 }
 
 TEST_CASE("grub backend: the state machine runs on GRUB", "[grub][backend][machine][real]") {
@@ -498,7 +494,9 @@ TEST_CASE("grub backend: 1000 generations", "[grub][backend][bench][real]") {
     Fixture f;
     GrubBackend b(f.opts);
     std::vector<Generation> gens;
-    for (unsigned n = 1; n <= 1000; ++n) gens.push_back(f.gen(n, n / 50 + 1, n % 10 == 0 ? std::vector<std::string>{"fast"} : std::vector<std::string>{}));
+    for (unsigned n = 1; n <= 1000; ++n)
+        gens.push_back(
+            f.gen(n, n / 50 + 1, n % 10 == 0 ? std::vector<std::string>{"fast"} : std::vector<std::string>{}));
     auto t0 = std::chrono::steady_clock::now();
     b.sync(gens, good_sync());
     auto first = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
@@ -514,8 +512,8 @@ TEST_CASE("grub backend: 1000 generations", "[grub][backend][bench][real]") {
     CHECK(io_stats().writes == 2);
     const auto size = std::filesystem::file_size(f.boot / "grub/grub.cfg");
     const auto state_size = std::filesystem::file_size(f.boot / state_slot_paths[0]);
-    WARN("GRUB, 1000 generations + 100 specialisations: grub.cfg " << size << " bytes, state copy "
-         << state_size << " bytes; first sync " << first << " ms, no-op sync " << noop
+    WARN("GRUB, 1000 generations + 100 specialisations: grub.cfg "
+         << size << " bytes, state copy " << state_size << " bytes; first sync " << first << " ms, no-op sync " << noop
          << " ms (0 writes), set_default " << setdef << " ms");
     script_check_ok(f.boot / "grub/grub.cfg");
     CHECK(size < 2 * 1024 * 1024);
@@ -537,7 +535,8 @@ TEST_CASE("grub backend: sync first removes stale temp files and unreferenced co
     b.sync(gens, good_sync());
     CHECK(std::filesystem::exists(f.boot / "kernels/stock-bzImage"));
     // Behind nixboot's own grub.cfg, what an interrupted sync left goes first.
-    const std::vector<std::filesystem::path> planted{f.boot / ("kernels/.x-linux" + tag), f.boot / ("grub/.grub.cfg" + tag),
+    const std::vector<std::filesystem::path> planted{f.boot / ("kernels/.x-linux" + tag),
+                                                     f.boot / ("grub/.grub.cfg" + tag),
                                                      f.boot / "kernels/00000000000000000000000000000000-linux"};
     for (const auto& p : planted) spit(p, "left over");
     gens.push_back(f.gen(2));

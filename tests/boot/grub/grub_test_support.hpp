@@ -22,16 +22,18 @@ namespace nixboot::grub::test {
 using nixboot::test::TempDir;
 
 struct RunResult {
-    int status = -1;      // exit status, or -1 if it did not exit normally
-    std::string output;   // stdout and stderr together
+    int status = -1;     // exit status, or -1 if it did not exit normally
+    std::string output;  // stdout and stderr together
 };
 
 // Quotes one word for /bin/sh.
 inline std::string sh_quote(const std::string& word) {
     std::string out = "'";
     for (char c : word) {
-        if (c == '\'') out += "'\\''";
-        else out += c;
+        if (c == '\'')
+            out += "'\\''";
+        else
+            out += c;
     }
     return out + "'";
 }

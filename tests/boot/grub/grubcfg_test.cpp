@@ -21,8 +21,7 @@ using nixboot::grub::test::TempDir;
 
 namespace {
 
-const std::filesystem::path golden_dir =
-    std::filesystem::path(NIXBOOT_SOURCE_DIR) / "tests/golden/grub";
+const std::filesystem::path golden_dir = std::filesystem::path(NIXBOOT_SOURCE_DIR) / "tests/golden/grub";
 
 // Compares `text` with tests/golden/grub/NAME; NIXBOOT_UPDATE_GOLDEN=1 rewrites it.
 void check_golden(const std::string& name, const std::string& text) {
@@ -48,8 +47,7 @@ MenuEntry entry(unsigned gen, std::string spec = {}) {
     e.title = entry_title(gen, spec, 1714521600 + gen * 86400, "24.05.20240501.abcdef");
     e.kernel = "/kernels/hash" + std::to_string(gen) + "-linux-6.6.30-bzImage";
     e.initrd = "/kernels/hash" + std::to_string(gen) + "-initrd-linux-6.6.30-initrd";
-    e.params = {"init=/nix/store/hash" + std::to_string(gen) + "-nixos-system-x-24.05/init",
-                "loglevel=4"};
+    e.params = {"init=/nix/store/hash" + std::to_string(gen) + "-nixos-system-x-24.05/init", "loglevel=4"};
     return e;
 }
 
@@ -74,8 +72,8 @@ struct Outcome {
     std::string output;
 };
 
-Outcome simulate(const std::string& cfg, const std::map<std::string, std::string>& env_vars,
-                 bool env_writable = true, const std::string& env_rel = "grub/grubenv") {
+Outcome simulate(const std::string& cfg, const std::map<std::string, std::string>& env_vars, bool env_writable = true,
+                 const std::string& env_rel = "grub/grubenv") {
     TempDir tmp;
     const std::string prefix = (tmp / "grub").string();
     const std::string envfile = (tmp / env_rel).string();
@@ -95,9 +93,15 @@ Outcome simulate(const std::string& cfg, const std::map<std::string, std::string
         "  local n; for n in \"$@\"; do grub-editenv \"$f\" set \"$n=${!n}\" || return 1; done; }\n"
         // GRUB's "(DEV)/path" becomes the relative path "(esp)/path" (cwd is tmp).
         "search() { local var=\"${3#--set=}\"; [ \"$4\" = 'ESP-UUID' ] || return 1; printf -v \"$var\" '%s' esp; }\n"
-        "cd " + grub::test::sh_quote(tmp.path().string()) + "\n"
-        "prefix=" + grub::test::sh_quote(prefix) + "\n"
-        "source " + grub::test::sh_quote((tmp / "preamble.sh").string()) + "\n"
+        "cd " +
+        grub::test::sh_quote(tmp.path().string()) +
+        "\n"
+        "prefix=" +
+        grub::test::sh_quote(prefix) +
+        "\n"
+        "source " +
+        grub::test::sh_quote((tmp / "preamble.sh").string()) +
+        "\n"
         "echo \"DEFAULT=${default}\"\necho \"ARGS=${nixboot_args}\"\n";
     spit(tmp / "run.sh", script);
     // Root ignores file modes: run the unwritable case as nobody.
@@ -105,8 +109,7 @@ Outcome simulate(const std::string& cfg, const std::map<std::string, std::string
     if (!env_writable) {
         std::filesystem::permissions(tmp.path(), std::filesystem::perms::all);
         std::filesystem::permissions(tmp / "grub", std::filesystem::perms::all);
-        argv = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash",
-                (tmp / "run.sh").string()};
+        argv = {"setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "bash", (tmp / "run.sh").string()};
     }
     auto r = run(argv);
     INFO(r.output);
@@ -145,8 +148,7 @@ TEST_CASE("grubcfg: quoting keeps every byte inside one word", "[grub][grubcfg]"
 }
 
 TEST_CASE("grubcfg: titles like NixOS's", "[grub][grubcfg]") {
-    CHECK(entry_title(5, "", 1714521600, "24.05.1234") ==
-          "NixOS - Configuration 5 (2024-05-01 - 24.05.1234)");
+    CHECK(entry_title(5, "", 1714521600, "24.05.1234") == "NixOS - Configuration 5 (2024-05-01 - 24.05.1234)");
     CHECK(entry_title(5, "fast", 1714521600, "24.05.1234") ==
           "NixOS - Configuration 5 (fast - 2024-05-01 - 24.05.1234)");
     CHECK(entry_title(7, "", 0, "") == "NixOS - Configuration 7 (1970-01-01)");
@@ -185,8 +187,16 @@ TEST_CASE("grubcfg: golden files for every state pass grub-script-check", "[grub
         MenuEntry e = entry(4);
         e.title = entry_title(4, "", 1714521600, "24.05'pre$(reboot)`x` \"q\" ${root} ;{}\\");
         e.kernel = "/kernels/it's a kernel";
-        e.params = {"init=/nix/store/x/init", "foo=\"a b\"", "x='y'", "$root", "${prefix}",
-                    "a;b", "c\\", "}", "{", "#notacomment"};
+        e.params = {"init=/nix/store/x/init",
+                    "foo=\"a b\"",
+                    "x='y'",
+                    "$root",
+                    "${prefix}",
+                    "a;b",
+                    "c\\",
+                    "}",
+                    "{",
+                    "#notacomment"};
         s.entries = {e, entry(1)};
         s.default_id = "nixos-generation-1";
         cases.push_back({"hostile-strings.cfg", s});
@@ -208,8 +218,7 @@ TEST_CASE("grubcfg: grub-script-check does catch a broken file", "[grub][grubcfg
     CHECK(script_check("if [ a = a ]; then\n").status != 0);
 }
 
-TEST_CASE("grubcfg: every kernel line names its entry and carries the trial words",
-          "[grub][grubcfg]") {
+TEST_CASE("grubcfg: every kernel line names its entry and carries the trial words", "[grub][grubcfg]") {
     GrubCfgSpec s = base_spec();
     const std::string text = format_grub_cfg(s);
     for (const auto& e : s.entries) {
@@ -231,8 +240,7 @@ TEST_CASE("grubcfg: every kernel line names its entry and carries the trial word
     CHECK(text.find("set default='nixos-generation-2'\n") != std::string::npos);
 }
 
-TEST_CASE("grubcfg: the text depends on the entries, never on the trial or the current default",
-          "[grub][grubcfg]") {
+TEST_CASE("grubcfg: the text depends on the entries, never on the trial or the current default", "[grub][grubcfg]") {
     // What makes promotion and rollback safe on FAT: they write grubenv in
     // place and never replace grub.cfg. The spec has no trial or live default.
     const std::string text = format_grub_cfg(base_spec());
@@ -244,8 +252,7 @@ TEST_CASE("grubcfg: the text depends on the entries, never on the trial or the c
 TEST_CASE("grubcfg: refuses specs that would break G1 or the file", "[grub][grubcfg]") {
     GrubCfgSpec s = base_spec();
     s.default_id = "nixos-generation-9";
-    CHECK_THROWS_WITH(format_grub_cfg(s),
-                      "grub.cfg: default entry 'nixos-generation-9' is not among the entries");
+    CHECK_THROWS_WITH(format_grub_cfg(s), "grub.cfg: default entry 'nixos-generation-9' is not among the entries");
     s = base_spec();
     s.entries[0].params.push_back("evil\nmenuentry x {");
     CHECK_THROWS_WITH(format_grub_cfg(s),
@@ -258,8 +265,7 @@ TEST_CASE("grubcfg: refuses specs that would break G1 or the file", "[grub][grub
                       "of [A-Za-z0-9._-]");
 }
 
-TEST_CASE("grubcfg: counting in every env state (preamble run by bash over real grubenv)",
-          "[grub][grubcfg][real]") {
+TEST_CASE("grubcfg: counting in every env state (preamble run by bash over real grubenv)", "[grub][grubcfg][real]") {
     NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
     GrubCfgSpec s = base_spec();
     const std::string cfg = format_grub_cfg(s);
@@ -334,16 +340,16 @@ TEST_CASE("grubcfg: env on the ESP and env consumed by stage 1", "[grub][grubcfg
     SECTION("ESP found by UUID: decrements there") {
         GrubCfgSpec s = base_spec();
         s.env = {"ESP-UUID", "/grub/grubenv", EnvWriter::grub};
-        auto o = simulate(format_grub_cfg(s), {{"nixboot_trial", T}, {"nixboot_tries", "2"}}, true,
-                          "(esp)/grub/grubenv");
+        auto o =
+            simulate(format_grub_cfg(s), {{"nixboot_trial", T}, {"nixboot_tries", "2"}}, true, "(esp)/grub/grubenv");
         CHECK(o.default_entry == T);
         CHECK(o.env_after["nixboot_tries"] == "1");
     }
     SECTION("ESP missing: no env, the default boots") {
         GrubCfgSpec s = base_spec();
         s.env = {"OTHER-UUID", "/grub/grubenv", EnvWriter::grub};
-        auto o = simulate(format_grub_cfg(s), {{"nixboot_trial", T}, {"nixboot_tries", "2"}}, true,
-                          "(esp)/grub/grubenv");
+        auto o =
+            simulate(format_grub_cfg(s), {{"nixboot_trial", T}, {"nixboot_tries", "2"}}, true, "(esp)/grub/grubenv");
         CHECK(o.default_entry == "nixos-generation-2");
     }
     SECTION("stage1 consumes: GRUB only reads, passes the decrement on the command line") {
@@ -371,8 +377,7 @@ TEST_CASE("grubcfg: 1000 generations, size and time", "[grub][grubcfg][bench]") 
     const auto t0 = std::chrono::steady_clock::now();
     const std::string text = format_grub_cfg(s);
     const auto ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-    WARN("grub.cfg for 1000 generations + 100 specialisations: " << text.size() << " bytes in " << ms
-                                                                 << " ms");
+    WARN("grub.cfg for 1000 generations + 100 specialisations: " << text.size() << " bytes in " << ms << " ms");
     CHECK(text.size() < 1024 * 1024);
     CHECK(script_check(text).status == 0);
 }

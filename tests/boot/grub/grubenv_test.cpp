@@ -95,28 +95,23 @@ TEST_CASE("grubenv: set refuses names GRUB script cannot use", "[grub][grubenv]"
 
 TEST_CASE("grubenv: bad blocks are refused with the reason", "[grub][grubenv]") {
     const std::string good = block_with("a=1\n");
-    CHECK(parse_error(good.substr(0, 1000)) ==
-          "/boot/grub/grubenv: is 1000 bytes, not 1024 (truncated?)");
+    CHECK(parse_error(good.substr(0, 1000)) == "/boot/grub/grubenv: is 1000 bytes, not 1024 (truncated?)");
     CHECK(parse_error("") == "/boot/grub/grubenv: is 0 bytes, not 1024 (truncated?)");
     CHECK(parse_error(good + "#") == "/boot/grub/grubenv: is 1025 bytes, not 1024 (oversized)");
     std::string headerless = good;
     headerless[2] = 'g';
-    CHECK(parse_error(headerless) ==
-          "/boot/grub/grubenv: does not start with the header '# GRUB Environment Block'");
+    CHECK(parse_error(headerless) == "/boot/grub/grubenv: does not start with the header '# GRUB Environment Block'");
     std::string with_nul = good;
     with_nul[env_header.size() + 2] = '\0';
     CHECK(parse_error(with_nul) == "/boot/grub/grubenv: holds a NUL byte at offset 27");
-    CHECK(parse_error(block_with("a=1\nno equals sign\n")) ==
-          "/boot/grub/grubenv: line 3: no '=' in 'no equals sign'");
+    CHECK(parse_error(block_with("a=1\nno equals sign\n")) == "/boot/grub/grubenv: line 3: no '=' in 'no equals sign'");
     CHECK(parse_error(block_with("=1\n")) == "/boot/grub/grubenv: line 2: empty variable name");
     std::string unterminated = std::string(env_header) + "a=";
     unterminated.append(env_block_size - unterminated.size(), 'x');
-    CHECK(parse_error(unterminated) ==
-          "/boot/grub/grubenv: line 2: variable 'a' is not terminated by a newline");
+    CHECK(parse_error(unterminated) == "/boot/grub/grubenv: line 2: variable 'a' is not terminated by a newline");
     std::string junk_tail = good;
     junk_tail[1020] = 'x';
-    CHECK(parse_error(junk_tail) ==
-          "/boot/grub/grubenv: line 3: unterminated line after the variables");
+    CHECK(parse_error(junk_tail) == "/boot/grub/grubenv: line 3: unterminated line after the variables");
 }
 
 TEST_CASE("grubenv: overflow is refused, an exact fit is accepted", "[grub][grubenv]") {
@@ -165,8 +160,7 @@ TEST_CASE("grubenv: grub-editenv reads what nixboot writes", "[grub][grubenv][re
 
     auto listed = run({"grub-editenv", (tmp / "grubenv").string(), "list"});
     REQUIRE(listed.status == 0);
-    CHECK(listed.output ==
-          "nixboot_trial=nixos-generation-12\nnixboot_tries=3\nweird=back\\slash and\nnewline\n");
+    CHECK(listed.output == "nixboot_trial=nixos-generation-12\nnixboot_tries=3\nweird=back\\slash and\nnewline\n");
 
     // grub-editenv can change it and nixboot reads its change back.
     REQUIRE(run({"grub-editenv", (tmp / "grubenv").string(), "set", "nixboot_tries=2"}).status == 0);
@@ -183,8 +177,9 @@ TEST_CASE("grubenv: nixboot reads what grub-editenv writes", "[grub][grubenv][re
     TempDir tmp;
     const std::string file = (tmp / "grubenv").string();
     REQUIRE(run({"grub-editenv", file, "create"}).status == 0);
-    REQUIRE(run({"grub-editenv", file, "set", "saved_entry=gnulinux-advanced>x",
-                 "multi=a\\b\nc", "next_entry="}).status == 0);
+    REQUIRE(
+        run({"grub-editenv", file, "set", "saved_entry=gnulinux-advanced>x", "multi=a\\b\nc", "next_entry="}).status ==
+        0);
     RootDir dir = RootDir::open(tmp.path());
     auto env = read_grubenv(dir, "grubenv");
     REQUIRE(env);

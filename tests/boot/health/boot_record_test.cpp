@@ -17,8 +17,9 @@ TEST_CASE("boot record: format matches docs/contracts.md and parses back", "[hea
     r.consumed_by = ConsumedBy::bootloader;
     r.watchdog = WatchdogState::armed;
     std::string text = format_boot_record(r);
-    CHECK(text == "bootloader=systemd-boot\nentry=nixos-generation-5\nfile=loader/entries/nixos-generation-5+0-1.conf\n"
-                  "trial=1\ntries-left=0\nconsumed-by=bootloader\nwatchdog=armed\n");
+    CHECK(text ==
+          "bootloader=systemd-boot\nentry=nixos-generation-5\nfile=loader/entries/nixos-generation-5+0-1.conf\n"
+          "trial=1\ntries-left=0\nconsumed-by=bootloader\nwatchdog=armed\n");
     CHECK(parse_boot_record(text, "boot") == r);
     BootRecord g;
     g.bootloader = Bootloader::grub;

@@ -52,14 +52,14 @@ struct CheckRig {
         write_script(checks / rel, "#!/bin/sh\n" + body + "\n");
     }
     RunResult nixboot(std::vector<std::string> args) {
-        std::vector<std::string> argv{NIXBOOT_BIN,         "--esp",   rig.esp.string(), "--profile", rig.profile.string(),
-                                      "--efivars",         rig.efivars.string(), "--state", rig.state.string(),
-                                      "--config",          config.string()};
+        std::vector<std::string> argv{NIXBOOT_BIN,          "--esp",     rig.esp.string(),     "--profile",
+                                      rig.profile.string(), "--efivars", rig.efivars.string(), "--state",
+                                      rig.state.string(),   "--config",  config.string()};
         argv.insert(argv.end(), args.begin(), args.end());
-        return run_program(argv, {"NIXBOOT_REBOOT_COMMAND=" + reboot.string(),
-                                  "NIXBOOT_SYSTEMD_RUN=" + systemd_run.string(),
-                                  "NIXBOOT_SYSTEMCTL=" + systemctl.string(),
-                                  "NIXBOOT_CURRENT_SYSTEM=" + (rig.store / "system-2").string()});
+        return run_program(
+            argv,
+            {"NIXBOOT_REBOOT_COMMAND=" + reboot.string(), "NIXBOOT_SYSTEMD_RUN=" + systemd_run.string(),
+             "NIXBOOT_SYSTEMCTL=" + systemctl.string(), "NIXBOOT_CURRENT_SYSTEM=" + (rig.store / "system-2").string()});
     }
     RunResult check() {
         return nixboot({"check", "--run", run.string(), "--cmdline", cmdline.string(), "--uptime", uptime.string()});
@@ -91,5 +91,4 @@ struct CheckRig {
     }
 };
 
-
-} // namespace nixboot::test
+}  // namespace nixboot::test

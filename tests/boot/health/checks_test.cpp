@@ -56,7 +56,7 @@ struct Collect {
     }
 };
 
-} // namespace
+}  // namespace
 
 TEST_CASE("checks: discovery sorts required first and reads per-check timeouts", "[health][checks]") {
     Checks c;
@@ -101,7 +101,8 @@ TEST_CASE("checks: unsafe or unusable files are refused with the reason", "[heal
     CHECK(why["dangling"] == "No such file or directory");
 }
 
-TEST_CASE("checks: a file directly in the checks directory is named as ignored, with where it goes", "[health][checks][bad-input]") {
+TEST_CASE("checks: a file directly in the checks directory is named as ignored, with where it goes",
+          "[health][checks][bad-input]") {
     Checks c;
     c.add("required/ok", "exit 0");
     c.add("my-check", "exit 1");
@@ -132,8 +133,8 @@ TEST_CASE("checks: a checks directory writable by others refuses everything in i
     auto d = c.discover();
     CHECK(d.checks.empty());
     REQUIRE(d.refused.size() == 1);
-    CHECK(d.refused[0].reason == "directory '" + (c.dir / "required").string() +
-                                    "' is writable by group or others (mode 0777)");
+    CHECK(d.refused[0].reason ==
+          "directory '" + (c.dir / "required").string() + "' is writable by group or others (mode 0777)");
 }
 
 TEST_CASE("checks: a missing checks directory is an error naming it", "[health][checks][bad-input]") {
@@ -175,7 +176,8 @@ TEST_CASE("checks: run in parallel, output prefixed, outcomes", "[health][checks
     CHECK(results[3].signal == SIGTERM);
     CHECK(results[3].detail == "killed by signal Terminated");
     std::sort(out.lines.begin(), out.lines.end());
-    CHECK(out.lines == std::vector<std::string>{"fail: broken", "no-newline: partial", "pass: hello", "pass: to-stderr"});
+    CHECK(out.lines ==
+          std::vector<std::string>{"fail: broken", "no-newline: partial", "pass: hello", "pass: to-stderr"});
 }
 
 TEST_CASE("checks: a check past its timeout has its whole process group killed", "[health][checks]") {
@@ -231,7 +233,8 @@ TEST_CASE("built-in checks: readable scripts, each described, executable", "[hea
         INFO(name);
         REQUIRE(std::filesystem::exists(path));
         CHECK(read_file(path).starts_with("#!/bin/sh\n# nixboot-check: "));
-        CHECK((std::filesystem::status(path).permissions() & std::filesystem::perms::owner_exec) != std::filesystem::perms::none);
+        CHECK((std::filesystem::status(path).permissions() & std::filesystem::perms::owner_exec) !=
+              std::filesystem::perms::none);
         CHECK(run_program({"/bin/sh", "-n", path.string()}).status == 0);
     }
 }
@@ -280,15 +283,18 @@ TEST_CASE("nixboot checks: lists built-ins and configured checks with refusals",
     c.add("required/ssh", "exit 0");
     c.add("wanted/open", "exit 0", 0777);
     write_file(c.tmp / "nixboot.conf", "checks-dir = " + c.dir.string() + "\n[check.ssh]\ntimeout = 5\n");
-    auto r = run_program({NIXBOOT_BIN, "--config", (c.tmp / "nixboot.conf").string(), "checks", "--builtin-dir",
-                          builtins.string()});
+    auto r = run_program(
+        {NIXBOOT_BIN, "--config", (c.tmp / "nixboot.conf").string(), "checks", "--builtin-dir", builtins.string()});
     CHECK(r.status == 1);  // a refused check is worth a non-zero status
     CHECK(r.out.find("  tcp-port - something listens on the TCP port(s)\n") != std::string::npos);
-    CHECK(r.out.find("  failed-units - no failed systemd units (arguments: unit names allowed to fail)\n") != std::string::npos);
-    CHECK(r.out.find("configured checks (" + c.dir.string() + "):\n  required/ssh timeout 5 s\n"
+    CHECK(r.out.find("  failed-units - no failed systemd units (arguments: unit names allowed to fail)\n") !=
+          std::string::npos);
+    CHECK(r.out.find("configured checks (" + c.dir.string() +
+                     "):\n  required/ssh timeout 5 s\n"
                      "  wanted/open REFUSED: writable by group or others (mode 0777)\n") != std::string::npos);
     std::filesystem::remove_all(c.dir);
     auto missing = run_program({NIXBOOT_BIN, "--config", (c.tmp / "nixboot.conf").string(), "checks"});
     CHECK(missing.status == 1);
-    CHECK(missing.err.find("checks directory '" + c.dir.string() + "': No such file or directory") != std::string::npos);
+    CHECK(missing.err.find("checks directory '" + c.dir.string() + "': No such file or directory") !=
+          std::string::npos);
 }

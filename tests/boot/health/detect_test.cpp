@@ -55,8 +55,9 @@ TEST_CASE("detect: systemd-boot trial, good boot, bad variable", "[health][detec
     c.entry = "nixos-generation-4";
     d = detect_boot(c, v);
     REQUIRE(d.problems.size() == 1);
-    CHECK(d.problems[0] == "nixboot.entry=nixos-generation-4 disagrees with LoaderBootCountPath entry "
-                           "nixos-generation-5; trusting the loader");
+    CHECK(d.problems[0] ==
+          "nixboot.entry=nixos-generation-4 disagrees with LoaderBootCountPath entry "
+          "nixos-generation-5; trusting the loader");
     CHECK(d.record.entry == "nixos-generation-5");
 
     v.boot_count_path.reset();

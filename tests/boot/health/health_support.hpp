@@ -40,10 +40,10 @@ inline void write_script(const std::filesystem::path& path, const std::string& t
 }
 
 // A script that appends "NAME ARGS..." to `log` and exits with `status`.
-inline void write_recorder(const std::filesystem::path& path, const std::filesystem::path& log,
-                           const std::string& name, int status = 0) {
-    write_script(path, "#!/bin/sh\necho \"" + name + " $*\" >> '" + log.string() + "'\nexit " +
-                           std::to_string(status) + "\n");
+inline void write_recorder(const std::filesystem::path& path, const std::filesystem::path& log, const std::string& name,
+                           int status = 0) {
+    write_script(
+        path, "#!/bin/sh\necho \"" + name + " $*\" >> '" + log.string() + "'\nexit " + std::to_string(status) + "\n");
 }
 
 // The environment for running the real nixboot-stage1 in a test: a fake
@@ -72,4 +72,4 @@ inline std::string read_or_empty(const std::filesystem::path& p) {
     return std::filesystem::exists(p) ? read_file(p) : "";
 }
 
-} // namespace nixboot::test
+}  // namespace nixboot::test

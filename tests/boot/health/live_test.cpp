@@ -29,13 +29,14 @@ std::vector<std::string> timer_command(const std::string& calls) {
             if (sp > pos) words.push_back(line.substr(pos, sp - pos));
             pos = sp + 1;
         }
-        auto it = std::find_if(words.begin(), words.end(), [](const std::string& w) { return w.starts_with("--on-active="); });
+        auto it = std::find_if(words.begin(), words.end(),
+                               [](const std::string& w) { return w.starts_with("--on-active="); });
         if (it != words.end()) return {it + 1, words.end()};
     }
     return {};
 }
 
-} // namespace
+}  // namespace
 
 TEST_CASE("live: pair for STATE/live", "[health][live]") {
     LiveTrial t;
@@ -60,11 +61,14 @@ TEST_CASE("live: confirmed from a new invocation promotes, the timer is set befo
     auto r = c.nixboot({"try", "--live", "3", "--confirm-timeout", "60"});
     INFO(r.out << r.err);
     REQUIRE(r.status == 0);
-    CHECK(r.out.find("generation 3 is live; run 'nixboot confirm' from a new connection within 60 s") != std::string::npos);
+    CHECK(r.out.find("generation 3 is live; run 'nixboot confirm' from a new connection within 60 s") !=
+          std::string::npos);
     auto calls = lines_of(read_file(c.calls));
     REQUIRE(calls.size() == 2);
-    CHECK(calls[0].starts_with("systemd-run --collect --timer-property=AccuracySec=1s --unit=nixboot-live-revert-3 "
-                               "--on-active=60 " + std::string(NIXBOOT_BIN)));
+    CHECK(
+        calls[0].starts_with("systemd-run --collect --timer-property=AccuracySec=1s --unit=nixboot-live-revert-3 "
+                             "--on-active=60 " +
+                             std::string(NIXBOOT_BIN)));
     CHECK(calls[0].ends_with(" live-revert"));
     CHECK(calls[1] == "switch-3 test");
     // The bootloader default never moved during the window.
@@ -100,8 +104,9 @@ TEST_CASE("live: no confirm in time: the timer's command reverts and marks the g
     auto r = run_program(cmd, {"NIXBOOT_SYSTEMCTL=" + c.systemctl.string()});
     INFO(r.out << r.err);
     CHECK(r.status == 0);
-    CHECK(r.out == "reverted: generation 2 is active again, generation 3 is marked bad (live trial of generation 3 "
-                   "was not confirmed within 60 s)\n");
+    CHECK(r.out ==
+          "reverted: generation 2 is active again, generation 3 is marked bad (live trial of generation 3 "
+          "was not confirmed within 60 s)\n");
     auto calls = lines_of(read_file(c.calls));
     REQUIRE(calls.size() == 4);
     CHECK(calls[2] == "switch-2 test");
@@ -192,7 +197,8 @@ TEST_CASE("live: bad input changes nothing", "[health][live][cli][bad-input]") {
     }
 }
 
-TEST_CASE("live: a reboot during the window boots the old default, the next check records the revert", "[health][live][cli]") {
+TEST_CASE("live: a reboot during the window boots the old default, the next check records the revert",
+          "[health][live][cli]") {
     CheckRig c;
     c.check_script("required/ok", "exit 0");
     REQUIRE(c.nixboot({"try", "--live", "3"}).status == 0);
@@ -213,7 +219,8 @@ TEST_CASE("live: a reboot during the window boots the old default, the next chec
     CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
 }
 
-TEST_CASE("live: a confirm interrupted after it was recorded is finished by the timer, not reverted", "[health][live][cli][idempotence]") {
+TEST_CASE("live: a confirm interrupted after it was recorded is finished by the timer, not reverted",
+          "[health][live][cli][idempotence]") {
     CheckRig c;
     c.check_script("required/ok", "exit 0");
     REQUIRE(c.nixboot({"try", "--live", "3"}).status == 0);

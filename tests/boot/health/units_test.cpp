@@ -13,13 +13,14 @@ const std::filesystem::path units = std::filesystem::path(NIXBOOT_SOURCE_DIR) / 
 std::string substituted(const std::string& name) {
     std::string text = read_file(units / name);
     auto replace = [&](const std::string& from, const std::string& to) {
-        for (auto p = text.find(from); p != std::string::npos; p = text.find(from, p + to.size())) text.replace(p, from.size(), to);
+        for (auto p = text.find(from); p != std::string::npos; p = text.find(from, p + to.size()))
+            text.replace(p, from.size(), to);
     };
     replace("/usr/bin/nixboot-stage1", NIXBOOT_STAGE1_BIN);
     replace("/usr/bin/nixboot ", std::string(NIXBOOT_BIN) + " ");
     return text;
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("units: systemd-analyze verify accepts them", "[health][units]") {
     NIXBOOT_NEED_PROGRAM(systemd_analyze, "systemd-analyze");

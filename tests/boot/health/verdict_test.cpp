@@ -18,7 +18,8 @@ TEST_CASE("verdict: required checks decide, wanted ones only report", "[health][
     CheckResult pass{"a", CheckKind::required, CheckOutcome::passed, 0, {}, {}, ""};
     CheckResult wanted_fail{"ntp", CheckKind::wanted, CheckOutcome::failed, 1, {}, {}, "exit status 1"};
     CheckResult req_fail{"ssh", CheckKind::required, CheckOutcome::failed, 1, {}, {}, "exit status 1"};
-    CheckResult req_timeout{"db", CheckKind::required, CheckOutcome::timed_out, {}, {}, {}, "killed after the 30 s timeout"};
+    CheckResult req_timeout{
+        "db", CheckKind::required, CheckOutcome::timed_out, {}, {}, {}, "killed after the 30 s timeout"};
     CHECK(decide({pass}, {}) == Decision{Verdict::good, "the required check passed"});
     CHECK(decide({}, {}) == Decision{Verdict::good, "all 0 required checks passed"});
     CHECK(decide({pass, pass, wanted_fail}, {}) ==
@@ -36,11 +37,13 @@ TEST_CASE("verdict: required checks decide, wanted ones only report", "[health][
 TEST_CASE("verdict: the verdict file pair", "[health][verdict]") {
     Decision d{Verdict::bad, "required check 'ssh' failed\n(exit status 1)"};
     CHECK(format_verdict(d) == "bad\nrequired check 'ssh' failed (exit status 1)\n");
-    CHECK(parse_verdict(format_verdict(d), "v") == Decision{Verdict::bad, "required check 'ssh' failed (exit status 1)"});
-    CHECK_THROWS_WITH(parse_verdict("maybe\n", "/run/nixboot/verdict"), "/run/nixboot/verdict:1: expected 'good' or 'bad'");
-    CHECK(unverdicted_trial_reason(3, 2u) == "trial boot of generation 3 did not reach a verdict; booted generation 2 instead");
+    CHECK(parse_verdict(format_verdict(d), "v") ==
+          Decision{Verdict::bad, "required check 'ssh' failed (exit status 1)"});
+    CHECK_THROWS_WITH(parse_verdict("maybe\n", "/run/nixboot/verdict"),
+                      "/run/nixboot/verdict:1: expected 'good' or 'bad'");
+    CHECK(unverdicted_trial_reason(3, 2u) ==
+          "trial boot of generation 3 did not reach a verdict; booted generation 2 instead");
 }
-
 
 TEST_CASE("check: a trial whose required checks pass is promoted and the watchdog disarmed", "[health][verdict][cli]") {
     CheckRig c;
@@ -65,7 +68,8 @@ TEST_CASE("check: a trial whose required checks pass is promoted and the watchdo
     CHECK(c.events_for(3) == std::vector<std::string>{"arm", "good", "promote"});
 }
 
-TEST_CASE("check: a failing required check marks the trial bad and reboots into the default", "[health][verdict][cli]") {
+TEST_CASE("check: a failing required check marks the trial bad and reboots into the default",
+          "[health][verdict][cli]") {
     CheckRig c;
     c.check_script("required/ssh", "echo 'port 22 closed'; exit 1");
     REQUIRE(c.nixboot({"try", "3"}).status == 0);
@@ -111,7 +115,8 @@ TEST_CASE("check: a required check that times out fails the trial", "[health][ve
           "trial boot of nixos-generation-3: required check 'slow' timed out (killed after the 1 s timeout)");
 }
 
-TEST_CASE("check: a world-writable required check is refused and fails the trial", "[health][verdict][cli][bad-input]") {
+TEST_CASE("check: a world-writable required check is refused and fails the trial",
+          "[health][verdict][cli][bad-input]") {
     CheckRig c;
     write_script(c.checks / "required/open", "#!/bin/sh\ntouch " + (c.rig.tmp / "ran").string() + "\n", 0777);
     REQUIRE(c.nixboot({"try", "3"}).status == 0);
@@ -171,7 +176,8 @@ TEST_CASE("check: a trial that never reached a verdict is settled as bad on the 
     CHECK(c.events_for(3) == std::vector<std::string>{"arm", "bad"});
 }
 
-TEST_CASE("check: without the stage-1 record the boot is recomputed from the loader's variables", "[health][verdict][cli]") {
+TEST_CASE("check: without the stage-1 record the boot is recomputed from the loader's variables",
+          "[health][verdict][cli]") {
     CheckRig c;
     c.check_script("required/ok", "exit 0");
     REQUIRE(c.nixboot({"try", "3"}).status == 0);
@@ -196,7 +202,8 @@ TEST_CASE("check: a missing checks directory changes nothing", "[health][verdict
     CHECK_FALSE(std::filesystem::exists(c.run / "nixboot/verdict"));
 }
 
-TEST_CASE("check: promotion interrupted at every step and re-run ends good exactly once", "[health][verdict][cli][idempotence]") {
+TEST_CASE("check: promotion interrupted at every step and re-run ends good exactly once",
+          "[health][verdict][cli][idempotence]") {
     // The steps after the decision: verdict file, bless (rename), default,
     // profile. Each prefix of them is set up by hand as a crash would leave
     // it, then `nixboot check` runs again. A now-failing check proves the
@@ -208,8 +215,9 @@ TEST_CASE("check: promotion interrupted at every step and re-run ends good exact
             REQUIRE(c.nixboot({"try", "3"}).status == 0);
             c.boot();
             if (done >= 1) write_file(c.run / "nixboot/verdict", "good\nthe required check passed\n");
-            if (done >= 2) std::filesystem::rename(c.rig.esp / "loader/entries/nixos-generation-3+0-1.conf",
-                                                   c.rig.esp / "loader/entries/nixos-generation-3.conf");
+            if (done >= 2)
+                std::filesystem::rename(c.rig.esp / "loader/entries/nixos-generation-3+0-1.conf",
+                                        c.rig.esp / "loader/entries/nixos-generation-3.conf");
             if (done >= 3) {
                 auto conf = c.rig.conf();
                 auto p = conf.find("default ");
@@ -271,7 +279,8 @@ TEST_CASE("check: a power cut after the good verdict was journaled: the next boo
     CHECK(c.events_for(3) == std::vector<std::string>{"arm", "good", "promote"});
 }
 
-TEST_CASE("check: a bad verdict interrupted before marking is finished by the re-run", "[health][verdict][cli][idempotence]") {
+TEST_CASE("check: a bad verdict interrupted before marking is finished by the re-run",
+          "[health][verdict][cli][idempotence]") {
     CheckRig c;
     c.check_script("required/ok", "exit 0");  // would pass now: the recorded verdict wins
     REQUIRE(c.nixboot({"try", "3"}).status == 0);
@@ -297,34 +306,50 @@ TEST_CASE("check: a GRUB trial is detected by stage 1 and promoted by the check"
     std::filesystem::create_symlink("system-2-link", profile);
     auto cmdline = tmp / "cmdline";
     write_file(cmdline, "ro quiet\n");
-    write_file(tmp / "nixboot.conf", "grub-device-path = /\ngrub-probe-boot = fs=ext2\ngrub-cmdline = " + cmdline.string() +
-                                         "\nchecks-dir = " + checks.string() + "\nwatchdog-device = " +
-                                         (tmp / "watchdog").string() + "\n");
+    write_file(tmp / "nixboot.conf",
+               "grub-device-path = /\ngrub-probe-boot = fs=ext2\ngrub-cmdline = " + cmdline.string() +
+                   "\nchecks-dir = " + checks.string() + "\nwatchdog-device = " + (tmp / "watchdog").string() + "\n");
     write_file(tmp / "watchdog", "");
     write_script(checks / "required/ok", "#!/bin/sh\necho up\n");
     auto nixboot = [&](std::vector<std::string> args) {
-        std::vector<std::string> argv{NIXBOOT_BIN, "--bootloader", "grub", "--config", (tmp / "nixboot.conf").string(),
-                                      "--esp", boot.string(), "--profile", profile.string(), "--state",
-                                      (tmp / "state").string(), "--efivars", (tmp / "efivars").string()};
+        std::vector<std::string> argv{NIXBOOT_BIN,
+                                      "--bootloader",
+                                      "grub",
+                                      "--config",
+                                      (tmp / "nixboot.conf").string(),
+                                      "--esp",
+                                      boot.string(),
+                                      "--profile",
+                                      profile.string(),
+                                      "--state",
+                                      (tmp / "state").string(),
+                                      "--efivars",
+                                      (tmp / "efivars").string()};
         argv.insert(argv.end(), args.begin(), args.end());
         return run_program(argv);
     };
-    auto env = [&] { return run_program({nixboot::test::find_program("grub-editenv"), (boot / "grub/grubenv").string(), "list"}).out; };
+    auto env = [&] {
+        return run_program({nixboot::test::find_program("grub-editenv"), (boot / "grub/grubenv").string(), "list"}).out;
+    };
     REQUIRE(nixboot({"install"}).status == 0);
     REQUIRE(nixboot({"try", "3"}).status == 0);
     CHECK(env().find("nixboot_trial=nixos-generation-3\nnixboot_tries=1\n") != std::string::npos);
     // What GRUB's preamble does at power-on: save the decrement, boot the
     // trial with the trial words on its command line.
-    REQUIRE(run_program({nixboot::test::find_program("grub-editenv"), (boot / "grub/grubenv").string(), "set", "nixboot_tries=0"}).status == 0);
+    REQUIRE(run_program({nixboot::test::find_program("grub-editenv"), (boot / "grub/grubenv").string(), "set",
+                         "nixboot_tries=0"})
+                .status == 0);
     write_file(cmdline, "init=/x nixboot.entry=nixos-generation-3 nixboot.trial=nixos-generation-3 nixboot.tries=0\n");
     auto s1 = run_program({NIXBOOT_STAGE1_BIN, "--cmdline", cmdline.string(), "--efivars", (tmp / "efivars").string(),
                            "--run", run.string(), "--kmsg", (tmp / "kmsg").string(), "--watchdog-device",
                            (tmp / "watchdog").string(), "--config", (tmp / "none.conf").string()},
                           nixboot::test::stage1_env(tmp.path()));
     REQUIRE(s1.status == 0);
-    CHECK(read_file(run / "nixboot/boot") == "bootloader=grub\nentry=nixos-generation-3\nfile=\ntrial=1\ntries-left=0\n"
-                                             "consumed-by=bootloader\nwatchdog=armed\n");
-    auto r = nixboot({"check", "--run", run.string(), "--cmdline", cmdline.string(), "--uptime", (tmp / "none").string()});
+    CHECK(read_file(run / "nixboot/boot") ==
+          "bootloader=grub\nentry=nixos-generation-3\nfile=\ntrial=1\ntries-left=0\n"
+          "consumed-by=bootloader\nwatchdog=armed\n");
+    auto r =
+        nixboot({"check", "--run", run.string(), "--cmdline", cmdline.string(), "--uptime", (tmp / "none").string()});
     INFO(r.out << r.err);
     CHECK(r.status == 0);
     CHECK(r.out.find("verdict on nixos-generation-3: good: the required check passed\n") != std::string::npos);
@@ -358,13 +383,25 @@ struct GrubCheck {
         REQUIRE(nixboot({"try", "3", "--tries", std::to_string(tries)}).status == 0);
     }
     RunResult nixboot(std::vector<std::string> args) {
-        std::vector<std::string> argv{NIXBOOT_BIN, "--bootloader", "grub", "--config", (tmp / "nixboot.conf").string(),
-                                      "--esp", boot.string(), "--profile", profile.string(), "--state",
-                                      (tmp / "state").string(), "--efivars", (tmp / "efivars").string()};
+        std::vector<std::string> argv{NIXBOOT_BIN,
+                                      "--bootloader",
+                                      "grub",
+                                      "--config",
+                                      (tmp / "nixboot.conf").string(),
+                                      "--esp",
+                                      boot.string(),
+                                      "--profile",
+                                      profile.string(),
+                                      "--state",
+                                      (tmp / "state").string(),
+                                      "--efivars",
+                                      (tmp / "efivars").string()};
         argv.insert(argv.end(), args.begin(), args.end());
         return run_program(argv, {"NIXBOOT_REBOOT_COMMAND=" + (tmp / "reboot").string()});
     }
-    std::string env() { return run_program({nixboot::test::find_program("grub-editenv"), (boot / "grub/grubenv").string(), "list"}).out; }
+    std::string env() {
+        return run_program({nixboot::test::find_program("grub-editenv"), (boot / "grub/grubenv").string(), "list"}).out;
+    }
     // What GRUB does at power-on: the trial with its decrement saved, or,
     // with the tries spent, the default with the trial words of a spent trial.
     void boot_entry(unsigned generation, unsigned tries_left, bool decrement) {
@@ -376,27 +413,27 @@ struct GrubCheck {
                                 " nixboot.trial=nixos-generation-3 nixboot.tries=" + std::to_string(tries_left) + "\n");
         std::filesystem::remove_all(run);
         std::filesystem::create_directories(run);
-        auto s1 = run_program({NIXBOOT_STAGE1_BIN, "--cmdline", cmdline.string(), "--efivars",
-                               (tmp / "efivars").string(), "--run", run.string(), "--kmsg", (tmp / "kmsg").string(),
-                               "--watchdog-device", (tmp / "watchdog").string(), "--config",
-                               (tmp / "none.conf").string()},
-                              nixboot::test::stage1_env(tmp.path()));
+        auto s1 =
+            run_program({NIXBOOT_STAGE1_BIN, "--cmdline", cmdline.string(), "--efivars", (tmp / "efivars").string(),
+                         "--run", run.string(), "--kmsg", (tmp / "kmsg").string(), "--watchdog-device",
+                         (tmp / "watchdog").string(), "--config", (tmp / "none.conf").string()},
+                        nixboot::test::stage1_env(tmp.path()));
         REQUIRE(s1.status == 0);
     }
     RunResult check() {
-        return nixboot({"check", "--run", run.string(), "--cmdline", cmdline.string(), "--uptime",
-                        (tmp / "none").string()});
+        return nixboot(
+            {"check", "--run", run.string(), "--cmdline", cmdline.string(), "--uptime", (tmp / "none").string()});
     }
     std::string state_of_3() {
         auto r = nixboot({"list"});
         auto at = r.out.find("nixos-generation-3");
         if (at == std::string::npos) return r.out;
-        auto start = r.out.rfind('\n', at) + 1;  // npos + 1 == 0: the first line
+        auto start = r.out.rfind('\n', at) + 1;                    // npos + 1 == 0: the first line
         return r.out.substr(start, r.out.find('\n', at) - start);  // "3      bad      ..."
     }
 };
 
-} // namespace
+}  // namespace
 
 TEST_CASE("check: GRUB booted the default after the trial's tries ran out: the trial is settled bad and disarmed",
           "[health][verdict][cli][grub]") {

@@ -20,7 +20,7 @@ std::vector<std::string> names_in(const std::filesystem::path& dir) {
     std::sort(out.begin(), out.end());
     return out;
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("RootDir: write_atomic, read, list, exists, remove", "[util][dir]") {
     test::TempDir tmp;
@@ -68,7 +68,8 @@ TEST_CASE("RootDir: refuses '..', absolute and empty paths", "[util][dir]") {
     RootDir root = RootDir::open(tmp.path());
     CHECK_THROWS_WITH(root.write_atomic("../escape", "x", Sync::no), "path '../escape' contains '..'");
     CHECK_THROWS_WITH(root.write_atomic("a/../../escape", "x", Sync::no), "path 'a/../../escape' contains '..'");
-    CHECK_THROWS_WITH(root.read("/etc/passwd", 10), "path '/etc/passwd' is absolute (expected a path relative to the root)");
+    CHECK_THROWS_WITH(root.read("/etc/passwd", 10),
+                      "path '/etc/passwd' is absolute (expected a path relative to the root)");
     CHECK_THROWS_WITH(root.remove("a//b", Sync::no), "path 'a//b' has an empty component");
     CHECK_THROWS_WITH(root.mkdirs("a/./b"), "path 'a/./b' contains '.'");
     CHECK_THROWS_WITH(root.read("", 10), "empty path");
@@ -83,7 +84,7 @@ TEST_CASE("RootDir: never follows a symlink out of the root", "[util][dir]") {
     std::filesystem::create_directories(outside);
     std::filesystem::create_directories(esp / "loader");
     test::write_file(outside / "secret", "secret");
-    std::filesystem::create_directory_symlink(outside, esp / "EFI");       // a directory symlink
+    std::filesystem::create_directory_symlink(outside, esp / "EFI");             // a directory symlink
     std::filesystem::create_symlink(outside / "secret", esp / "loader/x.conf");  // a file symlink
     RootDir root = RootDir::open(esp);
     const std::string dir_msg = "opening directory '" + (esp / "EFI").string() +
@@ -152,7 +153,8 @@ TEST_CASE("RootDir: overwrite_in_place keeps the file's inode, or writes nothing
     test::TempDir tmp;
     RootDir root = RootDir::open(tmp.path());
     root.write_atomic("f", "aaaa", Sync::no);
-    struct stat before {}, after {};
+    struct stat before {
+    }, after{};
     REQUIRE(::stat((tmp / "f").c_str(), &before) == 0);
     reset_io_stats();
     CHECK(root.overwrite_in_place("f", "bbbb", Sync::yes));
@@ -214,9 +216,9 @@ TEST_CASE("RootDir: a read-only file system fails with the path and changes noth
     }
     mount.remount_read_only();
     RootDir root = RootDir::open(tmp / "esp");
-    CHECK_THROWS_WITH(root.write_atomic("a+1.conf", "y", Sync::yes),
-                      "writing '" + (tmp / "esp/a+1.conf").string() +
-                          "' (creating a temporary file): Read-only file system");
+    CHECK_THROWS_WITH(
+        root.write_atomic("a+1.conf", "y", Sync::yes),
+        "writing '" + (tmp / "esp/a+1.conf").string() + "' (creating a temporary file): Read-only file system");
     CHECK_THROWS_WITH(root.rename_idempotent("a+1.conf", "a.conf", Sync::yes),
                       "renaming '" + (tmp / "esp/a+1.conf").string() + "' to '" + (tmp / "esp/a.conf").string() +
                           "': Read-only file system");
@@ -245,7 +247,8 @@ TEST_CASE("RootDir: leftovers of an interrupted write are cleaned up, the file i
     test::write_file(tmp / live, "being written");
     CHECK(root.remove_stale_temp_files("loader/entries", Sync::yes) == 1);
     CHECK(root.list("loader/entries") ==
-          std::vector<std::string>{".b.conf.nixboot-tmp-" + std::to_string(::getppid()) + "-0-abc", ".hidden-by-user", "a.conf"});
+          std::vector<std::string>{".b.conf.nixboot-tmp-" + std::to_string(::getppid()) + "-0-abc", ".hidden-by-user",
+                                   "a.conf"});
     CHECK(test::read_file(tmp / "loader/entries/a.conf") == "old\n");
     std::filesystem::last_write_time(tmp / live, std::filesystem::file_time_type::clock::now() - std::chrono::hours(2));
     CHECK(root.remove_stale_temp_files("loader/entries", Sync::yes) == 1);
@@ -361,12 +364,17 @@ TEST_CASE("RootDir and outside reads never block on a FIFO, and name a symlink l
     CHECK(test::finishes_within(std::chrono::seconds(10), {tmp / "esp/loader/entries/a.conf", tmp / "fifo"}, [&] {
         CHECK_THROWS_WITH(root.read("loader/entries/a.conf", 100),
                           "reading '" + (tmp / "esp/loader/entries/a.conf").string() + "': not a regular file");
-        CHECK_THROWS_WITH(read_file_if_exists(tmp / "fifo", 100), "reading '" + (tmp / "fifo").string() + "': not a regular file");
-        CHECK_THROWS_WITH(root.copy_in(tmp / "fifo", "k.efi", Sync::no), "copying '" + (tmp / "fifo").string() + "': not a regular file");
-        CHECK_THROWS_WITH(open_regular_file(tmp / "fifo", "hashing"), "hashing '" + (tmp / "fifo").string() + "': not a regular file");
+        CHECK_THROWS_WITH(read_file_if_exists(tmp / "fifo", 100),
+                          "reading '" + (tmp / "fifo").string() + "': not a regular file");
+        CHECK_THROWS_WITH(root.copy_in(tmp / "fifo", "k.efi", Sync::no),
+                          "copying '" + (tmp / "fifo").string() + "': not a regular file");
+        CHECK_THROWS_WITH(open_regular_file(tmp / "fifo", "hashing"),
+                          "hashing '" + (tmp / "fifo").string() + "': not a regular file");
     }));
-    CHECK_THROWS_WITH(read_file_if_exists(tmp / "loop", 100), "reading '" + (tmp / "loop").string() + "': a symbolic link loop");
-    CHECK_THROWS_WITH(root.copy_in(tmp / "loop", "k.efi", Sync::no), "copying '" + (tmp / "loop").string() + "': a symbolic link loop");
+    CHECK_THROWS_WITH(read_file_if_exists(tmp / "loop", 100),
+                      "reading '" + (tmp / "loop").string() + "': a symbolic link loop");
+    CHECK_THROWS_WITH(root.copy_in(tmp / "loop", "k.efi", Sync::no),
+                      "copying '" + (tmp / "loop").string() + "': a symbolic link loop");
     CHECK_THROWS_WITH(open_regular_file("/dev/zero", "reading"), "reading '/dev/zero': not a regular file");
     CHECK(root.list("") == std::vector<std::string>{"loader"});
 }

@@ -12,7 +12,7 @@ using namespace nixboot;
 
 namespace {
 bool is_open(int fd) { return ::fcntl(fd, F_GETFD) != -1; }
-} // namespace
+}  // namespace
 
 TEST_CASE("Fd: owns, moves and closes exactly once", "[util][fd]") {
     int raw = ::open("/dev/null", O_RDONLY | O_CLOEXEC);

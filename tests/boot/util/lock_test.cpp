@@ -41,8 +41,9 @@ TEST_CASE("Lock: a second holder is refused with the lock's path", "[util][lock]
 TEST_CASE("Lock: an unusable state directory is an error naming it", "[util][lock]") {
     test::TempDir tmp;
     test::write_file(tmp / "file", "x");
-    CHECK_THROWS_WITH(Lock::acquire(tmp / "file" / "state"),
-                      nixboot::test::starts_with("creating state directory '" + (tmp / "file" / "state").string() + "'"));
+    CHECK_THROWS_WITH(
+        Lock::acquire(tmp / "file" / "state"),
+        nixboot::test::starts_with("creating state directory '" + (tmp / "file" / "state").string() + "'"));
 }
 
 TEST_CASE("Lock: LockWait::yes waits for the holder to finish", "[util][lock]") {
@@ -86,8 +87,9 @@ TEST_CASE("Lock: acquire_within waits for a holder, and past its bound says how 
     }
     char byte = 0;
     REQUIRE(::read(ready[0], &byte, 1) == 1);
-    CHECK_THROWS_WITH(Lock::acquire_within(tmp.path(), std::chrono::seconds(1)),
-                      "another nixboot command is running (lock '" + (tmp / "lock").string() + "' is held; waited 1 s)");
+    CHECK_THROWS_WITH(
+        Lock::acquire_within(tmp.path(), std::chrono::seconds(1)),
+        "another nixboot command is running (lock '" + (tmp / "lock").string() + "' is held; waited 1 s)");
     // Released while we wait: acquired (the bound is generous, never reached).
     REQUIRE(::write(release[1], "x", 1) == 1);
     CHECK_NOTHROW(Lock::acquire_within(tmp.path(), std::chrono::seconds(60)));

@@ -82,7 +82,8 @@ inline std::filesystem::path make_generation(const std::filesystem::path& store,
         json += ", \"org.nixos.specialisation.v1\": {";
         for (std::size_t i = 0; i < specialisations.size(); ++i) {
             const auto sub = store / ("system-" + std::to_string(n) + "-" + specialisations[i]);
-            json += (i ? ", \"" : "\"") + specialisations[i] + "\": " + spec_json(sub, "NixOS " + specialisations[i]) + "}";
+            json +=
+                (i ? ", \"" : "\"") + specialisations[i] + "\": " + spec_json(sub, "NixOS " + specialisations[i]) + "}";
         }
         json += "}";
     }
@@ -95,7 +96,6 @@ inline std::filesystem::path make_generation(const std::filesystem::path& store,
     std::filesystem::create_directory_symlink(toplevel, link);
     return toplevel;
 }
-
 
 // Runs `f` on its own thread and waits at most `limit` for it. If it is still
 // running then (blocked opening one of `fifos` for reading), each FIFO is
@@ -123,11 +123,13 @@ inline bool finishes_within(std::chrono::milliseconds limit, const std::vector<s
 // is private: what a test mounts is never seen by the host and goes away with
 // the process (ctest runs each test case in a process of its own). Root only.
 inline void enter_private_mount_namespace() {
-    if (::unshare(CLONE_NEWNS) != 0) throw std::runtime_error(std::string("unshare(CLONE_NEWNS): ") + std::strerror(errno));
+    if (::unshare(CLONE_NEWNS) != 0)
+        throw std::runtime_error(std::string("unshare(CLONE_NEWNS): ") + std::strerror(errno));
     if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) {
         const int err = errno;
-        throw std::runtime_error(std::string("making / private: ") + std::strerror(err) +
-                                 (err == EINVAL ? " (/ is not a mount point: in a chroot, bind-mount its root onto itself first)" : ""));
+        throw std::runtime_error(
+            std::string("making / private: ") + std::strerror(err) +
+            (err == EINVAL ? " (/ is not a mount point: in a chroot, bind-mount its root onto itself first)" : ""));
     }
 }
 
@@ -152,4 +154,4 @@ private:
     std::filesystem::path dir_;
 };
 
-} // namespace nixboot::test
+}  // namespace nixboot::test

@@ -14,7 +14,7 @@ std::vector<std::uint8_t> bytes(std::initializer_list<int> list) {
     for (int b : list) out.push_back(static_cast<std::uint8_t>(b));
     return out;
 }
-} // namespace
+}  // namespace
 
 TEST_CASE("UTF-16LE decodes what systemd-boot writes", "[util][utf16]") {
     // "a+1.conf" with NUL terminator.
@@ -51,7 +51,8 @@ TEST_CASE("UTF-16LE lists (LoaderEntries)", "[util][utf16]") {
         const auto one = utf8_to_utf16le(s, Terminator::required);
         data.insert(data.end(), one.begin(), one.end());
     }
-    CHECK(utf16le_list_to_utf8(data) == std::vector<std::string>{"nixos-generation-2+2-0.conf", "nixos-generation-1.conf",
+    CHECK(utf16le_list_to_utf8(data) == std::vector<std::string>{"nixos-generation-2+2-0.conf",
+                                                                 "nixos-generation-1.conf",
                                                                  "auto-reboot-to-firmware-setup"});
     data.push_back(0);
     data.push_back(0);  // trailing padding is tolerated
@@ -79,20 +80,31 @@ TEST_CASE("UTF-16LE round trips generated strings", "[util][utf16]") {
         for (int i = 0; i < len; ++i) {
             char32_t cp = 0;
             switch (plane(rng)) {
-            case 0: cp = 1 + rng() % 0x7f; break;
-            case 1: cp = 0x80 + rng() % (0xd800 - 0x80); break;
-            case 2: cp = 0xe000 + rng() % (0x10000 - 0xe000); break;
-            default: cp = 0x10000 + rng() % (0x110000 - 0x10000); break;
+                case 0: cp = 1 + rng() % 0x7f; break;
+                case 1: cp = 0x80 + rng() % (0xd800 - 0x80); break;
+                case 2: cp = 0xe000 + rng() % (0x10000 - 0xe000); break;
+                default: cp = 0x10000 + rng() % (0x110000 - 0x10000); break;
             }
             cps.push_back(cp);
         }
         // Encode the code points to UTF-8 by hand, then through both directions.
         std::string utf8;
         for (char32_t cp : cps) {
-            if (cp < 0x80) utf8 += static_cast<char>(cp);
-            else if (cp < 0x800) { utf8 += static_cast<char>(0xc0 | (cp >> 6)); utf8 += static_cast<char>(0x80 | (cp & 0x3f)); }
-            else if (cp < 0x10000) { utf8 += static_cast<char>(0xe0 | (cp >> 12)); utf8 += static_cast<char>(0x80 | ((cp >> 6) & 0x3f)); utf8 += static_cast<char>(0x80 | (cp & 0x3f)); }
-            else { utf8 += static_cast<char>(0xf0 | (cp >> 18)); utf8 += static_cast<char>(0x80 | ((cp >> 12) & 0x3f)); utf8 += static_cast<char>(0x80 | ((cp >> 6) & 0x3f)); utf8 += static_cast<char>(0x80 | (cp & 0x3f)); }
+            if (cp < 0x80)
+                utf8 += static_cast<char>(cp);
+            else if (cp < 0x800) {
+                utf8 += static_cast<char>(0xc0 | (cp >> 6));
+                utf8 += static_cast<char>(0x80 | (cp & 0x3f));
+            } else if (cp < 0x10000) {
+                utf8 += static_cast<char>(0xe0 | (cp >> 12));
+                utf8 += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+                utf8 += static_cast<char>(0x80 | (cp & 0x3f));
+            } else {
+                utf8 += static_cast<char>(0xf0 | (cp >> 18));
+                utf8 += static_cast<char>(0x80 | ((cp >> 12) & 0x3f));
+                utf8 += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
+                utf8 += static_cast<char>(0x80 | (cp & 0x3f));
+            }
         }
         const auto encoded = utf8_to_utf16le(utf8, Terminator::required);
         REQUIRE(utf16le_to_utf8(encoded, Terminator::required, 1 << 20) == utf8);
@@ -109,8 +121,7 @@ TEST_CASE("UTF-16LE decoding never accepts random garbage silently", "[util][utf
         try {
             const std::string text = utf16le_to_utf8(data, Terminator::required);
             REQUIRE(utf8_to_utf16le(text, Terminator::required) == data);
-        } catch (const Error&) {
-        }
+        } catch (const Error&) {}
     }
 }
 

@@ -10,6 +10,7 @@
 #include <ctime>
 #include <fcntl.h>
 #include <fstream>
+#include <set>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -210,5 +211,47 @@ std::string current_boot_id(const std::filesystem::path& source) {
 }
 
 std::time_t journal_now() noexcept { return std::time(nullptr); }
+
+std::optional<JournalRecord> last_rollback(const std::vector<JournalRecord>& records) {
+    std::optional<JournalRecord> out;
+    std::set<std::string> armed;  // entries armed and not judged since
+    for (const auto& r : records) {
+        switch (r.event) {
+            case JournalEvent::arm:
+            case JournalEvent::live_start:
+                armed.insert(r.entry);
+                out.reset();
+                break;
+            case JournalEvent::adopt:
+            case JournalEvent::good:
+            case JournalEvent::promote:
+            case JournalEvent::live_confirm:
+                armed.erase(r.entry);
+                out.reset();
+                break;
+            case JournalEvent::bad:
+                if (armed.erase(r.entry) > 0) out = r;
+                break;
+            case JournalEvent::rollback:
+            case JournalEvent::live_revert:
+                armed.erase(r.entry);
+                out = r;
+                break;
+            case JournalEvent::install:
+            case JournalEvent::boot:
+            case JournalEvent::default_:
+            case JournalEvent::gc: break;
+        }
+    }
+    return out;
+}
+
+std::string describe_rollback(const JournalRecord& record) {
+    const std::string gen = record.generation ? "generation " + std::to_string(*record.generation)
+                                              : (record.entry.empty() ? std::string("a generation") : record.entry);
+    const std::string what =
+        record.event == JournalEvent::rollback ? "rolled back to " + gen : gen + " was rolled back";
+    return what + " at " + format_time(record.time) + (record.reason.empty() ? "" : ": " + record.reason);
+}
 
 }  // namespace nixboot

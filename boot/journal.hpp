@@ -71,6 +71,22 @@ struct JournalContents {
 // reported in `problems`; only I/O errors throw. Max 64 MiB.
 JournalContents read_journal(const std::filesystem::path& state_dir);
 
+// The rollback the journal ends on, if any: its last outcome record (adopt,
+// arm, good, promote, bad, rollback, live-start, live-confirm, live-revert)
+// is a `rollback`, a `live-revert`, or a `bad` of an entry armed before it
+// and not judged since (the machine left a trial for its fallback; a `bad`
+// of an entry nobody armed is no rollback). nullopt otherwise, so a new
+// trial or promotion ends it.
+std::optional<JournalRecord> last_rollback(const std::vector<JournalRecord>& records);
+
+// "generation 42 was rolled back at 2026-12-03T09:00:00Z: REASON" (or "rolled
+// back to generation 41 at ...", for a `rollback` record).
+std::string describe_rollback(const JournalRecord& record);
+
+// STATE/rollback-announced: the journal line of the last rollback that
+// `nixboot check` announced (started nixboot-rolled-back.target for).
+inline constexpr const char* rollback_announced_name = "rollback-announced";
+
 // The kernel's boot id (a UUID, 36 chars), from `source`. Throws Error if
 // unreadable or not a UUID.
 std::string current_boot_id(const std::filesystem::path& source = "/proc/sys/kernel/random/boot_id");

@@ -238,7 +238,21 @@ void settle_interrupted_live(Machine& machine, const BootCheckOptions& opts, Boo
         report.settled.push_back(entry_id(trial->generation) + ": " + reason);
 }
 
+// The rollback the journal ends on, unless STATE/rollback-announced holds it.
+std::optional<JournalRecord> unannounced_rollback(const std::filesystem::path& state) {
+    auto last = last_rollback(read_journal(state).records);
+    if (!last) return std::nullopt;
+    auto dir = RootDir::open_or_create(state);
+    auto announced = dir.read(rollback_announced_name, 64 * 1024);
+    if (announced && *announced == format_journal_line(*last) + "\n") return std::nullopt;
+    return last;
+}
+
 }  // namespace
+
+void announce_rollback(const std::filesystem::path& state, const JournalRecord& record) {
+    RootDir::open_or_create(state).write_atomic(rollback_announced_name, format_journal_line(record) + "\n", Sync::yes);
+}
 
 BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, const OutputSink& sink) {
     BootCheckReport report;
@@ -255,6 +269,7 @@ BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, c
     if (record.trial != TrialBoot::yes || record.entry.empty()) {
         report.results = run_checks(discovery.checks, sink);
         report.healthy = decide(report.results, report.refused).verdict == Verdict::good;
+        report.rolled_back = unannounced_rollback(machine.options().state);
         return report;
     }
 

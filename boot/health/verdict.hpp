@@ -10,6 +10,7 @@
 #include "boot/health/boot_record.hpp"
 #include "boot/health/checks.hpp"
 #include "boot/health/live.hpp"
+#include "boot/journal.hpp"
 #include "boot/machine.hpp"
 
 #include <chrono>
@@ -64,11 +65,19 @@ struct BootCheckReport {
     std::vector<std::string> notes;     // problems that did not stop the check
     bool reboot = false;                // the caller must run the reboot command
     bool healthy = true;                // every required check passed (or good)
+    // On a boot that is not a trial: the rollback the journal ends on, if no
+    // check announced it yet. The caller starts nixboot-rolled-back.target
+    // and, once that worked, calls announce_rollback.
+    std::optional<JournalRecord> rolled_back;
 };
 
 // The whole late check. Throws Error (nothing marked) when the checks
 // directory is missing; Machine errors propagate with context.
 BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, const OutputSink& sink);
+
+// Records in STATE/rollback-announced that `record` was announced, so the
+// next boot's check does not announce it again.
+void announce_rollback(const std::filesystem::path& state, const JournalRecord& record);
 
 // Reasons, for the journal and tests.
 std::string unverdicted_trial_reason(unsigned trial_generation, std::optional<unsigned> booted_generation);

@@ -8,6 +8,7 @@
 #include "boot/util/error.hpp"
 
 #include <nlohmann/json.hpp>
+#include <spdlog/spdlog.h>
 
 #include <ostream>
 
@@ -71,6 +72,7 @@ int run_check(Context& ctx, const po::variables_map& vm) {
         j["finished"] = r.finished;
         j["notes"] = r.notes;
         j["reboot"] = r.reboot;
+        j["rolled_back"] = r.rolled_back ? nlohmann::json(describe_rollback(*r.rolled_back)) : nlohmann::json(nullptr);
         ctx.out << j.dump() << "\n";
     } else {
         for (const auto& n : r.notes) ctx.out << "note: " << n << "\n";
@@ -96,6 +98,19 @@ int run_check(Context& ctx, const po::variables_map& vm) {
                                      : "; staying (on-failure=stay)")
                         << "\n";
         }
+    }
+    if (r.rolled_back) {
+        // Once per rollback: users hang their notification (mail, a webhook)
+        // on the target; a failed start is tried again at the next check.
+        auto start = health::program_from_env("NIXBOOT_SYSTEMCTL",
+                                              {"systemctl", "start", "--no-block", "nixboot-rolled-back.target"});
+        if (!json) ctx.out << "rolled back: " << describe_rollback(*r.rolled_back) << "\n";
+        int status = health::run_command(start);
+        if (status == 0)
+            health::announce_rollback(ctx.machine_options().state, *r.rolled_back);
+        else
+            spdlog::warn("'{}' failed (exit status {}); the next check tries again", health::join_command(start),
+                         status);
     }
     ctx.out << std::flush;
     if (r.reboot) {

@@ -44,8 +44,18 @@ int run_status(Context& ctx, const po::variables_map&) {
     auto st = ctx.machine().status();
     const auto& v = st.view;
     bool pending = verdict_pending(ctx, v);
+    // Until the next trial or promotion, a machine that rolled back says so first.
+    const auto rolled_back = last_rollback(read_journal(ctx.config.state).records);
     if (ctx.format == Format::json) {
         nlohmann::json j;
+        j["rolled_back"] = nullptr;
+        if (rolled_back)
+            j["rolled_back"] = {{"event", to_string(rolled_back->event)},
+                                {"generation", rolled_back->generation ? nlohmann::json(*rolled_back->generation)
+                                                                       : nlohmann::json(nullptr)},
+                                {"entry", rolled_back->entry},
+                                {"reason", rolled_back->reason},
+                                {"summary", describe_rollback(*rolled_back)}};
         j["bootloader"] = std::string(to_string(v.bootloader));
         j["loader_info"] = v.loader_info;
         j["booted"] = opt(v.booted);
@@ -66,6 +76,7 @@ int run_status(Context& ctx, const po::variables_map&) {
         return 0;
     }
     auto& o = ctx.out;
+    if (rolled_back) o << "rolled back: " << describe_rollback(*rolled_back) << "\n";
     o << "bootloader:  " << to_string(v.bootloader) << (v.loader_info.empty() ? "" : " (" + v.loader_info + ")")
       << "\n";
     o << "booted:      " << describe(v, v.booted) << (v.booted_file ? "  [" + *v.booted_file + "]" : "")

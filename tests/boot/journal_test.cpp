@@ -167,3 +167,36 @@ TEST_CASE("journal: a number too large for a double is a bad line, skipped", "[j
     CHECK(got.problems[0].message ==
           (state / "journal").string() + ":2: not JSON: number overflow parsing '110000001e022023'");
 }
+
+TEST_CASE("journal: the rollback the journal ends on", "[journal]") {
+    auto rec = [](JournalEvent event, unsigned gen, std::string reason = "") {
+        JournalRecord r;
+        r.time = 1764752400;  // 2025-12-03T09:00:00Z
+        r.event = event;
+        r.generation = gen;
+        r.entry = "nixos-generation-" + std::to_string(gen);
+        r.reason = std::move(reason);
+        return r;
+    };
+    using E = JournalEvent;
+    CHECK_FALSE(last_rollback({}));
+    CHECK_FALSE(last_rollback({rec(E::adopt, 1), rec(E::install, 1)}));
+    // a trial marked bad: the machine went back to its fallback
+    auto bad = rec(E::bad, 3, "required check 'ssh' failed");
+    CHECK(last_rollback({rec(E::adopt, 2), rec(E::arm, 3), bad, rec(E::install, 4)}) == bad);
+    CHECK(describe_rollback(bad) ==
+          "generation 3 was rolled back at 2025-12-03T09:00:00Z: required check 'ssh' failed");
+    // a bad of an entry nobody armed is no rollback
+    CHECK_FALSE(last_rollback({rec(E::adopt, 2), rec(E::bad, 1)}));
+    // a new trial or a promotion ends it
+    CHECK_FALSE(last_rollback({rec(E::arm, 3), bad, rec(E::arm, 4)}));
+    CHECK_FALSE(last_rollback({rec(E::arm, 3), bad, rec(E::good, 1), rec(E::promote, 1)}));
+    // by hand, and live
+    auto back = rec(E::rollback, 1, "rolled back from generation 2");
+    CHECK(last_rollback({rec(E::adopt, 2), back}) == back);
+    CHECK(describe_rollback(back) ==
+          "rolled back to generation 1 at 2025-12-03T09:00:00Z: rolled back from generation 2");
+    auto revert = rec(E::live_revert, 5, "no confirm within 60 s");
+    CHECK(last_rollback({rec(E::live_start, 5), revert}) == revert);
+    CHECK_FALSE(last_rollback({rec(E::live_start, 5), rec(E::live_confirm, 5)}));
+}

@@ -109,6 +109,21 @@ def expect_bad(ctx: Ctx, st: dict, generation: int, what: str) -> dict:
     return bad[-1]
 
 
+def expect_rolled_back(ctx: Ctx, st: dict, generation: int, what: str) -> None:
+    """The fallback boot says it rolled back and reached nixboot-rolled-back.target."""
+    rb = st.get("rolled_back") or {}
+    if rb.get("generation") != generation:
+        ctx.fail(f"{what}: nixboot status should say generation {generation} was rolled back: {st.get('rolled_back')}")
+    rc, out = ctx.m.execute(
+        "for i in 1 2 3 4 5 6 7 8 9 10; do systemctl is-active nixboot-rolled-back.target && exit 0; sleep 1; done;"
+        " exit 1",
+        30,
+    )
+    if rc != 0:
+        ctx.fail(f"{what}: nixboot-rolled-back.target is not active after the rollback ({out.strip()[-200:]})")
+    ctx.say(f"rolled back: {rb.get('summary')}; nixboot-rolled-back.target active")
+
+
 def expect_good_default(ctx: Ctx, st: dict, generation: int, what: str) -> None:
     e = entry_of(st, generation)
     if not e or e.get("state") != "good":
@@ -142,6 +157,7 @@ def broken_trial(ctx: Ctx, variant: str, outcome_rx: str, tries_args: str = "2 -
     if passed:
         ctx.metrics["recovery"] = f"{passed[0] - trial_kernel[0]:.0f}s"
     expect_bad(ctx, st, 2, f"after the {variant} trial")
+    expect_rolled_back(ctx, st, 2, f"after the {variant} trial")
     return st
 
 
@@ -237,6 +253,7 @@ def failing_check(ctx: Ctx):
     narrate_boot(ctx, ctx.m.boot)
     st = expect_on(ctx, 1, "good", "after the failed check")
     expect_bad(ctx, st, 2, "after the failed check")
+    expect_rolled_back(ctx, st, 2, "after the failed check")
 
 
 def counted_trial(ctx: Ctx, tries: int, why: str, prepare=None):

@@ -213,7 +213,10 @@ TEST_CASE("live: a reboot during the window boots the old default, the next chec
     CHECK(r.status == 0);
     CHECK(r.out.find("marked bad: nixos-generation-3: live trial of generation 3 was cut short by a reboot; booted "
                      "the default instead\n") != std::string::npos);
-    CHECK(lines_of(read_file(c.calls)).size() == 3);  // systemd-run, switch-3, systemctl stop: no re-activation
+    // systemd-run, switch-3, systemctl stop: no re-activation; then the rollback is announced
+    const auto calls = lines_of(read_file(c.calls));
+    REQUIRE(calls.size() == 4);
+    CHECK(calls[3] == "systemctl start --no-block nixboot-rolled-back.target");
     CHECK(c.events_for(3).back() == "live-revert");
     CHECK_FALSE(std::filesystem::exists(c.rig.state / "live"));
     CHECK(c.rig.pinned_good_default() == "nixos-generation-2");

@@ -25,10 +25,10 @@ std::string substituted(const std::string& name) {
 TEST_CASE("units: systemd-analyze verify accepts them", "[health][units]") {
     NIXBOOT_NEED_PROGRAM(systemd_analyze, "systemd-analyze");
     TempDir tmp;
-    for (const char* name : {"nixboot-check.service", "nixboot-watchdog.service"})
+    for (const char* name : {"nixboot-check.service", "nixboot-watchdog.service", "nixboot-rolled-back.target"})
         write_file(tmp / name, substituted(name));
     auto r = run_program({systemd_analyze, "verify", "--man=no", (tmp / "nixboot-check.service").string(),
-                          (tmp / "nixboot-watchdog.service").string()},
+                          (tmp / "nixboot-watchdog.service").string(), (tmp / "nixboot-rolled-back.target").string()},
                          {"SYSTEMD_LOG_LEVEL=notice"});
     INFO(r.out << r.err);
     CHECK(r.status == 0);

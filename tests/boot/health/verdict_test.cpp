@@ -10,6 +10,8 @@
 
 #include "tests/catch.hpp"
 
+#include <nlohmann/json.hpp>
+
 using namespace nixboot;
 using namespace nixboot::health;
 using namespace nixboot::test;
@@ -491,4 +493,59 @@ TEST_CASE("check: a GRUB one-shot trial whose check fails is bad, not a trial wi
     CHECK(std::count_if(events.begin(), events.end(), [](const JournalRecord& rec) {
               return rec.generation == 3u && rec.event == JournalEvent::bad;
           }) == 1);
+}
+
+TEST_CASE("check: the first boot after a rollback says so and starts nixboot-rolled-back.target once",
+          "[health][verdict][cli]") {
+    CheckRig c;
+    c.check_script("required/ssh", "echo 'port 22 closed'; exit 1");
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    c.boot();
+    REQUIRE(c.check().status == 1);  // marked bad, the reboot requested
+    CHECK(read_file(c.calls) == "reboot \n");
+    const std::string reason = "trial boot of nixos-generation-3: required check 'ssh' failed (exit status 1)";
+    auto status = c.nixboot({"status"});
+    CHECK(status.out.starts_with("rolled back: generation 3 was rolled back at "));
+    CHECK(status.out.find(": " + reason + "\nbootloader:") != std::string::npos);
+    auto json = nlohmann::json::parse(c.nixboot({"--json", "status"}).out);
+    CHECK(json["rolled_back"]["generation"] == 3);
+    CHECK(json["rolled_back"]["event"] == "bad");
+    CHECK(json["rolled_back"]["reason"] == reason);
+    // the fallback boots; its check announces the rollback, once
+    c.check_script("required/ssh", "exit 0");
+    CHECK(c.boot() == "nixos-generation-2.conf");
+    auto r = c.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("\nrolled back: generation 3 was rolled back at ") != std::string::npos);
+    CHECK(read_file(c.calls) == "reboot \nsystemctl start --no-block nixboot-rolled-back.target\n");
+    CHECK(c.boot() == "nixos-generation-2.conf");
+    r = c.check();
+    CHECK(r.out.find("rolled back:") == std::string::npos);
+    CHECK(read_file(c.calls) == "reboot \nsystemctl start --no-block nixboot-rolled-back.target\n");
+    // status keeps saying it until the next trial
+    CHECK(c.nixboot({"status"}).out.starts_with("rolled back: "));
+    REQUIRE(c.nixboot({"try", "1"}).status == 0);
+    CHECK(c.nixboot({"status"}).out.starts_with("bootloader: "));
+    CHECK(nlohmann::json::parse(c.nixboot({"--json", "status"}).out)["rolled_back"].is_null());
+}
+
+TEST_CASE("check: a failed start of nixboot-rolled-back.target is tried again at the next check",
+          "[health][verdict][cli]") {
+    CheckRig c;
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    CHECK(c.boot() == "nixos-generation-3+0-1.conf");
+    CHECK(c.boot() == "nixos-generation-2.conf");  // it hung; the loader fell back
+    write_recorder(c.systemctl, c.calls, "systemctl", 1);
+    auto r = c.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.err.find("the next check tries again") != std::string::npos);
+    write_recorder(c.systemctl, c.calls, "systemctl", 0);
+    r = c.check();
+    CHECK(r.out.find("rolled back: generation 3 was rolled back at ") != std::string::npos);
+    CHECK(read_file(c.calls) ==
+          "systemctl start --no-block nixboot-rolled-back.target\n"
+          "systemctl start --no-block nixboot-rolled-back.target\n");
+    CHECK(c.check().out.find("rolled back:") == std::string::npos);
 }

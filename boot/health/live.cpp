@@ -11,6 +11,9 @@
 #include "boot/util/fd.hpp"
 #include "boot/util/lock.hpp"
 
+#include <sys/random.h>
+
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <fcntl.h>
@@ -26,6 +29,36 @@ const char* to_string(LiveStatus status) noexcept {
     return "running";
 }
 
+namespace {
+
+bool is_trial_id(std::string_view s) {
+    return s.size() == 32 &&
+           std::all_of(s.begin(), s.end(), [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'); });
+}
+
+// 128 bits from the kernel's CSPRNG: an ID nobody guesses or replays.
+std::string new_trial_id() {
+    unsigned char bytes[16];
+    std::size_t got = 0;
+    while (got < sizeof bytes) {
+        const ssize_t n = ::getrandom(bytes + got, sizeof bytes - got, 0);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw_errno("getrandom for the trial ID");
+        }
+        got += static_cast<std::size_t>(n);
+    }
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string id;
+    for (unsigned char b : bytes) {
+        id += hex[b >> 4];
+        id += hex[b & 15];
+    }
+    return id;
+}
+
+}  // namespace
+
 std::string format_live_trial(const LiveTrial& t) {
     std::string out;
     out += "status=" + std::string(to_string(t.status)) + "\n";
@@ -36,6 +69,7 @@ std::string format_live_trial(const LiveTrial& t) {
     out += "started=" + std::to_string(static_cast<long long>(t.started)) + "\n";
     out += "deadline=" + std::to_string(static_cast<long long>(t.deadline)) + "\n";
     out += "unit=" + t.unit + "\n";
+    if (!t.id.empty()) out += "id=" + t.id + "\n";
     return out;
 }
 
@@ -73,6 +107,10 @@ LiveTrial parse_live_trial(std::string_view text, std::string_view origin) {
             t.deadline = number(4294967295u);
         else if (key == "unit")
             t.unit = std::string(value);
+        else if (key == "id") {
+            if (!is_trial_id(value)) kv.bad_value();
+            t.id = std::string(value);
+        }
     });
     if (!has_generation) throw ParseError(std::string(origin) + ": no 'generation'");
     return t;
@@ -191,6 +229,27 @@ std::string date_text(std::time_t t) {
     return buf;
 }
 
+// What the journal says became of the live trial `id`: "was confirmed at
+// ...", "was reverted at ...: REASON", or that it is not known here.
+std::string ended_how(const std::filesystem::path& state, std::string_view id) {
+    bool started = false;
+    unsigned generation = 0;
+    std::string how = "is not known on this machine";
+    for (const auto& r : read_journal(state).records) {
+        if (r.event == JournalEvent::live_start && r.reason.starts_with("live trial " + std::string(id) + ",")) {
+            started = true;
+            generation = r.generation.value_or(0);
+            how = "started at " + date_text(r.time) + " and did not end";
+        } else if (started && r.generation.value_or(0) == generation &&
+                   (r.event == JournalEvent::live_confirm || r.event == JournalEvent::live_revert)) {
+            how = std::string(r.event == JournalEvent::live_confirm ? "was confirmed" : "was reverted") + " at " +
+                  date_text(r.time) + (r.event == JournalEvent::live_revert ? ": " + r.reason : std::string());
+            started = false;
+        }
+    }
+    return how;
+}
+
 }  // namespace
 
 LiveOptions live_options(const Config& config, std::vector<std::string> revert_argv) {
@@ -236,6 +295,7 @@ LiveStartReport start_live_trial(Machine& machine, unsigned generation, const Li
     trial.started = journal_now();
     trial.deadline = trial.started + static_cast<std::time_t>(opts.confirm_timeout.count());
     trial.unit = "nixboot-live-revert-" + std::to_string(generation);
+    trial.id = new_trial_id();
 
     // The revert timer exists before anything is activated.
     auto argv = program_from_env("NIXBOOT_SYSTEMD_RUN", opts.systemd_run);
@@ -256,8 +316,8 @@ LiveStartReport start_live_trial(Machine& machine, unsigned generation, const Li
                     "); nothing activated");
     }
     journal(opts.state, JournalEvent::live_start, generation, trial.boot_id,
-            "live trial, confirm within " + std::to_string(opts.confirm_timeout.count()) + " s (until " +
-                date_text(trial.deadline) + ")");
+            "live trial " + trial.id + ", confirm within " + std::to_string(opts.confirm_timeout.count()) +
+                " s (until " + date_text(trial.deadline) + ")");
 
     LiveStartReport report;
     report.trial = trial;
@@ -288,10 +348,23 @@ LiveStartReport start_live_trial(Machine& machine, unsigned generation, const Li
     return report;
 }
 
-LiveTrial confirm_live_trial(Machine& machine, const LiveOptions& opts) {
-    auto lock = live_lock(opts.state);
+LiveTrial confirm_live_trial(Machine& machine, const LiveOptions& opts, const std::optional<std::string>& id) {
+    if (id && !is_trial_id(*id)) throw UsageError("confirm: '" + *id + "' is not a trial ID (32 hex digits)");
+    // Nothing running: refused before the lock file is created (nothing changed).
+    std::optional<Lock> lock;
     auto trial = read_live_trial(opts.state);
-    if (!trial) throw Error("no live trial is running");
+    if (trial) {
+        lock.emplace(live_lock(opts.state));
+        trial = read_live_trial(opts.state);
+    }
+    if (!trial) {
+        if (id) throw Error("no live trial is running: trial " + *id + " " + ended_how(opts.state, *id));
+        throw Error("no live trial is running");
+    }
+    if (id && trial->id != *id)
+        throw Error("this confirm names trial " + *id + ", but the running live trial (generation " +
+                    std::to_string(trial->generation) + ") is " +
+                    (trial->id.empty() ? "one without an ID" : trial->id) + "; nothing confirmed");
     if (trial->status == LiveStatus::reverting)
         throw Error("the live trial of generation " + std::to_string(trial->generation) + " is being reverted");
     if (trial->status == LiveStatus::running) {

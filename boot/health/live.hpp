@@ -32,6 +32,10 @@ struct LiveTrial {
     std::time_t started = 0;
     std::time_t deadline = 0;
     std::string unit;  // transient revert unit
+    // 32 random hex digits, printed by `try --live` and shown by `status`: a
+    // `confirm ID` confirms only this trial, never a later one ("" in a
+    // STATE/live written before trials had IDs).
+    std::string id;
     bool operator==(const LiveTrial&) const = default;
 };
 
@@ -84,7 +88,9 @@ LiveStartReport start_live_trial(Machine& machine, unsigned generation, const Li
 // (Machine::mark_good), journals live-confirm, removes STATE/live. Throws
 // Error "no live trial is running" when there is none (nothing changed), and
 // Error when the deadline has passed (the revert owns it then).
-LiveTrial confirm_live_trial(Machine& machine, const LiveOptions& opts);
+// With `id`, it confirms only the trial of that ID: another running trial, or
+// none, is refused with the ID and what became of it (nothing changed).
+LiveTrial confirm_live_trial(Machine& machine, const LiveOptions& opts, const std::optional<std::string>& id = {});
 
 // The revert (the timer's job, also used after a failed check and by the next
 // boot's check): activates the previous generation with `switch-to-configuration

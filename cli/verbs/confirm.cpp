@@ -17,10 +17,18 @@ health::LiveOptions options_of(const Context& ctx) {
     return health::live_options(ctx.config, revert);
 }
 
-int run_confirm(Context& ctx, const po::variables_map&) {
+int run_confirm(Context& ctx, const po::variables_map& vm) {
     auto lo = options_of(ctx);
-    if (!health::read_live_trial(lo.state)) throw Error("confirm: no live trial is running");
-    health::LiveTrial trial = health::confirm_live_trial(ctx.machine(), lo);
+    std::optional<std::string> id;
+    if (vm.count("trial")) id = vm["trial"].as<std::string>();
+    health::LiveTrial trial;
+    try {
+        trial = health::confirm_live_trial(ctx.machine(), lo, id);
+    } catch (const UsageError&) {
+        throw;
+    } catch (const Error& e) {
+        throw Error(std::string("confirm: ") + e.what());
+    }
     ctx.out << "generation " << trial.generation << " confirmed: it is good, the default and the system profile\n";
     return 0;
 }
@@ -46,9 +54,16 @@ int run_live_revert(Context& ctx, const po::variables_map& vm) {
     return 0;
 }
 
-VerbRegistration confirm_reg{Verb{"confirm", "", "accept the running live trial (run it from a new connection)", 25,
-                                  [](po::options_description&, po::positional_options_description&) {}, run_confirm,
-                                  Mutates::yes}};
+VerbRegistration confirm_reg{Verb{"confirm", "[TRIAL-ID]",
+                                  "accept the running live trial (run it from a new connection); with the ID that "
+                                  "`try --live` printed, only that trial",
+                                  25,
+                                  [](po::options_description& d, po::positional_options_description& p) {
+                                      d.add_options()("trial", po::value<std::string>()->value_name("TRIAL-ID"),
+                                                      "the trial to confirm (32 hex digits)");
+                                      p.add("trial", 1);
+                                  },
+                                  run_confirm, Mutates::yes}};
 
 VerbRegistration revert_reg{
     Verb{"live-revert", "[--reason TEXT]", "revert the running live trial (run by its timer)", 26,

@@ -1,12 +1,15 @@
 // nixboot status: what booted, the trial state, the default, the one-shot.
 #include "cli/verbs.hpp"
 
+#include "boot/health/live.hpp"
 #include "boot/journal.hpp"
+#include "boot/util/error.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <nlohmann/json.hpp>
 
+#include <ctime>
 #include <ostream>
 
 namespace nixboot::cli {
@@ -14,6 +17,13 @@ namespace nixboot::cli {
 nlohmann::json entry_json(const Entry& e);  // list.cpp
 
 namespace {
+
+std::string utc(std::time_t t) {
+    std::tm tm{};
+    char buf[32] = "?";
+    if (::gmtime_r(&t, &tm)) std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
 
 nlohmann::json opt(const std::optional<std::string>& s) { return s ? nlohmann::json(*s) : nlohmann::json(nullptr); }
 
@@ -46,6 +56,12 @@ int run_status(Context& ctx, const po::variables_map&) {
     bool pending = verdict_pending(ctx, v);
     // Until the next trial or promotion, a machine that rolled back says so first.
     const auto rolled_back = last_rollback(read_journal(ctx.config.state).records);
+    std::optional<health::LiveTrial> live;
+    try {
+        live = health::read_live_trial(ctx.config.state);
+    } catch (const Error& e) {
+        spdlog::warn("{}", e.what());  // status still shows everything else
+    }
     if (ctx.format == Format::json) {
         nlohmann::json j;
         j["rolled_back"] = nullptr;
@@ -56,6 +72,12 @@ int run_status(Context& ctx, const po::variables_map&) {
                                 {"entry", rolled_back->entry},
                                 {"reason", rolled_back->reason},
                                 {"summary", describe_rollback(*rolled_back)}};
+        j["live_trial"] = nullptr;
+        if (live)
+            j["live_trial"] = {{"id", live->id},
+                               {"generation", live->generation},
+                               {"status", health::to_string(live->status)},
+                               {"deadline", live->deadline}};
         j["bootloader"] = std::string(to_string(v.bootloader));
         j["loader_info"] = v.loader_info;
         j["booted"] = opt(v.booted);
@@ -88,6 +110,10 @@ int run_status(Context& ctx, const po::variables_map&) {
           << (v.armed_mode == ArmMode::one_shot ? "as a one-shot" : "by sort order") << "\n";
     else
         o << "trial:       none armed\n";
+    if (live)
+        o << "live trial:  generation " << live->generation << " (" << health::to_string(live->status) << ", trial "
+          << (live->id.empty() ? std::string("without an ID") : live->id) << "), confirm by " << utc(live->deadline)
+          << "\n";
     o << "profile:     "
       << (st.profile_generation ? "generation " + std::to_string(*st.profile_generation) : "(unknown)") << "\n";
     o << "EFI vars:    " << (v.vars_writable ? "writable" : "not writable") << "\n";

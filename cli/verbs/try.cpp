@@ -36,8 +36,18 @@ int run_try(Context& ctx, const po::variables_map& vm) {
             health::start_live_trial(ctx.machine(), gen, lo, [&](std::string_view line) { ctx.out << line << "\n"; });
         if (report.reverted)
             throw Error("live trial of generation " + std::to_string(gen) + " reverted: " + report.reason);
-        ctx.out << "generation " << gen << " is live; run 'nixboot confirm' from a new connection within "
-                << ctx.config.confirm_timeout << " s, or it reverts\n";
+        if (ctx.format == Format::json) {
+            ctx.out << nlohmann::json{{"entry", entry_id(gen)},
+                                      {"mode", "live"},
+                                      {"trial_id", report.trial.id},
+                                      {"deadline", report.trial.deadline}}
+                           .dump()
+                    << "\n";
+            return 0;
+        }
+        ctx.out << "generation " << gen << " is live as trial " << report.trial.id << "; run 'nixboot confirm "
+                << report.trial.id << "' from a new connection within " << ctx.config.confirm_timeout
+                << " s, or it reverts\n";
         return 0;
     }
     TryOptions to;

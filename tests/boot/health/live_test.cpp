@@ -9,6 +9,8 @@
 
 #include "tests/catch.hpp"
 
+#include <nlohmann/json.hpp>
+
 #include <thread>
 
 using namespace nixboot;
@@ -48,7 +50,11 @@ TEST_CASE("live: pair for STATE/live", "[health][live]") {
     t.started = 1700000000;
     t.deadline = 1700000300;
     t.unit = "nixboot-live-revert-3";
+    CHECK(parse_live_trial(format_live_trial(t), "live") == t);  // a trial from before IDs
+    t.id = "0123456789abcdef0123456789abcdef";
+    CHECK(format_live_trial(t).ends_with("\nid=0123456789abcdef0123456789abcdef\n"));
     CHECK(parse_live_trial(format_live_trial(t), "live") == t);
+    CHECK_THROWS_WITH(parse_live_trial("generation=3\nid=XYZ\n", "live"), "live:2: bad value 'XYZ' for 'id'");
     CHECK_THROWS_WITH(parse_live_trial("generation=x\n", "/var/lib/nixboot/live"),
                       "/var/lib/nixboot/live:1: bad value 'x' for 'generation'");
     CHECK_THROWS_WITH(parse_live_trial("status=done\ngeneration=3\n", "live"), "live:1: bad value 'done' for 'status'");
@@ -61,8 +67,14 @@ TEST_CASE("live: confirmed from a new invocation promotes, the timer is set befo
     auto r = c.nixboot({"try", "--live", "3", "--confirm-timeout", "60"});
     INFO(r.out << r.err);
     REQUIRE(r.status == 0);
-    CHECK(r.out.find("generation 3 is live; run 'nixboot confirm' from a new connection within 60 s") !=
-          std::string::npos);
+    const auto trial_id = parse_live_trial(read_file(c.rig.state / "live"), "live").id;
+    CHECK(trial_id.size() == 32);
+    CHECK(r.out.find("generation 3 is live as trial " + trial_id + "; run 'nixboot confirm " + trial_id +
+                     "' from a new connection within 60 s") != std::string::npos);
+    auto st = nlohmann::json::parse(c.nixboot({"--json", "status"}).out);
+    CHECK(st["live_trial"]["id"] == trial_id);
+    CHECK(st["live_trial"]["generation"] == 3);
+    CHECK(st["live_trial"]["status"] == "running");
     auto calls = lines_of(read_file(c.calls));
     REQUIRE(calls.size() == 2);
     CHECK(
@@ -76,7 +88,17 @@ TEST_CASE("live: confirmed from a new invocation promotes, the timer is set befo
     CHECK(std::filesystem::read_symlink(c.rig.profile) == "system-2-link");
     CHECK(std::filesystem::exists(c.rig.state / "live"));
 
-    auto confirm = c.nixboot({"confirm"});
+    // a confirm that names another trial confirms nothing
+    const auto before = c.rig.snapshot();
+    auto other = c.nixboot({"confirm", "ffffffffffffffffffffffffffffffff"});
+    CHECK(other.status == 1);
+    CHECK(other.err ==
+          "nixboot: confirm: this confirm names trial ffffffffffffffffffffffffffffffff, but the running "
+          "live trial (generation 3) is " +
+              trial_id + "; nothing confirmed\n");
+    CHECK(c.rig.snapshot() == before);
+    CHECK(c.nixboot({"confirm", "not-an-id"}).status == 2);
+    auto confirm = c.nixboot({"confirm", trial_id});
     INFO(confirm.out << confirm.err);
     CHECK(confirm.status == 0);
     CHECK(confirm.out == "generation 3 confirmed: it is good, the default and the system profile\n");
@@ -88,6 +110,11 @@ TEST_CASE("live: confirmed from a new invocation promotes, the timer is set befo
     CHECK(std::find(ev.begin(), ev.end(), "live-start") != ev.end());
     CHECK(ev.back() == "live-confirm");
     CHECK(std::count(ev.begin(), ev.end(), "bad") == 0);
+    // Replayed, the confirm says what became of its trial.
+    auto replay = c.nixboot({"confirm", trial_id});
+    CHECK(replay.status == 1);
+    CHECK(
+        replay.err.starts_with("nixboot: confirm: no live trial is running: trial " + trial_id + " was confirmed at "));
     // The timer firing late finds nothing to revert.
     auto late = run_program(timer_command(read_file(c.calls)));
     CHECK(late.status == 0);

@@ -105,12 +105,17 @@ int run_check(Context& ctx, const po::variables_map& vm) {
         auto start = health::program_from_env("NIXBOOT_SYSTEMCTL",
                                               {"systemctl", "start", "--no-block", "nixboot-rolled-back.target"});
         if (!json) ctx.out << "rolled back: " << describe_rollback(*r.rolled_back) << "\n";
-        int status = health::run_command(start);
-        if (status == 0)
+        std::string failure;
+        try {
+            const int status = health::run_command(start);
+            if (status != 0) failure = "exit status " + std::to_string(status);
+        } catch (const Error& e) {
+            failure = e.what();
+        }
+        if (failure.empty())
             health::announce_rollback(ctx.machine_options().state, *r.rolled_back);
         else
-            spdlog::warn("'{}' failed (exit status {}); the next check tries again", health::join_command(start),
-                         status);
+            spdlog::warn("'{}' failed ({}); the next check tries again", health::join_command(start), failure);
     }
     ctx.out << std::flush;
     if (r.reboot) {

@@ -399,7 +399,8 @@ struct GrubCheck {
                                       "--efivars",
                                       (tmp / "efivars").string()};
         argv.insert(argv.end(), args.begin(), args.end());
-        return run_program(argv, {"NIXBOOT_REBOOT_COMMAND=" + (tmp / "reboot").string()});
+        return run_program(argv,
+                           {"NIXBOOT_REBOOT_COMMAND=" + (tmp / "reboot").string(), "NIXBOOT_SYSTEMCTL=/bin/true"});
     }
     std::string env() {
         return run_program({nixboot::test::find_program("grub-editenv"), (boot / "grub/grubenv").string(), "list"}).out;

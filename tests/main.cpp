@@ -80,6 +80,11 @@ std::string find_program(const std::string& name) {
 }  // namespace nixboot::test
 
 int main(int argc, char** argv) {
+    // A test that forgets to point these at its own stand-in must never reach
+    // the host's systemctl, systemd-run or reboot: they refuse by default
+    // (tests that want them set their own, which wins).
+    for (const char* name : {"NIXBOOT_SYSTEMCTL", "NIXBOOT_SYSTEMD_RUN", "NIXBOOT_REBOOT_COMMAND"})
+        ::setenv(name, "/bin/false", 0);
     const int failures = Catch::Session().run(argc, argv);
     if (failures == 0 && !started.empty() && skipped == started) return nixboot::test::skip_return_code;
     return failures;

@@ -22,6 +22,15 @@ std::optional<Bootloader> parse_bootloader(std::string_view text) {
     return std::nullopt;
 }
 
+std::string_view to_string(ArmMode m) {
+    switch (m) {
+        case ArmMode::one_shot: return "one-shot";
+        case ArmMode::sort_order: return "sort-order";
+        case ArmMode::preferred: return "preferred";
+    }
+    return "?";
+}
+
 std::string_view to_string(EntryState s) {
     switch (s) {
         case EntryState::good: return "good";

@@ -62,7 +62,10 @@ enum class ArmMode {
     one_shot,    // LoaderEntryOneShot / grubenv: the loader boots it once, then the default
     sort_order,  // no writable EFI variables: default unpinned, the trial sorts first
                  // and drops last once its tries are spent (design.md)
+    preferred,   // LoaderEntryPreferred (systemd-boot 260+): booted while it has tries
+                 // left, skipped once bad; the good default stays pinned
 };
+std::string_view to_string(ArmMode m);  // "one-shot" | "sort-order" | "preferred"
 
 // The loader's state, read fresh from disk and variables.
 struct LoaderView {

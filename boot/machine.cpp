@@ -461,8 +461,8 @@ TryReport Machine::try_generation(unsigned generation, const TryOptions& opts) {
     ao.accept_risk = opts.accept_risk;
     auto mode = backend_.arm(id, ao);
     auto after = backend_.read();
-    std::string how = std::string(mode == ArmMode::one_shot ? "one-shot" : "sort-order") + " trial with " +
-                      std::to_string(tries) + (tries == 1 ? " try" : " tries") + "; fallback " + fallback;
+    std::string how = std::string(to_string(mode)) + " trial with " + std::to_string(tries) +
+                      (tries == 1 ? " try" : " tries") + "; fallback " + fallback;
     journal.after(id + " is armed (" + how + ") and boots at the next reboot",
                   "to cancel it run 'nixboot mark-bad " + std::to_string(generation) +
                       "' (it can be tried again later); no reboot was started",

@@ -418,16 +418,25 @@ void sort_like_systemd_boot(std::vector<SortItem>& items, IdScheme scheme) {
 std::optional<std::size_t> pick_default_entry(const std::vector<SortItem>& sorted, const DefaultInputs& in,
                                               IdScheme scheme) {
     if (sorted.empty()) return std::nullopt;
-    auto find = [&](const std::optional<std::string>& pattern) -> std::optional<std::size_t> {
+    enum class Bad { may_match, skipped };
+    auto find = [&](const std::optional<std::string>& pattern, Bad bad) -> std::optional<std::size_t> {
         if (!pattern || pattern->empty()) return std::nullopt;
         auto pat = lower(*pattern);
-        for (std::size_t i = 0; i < sorted.size(); ++i)
+        for (std::size_t i = 0; i < sorted.size(); ++i) {
+            if (bad == Bad::skipped && sorted[i].counter && sorted[i].counter->left == 0) continue;
             if (efi_fnmatch(pat, loader_entry_id(sorted[i].file_name, scheme))) return i;
+        }
         return std::nullopt;
     };
-    if (auto i = find(in.one_shot)) return i;
-    if (auto i = find(in.efi_default)) return i;
-    if (auto i = find(in.conf_default)) return i;
+    // `preferred` (systemd 260, docs/BOOT_LOADER_INTERFACE.md "LoaderEntryPreferred":
+    // "takes boot assessment into account by not selecting boot entries that have
+    // been marked as bad"; without a match the loader looks at the default, which
+    // does not skip them). Checked against 262.1 in VM scenario systemd-boot-sid:10.
+    if (auto i = find(in.one_shot, Bad::may_match)) return i;
+    if (auto i = find(in.efi_preferred, Bad::skipped)) return i;
+    if (auto i = find(in.conf_preferred, Bad::skipped)) return i;
+    if (auto i = find(in.efi_default, Bad::may_match)) return i;
+    if (auto i = find(in.conf_default, Bad::may_match)) return i;
     return std::size_t{0};
 }
 
@@ -474,17 +483,40 @@ struct SdBootBackend::Scanned {
     IdScheme scheme = IdScheme::with_counter;
     bool vars_writable = false;
     bool oneshot_supported = true;
-    std::vector<File> files;  // every parsed .conf name
+    bool preferred_supported = false;  // LoaderFeatures has `preferred` (systemd-boot 260+)
+    std::vector<File> files;           // every parsed .conf name
     std::map<std::string, std::vector<std::size_t>> by_stem;
     std::set<std::string> duplicate_stems;
     std::vector<std::string> warnings;
-    std::optional<std::string> one_shot, efi_default;
+    std::optional<std::string> one_shot, efi_default, efi_preferred;
     std::vector<std::string> blocking;  // unreadable deciding variables, with the fix
     LoaderConf conf = LoaderConf::parse("", loader_conf_path);
     std::optional<std::string> boot_count_file;  // relative to the ESP
     std::optional<std::string> selected;
     std::vector<SortItem> sorted;
     std::vector<std::size_t> order;  // sorted[i] is files[order[i]]
+
+    // The entry LoaderEntryPreferred arms as nixboot's trial: one of nixboot's
+    // entries with tries left whose one-shot pattern is exactly the variable.
+    const File* preferred_trial() const {
+        if (!efi_preferred) return nullptr;
+        for (const auto& f : files)
+            if (f.ours && counter_state(f.name) == CounterState::trying &&
+                one_shot_pattern(f.file_name) == *efi_preferred)
+                return &f;
+        return nullptr;
+    }
+    // What the loader takes into its choice: `preferred` only where it has it.
+    DefaultInputs persistent_inputs() const {
+        DefaultInputs in;
+        if (preferred_supported) {
+            in.efi_preferred = efi_preferred;
+            in.conf_preferred = conf.get("preferred");
+        }
+        in.efi_default = efi_default;
+        in.conf_default = conf.get("default");
+        return in;
+    }
 
     const File* find(std::string_view id, const RootDir& esp) const {
         auto it = by_stem.find(std::string(id));
@@ -553,8 +585,10 @@ SdBootBackend::Scanned SdBootBackend::scan() const {
                              " is not systemd-boot; assuming entry IDs with counters");
     s.vars_writable = vars.writable() == Writable::yes;
     try {
-        if (auto f = vars.get_u64(efivar_name::loader_features))
+        if (auto f = vars.get_u64(efivar_name::loader_features)) {
             s.oneshot_supported = (*f & loader_feature::entry_oneshot) != 0;
+            s.preferred_supported = (*f & loader_feature::preferred) != 0;
+        }
     } catch (const Error& e) {
         s.warnings.push_back(std::string(e.what()) + " (ignored)");
     }
@@ -581,6 +615,7 @@ SdBootBackend::Scanned SdBootBackend::scan() const {
     };
     s.one_shot = deciding(efivar_name::loader_entry_oneshot);
     s.efi_default = deciding(efivar_name::loader_entry_default);
+    s.efi_preferred = deciding(efivar_name::loader_entry_preferred);
     if (auto p = soft(efivar_name::loader_boot_count_path)) {
         constexpr std::string_view prefix = "\\loader\\entries\\";
         std::string_view v(*p);
@@ -745,12 +780,20 @@ LoaderView SdBootBackend::read() const {
     std::vector<SortItem> shown;
     for (std::size_t k = 0; k < s.order.size(); ++k)
         if (s.files[s.order[k]].unbootable.empty()) shown.push_back(s.sorted[k]);
-    DefaultInputs in;
-    in.efi_default = s.efi_default;
-    in.conf_default = s.conf.get("default");
+    // A preferred entry nixboot armed is a trial, not the persistent default:
+    // that is what the loader boots once the trial is spent (or decided).
+    const Scanned::File* preferred_trial = s.preferred_supported ? s.preferred_trial() : nullptr;
+    DefaultInputs in = s.persistent_inputs();
+    if (preferred_trial) in.efi_preferred.reset();
     if (auto i = pick_default_entry(shown, in, s.scheme)) v.persistent_default = id_of_sorted(shown[*i]);
+    in = s.persistent_inputs();
     in.one_shot = s.one_shot;
     if (auto i = pick_default_entry(shown, in, s.scheme)) v.next_boot = id_of_sorted(shown[*i]);
+    if (!s.preferred_supported && (s.efi_preferred || s.conf.get("preferred")))
+        v.warnings.push_back(std::string(s.efi_preferred ? "EFI variable LoaderEntryPreferred " + q(*s.efi_preferred)
+                                                         : "loader.conf 'preferred " + *s.conf.get("preferred") + "'") +
+                             " is ignored by this loader (no 'preferred' in LoaderFeatures: systemd-boot before 260) "
+                             "but a newer one would honour it; nixboot removes it when it next sets the default");
     if (s.one_shot) {
         in = {};
         in.one_shot = s.one_shot;
@@ -765,6 +808,9 @@ LoaderView SdBootBackend::read() const {
         if (!matched)
             v.warnings.push_back("EFI variable LoaderEntryOneShot " + q(*s.one_shot) +
                                  " matches no entry (the loader will ignore it)");
+    } else if (preferred_trial) {
+        v.armed = preferred_trial->name.stem;
+        v.armed_mode = ArmMode::preferred;
     } else if (!s.efi_default && !s.conf.get("default") && !s.sorted.empty()) {
         const auto& first = s.files[s.order.front()];
         if (first.ours && counter_state(first.name) == CounterState::trying) {
@@ -945,7 +991,11 @@ ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
     // one-shot is one boot whatever the counter says, and the pinned default
     // would win the second. By sort order the loader itself picks the trial
     // while it has tries left and sorts it last once they are spent.
-    bool sort_mode = !s.vars_writable || !s.oneshot_supported || opts.tries > 1;
+    // Where the loader has `preferred` (systemd-boot 260+), LoaderEntryPreferred
+    // gives the same N boots with the good default still pinned: the loader
+    // skips a preferred entry once it is marked bad and boots the default.
+    const bool preferred_mode = opts.tries > 1 && s.vars_writable && s.preferred_supported;
+    bool sort_mode = !preferred_mode && (!s.vars_writable || !s.oneshot_supported || opts.tries > 1);
     const std::string sort_why =
         !s.vars_writable || !s.oneshot_supported
             ? "without writable EFI variables"
@@ -1004,23 +1054,31 @@ ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
         // boot, and 257's stable updates changed the rule). It must select the
         // trial and nothing else under both rules.
         const std::string pattern = one_shot_pattern(target);
+        const char* what = preferred_mode ? "preferred entry" : "one-shot";
         for (const auto& it : s.sorted) {
             if (it.file_name == f->file_name) continue;
             for (IdScheme scheme : {IdScheme::with_counter, IdScheme::without_counter})
                 if (efi_fnmatch(pattern, loader_entry_id(it.file_name, scheme)))
-                    throw Error("cannot arm " + q(id) + ": the one-shot " + q(pattern) + " would also select entry " +
-                                q(it.file_name) + " in " + esp.display(entries_dir).string());
+                    throw Error("cannot arm " + q(id) + ": the " + what + " " + q(pattern) +
+                                " would also select entry " + q(it.file_name) + " in " +
+                                esp.display(entries_dir).string());
         }
         EfiVars vars(opts_.efivars);
+        if (preferred_mode) {
+            if (s.one_shot) vars.remove(efivar_name::loader_entry_oneshot);  // it would win the next boot
+            vars.set_string(efivar_name::loader_entry_preferred, pattern);
+            return ArmMode::preferred;
+        }
         vars.set_string(efivar_name::loader_entry_oneshot, pattern);
         return ArmMode::one_shot;
     }
-    if (s.vars_writable && (s.efi_default || s.one_shot)) {
-        // Either would override the sort order; set_default(fallback) left
+    if (s.vars_writable && (s.efi_default || s.one_shot || s.efi_preferred)) {
+        // Each would override the sort order; set_default(fallback) left
         // LoaderEntryDefault naming the fallback at most.
         EfiVars vars(opts_.efivars);
         if (s.one_shot) vars.remove(efivar_name::loader_entry_oneshot);
         if (s.efi_default) vars.remove(efivar_name::loader_entry_default);
+        if (s.efi_preferred) vars.remove(efivar_name::loader_entry_preferred);
     }
     if (s.conf.get("default")) {
         auto conf = s.conf;
@@ -1032,17 +1090,19 @@ ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
 
 void SdBootBackend::disarm() {
     EfiVars vars(opts_.efivars);
-    std::optional<std::string> cur;
-    try {
-        cur = vars.get_string(efivar_name::loader_entry_oneshot);
-    } catch (const Error&) {
-        cur = std::string("?");  // unreadable: remove it all the same
+    for (const char* name : {efivar_name::loader_entry_oneshot, efivar_name::loader_entry_preferred}) {
+        std::optional<std::string> cur;
+        try {
+            cur = vars.get_string(name);
+        } catch (const Error&) {
+            cur = std::string("?");  // unreadable: remove it all the same
+        }
+        if (!cur) continue;
+        if (vars.writable() != Writable::yes)
+            throw Error("cannot remove EFI variable " + std::string(name) + " (" + vars.file_of(name).string() +
+                        "): EFI variables are not writable");
+        vars.remove(name);
     }
-    if (!cur) return;
-    if (vars.writable() != Writable::yes)
-        throw Error("cannot remove EFI variable LoaderEntryOneShot (" +
-                    vars.file_of(efivar_name::loader_entry_oneshot).string() + "): EFI variables are not writable");
-    vars.remove(efivar_name::loader_entry_oneshot);
 }
 
 void SdBootBackend::set_state(std::string_view id, EntryState state) {
@@ -1076,9 +1136,22 @@ void SdBootBackend::set_default(std::string_view id) {
                         ") overrides loader.conf and cannot be removed: EFI variables are not writable");
         vars.remove(efivar_name::loader_entry_default);
     }
-    if (s.conf.get("default") != value) {
+    // `preferred` outranks the default (systemd-boot 260+) and skips only bad
+    // entries, so a foreign one could pick a trial: only nixboot's own armed
+    // trial keeps LoaderEntryPreferred, and loader.conf never has the key.
+    // Where EFI variables cannot be written and the loader has no `preferred`,
+    // it is left as read() warns.
+    if (s.efi_preferred && !s.preferred_trial() && (s.vars_writable || s.preferred_supported)) {
+        EfiVars vars(opts_.efivars);
+        if (vars.writable() != Writable::yes)
+            throw Error("EFI variable LoaderEntryPreferred (" + q(*s.efi_preferred) +
+                        ") outranks the default and cannot be removed: EFI variables are not writable");
+        vars.remove(efivar_name::loader_entry_preferred);
+    }
+    if (s.conf.get("default") != value || s.conf.get("preferred")) {
         auto conf = s.conf;
         conf.set("default", value);
+        conf.unset("preferred");
         write_loader_conf(esp, conf);
     }
 }
@@ -1179,9 +1252,9 @@ std::string SdBootBackend::fingerprint() const {
     for (const auto& name : esp.list(files_dir)) out += name + "\n";
     EfiVars vars(opts_.efivars);
     out += vars.writable() == Writable::yes ? "vars rw\n" : "vars ro\n";
-    for (const char* name :
-         {efivar_name::loader_info, efivar_name::loader_features, efivar_name::loader_entry_oneshot,
-          efivar_name::loader_entry_default, efivar_name::loader_boot_count_path, efivar_name::loader_entry_selected}) {
+    for (const char* name : {efivar_name::loader_info, efivar_name::loader_features, efivar_name::loader_entry_oneshot,
+                             efivar_name::loader_entry_default, efivar_name::loader_entry_preferred,
+                             efivar_name::loader_boot_count_path, efivar_name::loader_entry_selected}) {
         out += name;
         try {
             if (auto raw = vars.get_raw(name, 4096)) {

@@ -66,13 +66,17 @@ void sort_like_systemd_boot(std::vector<SortItem>& items, IdScheme scheme);
 
 // The inputs of systemd-boot's default choice.
 struct DefaultInputs {
-    std::optional<std::string> one_shot;      // LoaderEntryOneShot
-    std::optional<std::string> efi_default;   // LoaderEntryDefault
-    std::optional<std::string> conf_default;  // loader.conf `default`
+    std::optional<std::string> one_shot;        // LoaderEntryOneShot
+    std::optional<std::string> efi_preferred;   // LoaderEntryPreferred (only where the loader has it: 260+)
+    std::optional<std::string> conf_preferred;  // loader.conf `preferred` (the same)
+    std::optional<std::string> efi_default;     // LoaderEntryDefault
+    std::optional<std::string> conf_default;    // loader.conf `default`
 };
 // Index into `sorted` of the entry systemd-boot boots: the first entry whose
-// ID matches the one-shot, else the EFI default, else the loader.conf
-// default (globs), else the first entry; nullopt if there are no entries.
+// ID matches the one-shot, else the first entry not marked bad (0 tries
+// left) that the EFI, then the loader.conf preferred matches, else the EFI
+// default, else the loader.conf default (globs; these may name a bad entry),
+// else the first entry; nullopt if there are no entries.
 std::optional<std::size_t> pick_default_entry(const std::vector<SortItem>& sorted, const DefaultInputs& in,
                                               IdScheme scheme);
 

@@ -85,8 +85,8 @@ int run_status(Context& ctx, const po::variables_map&) {
         j["default"] = opt(v.persistent_default);
         j["next_boot"] = opt(v.next_boot);
         j["armed"] = opt(v.armed);
-        j["armed_mode"] = v.armed_mode ? nlohmann::json(*v.armed_mode == ArmMode::one_shot ? "one-shot" : "sort-order")
-                                       : nlohmann::json(nullptr);
+        j["armed_mode"] =
+            v.armed_mode ? nlohmann::json(std::string(to_string(*v.armed_mode))) : nlohmann::json(nullptr);
         j["vars_writable"] = v.vars_writable;
         j["verdict_pending"] = pending;
         j["profile_generation"] =
@@ -107,7 +107,10 @@ int run_status(Context& ctx, const po::variables_map&) {
     o << "next boot:   " << describe(v, v.next_boot) << "\n";
     if (v.armed)
         o << "trial:       " << describe(v, v.armed) << " armed "
-          << (v.armed_mode == ArmMode::one_shot ? "as a one-shot" : "by sort order") << "\n";
+          << (v.armed_mode == ArmMode::one_shot    ? "as a one-shot"
+              : v.armed_mode == ArmMode::preferred ? "as the preferred entry (LoaderEntryPreferred)"
+                                                   : "by sort order")
+          << "\n";
     else
         o << "trial:       none armed\n";
     if (live)

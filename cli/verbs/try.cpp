@@ -57,16 +57,15 @@ int run_try(Context& ctx, const po::variables_map& vm) {
     auto r = ctx.machine().try_generation(gen, to);
     if (ctx.format == Format::json) {
         ctx.out << nlohmann::json{{"entry", r.entry},
-                                  {"mode", r.mode == ArmMode::one_shot ? "one-shot" : "sort-order"},
+                                  {"mode", std::string(to_string(r.mode))},
                                   {"tries", r.tries},
                                   {"fallback", r.fallback}}
                        .dump()
                 << "\n";
         return 0;
     }
-    ctx.out << "armed " << r.entry << " as a " << (r.mode == ArmMode::one_shot ? "one-shot" : "sort-order")
-            << " trial (" << r.tries << (r.tries == 1 ? " try" : " tries") << "); it falls back to " << r.fallback
-            << "\n";
+    ctx.out << "armed " << r.entry << " as a " << to_string(r.mode) << " trial (" << r.tries
+            << (r.tries == 1 ? " try" : " tries") << "); it falls back to " << r.fallback << "\n";
     if (to.reboot == Reboot::no) ctx.out << "reboot to start the trial\n";
     return 0;
 }
@@ -76,7 +75,7 @@ VerbRegistration reg{Verb{
     [](po::options_description& d, po::positional_options_description& p) {
         d.add_options()("generation", po::value<std::string>()->value_name("GEN"), "the generation number to try")(
             "tries", po::value<std::string>()->value_name("N"),
-            "boots the trial may take (default from the config, 1); on systemd-boot more than 1 arms by sort order")(
+            "boots the trial may take (default from the config, 1); on systemd-boot more than 1 arms as the preferred entry (260+) or by sort order")(
             "reboot", "reboot right away (systemctl reboot)")(
             "live", "activate GEN now without a reboot; revert unless confirmed")(
             "confirm-timeout", po::value<std::string>()->value_name("S"),

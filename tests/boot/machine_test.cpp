@@ -196,6 +196,82 @@ TEST_CASE(
     }
 }
 
+// systemd-boot 260 added `preferred`, which skips an entry once it is marked
+// bad: N tries with the good default pinned the whole time (G1), and no
+// refusal when the trial sorts after a good entry.
+TEST_CASE(
+    "systemd-boot 260+ with --tries 3: the trial is the preferred entry, the good default stays pinned (G1, "
+    "G2)") {
+    Setup s(3, "systemd-boot 262.1-1", 3);
+    s.rig.set_features(Rig::features_262);
+    s.machine.install();  // generation 3 good and the default; generation 2 sorts after it
+    auto r = s.machine.try_generation(2, TryOptions{3, Reboot::no, false});
+    CHECK(r.mode == ArmMode::preferred);
+    CHECK(r.fallback == "nixos-generation-3");
+    CHECK(s.rig.var(efivar_name::loader_entry_preferred) == std::optional<std::string>("nixos-generation-2[+.]*conf"));
+    CHECK_FALSE(s.rig.var(efivar_name::loader_entry_oneshot));
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
+    auto v = s.backend.read();
+    CHECK(v.armed == std::optional<std::string>("nixos-generation-2"));
+    CHECK(v.armed_mode == std::optional<ArmMode>(ArmMode::preferred));
+    CHECK(v.persistent_default == std::optional<std::string>("nixos-generation-3"));
+    CHECK(v.next_boot == std::optional<std::string>("nixos-generation-2"));
+    CHECK(s.rig.boot() == "nixos-generation-2+2-1.conf");
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
+    CHECK(s.rig.boot() == "nixos-generation-2+1-2.conf");
+    CHECK(s.rig.boot() == "nixos-generation-2+0-3.conf");
+    v = s.backend.read();
+    CHECK(v.persistent_default == std::optional<std::string>("nixos-generation-3"));
+    CHECK(v.next_boot == std::optional<std::string>("nixos-generation-3"));
+    CHECK(s.rig.boot() == "nixos-generation-3.conf");  // spent: preferred skips it, the default boots
+    s.machine.mark_bad("nixos-generation-2", "trial boot of generation 2 did not reach a verdict");
+    CHECK_FALSE(s.rig.var(efivar_name::loader_entry_preferred));
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
+}
+
+TEST_CASE("systemd-boot 260+: a trial armed as the preferred entry and passing is promoted, and preferred is gone") {
+    Setup s(3, "systemd-boot 262.1-1", 2);
+    s.rig.set_features(Rig::features_262);
+    s.machine.install();
+    CHECK(s.machine.try_generation(3, TryOptions{2, Reboot::no, false}).mode == ArmMode::preferred);
+    CHECK(s.rig.boot() == "nixos-generation-3+1-1.conf");
+    s.machine.mark_good("nixos-generation-3", "checks passed");
+    CHECK_FALSE(s.rig.var(efivar_name::loader_entry_preferred));
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
+    CHECK(s.rig.boot() == "nixos-generation-3.conf");
+}
+
+// A LoaderEntryPreferred nixboot did not write (`bootctl set-preferred`, or a
+// `preferred` line in loader.conf) outranks the default and skips only bad
+// entries: it could pick a trial. status shows what the loader will do, and
+// the next change of the default removes it.
+TEST_CASE("a foreign preferred entry is modelled where the loader has it, and removed when the default is set") {
+    Setup s(3, "systemd-boot 262.1-1", 2);
+    s.machine.install();
+    EfiVars(s.rig.efivars).set_string(efivar_name::loader_entry_preferred, "nixos-generation-*");
+    // Without `preferred` in LoaderFeatures the loader ignores it: a warning only.
+    auto v = s.backend.read();
+    CHECK(v.persistent_default == std::optional<std::string>("nixos-generation-2"));
+    CHECK(std::count(v.warnings.begin(), v.warnings.end(),
+                     "EFI variable LoaderEntryPreferred 'nixos-generation-*' is ignored by this loader (no "
+                     "'preferred' in LoaderFeatures: systemd-boot before 260) but a newer one would honour it; "
+                     "nixboot removes it when it next sets the default") == 1);
+    s.rig.set_features(Rig::features_262);
+    v = s.backend.read();
+    CHECK(v.persistent_default == std::optional<std::string>("nixos-generation-3"));  // the trial entry: G1 broken
+    CHECK(s.rig.boot() == "nixos-generation-3+0-1.conf");
+    s.machine.mark_bad("nixos-generation-3", "test");
+    CHECK_FALSE(s.rig.var(efivar_name::loader_entry_preferred));
+    CHECK(s.backend.read().persistent_default == std::optional<std::string>("nixos-generation-2"));
+    // loader.conf's `preferred` goes the same way.
+    auto conf = s.rig.conf();
+    test::write_file(s.rig.esp / "loader/loader.conf", "preferred nixos-generation-1.conf\n" + conf);
+    CHECK(s.backend.read().persistent_default == std::optional<std::string>("nixos-generation-1"));
+    s.machine.mark_good("nixos-generation-2", "test");
+    CHECK(s.rig.conf().find("preferred") == std::string::npos);
+    CHECK(s.backend.read().persistent_default == std::optional<std::string>("nixos-generation-2"));
+}
+
 // Debian 13's systemd-boot 257.13 strips the counter from the ID (systemd PR
 // #38897 reached the 257 stable series) while its version says 257, and a
 // loader updated after the trial was armed boots under the other rule: the

@@ -101,6 +101,36 @@ TEST_CASE("default choice: one-shot, EFI default, loader.conf glob, first entry"
     CHECK_FALSE(pick_default_entry({}, in, IdScheme::with_counter));
 }
 
+TEST_CASE(
+    "default choice with preferred (systemd-boot 260+): after the one-shot, before the default, never a bad "
+    "entry") {
+    std::vector<SortItem> sorted(4);
+    sorted[0].file_name = "nixos-generation-4+2-1.conf";
+    sorted[0].counter = Counter{2, 1};
+    sorted[1].file_name = "nixos-generation-2.conf";
+    sorted[2].file_name = "nixos-generation-1.conf";
+    sorted[3].file_name = "nixos-generation-3+0-2.conf";
+    sorted[3].counter = Counter{0, 2};
+    DefaultInputs in;
+    in.efi_default = "nixos-generation-2.conf";
+    in.efi_preferred = "nixos-generation-4[+.]*conf";
+    CHECK(pick_default_entry(sorted, in, IdScheme::without_counter) == std::optional<std::size_t>(0));
+    CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(0));
+    // A bad entry is skipped by preferred, but not by the default.
+    in.efi_preferred = "nixos-generation-3[+.]*conf";
+    CHECK(pick_default_entry(sorted, in, IdScheme::without_counter) == std::optional<std::size_t>(1));
+    in.efi_default = "nixos-generation-3*";
+    CHECK(pick_default_entry(sorted, in, IdScheme::without_counter) == std::optional<std::size_t>(3));
+    // A glob: the first entry in menu order that is not bad; loader.conf's after the variable.
+    in.efi_preferred = "nixos-generation-[13]*";
+    CHECK(pick_default_entry(sorted, in, IdScheme::without_counter) == std::optional<std::size_t>(2));
+    in.efi_preferred.reset();
+    in.conf_preferred = "nixos-generation-4*";
+    CHECK(pick_default_entry(sorted, in, IdScheme::without_counter) == std::optional<std::size_t>(0));
+    in.one_shot = "nixos-generation-1.conf";
+    CHECK(pick_default_entry(sorted, in, IdScheme::without_counter) == std::optional<std::size_t>(2));
+}
+
 TEST_CASE("sha256 and content names") {
     CHECK(sha256_hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     CHECK(sha256_hex("abc") == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");

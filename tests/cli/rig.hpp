@@ -167,9 +167,20 @@ struct Rig {
         return "";
     }
 
+    // LoaderFeatures as a loader sets it at boot (8 bytes, little-endian).
+    void set_features(std::uint64_t features) const {
+        std::string data("\x07\0\0\0", 4);
+        for (int i = 0; i < 8; ++i) data += static_cast<char>((features >> (8 * i)) & 0xff);
+        write_file(efivars / (std::string(efivar_name::loader_features) + "-" + loader_vendor_guid), data);
+    }
+    // The features of systemd-boot 262 (Debian's 262.1 reports these bits and more).
+    static constexpr std::uint64_t features_262 = loader_feature::entry_default | loader_feature::entry_oneshot |
+                                                  loader_feature::boot_counting | loader_feature::preferred;
+
     // What systemd-boot does at power-on: choose (one-shot first, which it
-    // deletes), decrement a counted entry by renaming it, and report it.
-    // Returns the file name it boots (after the rename).
+    // deletes; `preferred` where LoaderFeatures has it), decrement a counted
+    // entry by renaming it, and report it. Returns the file name it boots
+    // (after the rename).
     std::string boot() {
         auto be = SdBootBackend(backend_options());
         auto info = var(efivar_name::loader_info).value_or("");
@@ -200,6 +211,11 @@ struct Rig {
         if (auto p = c.find("default "); p != std::string::npos && (p == 0 || c[p - 1] == '\n'))
             in.conf_default = c.substr(p + 8, c.find('\n', p) - p - 8);
         EfiVars vars(efivars);
+        if (auto f = vars.get_u64(efivar_name::loader_features); f && (*f & loader_feature::preferred)) {
+            in.efi_preferred = var(efivar_name::loader_entry_preferred);
+            if (auto p = c.find("preferred "); p != std::string::npos && (p == 0 || c[p - 1] == '\n'))
+                in.conf_preferred = c.substr(p + 10, c.find('\n', p) - p - 10);
+        }
         if (in.one_shot) vars.remove(efivar_name::loader_entry_oneshot);
         auto idx = pick_default_entry(items, in, scheme);
         if (!idx) return "";

@@ -97,6 +97,7 @@ class SystemdBoot(Bootloader):
     scenarios = {"1", "2", "3", "4", "5", "6", "7", "9", "10"}
     EFI = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
     suite = None  # a Debian suite to take systemd-boot-efi from; None: this machine's
+    multi_try_mode = "sort-order"  # how nixboot arms --tries 2 here (scenario 10)
 
     def loader_efi(self) -> Path:
         if self.suite is None:
@@ -186,4 +187,5 @@ class SystemdBootTrixie(SystemdBoot):
 class SystemdBootSid(SystemdBoot):
     name = "systemd-boot-sid"
     suite = "sid"
-    scenarios = {"1"}
+    scenarios = {"1", "10"}
+    multi_try_mode = "preferred"  # 262 has `preferred` (LoaderFeatures bit 19)

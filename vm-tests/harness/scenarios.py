@@ -256,15 +256,19 @@ def failing_check(ctx: Ctx):
     expect_rolled_back(ctx, st, 2, "after the failed check")
 
 
-def counted_trial(ctx: Ctx, tries: int, why: str, prepare=None):
-    """Scenarios 6 and 10: a panicking trial armed by sort order takes exactly
-    `tries` boots, then the loader itself boots the good generation."""
+def counted_trial(ctx: Ctx, tries: int, why: str, mode: str, prepare=None):
+    """Scenarios 6 and 10: a panicking trial armed by sort order (or, on
+    systemd-boot 260+, as the preferred entry) takes exactly `tries` boots,
+    then the loader itself boots the good generation."""
     install(ctx, {1: "good", 2: "panic"}, 2, prepare=prepare)
     rc, out = ctx.nixboot(f"--json try 2 --tries {tries}")
     armed = json.loads(out.strip().splitlines()[-1])
     ctx.say(f"nixboot try 2 --tries {tries} {why}: {armed}")
-    if armed.get("mode") != "sort-order":
-        ctx.fail(f"{why} the trial should be armed by sort order: {armed}")
+    if armed.get("mode") != mode:
+        ctx.fail(f"{why} the trial should be armed as {mode}: {armed}")
+    st = ctx.status()
+    if generation_of(st, st.get("default")) != 1:
+        ctx.fail(f"while generation 2 is armed ({mode}) the default should be generation 1: {describe_status(st)}")
     ctx.m.reboot()
     for i in range(tries):
         b = ctx.power_on_expect_reset(BROKEN)
@@ -283,14 +287,19 @@ def counted_trial(ctx: Ctx, tries: int, why: str, prepare=None):
 @scenario("6", "counted-no-oneshot")
 def counted_no_oneshot(ctx: Ctx):
     # A machine whose firmware variables were never writable: from before nixboot.
-    counted_trial(ctx, 3, "without EFI variable writes", prepare=lambda c: c.bl.disable_one_shot(c))
+    counted_trial(ctx, 3, "without EFI variable writes", "sort-order", prepare=lambda c: c.bl.disable_one_shot(c))
 
 
 @scenario("10", "several-tries")
 def several_tries(ctx: Ctx):
     # systemd-boot deletes LoaderEntryOneShot as it reads it: a second try
-    # exists only because the loader picks the counted entry by sort order.
-    counted_trial(ctx, 2, "with writable EFI variables")
+    # exists only because the loader picks the counted entry by sort order,
+    # or, from systemd-boot 260, as the preferred entry (the default stays
+    # pinned; the loader skips the preferred entry once it is bad).
+    counted_trial(ctx, 2, "with writable EFI variables", ctx.bl.multi_try_mode)
+    st = ctx.status()
+    if ctx.sh("ls /sys/firmware/efi/efivars/ | grep -c '^LoaderEntryPreferred-' || true").strip() != "0":
+        ctx.fail(f"LoaderEntryPreferred is still set after the trial was decided: {describe_status(st)}")
 
 
 @scenario("7", "power-cut-promotion")

@@ -123,6 +123,18 @@ def kernel() -> Kernel:
     return Kernel(version, dest / "tree" / "boot" / f"vmlinuz-{version}", dest / "tree" / "lib" / "modules" / version)
 
 
+def unmount_under(tree: Path) -> None:
+    """Unmounts (lazily, deepest first) whatever is mounted at or below `tree`."""
+    prefix = str(tree.resolve())
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].replace("\\040", " ")
+        if point == prefix or point.startswith(prefix + "/"):
+            points.append(point)
+    for point in sorted(points, key=len, reverse=True):
+        run(["umount", "-l", point])
+
+
 def root_image() -> Path:
     """Debian 12 minbase + systemd root filesystem (ext4, label nixroot),
     with ROOT_MODULES of kernel() in /lib/modules."""
@@ -146,9 +158,14 @@ def root_image() -> Path:
     for old in cache_dir().glob("root-*.img"):
         old.unlink()
     tree = cache_dir() / "rootfs"
+    unmount_under(tree)
     shutil.rmtree(tree, ignore_errors=True)
     log(f"debootstrap bookworm from {debian_mirror()} (about a minute)")
     run(["debootstrap", "--variant=minbase", "--include=" + ",".join(ROOT_PACKAGES), "bookworm", tree, debian_mirror()])
+    # debootstrap can leave the tree's /proc mounted (seen here: a postinst's
+    # process still held it when debootstrap unmounted); mkfs.ext4 -d would
+    # then copy the host's /proc into the image and fail on it.
+    unmount_under(tree)
     run(["cp", "-a", "--no-preserve=ownership", f"{overlay}/.", tree])
     wants = tree / "etc/systemd/system/sysinit.target.wants"
     wants.mkdir(parents=True, exist_ok=True)

@@ -2,6 +2,7 @@
 
 #include "boot/generations.hpp"
 #include "boot/grub/grubcfg.hpp"
+#include "boot/grub/linux_args.hpp"
 #include "boot/grub/process.hpp"
 #include "boot/health/cmdline.hpp"
 #include "boot/sdboot.hpp"
@@ -463,6 +464,10 @@ SyncResult GrubBackend::sync(std::span<const Generation> generations, const Sync
             rec.title = entry_title(g.number, spec, g.time, rec.version);
             rec.params.push_back("init=" + bs.init);
             for (const auto& p : bs.kernel_params) rec.params.push_back(p);
+            // grub.cfg leaves these out (grubcfg.hpp); said on every install, like systemd-boot's skipped entries.
+            for (const auto& u : grub_linux_args(rec.params).unpassable)
+                result.warnings.push_back("generation " + std::to_string(g.number) + ": kernel parameter " +
+                                          q(u.param) + " is left out of GRUB entry " + q(rec.id) + ": " + u.reason);
             if (auto* old = state.find(rec.id)) {
                 rec.state = old->state;
                 rec.tries = old->tries;

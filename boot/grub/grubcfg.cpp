@@ -1,5 +1,6 @@
 #include "boot/grub/grubcfg.hpp"
 
+#include "boot/grub/linux_args.hpp"
 #include "boot/util/error.hpp"
 
 #include <algorithm>
@@ -48,7 +49,9 @@ void append_entry(std::string& out, const MenuEntry& e, std::string_view title, 
     out += "menuentry " + grub_quote(title) + " --id " + grub_quote(e.id) + " {\n";
     out += indent;
     out += "  linux " + grub_quote(e.kernel);
-    for (const auto& p : e.params) out += " " + grub_quote(p);
+    // Rewritten so that the kernel reads what systemd-boot would pass it;
+    // parameters GRUB cannot pass are left out (install names them).
+    for (const auto& a : grub_linux_args(e.params).args) out += " " + grub_quote(a);
     out += " " + grub_quote("nixboot.entry=" + e.id) + " ${nixboot_args}\n";
     if (!e.initrd.empty()) {
         out += indent;

@@ -193,6 +193,33 @@ TEST_CASE("grub backend: first sync writes grub.cfg, grubenv, state and kernels 
     }
 }
 
+TEST_CASE("grub backend: install names each kernel parameter GRUB cannot pass, and writes the rest",
+          "[grub][backend][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
+    NIXBOOT_NEED_PROGRAM(grub_script_check, "grub-script-check");
+    Fixture f;
+    GrubBackend b(f.opts);
+    Generation g2 = f.gen(2, 1, {"fast"});
+    for (BootSpec* bs : {&g2.doc.boot, &g2.doc.specialisations.at("fast")})
+        bs->kernel_params = {"acpi_osi=\"!Windows 2020\"", "foo=say\"hi\"", "quiet"};
+    const std::vector<Generation> gens{f.gen(1), g2};
+    const std::vector<std::string> warnings = {
+        "generation 2: kernel parameter 'foo=say\"hi\"' is left out of GRUB entry 'nixos-generation-2': GRUB "
+        "writes its \" as \\\" and the kernel keeps the backslash",
+        "generation 2: kernel parameter 'foo=say\"hi\"' is left out of GRUB entry "
+        "'nixos-generation-2-specialisation-fast': GRUB writes its \" as \\\" and the kernel keeps the backslash"};
+    auto r = b.sync(gens, good_sync());
+    CHECK(r.warnings == warnings);
+    // The entry is still written, with every other parameter.
+    CHECK(f.cfg().find("'acpi_osi=!Windows 2020' 'quiet' 'nixboot.entry=nixos-generation-2'") != std::string::npos);
+    CHECK(f.cfg().find("say") == std::string::npos);
+    script_check_ok(f.boot / "grub/grub.cfg");
+    // Said again by the next install, which writes nothing.
+    reset_io_stats();
+    CHECK(b.sync(gens, good_sync()).warnings == warnings);
+    CHECK(io_stats().writes == 0);
+}
+
 TEST_CASE("grub backend: arm, GRUB counts down, disarm", "[grub][backend][real]") {
     NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
     NIXBOOT_NEED_PROGRAM(grub_script_check, "grub-script-check");

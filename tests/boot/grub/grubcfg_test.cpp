@@ -2,12 +2,14 @@
 
 #include "boot/grub/grub_test_support.hpp"
 #include "boot/grub/grubenv.hpp"
+#include "boot/grub/linux_args.hpp"
 #include "boot/util/error.hpp"
 
 #include "tests/catch.hpp"
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
 #include <map>
@@ -238,6 +240,97 @@ TEST_CASE("grubcfg: every kernel line names its entry and carries the trial word
     CHECK(text.find("submenu") == std::string::npos);
     CHECK(text.find("export nixboot_args\n") < text.find("\nmenuentry "));
     CHECK(text.find("set default='nixos-generation-2'\n") != std::string::npos);
+}
+
+namespace {
+
+// An entry whose kernel parameters need GRUB's rewriting (docs/grub.md,
+// "Kernel parameters"): quotes, spaces, GRUB metacharacters, and two GRUB
+// cannot pass at all.
+MenuEntry quoting_entry() {
+    MenuEntry e = entry(4);
+    e.params = {"init=/nix/store/x/init", "acpi_osi=!Linux", "acpi_osi=\"!Windows 2020\"",
+                "\"dyndbg=file a.c +p\"", "memmap=128M$1G",  "a;b",
+                "root=${prefix}",         "foo=say\"hi\"",   "path=C:\\boot",
+                "console=ttyS0 quiet"};
+    return e;
+}
+
+// The arguments bash gives `linux` for each `linux` line of `cfg`, kernel
+// path first. Inside single quotes (all grub_quote writes, '\'' included)
+// bash and GRUB's lexer (grub-core/script/yylex.l, SQUOTE) both take every
+// byte literally, so bash stands in for GRUB script here; the VM tests run
+// the same lines under real GRUB.
+std::vector<std::vector<std::string>> linux_argvs(const std::string& cfg) {
+    TempDir tmp;
+    std::string script = "nixboot_args=\nlinux() { printf '%s\\0' \"$@\"; printf '\\n'; }\n";
+    for (std::size_t p = cfg.find("  linux "); p != std::string::npos; p = cfg.find("  linux ", p + 1))
+        script += cfg.substr(p, cfg.find('\n', p) - p + 1);
+    spit(tmp / "linux.sh", script);
+    auto r = run({"bash", (tmp / "linux.sh").string()});
+    REQUIRE(r.status == 0);
+    std::vector<std::vector<std::string>> out;
+    std::size_t at = 0;
+    for (std::size_t nl; (nl = r.output.find('\n', at)) != std::string::npos; at = nl + 1) {
+        std::vector<std::string> argv;
+        const std::string line = r.output.substr(at, nl - at);
+        for (std::size_t b = 0, z; (z = line.find('\0', b)) != std::string::npos; b = z + 1)
+            argv.push_back(line.substr(b, z - b));
+        out.push_back(std::move(argv));
+    }
+    return out;
+}
+
+}  // namespace
+
+TEST_CASE("grubcfg: kernel parameters are written as GRUB must pass them", "[grub][grubcfg]") {
+    GrubCfgSpec s;
+    s.entries = {quoting_entry()};
+    s.default_id = "nixos-generation-4";
+    const std::string text = format_grub_cfg(s);
+    // Quotes off where GRUB puts its own back; what it cannot pass left out.
+    const std::string line =
+        "  linux '/kernels/hash4-linux-6.6.30-bzImage' 'init=/nix/store/x/init' 'acpi_osi=!Linux' "
+        "'acpi_osi=!Windows 2020' 'dyndbg=file a.c +p' 'memmap=128M$1G' 'a;b' 'root=${prefix}' 'console=ttyS0' "
+        "'quiet' 'nixboot.entry=nixos-generation-4' ${nixboot_args}\n";
+    CHECK(text.find(line) != std::string::npos);
+    CHECK(text.find("say") == std::string::npos);
+    CHECK(text.find("C:") == std::string::npos);
+}
+
+TEST_CASE("grubcfg: the kernel reads each GRUB entry's parameters as systemd-boot's", "[grub][grubcfg][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_script_check, "grub-script-check");
+    GrubCfgSpec s;
+    s.entries = {quoting_entry(), entry(1)};
+    s.default_id = "nixos-generation-1";
+    const std::string text = format_grub_cfg(s);
+    auto checked = script_check(text);
+    INFO(checked.output);
+    CHECK(checked.status == 0);
+    // Entry 0 is the default's copy, then every entry in order.
+    const auto argvs = linux_argvs(text);
+    REQUIRE(argvs.size() == 3);
+    const std::vector<const MenuEntry*> order = {&s.entries[1], &s.entries[0], &s.entries[1]};
+    for (std::size_t i = 0; i < argvs.size(); ++i) {
+        const MenuEntry& e = *order[i];
+        REQUIRE(argvs[i].size() >= 2);
+        CHECK(argvs[i][0] == e.kernel);
+        // GRUB's command line (lib/cmdline.c) of the arguments after the kernel...
+        std::string grub_line;
+        for (std::size_t a = 1; a < argvs[i].size(); ++a)
+            grub_line += (a == 1 ? "" : " ") + grub_cmdline_word(argvs[i][a]);
+        // ... and systemd-boot's options line (sdboot.cpp) for the same entry,
+        // without the parameters GRUB cannot pass (install names them).
+        const auto unpassable = grub_linux_args(e.params).unpassable;
+        std::string sd_line;
+        for (const auto& p : e.params)
+            if (std::none_of(unpassable.begin(), unpassable.end(), [&](const auto& u) { return u.param == p; }))
+                sd_line += p + " ";
+        sd_line += "nixboot.entry=" + e.id;
+        INFO("GRUB:         " << grub_line << "\nsystemd-boot: " << sd_line);
+        CHECK(split_linux_cmdline(grub_line) == split_linux_cmdline(sd_line));
+    }
+    CHECK(grub_linux_args(s.entries[0].params).unpassable.size() == 2);
 }
 
 TEST_CASE("grubcfg: the text depends on the entries, never on the trial or the current default", "[grub][grubcfg]") {

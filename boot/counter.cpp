@@ -150,4 +150,19 @@ EntryScan scan_entry_names(const std::vector<std::string>& file_names, std::stri
     return scan;
 }
 
+std::size_t torn_rename_survivor(const std::vector<EntryFile>& names, std::string_view boot_count_name) {
+    for (std::size_t i = 0; i < names.size(); ++i)
+        if (!boot_count_name.empty() && names[i].file_name == boot_count_name) return i;
+    // Further along = greater: no counter, then more done, then fewer left.
+    auto further = [](const EntryName& a, const EntryName& b) {
+        if (!a.counter || !b.counter) return !a.counter && b.counter;
+        if (a.counter->done != b.counter->done) return a.counter->done > b.counter->done;
+        return a.counter->left < b.counter->left;
+    };
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < names.size(); ++i)
+        if (further(names[i].name, names[best].name)) best = i;
+    return best;
+}
+
 }  // namespace nixboot

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <compare>
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -68,5 +69,14 @@ struct EntryScan {
 // Pure: classifies `file_names` (e.g. RootDir::list("loader/entries")).
 // Names not ending in `suffix_filter` (e.g. ".conf") are ignored silently.
 EntryScan scan_entry_names(const std::vector<std::string>& file_names, std::string_view suffix_filter = ".conf");
+
+// Of the file names of one entry (one of EntryScan::duplicates: a rename cut
+// short on FAT can leave both the old and the new name, pointing at one
+// cluster chain), the index of the name that holds the entry's state: the
+// one LoaderBootCountPath names (`boot_count_name`: systemd-boot renamed to
+// it this boot, and bless-boot renames only it), else the one furthest along:
+// a name without counter (a verdict followed the rename), then the most
+// tries done, then the fewest left. The others are stale. `names` non-empty.
+std::size_t torn_rename_survivor(const std::vector<EntryFile>& names, std::string_view boot_count_name = {});
 
 }  // namespace nixboot

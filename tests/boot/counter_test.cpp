@@ -122,6 +122,31 @@ TEST_CASE("counter: scanning a directory reports duplicates and garbage", "[coun
     CHECK(efi.duplicates.size() == 1);
 }
 
+TEST_CASE(
+    "counter: of a torn rename's names, the one LoaderBootCountPath names, else the furthest along, holds the entry",
+    "[counter]") {
+    auto files = [](std::vector<std::string> names) {
+        std::vector<EntryFile> out;
+        for (auto& n : names) out.push_back(EntryFile{n, parse_entry_name(n)});
+        return out;
+    };
+    // systemd-boot's own rename, +1 -> +0-1, in either directory order
+    CHECK(torn_rename_survivor(files({"a+1.conf", "a+0-1.conf"})) == 1);
+    CHECK(torn_rename_survivor(files({"a+0-1.conf", "a+1.conf"})) == 0);
+    CHECK(torn_rename_survivor(files({"a+3-0.conf", "a+2-1.conf"})) == 1);
+    // a blessing followed (bless-boot renamed the new name): the good name
+    CHECK(torn_rename_survivor(files({"a+1.conf", "a.conf"})) == 1);
+    // nixboot's mark-bad (+2 -> +0, nothing done): fewer left
+    CHECK(torn_rename_survivor(files({"a+2.conf", "a+0.conf"})) == 1);
+    // re-arming a bad entry (+0-1 -> +2) cut short reads as not armed
+    CHECK(torn_rename_survivor(files({"a+0-1.conf", "a+2.conf"})) == 0);
+    // the loader's word for this boot wins
+    CHECK(torn_rename_survivor(files({"a+1.conf", "a+0-1.conf"}), "a+1.conf") == 0);
+    CHECK(torn_rename_survivor(files({"a.conf", "a+0-1.conf"}), "a+0-1.conf") == 1);
+    CHECK(torn_rename_survivor(files({"a+1.conf", "a+0-1.conf"}), "a+5.conf") == 1);
+    CHECK(torn_rename_survivor(files({"a+1.conf"})) == 0);
+}
+
 TEST_CASE("counter: random names either parse and format back or are refused", "[counter]") {
     std::mt19937 rng(17);
     const std::string alphabet = "ab+-0123456789.confi/\x01 ";

@@ -376,28 +376,99 @@ TEST_CASE("a generation without kernel or with a malformed boot.json is skipped,
     CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-4.conf"});
 }
 
-TEST_CASE("duplicate counters are reported and left alone, arming such an entry is refused") {
+namespace {
+
+// The warning about an entry with two names (a torn rename), as status and install print it.
+std::string torn_warning(const std::filesystem::path& dir, const std::string& id, const std::string& entry,
+                         const std::string& stale) {
+    return "entry '" + id + "' has 2 file names in " + dir.string() + ", as a rename cut short leaves them: " + entry +
+           " (read as the entry), " + stale +
+           " (stale); on FAT they can share one cluster chain, so nixboot removes and rewrites neither: unmount the "
+           "ESP, run 'fsck.fat -a' on its device (it empties one of the names, which splits them), mount it, remove " +
+           stale + " and run 'nixboot install'";
+}
+
+std::size_t count(const std::vector<std::string>& lines, const std::string& line) {
+    return static_cast<std::size_t>(std::count(lines.begin(), lines.end(), line));
+}
+
+std::uintmax_t links(const std::filesystem::path& p) { return std::filesystem::hard_link_count(p); }
+
+}  // namespace
+
+TEST_CASE("two names for one entry are read as one entry, reported once, and neither is removed") {
     Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
     s.machine.install();
     auto dir = s.rig.esp / "loader/entries";
     std::filesystem::copy_file(dir / "nixos-generation-3+1.conf", dir / "nixos-generation-3.conf");
     test::write_file(dir / "other+x.conf", "title Other\nlinux /x\n");
     auto v = s.backend.read();
-    bool dup = false, garbage = false;
-    for (const auto& w : v.warnings) {
-        dup |= w.find("duplicate entries for the same ID") != std::string::npos &&
-               w.find("nixos-generation-3+1.conf") != std::string::npos;
-        garbage |= w.find("other+x.conf") != std::string::npos;
-    }
-    CHECK(dup);
+    CHECK(count(v.warnings,
+                torn_warning(dir, "nixos-generation-3", "nixos-generation-3.conf", "nixos-generation-3+1.conf")) == 1);
+    bool garbage = false;
+    for (const auto& w : v.warnings) garbage |= w.find("other+x.conf") != std::string::npos;
     CHECK(garbage);
-    s.machine.install();
+    CHECK(std::count_if(v.entries.begin(), v.entries.end(), [](const Entry& e) { return e.generation == 3; }) == 1);
+    CHECK(v.find("nixos-generation-3")->file == "loader/entries/nixos-generation-3.conf");
+    CHECK(v.find("nixos-generation-3")->state == EntryState::good);
+    auto r = s.machine.install();
+    CHECK(count(r.sync.warnings,
+                torn_warning(dir, "nixos-generation-3", "nixos-generation-3.conf", "nixos-generation-3+1.conf")) == 1);
     CHECK(std::filesystem::exists(dir / "nixos-generation-3+1.conf"));
     CHECK(std::filesystem::exists(dir / "nixos-generation-3.conf"));
     CHECK(std::filesystem::exists(dir / "other+x.conf"));
-    CHECK_THROWS_WITH(s.machine.try_generation(3, {}),
-                      "entry 'nixos-generation-3' has more than one file in " + dir.string() +
-                          " (nixos-generation-3+1.conf, nixos-generation-3.conf); remove all but one");
+}
+
+TEST_CASE("a torn counter rename: the loader's new name decides, mark-bad and mark-good rename only it, try refuses") {
+    Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+    s.machine.install();
+    s.machine.try_generation(3, {});
+    CHECK(s.rig.boot(Rig::Torn::yes) == "nixos-generation-3+0-1.conf");
+    auto dir = s.rig.esp / "loader/entries";
+    CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf",
+                                   "nixos-generation-3+0-1.conf", "nixos-generation-3+1.conf"});
+    const auto torn =
+        torn_warning(dir, "nixos-generation-3", "nixos-generation-3+0-1.conf", "nixos-generation-3+1.conf");
+    auto v = s.backend.read();
+    CHECK(count(v.warnings, torn) == 1);
+    REQUIRE(v.find("nixos-generation-3"));
+    CHECK(v.find("nixos-generation-3")->file == "loader/entries/nixos-generation-3+0-1.conf");
+    CHECK(v.find("nixos-generation-3")->tries_done == 1);
+    CHECK(v.booted == "nixos-generation-3");
+    CHECK(v.persistent_default == "nixos-generation-2");
+
+    CHECK_THROWS_WITH(s.machine.try_generation(3, {}), "cannot arm 'nixos-generation-3': " + torn);
+    s.machine.mark_bad("nixos-generation-3", "checks failed");
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+    CHECK(links(dir / "nixos-generation-3+0-1.conf") == 2);
+    CHECK(links(dir / "nixos-generation-3+1.conf") == 2);
+
+    s.machine.mark_good("nixos-generation-3", "by hand");
+    CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+1.conf",
+                                   "nixos-generation-3.conf"});
+    CHECK(links(dir / "nixos-generation-3.conf") == 2);  // renamed, never unlinked or rewritten
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
+    // never the stale name, whatever boots next
+    CHECK(s.rig.boot() == "nixos-generation-3.conf");
+    CHECK(s.rig.unparsable().empty());
+}
+
+TEST_CASE("a generation whose entry has two names is kept with its kernel when retention drops it") {
+    Setup s(3, "systemd-boot 252.39-1~deb12u1", 3);
+    s.machine.install();
+    auto dir = s.rig.esp / "loader/entries";
+    std::filesystem::create_hard_link(dir / "nixos-generation-1+1.conf", dir / "nixos-generation-1+0-1.conf");
+    auto kernel = parse_bls_entry(test::read_file(dir / "nixos-generation-1+1.conf"), "e").kernel.value();
+    Machine keep1(s.backend, s.rig.machine_options(1, 1));
+    auto r = keep1.install();
+    CHECK(r.sync.removed == Files{"nixos-generation-2"});
+    CHECK(count(r.sync.warnings, "entry 'nixos-generation-1' is not removed while it has more than one file name") ==
+          1);
+    CHECK(count(r.sync.warnings, torn_warning(dir, "nixos-generation-1", "nixos-generation-1+0-1.conf",
+                                              "nixos-generation-1+1.conf")) == 1);
+    CHECK(links(dir / "nixos-generation-1+1.conf") == 2);
+    CHECK(std::filesystem::exists(s.rig.esp / std::filesystem::path(kernel).relative_path()));
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
 }
 
 TEST_CASE("loader.conf keeps the lines nixboot does not manage") {

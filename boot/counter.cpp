@@ -89,12 +89,17 @@ std::optional<EntryName> try_parse_entry_name(std::string_view file_name) noexce
 std::string format_entry_name(const EntryName& name) {
     std::string out = name.stem;
     if (name.counter) {
+        // Always "+LEFT-DONE", "-0" included: the fixed width the Boot Loader
+        // Specification recommends on FAT (uapi-group/specifications PR #168),
+        // so systemd-boot's rename of a new trial (+3-0 to +2-1) keeps the
+        // name's length and needs no other long-file-name slot. systemd-boot
+        // itself always writes this form (src/boot/boot.c
+        // config_entry_parse_tries, 252 to 262: "%s+%u-%u%s"), and so does
+        // bless-boot's "bad" (+0-DONE).
         out += '+';
         out += std::to_string(name.counter->left);
-        if (name.counter->done != 0) {
-            out += '-';
-            out += std::to_string(name.counter->done);
-        }
+        out += '-';
+        out += std::to_string(name.counter->done);
     }
     out += name.suffix;
     return out;

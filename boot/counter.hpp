@@ -36,7 +36,8 @@ struct EntryName {
 EntryName parse_entry_name(std::string_view file_name);
 // The same, returning nullopt instead of throwing.
 std::optional<EntryName> try_parse_entry_name(std::string_view file_name) noexcept;
-// Inverse of parse_entry_name: stem + "+L" or "+L-D" (D omitted when 0) + suffix.
+// Inverse of parse_entry_name: stem + "+L-D" (fixed width: "-0" too) + suffix.
+// A name read without "-DONE" ("a+1.conf") formats as "a+1-0.conf".
 std::string format_entry_name(const EntryName& name);
 
 CounterState counter_state(const EntryName& name) noexcept;
@@ -47,7 +48,7 @@ EntryName make_bad(EntryName name);
 // What systemd-boot does when it boots a counted entry: LEFT-1 (not below 0),
 // DONE+1. A name without counter is returned unchanged.
 EntryName decrement(EntryName name);
-// A trial name with `tries` left and nothing done: stem+TRIES+suffix.
+// A trial name with `tries` left and nothing done: stem+TRIES-0+suffix.
 EntryName make_trial(EntryName name, unsigned tries);
 
 // The result of classifying the file names of a directory (loader/entries).

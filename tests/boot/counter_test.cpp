@@ -73,14 +73,33 @@ TEST_CASE("counter: states and transitions as systemd does them", "[counter]") {
     CHECK(format_entry_name(decrement(n)) == "a+0-4.conf");
     CHECK(format_entry_name(make_good(parse_entry_name("a+1-2.conf"))) == "a.conf");
     CHECK(format_entry_name(make_bad(parse_entry_name("a+1-2.conf"))) == "a+0-2.conf");
-    CHECK(format_entry_name(make_bad(parse_entry_name("a.conf"))) == "a+0.conf");
+    CHECK(format_entry_name(make_bad(parse_entry_name("a.conf"))) == "a+0-0.conf");
     CHECK(format_entry_name(decrement(parse_entry_name("a.conf"))) == "a.conf");
-    CHECK(format_entry_name(make_trial(parse_entry_name("a+0-3.conf"), 2)) == "a+2.conf");
+    CHECK(format_entry_name(make_trial(parse_entry_name("a+0-3.conf"), 2)) == "a+2-0.conf");
     CHECK(counter_state(parse_entry_name("a.conf")) == CounterState::good);
     CHECK(std::string(to_string(CounterState::trying)) == "trying");
     // Idempotent: good of good, bad of bad.
     CHECK(make_good(make_good(n)) == make_good(n));
     CHECK(make_bad(make_bad(n)) == make_bad(n));
+}
+
+TEST_CASE("counter: names are written fixed-width (+LEFT-DONE), names without -DONE still read", "[counter]") {
+    // A new trial keeps its length through systemd-boot's renames.
+    EntryName n = make_trial(parse_entry_name("nixos-generation-5.conf"), 3);
+    CHECK(format_entry_name(n) == "nixos-generation-5+3-0.conf");
+    for (const char* next :
+         {"nixos-generation-5+2-1.conf", "nixos-generation-5+1-2.conf", "nixos-generation-5+0-3.conf"}) {
+        const std::size_t before = format_entry_name(n).size();
+        n = decrement(n);
+        CHECK(format_entry_name(n) == next);
+        CHECK(format_entry_name(n).size() == before);
+    }
+    // Entries an earlier nixboot (or anyone) wrote without -DONE read as before.
+    CHECK(parse_entry_name("a+1.conf") == parse_entry_name("a+1-0.conf"));
+    CHECK(format_entry_name(parse_entry_name("a+1.conf")) == "a+1-0.conf");
+    CHECK(format_entry_name(decrement(parse_entry_name("a+1.conf"))) == "a+0-1.conf");
+    CHECK(format_entry_name(make_bad(parse_entry_name("a+2.conf"))) == "a+0-0.conf");
+    CHECK(format_entry_name(make_good(parse_entry_name("a+2.conf"))) == "a.conf");
 }
 
 TEST_CASE("counter: parse(format(x)) == x for generated names", "[counter]") {

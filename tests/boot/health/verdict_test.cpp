@@ -99,7 +99,7 @@ TEST_CASE(
     REQUIRE(c.nixboot({"try", "3"}).status == 0);
     CHECK(c.boot(Rig::Torn::yes) == "nixos-generation-3+0-1.conf");
     const auto entries = c.rig.esp / "loader/entries";
-    CHECK(std::filesystem::hard_link_count(entries / "nixos-generation-3+1.conf") == 2);
+    CHECK(std::filesystem::hard_link_count(entries / "nixos-generation-3+1-0.conf") == 2);
     auto r = c.check();
     INFO(r.out << r.err);
     CHECK(r.status == 0);
@@ -108,11 +108,11 @@ TEST_CASE(
     CHECK(std::filesystem::read_symlink(c.rig.profile) == "system-3-link");
     CHECK(c.events_for(3) == std::vector<std::string>{"arm", "good", "promote"});
     // only the loader's new name was renamed (blessed); neither name was unlinked
-    CHECK(c.rig.entries() == std::vector<std::string>{"nixos-generation-1+1.conf", "nixos-generation-2.conf",
-                                                      "nixos-generation-3+1.conf", "nixos-generation-3.conf"});
+    CHECK(c.rig.entries() == std::vector<std::string>{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf",
+                                                      "nixos-generation-3+1-0.conf", "nixos-generation-3.conf"});
     CHECK(std::filesystem::hard_link_count(entries / "nixos-generation-3.conf") == 2);
 
-    const auto line = torn_line(c, "nixos-generation-3.conf", "nixos-generation-3+1.conf");
+    const auto line = torn_line(c, "nixos-generation-3.conf", "nixos-generation-3+1-0.conf");
     auto status = c.nixboot({"status"});
     CHECK(status.status == 0);
     CHECK(occurrences(status.err, line) == 1);
@@ -139,14 +139,14 @@ TEST_CASE("check: a torn counter rename whose checks fail is marked bad on the n
     CHECK(c.events_for(3) == std::vector<std::string>{"arm", "bad"});
     CHECK(c.reason_of(3, JournalEvent::bad) ==
           "trial boot of nixos-generation-3: required check 'ssh' failed (exit status 1)");
-    CHECK(c.rig.entries() == std::vector<std::string>{"nixos-generation-1+1.conf", "nixos-generation-2.conf",
-                                                      "nixos-generation-3+0-1.conf", "nixos-generation-3+1.conf"});
+    CHECK(c.rig.entries() == std::vector<std::string>{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf",
+                                                      "nixos-generation-3+0-1.conf", "nixos-generation-3+1-0.conf"});
     CHECK(std::filesystem::hard_link_count(c.rig.esp / "loader/entries/nixos-generation-3+0-1.conf") == 2);
     // the next boot: the loader boots the pinned default, never the stale name
     CHECK(c.boot() == "nixos-generation-2.conf");
     auto status = c.nixboot({"status"});
     CHECK(status.status == 0);
-    CHECK(occurrences(status.err, torn_line(c, "nixos-generation-3+0-1.conf", "nixos-generation-3+1.conf")) == 1);
+    CHECK(occurrences(status.err, torn_line(c, "nixos-generation-3+0-1.conf", "nixos-generation-3+1-0.conf")) == 1);
 }
 
 TEST_CASE("check: a failing required check marks the trial bad and reboots into the default",

@@ -89,12 +89,17 @@ std::optional<EntryName> try_parse_entry_name(std::string_view file_name) noexce
 std::string format_entry_name(const EntryName& name) {
     std::string out = name.stem;
     if (name.counter) {
+        // Always "+LEFT-DONE", "-0" included: the fixed width the Boot Loader
+        // Specification recommends on FAT (uapi-group/specifications PR #168),
+        // so systemd-boot's rename of a new trial (+3-0 to +2-1) keeps the
+        // name's length and needs no other long-file-name slot. systemd-boot
+        // itself always writes this form (src/boot/boot.c
+        // config_entry_parse_tries, 252 to 262: "%s+%u-%u%s"), and so does
+        // bless-boot's "bad" (+0-DONE).
         out += '+';
         out += std::to_string(name.counter->left);
-        if (name.counter->done != 0) {
-            out += '-';
-            out += std::to_string(name.counter->done);
-        }
+        out += '-';
+        out += std::to_string(name.counter->done);
     }
     out += name.suffix;
     return out;
@@ -148,6 +153,21 @@ EntryScan scan_entry_names(const std::vector<std::string>& file_names, std::stri
         scan.duplicates.push_back(names);
     }
     return scan;
+}
+
+std::size_t torn_rename_survivor(const std::vector<EntryFile>& names, std::string_view boot_count_name) {
+    for (std::size_t i = 0; i < names.size(); ++i)
+        if (!boot_count_name.empty() && names[i].file_name == boot_count_name) return i;
+    // Further along = greater: no counter, then more done, then fewer left.
+    auto further = [](const EntryName& a, const EntryName& b) {
+        if (!a.counter || !b.counter) return !a.counter && b.counter;
+        if (a.counter->done != b.counter->done) return a.counter->done > b.counter->done;
+        return a.counter->left < b.counter->left;
+    };
+    std::size_t best = 0;
+    for (std::size_t i = 1; i < names.size(); ++i)
+        if (further(names[i].name, names[best].name)) best = i;
+    return best;
 }
 
 }  // namespace nixboot

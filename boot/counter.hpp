@@ -4,6 +4,7 @@
 #pragma once
 
 #include <compare>
+#include <cstddef>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -35,7 +36,8 @@ struct EntryName {
 EntryName parse_entry_name(std::string_view file_name);
 // The same, returning nullopt instead of throwing.
 std::optional<EntryName> try_parse_entry_name(std::string_view file_name) noexcept;
-// Inverse of parse_entry_name: stem + "+L" or "+L-D" (D omitted when 0) + suffix.
+// Inverse of parse_entry_name: stem + "+L-D" (fixed width: "-0" too) + suffix.
+// A name read without "-DONE" ("a+1.conf") formats as "a+1-0.conf".
 std::string format_entry_name(const EntryName& name);
 
 CounterState counter_state(const EntryName& name) noexcept;
@@ -46,7 +48,7 @@ EntryName make_bad(EntryName name);
 // What systemd-boot does when it boots a counted entry: LEFT-1 (not below 0),
 // DONE+1. A name without counter is returned unchanged.
 EntryName decrement(EntryName name);
-// A trial name with `tries` left and nothing done: stem+TRIES+suffix.
+// A trial name with `tries` left and nothing done: stem+TRIES-0+suffix.
 EntryName make_trial(EntryName name, unsigned tries);
 
 // The result of classifying the file names of a directory (loader/entries).
@@ -68,5 +70,14 @@ struct EntryScan {
 // Pure: classifies `file_names` (e.g. RootDir::list("loader/entries")).
 // Names not ending in `suffix_filter` (e.g. ".conf") are ignored silently.
 EntryScan scan_entry_names(const std::vector<std::string>& file_names, std::string_view suffix_filter = ".conf");
+
+// Of the file names of one entry (one of EntryScan::duplicates: a rename cut
+// short on FAT can leave both the old and the new name, pointing at one
+// cluster chain), the index of the name that holds the entry's state: the
+// one LoaderBootCountPath names (`boot_count_name`: systemd-boot renamed to
+// it this boot, and bless-boot renames only it), else the one furthest along:
+// a name without counter (a verdict followed the rename), then the most
+// tries done, then the fewest left. The others are stale. `names` non-empty.
+std::size_t torn_rename_survivor(const std::vector<EntryFile>& names, std::string_view boot_count_name = {});
 
 }  // namespace nixboot

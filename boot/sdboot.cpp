@@ -477,16 +477,18 @@ struct SdBootBackend::Scanned {
         std::optional<ParsedEntryId> ours;
         bool unreadable = false;  // too large or not a regular file (reported); text empty
         std::string unbootable;   // why the loader skips it; empty if it shows it
+        bool stale = false;       // the old name of a torn rename: another name holds the entry
     };
     std::string loader_info;
     std::set<std::string> quirky_vars;  // read as the loader reads them, which is not as written
     IdScheme scheme = IdScheme::with_counter;
     bool vars_writable = false;
     bool oneshot_supported = true;
-    bool preferred_supported = false;  // LoaderFeatures has `preferred` (systemd-boot 260+)
-    std::vector<File> files;           // every parsed .conf name
-    std::map<std::string, std::vector<std::size_t>> by_stem;
-    std::set<std::string> duplicate_stems;
+    bool preferred_supported = false;                         // LoaderFeatures has `preferred` (systemd-boot 260+)
+    std::vector<File> files;                                  // every parsed .conf name
+    std::map<std::string, std::vector<std::size_t>> by_stem;  // the name holding the entry first
+    std::set<std::string> duplicate_stems;                    // entries with more than one name (torn renames)
+    std::map<std::string, std::string> torn_fix;              // stem -> the names and how to split them
     std::vector<std::string> warnings;
     std::optional<std::string> one_shot, efi_default, efi_preferred;
     std::vector<std::string> blocking;  // unreadable deciding variables, with the fix
@@ -518,15 +520,11 @@ struct SdBootBackend::Scanned {
         return in;
     }
 
-    const File* find(std::string_view id, const RootDir& esp) const {
+    // The file that holds entry `id` (of a torn rename's names, the one
+    // torn_rename_survivor picks); nullptr if there is none.
+    const File* find(std::string_view id) const {
         auto it = by_stem.find(std::string(id));
         if (it == by_stem.end()) return nullptr;
-        if (duplicate_stems.count(std::string(id))) {
-            std::string names;
-            for (auto i : it->second) names += (names.empty() ? "" : ", ") + files[i].file_name;
-            throw Error("entry " + q(id) + " has more than one file in " + esp.display(entries_dir).string() + " (" +
-                        names + "); remove all but one");
-        }
         return &files[it->second.front()];
     }
 };
@@ -554,6 +552,44 @@ std::string unbootable_reason(const RootDir& esp, const std::optional<BlsEntry>&
 }
 
 }  // namespace
+
+// One entry with several file names (`idx` into s.files). systemd-boot renames
+// a counted entry as it boots it (src/boot/boot.c config_entry_bump_counters,
+// systemd 252 to 262: SetInfo with the new name), and on FAT a power cut in
+// that rename can leave the new directory entry and the old one, both pointing
+// at ONE cluster chain. The loader then shows both names as entries (the one
+// with no tries left sorts last), and systemd-bless-boot renames only the file
+// LoaderBootCountPath names (src/bless-boot/bless-boot.c, 252 to 262). Unlinking
+// or rewriting either name through Linux vfat frees the shared chain, which
+// corrupts the other name or later fails with EIO and a read-only remount. So
+// the names are read as one entry, held by the name torn_rename_survivor picks;
+// the others are stale: never the default, never renamed, removed or
+// rewritten. The way out is fsck.fat, which splits the names.
+void SdBootBackend::settle_torn_rename(Scanned& s, const std::string& stem, std::vector<std::size_t>& idx,
+                                       const RootDir& esp) {
+    std::vector<EntryFile> names;
+    for (auto i : idx) names.push_back(EntryFile{s.files[i].file_name, s.files[i].name});
+    std::string counted;
+    if (s.boot_count_file) counted = s.boot_count_file->substr(std::string(entries_dir).size() + 1);
+    const std::size_t keep = torn_rename_survivor(names, counted);
+    std::rotate(idx.begin(), idx.begin() + static_cast<std::ptrdiff_t>(keep),
+                idx.begin() + static_cast<std::ptrdiff_t>(keep) + 1);
+    std::string list = s.files[idx.front()].file_name + " (read as the entry)";
+    std::string stale;
+    for (std::size_t k = 1; k < idx.size(); ++k) {
+        s.files[idx[k]].stale = true;
+        list += ", " + s.files[idx[k]].file_name + " (stale)";
+        stale += (stale.empty() ? "" : " and ") + s.files[idx[k]].file_name;
+    }
+    s.duplicate_stems.insert(stem);
+    s.torn_fix[stem] =
+        "entry " + q(stem) + " has " + std::to_string(idx.size()) + " file names in " +
+        esp.display(entries_dir).string() + ", as a rename cut short leaves them: " + list +
+        "; on FAT they can share one cluster chain, so nixboot removes and rewrites neither: unmount the ESP, run "
+        "'fsck.fat -a' on its device (it empties one of the names, which splits them), mount it, remove " +
+        stale + " and run 'nixboot install'";
+    s.warnings.push_back(s.torn_fix[stem]);
+}
 
 SdBootBackend::SdBootBackend(const BackendOptions& opts) : opts_(opts) {}
 
@@ -644,12 +680,6 @@ SdBootBackend::Scanned SdBootBackend::scan() const {
     for (const auto& r : scanned.rejected)
         s.warnings.push_back(esp.display(std::string(entries_dir) + "/" + r.file_name).string() + ": " + r.reason +
                              " (left alone)");
-    for (const auto& group : scanned.duplicates) {
-        std::string list;
-        for (const auto& n : group) list += (list.empty() ? "" : ", ") + n;
-        s.warnings.push_back("duplicate entries for the same ID in " + esp.display(entries_dir).string() + ": " + list +
-                             " (left alone; remove all but one)");
-    }
     for (auto& ef : scanned.entries) {
         Scanned::File f;
         f.file_name = ef.file_name;
@@ -681,8 +711,8 @@ SdBootBackend::Scanned SdBootBackend::scan() const {
         s.by_stem[f.name.stem].push_back(s.files.size());
         s.files.push_back(std::move(f));
     }
-    for (const auto& [stem, idx] : s.by_stem)
-        if (idx.size() > 1) s.duplicate_stems.insert(stem);
+    for (auto& [stem, idx] : s.by_stem)
+        if (idx.size() > 1) settle_torn_rename(s, stem, idx, esp);
 
     std::vector<std::pair<SortItem, std::size_t>> items;
     for (std::size_t i = 0; i < s.files.size(); ++i) {
@@ -757,7 +787,8 @@ LoaderView SdBootBackend::read() const {
     v.blocking = s.blocking;
     for (std::size_t k = 0; k < s.order.size(); ++k) {
         const auto& f = s.files[s.order[k]];
-        if (f.ours) v.entries.push_back(to_entry(this, f.file_name, f.name, *f.ours, f.bls, f.unbootable.empty()));
+        if (f.ours && !f.stale)
+            v.entries.push_back(to_entry(this, f.file_name, f.name, *f.ours, f.bls, f.unbootable.empty()));
     }
     if (s.boot_count_file) {
         v.booted_file = s.boot_count_file;
@@ -812,8 +843,12 @@ LoaderView SdBootBackend::read() const {
         v.armed = preferred_trial->name.stem;
         v.armed_mode = ArmMode::preferred;
     } else if (!s.efi_default && !s.conf.get("default") && !s.sorted.empty()) {
+        // A trial with a torn twin is not a sort-order arm nixboot keeps: the
+        // loader cannot rename the stale name onto the existing one, so it
+        // would boot it without counting (G2); the next change pins the default.
         const auto& first = s.files[s.order.front()];
-        if (first.ours && counter_state(first.name) == CounterState::trying) {
+        if (first.ours && !s.duplicate_stems.count(first.name.stem) &&
+            counter_state(first.name) == CounterState::trying) {
             v.armed = first.name.stem;
             v.armed_mode = ArmMode::sort_order;
         }
@@ -915,10 +950,7 @@ SyncResult SdBootBackend::sync(std::span<const Generation> generations, const Sy
                     continue;
                 }
                 wanted.insert(id);
-                if (s.duplicate_stems.count(id)) {
-                    result.warnings.push_back("entry " + q(id) + " has duplicate files; not updated");
-                    continue;
-                }
+                if (s.duplicate_stems.count(id)) continue;  // s.torn_fix says so, in s.warnings
                 const BootSpec& bs = spec.empty() ? g.doc.boot : g.doc.specialisations.at(spec);
                 EntryFiles files;
                 files.kernel = ensure_copied(esp, cache, bs.kernel, "linux");
@@ -950,7 +982,15 @@ SyncResult SdBootBackend::sync(std::span<const Generation> generations, const Sy
         }
         for (const auto& f : s.files) {
             if (!f.ours || wanted.count(f.name.stem) || opts.protect.count(f.name.stem)) continue;
-            if (s.duplicate_stems.count(f.name.stem)) continue;  // reported, never silently deleted
+            if (s.duplicate_stems.count(f.name.stem)) {
+                // Its names may share one cluster chain: unlinking them frees it
+                // under the other (see settle_torn_rename). Kept, and with them
+                // the kernel and initrd they name (collect_garbage reads both).
+                if (!f.stale)
+                    result.warnings.push_back("entry " + q(f.name.stem) +
+                                              " is not removed while it has more than one file name");
+                continue;
+            }
             esp.remove(std::string(entries_dir) + "/" + f.file_name, Sync::yes);
             result.removed.push_back(f.name.stem);
         }
@@ -982,9 +1022,13 @@ SyncResult SdBootBackend::sync(std::span<const Generation> generations, const Sy
 ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
     auto s = scan_for_change();
     auto esp = RootDir::open(opts_.esp);
-    const auto* f = s.find(id, esp);
+    const auto* f = s.find(id);
     if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());
     if (opts.tries == 0) throw UsageError("tries must be at least 1");
+    // The one-shot would match every name, and the loader could not count a
+    // stale one (its rename target exists): arm only an entry with one name.
+    if (auto torn = s.torn_fix.find(std::string(id)); torn != s.torn_fix.end())
+        throw Error("cannot arm " + q(id) + ": " + torn->second);
     auto target = format_entry_name(make_trial(f->name, opts.tries));
     // More than one try needs the sort order: systemd-boot deletes
     // LoaderEntryOneShot as it reads it (src/boot/boot.c, 252 to 262), so a
@@ -1109,10 +1153,16 @@ void SdBootBackend::set_state(std::string_view id, EntryState state) {
     if (state == EntryState::trial) throw Error("set_state: use arm() to make " + q(id) + " a trial");
     auto s = scan_for_change();
     auto esp = RootDir::open(opts_.esp);
-    const auto* f = s.find(id, esp);
+    const auto* f = s.find(id);
     if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());
     auto target = format_entry_name(state == EntryState::good ? make_good(f->name) : make_bad(f->name));
     if (target == f->file_name) return;
+    // Only the name that holds the entry is renamed, as bless-boot renames
+    // only LoaderBootCountPath's file; a stale name already there counts as
+    // done, as bless-boot counts an existing target (never replaced: the two
+    // may share one cluster chain).
+    for (auto i : s.by_stem.at(f->name.stem))
+        if (s.files[i].file_name == target) return;
     esp.rename_idempotent(std::string(entries_dir) + "/" + f->file_name, std::string(entries_dir) + "/" + target,
                           Sync::yes);
 }
@@ -1120,7 +1170,7 @@ void SdBootBackend::set_state(std::string_view id, EntryState state) {
 void SdBootBackend::set_default(std::string_view id) {
     auto s = scan_for_change();
     auto esp = RootDir::open(opts_.esp);
-    const auto* f = s.find(id, esp);
+    const auto* f = s.find(id);
     if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());
     if (counter_state(f->name) != CounterState::good)
         throw Error("refusing to make " + q(id) + " the default: it is " +

@@ -19,6 +19,8 @@
 
 namespace nixboot {
 
+class RootDir;  // boot/util/dir.hpp
+
 // How systemd-boot derives an entry's ID from its file name.
 enum class IdScheme {
     with_counter,     // systemd-boot <= 257: the file name as it was before this boot's decrement
@@ -114,6 +116,9 @@ public:
 private:
     struct Scanned;
     Scanned scan() const;
+    // Reads the names of one entry (`idx`, more than one) as a torn rename.
+    static void settle_torn_rename(Scanned& s, const std::string& stem, std::vector<std::size_t>& idx,
+                                   const RootDir& esp);
     // scan(), refusing (with what to run) when a variable that decides what
     // boots cannot be read: a change could not be reasoned about.
     Scanned scan_for_change() const;

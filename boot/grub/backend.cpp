@@ -337,7 +337,9 @@ LoaderView GrubBackend::read() const {
     std::optional<GrubEnv> env;
     try {
         auto dir = open_env_dir();
-        env = read_grubenv(dir, env_rel());
+        std::string size_warning;
+        env = read_grubenv(dir, env_rel(), &size_warning);
+        if (!size_warning.empty()) v.warnings.push_back(size_warning);
     } catch (const Error& e) {
         v.warnings.push_back(std::string(e.what()) + " (left alone; the trial counter cannot be read)");
     }
@@ -517,7 +519,7 @@ SyncResult GrubBackend::sync(std::span<const Generation> generations, const Sync
         // (a crash between the state and grubenv writes of set_default can
         // leave the older one there).
         const std::string rel = env_rel();
-        auto env = read_grubenv(dir, rel);
+        auto env = read_grubenv(dir, rel);  // write_grubenv refuses a block of another size
         const bool missing = !env;
         if (missing) env.emplace();
         if (missing || (state.default_id && env->get("nixboot_default") != *state.default_id)) {
@@ -564,7 +566,7 @@ ArmMode GrubBackend::arm(std::string_view id, const ArmOptions& opts) {
     // Read the env first: a block we cannot parse is refused, not rewritten.
     auto envdir = open_env_dir();
     const std::string rel = env_rel();
-    GrubEnv env = read_grubenv(envdir, rel).value_or(GrubEnv{});
+    GrubEnv env = read_grubenv_to_write(envdir, rel).value_or(GrubEnv{});
 
     rec->state = EntryState::trial;
     rec->tries = opts.tries;
@@ -582,7 +584,7 @@ ArmMode GrubBackend::arm(std::string_view id, const ArmOptions& opts) {
 void GrubBackend::disarm() {
     auto envdir = open_env_dir();
     const std::string rel = env_rel();
-    if (auto env = read_grubenv(envdir, rel)) {
+    if (auto env = read_grubenv(envdir, rel)) {  // write_grubenv refuses a block of another size
         bool changed = env->unset("nixboot_trial");
         changed = env->unset("nixboot_tries") || changed;
         if (changed) write_grubenv(envdir, rel, *env, Sync::yes);  // GRUB stops first
@@ -622,12 +624,14 @@ void GrubBackend::set_default(std::string_view id) {
         disarm();
         stored = load_stored(boot);
     }
-    GrubState state = stored.state;
-    state.default_id = std::string(id);
-    write_all(boot, stored, state, false);
+    // The env first: a block nixboot will not write stops it before the state changes.
     auto envdir = open_env_dir();
     const std::string rel = env_rel();
     GrubEnv env = read_grubenv(envdir, rel).value_or(GrubEnv{});
+    if (env.get("nixboot_default") != id) refuse_other_size(envdir, rel);
+    GrubState state = stored.state;
+    state.default_id = std::string(id);
+    write_all(boot, stored, state, false);
     if (env.get("nixboot_default") != id) {
         env.set("nixboot_default", id);
         if (auto slash = rel.rfind('/'); slash != std::string::npos) envdir.mkdirs(rel.substr(0, slash));

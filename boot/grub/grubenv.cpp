@@ -62,13 +62,25 @@ bool GrubEnv::unset(std::string_view name) {
     return removed > 0;
 }
 
+std::string grubenv_size_problem(std::size_t size, std::string_view origin) {
+    return origin_prefix(origin) + "is " + std::to_string(size) + " bytes, not " + std::to_string(env_block_size) +
+           (size < env_block_size ? " (truncated?)" : " (oversized)");
+}
+
+std::string grubenv_size_fix(std::string_view origin) {
+    return "recreate it with 'grub-editenv " + std::string(origin) + " create', then run 'nixboot install'";
+}
+
 GrubEnv parse_grubenv(std::string_view block, std::string_view origin) {
     const std::string where = origin_prefix(origin);
-    if (block.size() != env_block_size) {
-        throw ParseError(where + "is " + std::to_string(block.size()) + " bytes, not " +
-                         std::to_string(env_block_size) +
-                         (block.size() < env_block_size ? " (truncated?)" : " (oversized)"));
-    }
+    // GRUB 2.12 reads the whole file, whatever its size, and checks only the
+    // header (grub-core/commands/loadenv.h read_envblk_file,
+    // grub-core/lib/envblk.c grub_envblk_open); grub_envblk_iterate stops at
+    // the first line it cannot finish. A block of another size is read the
+    // same way: its last line, when cut short, is dropped.
+    const bool sized = block.size() == env_block_size;
+    if (block.size() <= env_header.size() && std::string_view(env_header).starts_with(block))
+        throw ParseError(grubenv_size_problem(block.size(), origin));
     if (block.substr(0, env_header.size()) != env_header)
         throw ParseError(where + "does not start with the header '# GRUB Environment Block'");
     if (auto nul = block.find('\0'); nul != std::string_view::npos)
@@ -84,7 +96,7 @@ GrubEnv parse_grubenv(std::string_view block, std::string_view origin) {
         if (rest.front() == '#') {
             if (newline == std::string_view::npos) {
                 // The padding: '#' to the very end, no newline.
-                if (rest.find_first_not_of('#') != std::string_view::npos)
+                if (rest.find_first_not_of('#') != std::string_view::npos && sized)
                     throw ParseError(where + "line " + std::to_string(line_no) +
                                      ": unterminated line after the variables");
                 break;
@@ -94,6 +106,7 @@ GrubEnv parse_grubenv(std::string_view block, std::string_view origin) {
             continue;
         }
         const auto eq = rest.find('=');
+        if (!sized && newline == std::string_view::npos) break;  // cut short: GRUB stops here too
         if (eq == std::string_view::npos || (newline != std::string_view::npos && newline < eq))
             throw ParseError(where + "line " + std::to_string(line_no) + ": no '=' in '" +
                              std::string(rest.substr(0, std::min<std::size_t>(newline, 40))) + "'");
@@ -118,6 +131,7 @@ GrubEnv parse_grubenv(std::string_view block, std::string_view origin) {
                 ++i;
             }
         }
+        if (!terminated && !sized) break;
         if (!terminated)
             throw ParseError(where + "line " + std::to_string(line_no) + ": variable '" + name +
                              "' is not terminated by a newline");
@@ -167,15 +181,39 @@ std::string format_grubenv(const GrubEnv& env, std::string_view origin) {
     return out;
 }
 
-std::optional<GrubEnv> read_grubenv(const RootDir& dir, std::string_view rel) {
-    // Read one byte more than a block so an oversized file is seen as such.
-    auto text = dir.read(rel, 1 << 20);
+std::optional<GrubEnv> read_grubenv(const RootDir& dir, std::string_view rel, std::string* size_warning) {
+    auto text = dir.read(rel, max_env_file_size);
     if (!text) return std::nullopt;
-    return parse_grubenv(*text, dir.display(rel).string());
+    const std::string shown = dir.display(rel).string();
+    GrubEnv env = parse_grubenv(*text, shown);
+    if (size_warning && text->size() != env_block_size)
+        *size_warning = grubenv_size_problem(text->size(), shown) +
+                        "; read as GRUB reads it, but nixboot will not write it: " + grubenv_size_fix(shown);
+    return env;
+}
+
+std::optional<GrubEnv> read_grubenv_to_write(const RootDir& dir, std::string_view rel) {
+    std::string size_warning;
+    auto env = read_grubenv(dir, rel, &size_warning);
+    if (!size_warning.empty()) refuse_other_size(dir, rel);
+    return env;
+}
+
+void refuse_other_size(const RootDir& dir, std::string_view rel) {
+    const auto st = dir.lstat(rel);
+    if (!st || !S_ISREG(st->st_mode) || st->st_size == static_cast<off_t>(env_block_size)) return;
+    // GRUB's save_env and grub-editenv write the file's own blocks, its size
+    // unchanged; nixboot writes only a 1024-byte block, and replacing the file
+    // by another (rename over it) is what a power cut on FAT can tear.
+    const std::string shown = dir.display(rel).string();
+    throw Error(
+        grubenv_size_problem(static_cast<std::size_t>(st->st_size), shown) +
+        "; nixboot writes only a 1024-byte block in place and will not replace this one: " + grubenv_size_fix(shown));
 }
 
 void write_grubenv(RootDir& dir, std::string_view rel, const GrubEnv& env, Sync sync) {
     const std::string shown = dir.display(rel).string();
+    refuse_other_size(dir, rel);
     const std::string block = format_grubenv(env, shown);
     // In place when the block exists (as GRUB's own save_env does): a power
     // cut cannot break a FAT cluster chain the next boot must read.

@@ -57,10 +57,18 @@ private:
 // starting with a digit.
 bool valid_env_name(std::string_view name);
 
-// Parses a block. `origin` (a path) starts every error message, e.g.
-// "/boot/grub/grubenv: is 1000 bytes, not 1024 (truncated?)". Refused: a
-// size other than 1024, a missing header, a NUL byte, a line without '=',
-// an unterminated last line, anything but '#' after the last line.
+// The most nixboot reads of a grubenv file (GRUB reads any size).
+inline constexpr std::size_t max_env_file_size = 1 << 20;
+
+// "ORIGIN: is N bytes, not 1024 (truncated?)" ("(oversized)" above 1024).
+std::string grubenv_size_problem(std::size_t size, std::string_view origin);
+
+// Parses a block as GRUB 2.12 reads it. `origin` (a path) starts every error
+// message, e.g. "/boot/grub/grubenv: line 3: no '=' in 'x'". Refused: a
+// missing header, a NUL byte, a line without '=', and in a 1024-byte block an
+// unterminated last line or anything but '#' after the last line. A block of
+// another size with the header is read as GRUB reads it (GRUB checks only the
+// header): an unterminated last line is dropped, as GRUB stops there.
 GrubEnv parse_grubenv(std::string_view block, std::string_view origin);
 
 // Formats exactly 1024 bytes (header, lines, '#' padding) that
@@ -71,10 +79,20 @@ GrubEnv parse_grubenv(std::string_view block, std::string_view origin);
 std::string format_grubenv(const GrubEnv& env, std::string_view origin = "grubenv");
 
 // Reads and parses `rel` under `dir`; nullopt if the file does not exist.
-// Errors name the full path (RootDir::display).
-std::optional<GrubEnv> read_grubenv(const RootDir& dir, std::string_view rel);
+// Errors name the full path (RootDir::display). A file of another size than
+// 1024 bytes is read as GRUB reads it, and `size_warning` (if given) gets one
+// line naming the file, its size and the fix.
+std::optional<GrubEnv> read_grubenv(const RootDir& dir, std::string_view rel, std::string* size_warning = nullptr);
+// read_grubenv ahead of a write: refuses (refuse_other_size) a file that is
+// not 1024 bytes before anything changes.
+std::optional<GrubEnv> read_grubenv_to_write(const RootDir& dir, std::string_view rel);
+// Throws Error "FILE: is N bytes, not 1024 (truncated?); nixboot writes only
+// a 1024-byte block in place and will not replace this one: recreate it with
+// 'grub-editenv FILE create', then run 'nixboot install'" when `rel` is a
+// regular file of another size; a missing file is fine.
+void refuse_other_size(const RootDir& dir, std::string_view rel);
 
-// Writes `env` to `rel` under `dir`: in place when a 1024-byte block is
+// Writes `env` to `rel` under `dir` (refuse_other_size first): in place when a 1024-byte block is
 // already there (RootDir::overwrite_in_place, as GRUB's save_env does: no FAT
 // allocation changes, so a power cut cannot corrupt the file system), else
 // through RootDir::write_atomic. Then checks that the new file is 1024 bytes and fully allocated

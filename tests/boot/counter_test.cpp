@@ -73,14 +73,33 @@ TEST_CASE("counter: states and transitions as systemd does them", "[counter]") {
     CHECK(format_entry_name(decrement(n)) == "a+0-4.conf");
     CHECK(format_entry_name(make_good(parse_entry_name("a+1-2.conf"))) == "a.conf");
     CHECK(format_entry_name(make_bad(parse_entry_name("a+1-2.conf"))) == "a+0-2.conf");
-    CHECK(format_entry_name(make_bad(parse_entry_name("a.conf"))) == "a+0.conf");
+    CHECK(format_entry_name(make_bad(parse_entry_name("a.conf"))) == "a+0-0.conf");
     CHECK(format_entry_name(decrement(parse_entry_name("a.conf"))) == "a.conf");
-    CHECK(format_entry_name(make_trial(parse_entry_name("a+0-3.conf"), 2)) == "a+2.conf");
+    CHECK(format_entry_name(make_trial(parse_entry_name("a+0-3.conf"), 2)) == "a+2-0.conf");
     CHECK(counter_state(parse_entry_name("a.conf")) == CounterState::good);
     CHECK(std::string(to_string(CounterState::trying)) == "trying");
     // Idempotent: good of good, bad of bad.
     CHECK(make_good(make_good(n)) == make_good(n));
     CHECK(make_bad(make_bad(n)) == make_bad(n));
+}
+
+TEST_CASE("counter: names are written fixed-width (+LEFT-DONE), names without -DONE still read", "[counter]") {
+    // A new trial keeps its length through systemd-boot's renames.
+    EntryName n = make_trial(parse_entry_name("nixos-generation-5.conf"), 3);
+    CHECK(format_entry_name(n) == "nixos-generation-5+3-0.conf");
+    for (const char* next :
+         {"nixos-generation-5+2-1.conf", "nixos-generation-5+1-2.conf", "nixos-generation-5+0-3.conf"}) {
+        const std::size_t before = format_entry_name(n).size();
+        n = decrement(n);
+        CHECK(format_entry_name(n) == next);
+        CHECK(format_entry_name(n).size() == before);
+    }
+    // Entries an earlier nixboot (or anyone) wrote without -DONE read as before.
+    CHECK(parse_entry_name("a+1.conf") == parse_entry_name("a+1-0.conf"));
+    CHECK(format_entry_name(parse_entry_name("a+1.conf")) == "a+1-0.conf");
+    CHECK(format_entry_name(decrement(parse_entry_name("a+1.conf"))) == "a+0-1.conf");
+    CHECK(format_entry_name(make_bad(parse_entry_name("a+2.conf"))) == "a+0-0.conf");
+    CHECK(format_entry_name(make_good(parse_entry_name("a+2.conf"))) == "a.conf");
 }
 
 TEST_CASE("counter: parse(format(x)) == x for generated names", "[counter]") {
@@ -120,6 +139,31 @@ TEST_CASE("counter: scanning a directory reports duplicates and garbage", "[coun
     const EntryScan efi = scan_entry_names({"d.efi", "d+1.efi"}, ".efi");
     CHECK(efi.entries.size() == 2);
     CHECK(efi.duplicates.size() == 1);
+}
+
+TEST_CASE(
+    "counter: of a torn rename's names, the one LoaderBootCountPath names, else the furthest along, holds the entry",
+    "[counter]") {
+    auto files = [](std::vector<std::string> names) {
+        std::vector<EntryFile> out;
+        for (auto& n : names) out.push_back(EntryFile{n, parse_entry_name(n)});
+        return out;
+    };
+    // systemd-boot's own rename, +1 -> +0-1, in either directory order
+    CHECK(torn_rename_survivor(files({"a+1.conf", "a+0-1.conf"})) == 1);
+    CHECK(torn_rename_survivor(files({"a+0-1.conf", "a+1.conf"})) == 0);
+    CHECK(torn_rename_survivor(files({"a+3-0.conf", "a+2-1.conf"})) == 1);
+    // a blessing followed (bless-boot renamed the new name): the good name
+    CHECK(torn_rename_survivor(files({"a+1.conf", "a.conf"})) == 1);
+    // nixboot's mark-bad (+2 -> +0, nothing done): fewer left
+    CHECK(torn_rename_survivor(files({"a+2.conf", "a+0.conf"})) == 1);
+    // re-arming a bad entry (+0-1 -> +2) cut short reads as not armed
+    CHECK(torn_rename_survivor(files({"a+0-1.conf", "a+2.conf"})) == 0);
+    // the loader's word for this boot wins
+    CHECK(torn_rename_survivor(files({"a+1.conf", "a+0-1.conf"}), "a+1.conf") == 0);
+    CHECK(torn_rename_survivor(files({"a.conf", "a+0-1.conf"}), "a+0-1.conf") == 1);
+    CHECK(torn_rename_survivor(files({"a+1.conf", "a+0-1.conf"}), "a+5.conf") == 1);
+    CHECK(torn_rename_survivor(files({"a+1.conf"})) == 0);
 }
 
 TEST_CASE("counter: random names either parse and format back or are refused", "[counter]") {

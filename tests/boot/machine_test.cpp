@@ -64,7 +64,7 @@ TEST_CASE("first install adopts the current generation, the rest enter as trials
     auto report = s.machine.install();
     CHECK(report.adopted == std::optional<std::string>("nixos-generation-2"));
     CHECK(s.rig.entries() ==
-          Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+1.conf"});
+          Files{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf", "nixos-generation-3+1-0.conf"});
     CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
     auto v = s.backend.read();
     CHECK(v.persistent_default == std::optional<std::string>("nixos-generation-2"));
@@ -118,7 +118,7 @@ TEST_CASE("shared kernels are copied once under content names") {
     s.machine.install();
     CHECK(std::distance(std::filesystem::directory_iterator(s.rig.esp / "EFI/nixos"), {}) == 4);
     auto e2 = test::read_file(s.rig.esp / "loader/entries/nixos-generation-2.conf");
-    auto e3 = test::read_file(s.rig.esp / "loader/entries/nixos-generation-3+1.conf");
+    auto e3 = test::read_file(s.rig.esp / "loader/entries/nixos-generation-3+1-0.conf");
     auto linux_of = [](const std::string& t) {
         auto p = t.find("linux ");
         return t.substr(p, t.find('\n', p) - p);
@@ -145,7 +145,8 @@ TEST_CASE("try arms a one-shot matching the trial under either ID rule on system
     CHECK(s.rig.pinned_good_default() == "nixos-generation-2");  // G1 while the trial runs
 
     s.machine.mark_good("nixos-generation-3", "checks passed");
-    CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3.conf"});
+    CHECK(s.rig.entries() ==
+          Files{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf", "nixos-generation-3.conf"});
     CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
     CHECK(current_generation(s.rig.profile) == std::optional<unsigned>(3));
     auto ev = events(s.rig);
@@ -167,7 +168,7 @@ TEST_CASE("systemd-boot 258 boots the one-shot trial, whose ID has no counter") 
     s.machine.install();
     s.machine.try_generation(3, TryOptions{1, Reboot::no, false});
     CHECK(s.rig.entries() ==
-          Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+1.conf"});
+          Files{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf", "nixos-generation-3+1-0.conf"});
     CHECK(s.rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3[+.]*conf"));
     CHECK(s.rig.boot() == "nixos-generation-3+0-1.conf");
 }
@@ -303,8 +304,8 @@ TEST_CASE("a one-shot armed under one loader's ID rule boots the trial under the
 
 TEST_CASE("one_shot_pattern selects its entry only, under both ID rules") {
     const std::vector<std::string> ids = {
-        "nixos-generation-3+2-0.conf", "nixos-generation-30+1.conf", "nixos-generation-3-specialisation-x+1.conf",
-        "nixos-generation-3.conf.bak", "nixos-generation-30.conf",   "nixos-generation-3-specialisation-x.conf",
+        "nixos-generation-3+2-0.conf", "nixos-generation-30+1-0.conf", "nixos-generation-3-specialisation-x+1-0.conf",
+        "nixos-generation-3.conf.bak", "nixos-generation-30.conf",     "nixos-generation-3-specialisation-x.conf",
         "nixos-generation-3+1-1.conf", "nixos-generation-3.conf"};
     const auto p = one_shot_pattern("nixos-generation-3+2-0.conf");
     CHECK(p == "nixos-generation-3[+.]*conf");
@@ -313,11 +314,11 @@ TEST_CASE("one_shot_pattern selects its entry only, under both ID rules") {
         if (efi_fnmatch(p, id)) hits.push_back(id);
     CHECK(hits == std::vector<std::string>{"nixos-generation-3+2-0.conf", "nixos-generation-3+1-1.conf",
                                            "nixos-generation-3.conf"});
-    CHECK(one_shot_pattern("NixOS-Generation-3-specialisation-Big+1.conf") ==
+    CHECK(one_shot_pattern("NixOS-Generation-3-specialisation-Big+1-0.conf") ==
           "nixos-generation-3-specialisation-big[+.]*conf");
-    CHECK(one_shot_pattern("odd[1]*?+1.conf") == "odd\\[1\\]\\*\\?[+.]*conf");
-    CHECK(efi_fnmatch(one_shot_pattern("odd[1]*?+1.conf"), "odd[1]*?+1.conf"));
-    CHECK_FALSE(efi_fnmatch(one_shot_pattern("odd[1]*?+1.conf"), "odd1xx+1.conf"));
+    CHECK(one_shot_pattern("odd[1]*?+1-0.conf") == "odd\\[1\\]\\*\\?[+.]*conf");
+    CHECK(efi_fnmatch(one_shot_pattern("odd[1]*?+1-0.conf"), "odd[1]*?+1-0.conf"));
+    CHECK_FALSE(efi_fnmatch(one_shot_pattern("odd[1]*?+1-0.conf"), "odd1xx+1-0.conf"));
 }
 
 TEST_CASE("a one-shot of generation 5 never matches generation 50") {
@@ -339,11 +340,11 @@ TEST_CASE("a failed one-shot trial falls back to the good default and is marked 
     CHECK(s.rig.boot() == "nixos-generation-2.conf");      // ...the firmware falls back
     s.machine.mark_bad("nixos-generation-3", "trial boot of generation 3 did not reach a verdict");
     CHECK(s.rig.entries() ==
-          Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+0-1.conf"});
+          Files{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf", "nixos-generation-3+0-1.conf"});
     CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
     // bad entries can be retried
     s.machine.try_generation(3, {});
-    CHECK(s.rig.entries()[2] == "nixos-generation-3+1.conf");
+    CHECK(s.rig.entries()[2] == "nixos-generation-3+1-0.conf");
     CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
 }
 
@@ -368,7 +369,7 @@ TEST_CASE("mark-bad of the default moves the default to another good entry first
     CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
     s.machine.mark_bad("nixos-generation-3", "by hand");
     CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
-    CHECK(s.rig.entries()[2] == "nixos-generation-3+0.conf");
+    CHECK(s.rig.entries()[2] == "nixos-generation-3+0-0.conf");
 }
 
 TEST_CASE("rollback makes the previous good generation the default and points the profile at it") {
@@ -388,14 +389,14 @@ TEST_CASE("retention keeps the newest N, the newest good and the booted entry") 
     Setup s(6, "systemd-boot 252.39-1~deb12u1", 1, 1, 2);
     s.machine.install();  // adopts 1, keeps 5 and 6 as the newest two
     CHECK(s.rig.entries() ==
-          Files{"nixos-generation-1.conf", "nixos-generation-5+1.conf", "nixos-generation-6+1.conf"});
+          Files{"nixos-generation-1.conf", "nixos-generation-5+1-0.conf", "nixos-generation-6+1-0.conf"});
     s.machine.try_generation(6, {});
     CHECK(s.rig.boot() == "nixos-generation-6+0-1.conf");  // booted, not yet decided
     for (unsigned n = 7; n <= 9; ++n) test::make_generation(s.rig.store, s.rig.profile, n);
     s.machine.install();
     // 8, 9 newest; 1 newest good + profile; 6 booted (LoaderBootCountPath)
     CHECK(s.rig.entries() == Files{"nixos-generation-1.conf", "nixos-generation-6+0-1.conf",
-                                   "nixos-generation-8+1.conf", "nixos-generation-9+1.conf"});
+                                   "nixos-generation-8+1-0.conf", "nixos-generation-9+1-0.conf"});
     // kernels of removed generations are collected, the kept ones stay
     CHECK(std::distance(std::filesystem::directory_iterator(s.rig.esp / "EFI/nixos"), {}) == 8);
 }
@@ -404,8 +405,8 @@ TEST_CASE("without writable EFI variables the trial works by sort order, other t
     Setup s(4, "", 2);
     std::filesystem::remove_all(s.rig.efivars);  // no efivarfs at all
     s.machine.install();
-    CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+1.conf",
-                                   "nixos-generation-4+1.conf"});
+    CHECK(s.rig.entries() == Files{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf",
+                                   "nixos-generation-3+1-0.conf", "nixos-generation-4+1-0.conf"});
     CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
     CHECK_THROWS_WITH(s.machine.try_generation(1, {}),
                       "cannot arm 'nixos-generation-1' without writable EFI variables: good entry 'nixos-generation-2' "
@@ -413,8 +414,8 @@ TEST_CASE("without writable EFI variables the trial works by sort order, other t
     auto r = s.machine.try_generation(3, {});
     CHECK(r.mode == ArmMode::sort_order);
     // 4 would sort before the good fallback: parked as bad; default unpinned
-    CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+1.conf",
-                                   "nixos-generation-4+0.conf"});
+    CHECK(s.rig.entries() == Files{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf",
+                                   "nixos-generation-3+1-0.conf", "nixos-generation-4+0-0.conf"});
     CHECK(s.rig.pinned_good_default() == "<no default>");
     auto v = s.backend.read();
     CHECK(v.armed == std::optional<std::string>("nixos-generation-3"));
@@ -449,31 +450,102 @@ TEST_CASE("a generation without kernel or with a malformed boot.json is skipped,
     REQUIRE(r.skipped.size() == 2);
     CHECK(r.skipped[0].rfind("generation 2: ", 0) == 0);
     CHECK(r.skipped[1].rfind("generation 3: ", 0) == 0);
-    CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-4.conf"});
+    CHECK(s.rig.entries() == Files{"nixos-generation-1+1-0.conf", "nixos-generation-4.conf"});
 }
 
-TEST_CASE("duplicate counters are reported and left alone, arming such an entry is refused") {
+namespace {
+
+// The warning about an entry with two names (a torn rename), as status and install print it.
+std::string torn_warning(const std::filesystem::path& dir, const std::string& id, const std::string& entry,
+                         const std::string& stale) {
+    return "entry '" + id + "' has 2 file names in " + dir.string() + ", as a rename cut short leaves them: " + entry +
+           " (read as the entry), " + stale +
+           " (stale); on FAT they can share one cluster chain, so nixboot removes and rewrites neither: unmount the "
+           "ESP, run 'fsck.fat -a' on its device (it empties one of the names, which splits them), mount it, remove " +
+           stale + " and run 'nixboot install'";
+}
+
+std::size_t count(const std::vector<std::string>& lines, const std::string& line) {
+    return static_cast<std::size_t>(std::count(lines.begin(), lines.end(), line));
+}
+
+std::uintmax_t links(const std::filesystem::path& p) { return std::filesystem::hard_link_count(p); }
+
+}  // namespace
+
+TEST_CASE("two names for one entry are read as one entry, reported once, and neither is removed") {
     Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
     s.machine.install();
     auto dir = s.rig.esp / "loader/entries";
-    std::filesystem::copy_file(dir / "nixos-generation-3+1.conf", dir / "nixos-generation-3.conf");
+    std::filesystem::copy_file(dir / "nixos-generation-3+1-0.conf", dir / "nixos-generation-3.conf");
     test::write_file(dir / "other+x.conf", "title Other\nlinux /x\n");
     auto v = s.backend.read();
-    bool dup = false, garbage = false;
-    for (const auto& w : v.warnings) {
-        dup |= w.find("duplicate entries for the same ID") != std::string::npos &&
-               w.find("nixos-generation-3+1.conf") != std::string::npos;
-        garbage |= w.find("other+x.conf") != std::string::npos;
-    }
-    CHECK(dup);
+    CHECK(count(v.warnings, torn_warning(dir, "nixos-generation-3", "nixos-generation-3.conf",
+                                         "nixos-generation-3+1-0.conf")) == 1);
+    bool garbage = false;
+    for (const auto& w : v.warnings) garbage |= w.find("other+x.conf") != std::string::npos;
     CHECK(garbage);
-    s.machine.install();
-    CHECK(std::filesystem::exists(dir / "nixos-generation-3+1.conf"));
+    CHECK(std::count_if(v.entries.begin(), v.entries.end(), [](const Entry& e) { return e.generation == 3; }) == 1);
+    CHECK(v.find("nixos-generation-3")->file == "loader/entries/nixos-generation-3.conf");
+    CHECK(v.find("nixos-generation-3")->state == EntryState::good);
+    auto r = s.machine.install();
+    CHECK(count(r.sync.warnings, torn_warning(dir, "nixos-generation-3", "nixos-generation-3.conf",
+                                              "nixos-generation-3+1-0.conf")) == 1);
+    CHECK(std::filesystem::exists(dir / "nixos-generation-3+1-0.conf"));
     CHECK(std::filesystem::exists(dir / "nixos-generation-3.conf"));
     CHECK(std::filesystem::exists(dir / "other+x.conf"));
-    CHECK_THROWS_WITH(s.machine.try_generation(3, {}),
-                      "entry 'nixos-generation-3' has more than one file in " + dir.string() +
-                          " (nixos-generation-3+1.conf, nixos-generation-3.conf); remove all but one");
+}
+
+TEST_CASE("a torn counter rename: the loader's new name decides, mark-bad and mark-good rename only it, try refuses") {
+    Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
+    s.machine.install();
+    s.machine.try_generation(3, {});
+    CHECK(s.rig.boot(Rig::Torn::yes) == "nixos-generation-3+0-1.conf");
+    auto dir = s.rig.esp / "loader/entries";
+    CHECK(s.rig.entries() == Files{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf",
+                                   "nixos-generation-3+0-1.conf", "nixos-generation-3+1-0.conf"});
+    const auto torn =
+        torn_warning(dir, "nixos-generation-3", "nixos-generation-3+0-1.conf", "nixos-generation-3+1-0.conf");
+    auto v = s.backend.read();
+    CHECK(count(v.warnings, torn) == 1);
+    REQUIRE(v.find("nixos-generation-3"));
+    CHECK(v.find("nixos-generation-3")->file == "loader/entries/nixos-generation-3+0-1.conf");
+    CHECK(v.find("nixos-generation-3")->tries_done == 1);
+    CHECK(v.booted == "nixos-generation-3");
+    CHECK(v.persistent_default == "nixos-generation-2");
+
+    CHECK_THROWS_WITH(s.machine.try_generation(3, {}), "cannot arm 'nixos-generation-3': " + torn);
+    s.machine.mark_bad("nixos-generation-3", "checks failed");
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
+    CHECK(links(dir / "nixos-generation-3+0-1.conf") == 2);
+    CHECK(links(dir / "nixos-generation-3+1-0.conf") == 2);
+
+    s.machine.mark_good("nixos-generation-3", "by hand");
+    CHECK(s.rig.entries() == Files{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf",
+                                   "nixos-generation-3+1-0.conf", "nixos-generation-3.conf"});
+    CHECK(links(dir / "nixos-generation-3.conf") == 2);  // renamed, never unlinked or rewritten
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
+    // never the stale name, whatever boots next
+    CHECK(s.rig.boot() == "nixos-generation-3.conf");
+    CHECK(s.rig.unparsable().empty());
+}
+
+TEST_CASE("a generation whose entry has two names is kept with its kernel when retention drops it") {
+    Setup s(3, "systemd-boot 252.39-1~deb12u1", 3);
+    s.machine.install();
+    auto dir = s.rig.esp / "loader/entries";
+    std::filesystem::create_hard_link(dir / "nixos-generation-1+1-0.conf", dir / "nixos-generation-1+0-1.conf");
+    auto kernel = parse_bls_entry(test::read_file(dir / "nixos-generation-1+1-0.conf"), "e").kernel.value();
+    Machine keep1(s.backend, s.rig.machine_options(1, 1));
+    auto r = keep1.install();
+    CHECK(r.sync.removed == Files{"nixos-generation-2"});
+    CHECK(count(r.sync.warnings, "entry 'nixos-generation-1' is not removed while it has more than one file name") ==
+          1);
+    CHECK(count(r.sync.warnings, torn_warning(dir, "nixos-generation-1", "nixos-generation-1+0-1.conf",
+                                              "nixos-generation-1+1-0.conf")) == 1);
+    CHECK(links(dir / "nixos-generation-1+1-0.conf") == 2);
+    CHECK(std::filesystem::exists(s.rig.esp / std::filesystem::path(kernel).relative_path()));
+    CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
 }
 
 TEST_CASE("loader.conf keeps the lines nixboot does not manage") {
@@ -511,7 +583,7 @@ TEST_CASE("loader.conf is padded at install and rewritten in place when the defa
 
 TEST_CASE("a stale LoaderEntryDefault is removed, an unreadable one-shot is refused with its name") {
     Setup s(3, "systemd-boot 252.39-1~deb12u1", 2);
-    EfiVars(s.rig.efivars).set_string(efivar_name::loader_entry_default, "nixos-generation-3+1.conf");
+    EfiVars(s.rig.efivars).set_string(efivar_name::loader_entry_default, "nixos-generation-3+1-0.conf");
     s.machine.install();
     CHECK_FALSE(s.rig.var(efivar_name::loader_entry_default));
     CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
@@ -595,7 +667,7 @@ TEST_CASE("the no-op fast path notices what the loader and the user change") {
     s.machine.install();
     CHECK(s.rig.pinned_good_default() == "nixos-generation-2");
     // a stale EFI default is removed
-    EfiVars(s.rig.efivars).set_string(efivar_name::loader_entry_default, "nixos-generation-4+1.conf");
+    EfiVars(s.rig.efivars).set_string(efivar_name::loader_entry_default, "nixos-generation-4+1-0.conf");
     s.machine.install();
     CHECK_FALSE(s.rig.var(efivar_name::loader_entry_default));
 }
@@ -685,7 +757,7 @@ TEST_CASE("mark-good, mark-bad, rollback and install on a full state directory s
                 journal_full_error(s.rig) + "; nothing more to run; the journal lacks its 'bad' record");
     });
     CHECK(s.rig.entries() ==
-          Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf", "nixos-generation-3+0.conf"});
+          Files{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf", "nixos-generation-3+0-0.conf"});
     with_journal_full(s.rig, [&] {
         // The verdict is journaled before the loader changes: here it is the
         // record that fails, and nothing changed.
@@ -709,7 +781,7 @@ TEST_CASE("mark-good, mark-bad, rollback and install on a full state directory s
             "the entries are synced (1 added, 0 removed; default nixos-generation-1), but journaling it failed: " +
                 journal_full_error(s.rig) + "; nothing more to run; the journal lacks its 'install' record");
     });
-    CHECK(std::filesystem::exists(s.rig.esp / "loader/entries/nixos-generation-4+1.conf"));
+    CHECK(std::filesystem::exists(s.rig.esp / "loader/entries/nixos-generation-4+1-0.conf"));
 }
 
 // ---- retention against G4 --------------------------------------------------------
@@ -729,12 +801,12 @@ TEST_CASE(
     auto r = keep1.install();
     CHECK(r.sync.removed == std::vector<std::string>{"nixos-generation-4"});
     CHECK(s.rig.entries() == Files{"nixos-generation-1.conf", "nixos-generation-2.conf", "nixos-generation-3.conf",
-                                   "nixos-generation-6+1.conf"});
+                                   "nixos-generation-6+1-0.conf"});
     // Once nothing but retention holds 1 and 2, they go: good ones included.
     EfiVars(s.rig.efivars).remove(efivar_name::loader_entry_selected);
     s.machine.mark_good("nixos-generation-3", "by hand");  // default and profile: 3
     keep1.install();
-    CHECK(s.rig.entries() == Files{"nixos-generation-3.conf", "nixos-generation-6+1.conf"});
+    CHECK(s.rig.entries() == Files{"nixos-generation-3.conf", "nixos-generation-6+1-0.conf"});
     CHECK(s.rig.pinned_good_default() == "nixos-generation-3");
 }
 
@@ -788,7 +860,7 @@ TEST_CASE("a generation numbered above 999999999 is refused at install naming it
     auto skipped = r.skipped;
     std::sort(skipped.begin(), skipped.end());
     CHECK(skipped == expected);
-    CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf"});
+    CHECK(s.rig.entries() == Files{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf"});
     // What install writes, list reads back: every entry is a generation.
     CHECK(s.machine.status().view.entries.size() == s.rig.entries().size());
 }
@@ -924,11 +996,11 @@ TEST_CASE("a generation whose entry would exceed the read limit is skipped, an o
         REQUIRE(r.skipped.size() == 1);
         CHECK(r.skipped[0] == "generation 4: " + (top / "boot.json").string() +
                                   ": kernel parameters of 65907 bytes, more than the 16384 a boot entry may hold");
-        CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf",
-                                       "nixos-generation-3+1.conf", "nixos-generation-5+1.conf"});
+        CHECK(s.rig.entries() == Files{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf",
+                                       "nixos-generation-3+1-0.conf", "nixos-generation-5+1-0.conf"});
     }
     SECTION("an entry on disk larger than 64 KiB: reported, rewritten by install, other verbs work") {
-        const auto big = s.rig.esp / "loader/entries/nixos-generation-3+1.conf";
+        const auto big = s.rig.esp / "loader/entries/nixos-generation-3+1-0.conf";
         test::write_file(big, "title x\noptions " + std::string(70 * 1024, 'x') + "\n");
         const auto view = s.backend.read();
         CHECK(view.find("nixos-generation-3") != nullptr);
@@ -942,8 +1014,8 @@ TEST_CASE("a generation whose entry would exceed the read limit is skipped, an o
         CHECK(test::read_file(s.rig.esp / "loader/entries/nixos-generation-3.conf").size() < 4096);
         CHECK(s.machine.rollback("") == "nixos-generation-2");
         s.machine.mark_bad("nixos-generation-3", "by hand");
-        CHECK(s.rig.entries()[2] == "nixos-generation-3+0.conf");
-        const auto bad = s.rig.esp / "loader/entries/nixos-generation-3+0.conf";
+        CHECK(s.rig.entries()[2] == "nixos-generation-3+0-0.conf");
+        const auto bad = s.rig.esp / "loader/entries/nixos-generation-3+0-0.conf";
         test::write_file(bad, "title x\noptions " + std::string(70 * 1024, 'x') + "\n");
         auto r = s.machine.install();
         CHECK(r.sync.updated == Files{"nixos-generation-3"});
@@ -1016,7 +1088,7 @@ TEST_CASE("a specialisation named to escape or inject is refused, no file appear
         auto r = s.machine.install();
         REQUIRE(r.skipped.size() == 1);
         CHECK(r.skipped[0].rfind("generation 3: " + (top / "boot.json").string() + ": specialisation '", 0) == 0);
-        CHECK(s.rig.entries() == Files{"nixos-generation-1+1.conf", "nixos-generation-2.conf"});
+        CHECK(s.rig.entries() == Files{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf"});
         Files top_level;
         for (const auto& e : std::filesystem::directory_iterator(s.rig.esp))
             top_level.push_back(e.path().filename().string());

@@ -21,7 +21,7 @@ TEST_CASE("LoaderInfo decides the entry ID scheme") {
     CHECK(id_scheme_for("") == IdScheme::with_counter);
     CHECK(loader_entry_id("nixos-generation-5+1-2.conf", IdScheme::with_counter) == "nixos-generation-5+1-2.conf");
     CHECK(loader_entry_id("nixos-generation-5+1-2.conf", IdScheme::without_counter) == "nixos-generation-5.conf");
-    CHECK(loader_entry_id("nixos-generation-5-specialisation-Big+3.conf", IdScheme::without_counter) ==
+    CHECK(loader_entry_id("nixos-generation-5-specialisation-Big+3-0.conf", IdScheme::without_counter) ==
           "nixos-generation-5-specialisation-big.conf");
 }
 
@@ -68,8 +68,8 @@ TEST_CASE("sort order: spent entries last, newest version first, more tries firs
     std::vector<SortItem> items{
         item("nixos-generation-9.conf", std::nullopt, "Generation 9 x"),
         item("nixos-generation-11+0-3.conf", Counter{0, 3}, "Generation 11 x"),
-        item("nixos-generation-10+1.conf", Counter{1, 0}, "Generation 10 x"),
-        item("nixos-generation-10-specialisation-a+1.conf", Counter{1, 0}, "Generation 10 x"),
+        item("nixos-generation-10+1-0.conf", Counter{1, 0}, "Generation 10 x"),
+        item("nixos-generation-10-specialisation-a+1-0.conf", Counter{1, 0}, "Generation 10 x"),
     };
     SortItem foreign;
     foreign.file_name = "zzz.conf";
@@ -77,13 +77,14 @@ TEST_CASE("sort order: spent entries last, newest version first, more tries firs
     sort_like_systemd_boot(items, IdScheme::with_counter);
     std::vector<std::string> names;
     for (const auto& i : items) names.push_back(i.file_name);
-    CHECK(names == std::vector<std::string>{"nixos-generation-10+1.conf", "nixos-generation-10-specialisation-a+1.conf",
-                                            "nixos-generation-9.conf", "zzz.conf", "nixos-generation-11+0-3.conf"});
+    CHECK(names == std::vector<std::string>{"nixos-generation-10+1-0.conf",
+                                            "nixos-generation-10-specialisation-a+1-0.conf", "nixos-generation-9.conf",
+                                            "zzz.conf", "nixos-generation-11+0-3.conf"});
 }
 
 TEST_CASE("default choice: one-shot, EFI default, loader.conf glob, first entry") {
     std::vector<SortItem> sorted(3);
-    sorted[0].file_name = "nixos-generation-3+1.conf";
+    sorted[0].file_name = "nixos-generation-3+1-0.conf";
     sorted[1].file_name = "nixos-generation-2.conf";
     sorted[2].file_name = "nixos-generation-1.conf";
     DefaultInputs in;
@@ -92,7 +93,7 @@ TEST_CASE("default choice: one-shot, EFI default, loader.conf glob, first entry"
     CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(1));
     in.efi_default = "nixos-generation-1*";
     CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(2));
-    in.one_shot = "nixos-generation-3+1.conf";
+    in.one_shot = "nixos-generation-3+1-0.conf";
     CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(0));
     // the same one-shot under the 258 scheme matches nothing: falls through
     CHECK(pick_default_entry(sorted, in, IdScheme::without_counter) == std::optional<std::size_t>(2));
@@ -179,12 +180,12 @@ TEST_CASE("the backend reads LoaderBootCountPath, and ignores one that is not a 
     auto v = be.read();
     CHECK(v.booted == std::optional<std::string>("nixos-generation-2"));
     CHECK(v.booted_file == std::optional<std::string>("loader/entries/nixos-generation-2+0-1.conf"));
-    EfiVars(rig.efivars).set_string(efivar_name::loader_boot_count_path, "\\loader\\entries\\..\\x+1.conf");
+    EfiVars(rig.efivars).set_string(efivar_name::loader_boot_count_path, "\\loader\\entries\\..\\x+1-0.conf");
     v = be.read();
     CHECK_FALSE(v.booted_file);
     REQUIRE_FALSE(v.warnings.empty());
     CHECK(v.warnings.back() ==
-          "EFI variable LoaderBootCountPath '\\loader\\entries\\..\\x+1.conf' does not name a counted entry under "
+          "EFI variable LoaderBootCountPath '\\loader\\entries\\..\\x+1-0.conf' does not name a counted entry under "
           "\\loader\\entries\\ (ignored)");
 }
 
@@ -194,7 +195,7 @@ TEST_CASE("set_default refuses trial and bad entries, set_state refuses trial") 
     Machine m(be, rig.machine_options());
     m.install();
     CHECK_THROWS_WITH(be.set_default("nixos-generation-2"),
-                      "refusing to make 'nixos-generation-2' the default: it is a trial (nixos-generation-2+1.conf)");
+                      "refusing to make 'nixos-generation-2' the default: it is a trial (nixos-generation-2+1-0.conf)");
     CHECK_THROWS_WITH(be.set_state("nixos-generation-2", EntryState::trial),
                       "set_state: use arm() to make 'nixos-generation-2' a trial");
     CHECK_THROWS_WITH(be.set_default("nixos-generation-9"),

@@ -47,8 +47,8 @@ TEST_CASE("cli: install, try, status, list, history through the binary") {
     auto r = run_program(cmd(rig, {"install"}));
     CHECK(r.status == 0);
     CHECK(r.out == "adopted nixos-generation-2 as good\n2 added, 0 updated, 0 removed; default nixos-generation-2\n");
-    CHECK(rig.entries() == std::vector<std::string>{"nixos-generation-1+2.conf", "nixos-generation-2.conf",
-                                                    "nixos-generation-3+2.conf"});
+    CHECK(rig.entries() == std::vector<std::string>{"nixos-generation-1+2-0.conf", "nixos-generation-2.conf",
+                                                    "nixos-generation-3+2-0.conf"});
 
     r = run_program(cmd(rig, {"try", "3", "--tries", "1"}));
     CHECK(r.status == 0);
@@ -182,7 +182,7 @@ TEST_CASE("cli: nixboot-try is nixboot try") {
     auto r = run_program(cmd(rig, {"3", "--tries", "1"}, try_bin.c_str()));
     CHECK(r.status == 0);
     CHECK(rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3[+.]*conf"));
-    CHECK(rig.entries()[2] == "nixos-generation-3+1.conf");
+    CHECK(rig.entries()[2] == "nixos-generation-3+1-0.conf");
     r = run_program({try_bin.string(), "--help"});
     CHECK(r.status == 0);
     CHECK(r.out.rfind("Usage: nixboot [GLOBAL OPTIONS] try GEN", 0) == 0);
@@ -225,7 +225,7 @@ TEST_CASE("cli: the config file supplies defaults, the command line wins") {
     with_config(rig, "esp = /nonexistent\ntries = 3\n");
     auto r = run_program(cmd(rig, {"install"}));  // --esp on the command line wins over esp =
     CHECK(r.status == 0);
-    CHECK(rig.entries()[2] == "nixos-generation-3+3.conf");
+    CHECK(rig.entries()[2] == "nixos-generation-3+3-0.conf");
 }
 
 TEST_CASE("cli: install --install-bootloader runs grub-install first, and only when asked") {

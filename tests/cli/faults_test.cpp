@@ -123,7 +123,7 @@ void full_esp_install(Rig& rig) {
     r = run_program(cmd(rig, {"install"}));
     INFO(r.err);
     CHECK(r.status == 0);
-    CHECK(rig.entries().back() == "nixos-generation-4+1.conf");
+    CHECK(rig.entries().back() == "nixos-generation-4+1-0.conf");
     check_safe(rig, "nixos-generation-2", good);
 }
 
@@ -233,8 +233,8 @@ TEST_CASE("faults: a 1 GB boot.json is refused with one line, the other generati
     CHECK(r.status == 0);
     CHECK(r.err == "nixboot: warning: skipped generation 4: reading '" + (top / "boot.json").string() +
                        "': larger than 1048576 bytes\n");
-    CHECK(rig.entries() == std::vector<std::string>{"nixos-generation-1+1.conf", "nixos-generation-2.conf",
-                                                    "nixos-generation-3+1.conf"});
+    CHECK(rig.entries() == std::vector<std::string>{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf",
+                                                    "nixos-generation-3+1-0.conf"});
     check_safe(rig, "nixos-generation-2", rig.good_files());
 }
 

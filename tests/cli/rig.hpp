@@ -180,8 +180,11 @@ struct Rig {
     // What systemd-boot does at power-on: choose (one-shot first, which it
     // deletes; `preferred` where LoaderFeatures has it), decrement a counted
     // entry by renaming it, and report it. Returns the file name it boots
-    // (after the rename).
-    std::string boot() {
+    // (after the rename). Torn::yes: the rename was cut short on FAT and left
+    // both names on one cluster chain, modelled by a hard link (two names,
+    // one file; unlinking one shows in st_nlink).
+    enum class Torn { no, yes };
+    std::string boot(Torn torn = Torn::no) {
         auto be = SdBootBackend(backend_options());
         auto info = var(efivar_name::loader_info).value_or("");
         auto scheme = id_scheme_for(info);
@@ -224,7 +227,10 @@ struct Rig {
         auto n = parse_entry_name(name);
         if (n.counter) {
             auto next = format_entry_name(decrement(n));
-            std::filesystem::rename(esp / "loader/entries" / name, esp / "loader/entries" / next);
+            if (torn == Torn::yes)
+                std::filesystem::create_hard_link(esp / "loader/entries" / name, esp / "loader/entries" / next);
+            else
+                std::filesystem::rename(esp / "loader/entries" / name, esp / "loader/entries" / next);
             vars.set_string(efivar_name::loader_boot_count_path, "\\loader\\entries\\" + next);
             return next;
         }

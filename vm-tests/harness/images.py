@@ -245,6 +245,40 @@ BASE_PARAMS = [
 ]
 
 
+# Parameters with quotes and spaces, as laptops carry them: the kernel must
+# read the same pairs whichever loader booted generation 2 (scenario 1).
+QUOTED_PARAMS = ['acpi_osi="!Windows 2020"', 'nixboot.vm_note="two words"']
+QUOTED_PAIRS = [("acpi_osi", "!Windows 2020"), ("nixboot.vm_note", "two words")]
+
+
+def kernel_cmdline_pairs(cmdline: str) -> list:
+    """/proc/cmdline split as the kernel splits it (Linux lib/cmdline.c
+    next_arg): double quotes group, the quotes around a value or a whole
+    parameter are dropped, there is no escape character."""
+    out = []
+    s = cmdline.strip()
+    while s:
+        quoted = s[0] == '"'
+        if quoted:
+            s = s[1:]
+        in_quote, equals, i = quoted, -1, 0
+        while i < len(s) and (in_quote or not s[i].isspace()):
+            if equals < 0 and s[i] == "=":
+                equals = i
+            if s[i] == '"':
+                in_quote = not in_quote
+            i += 1
+        word, s = s[:i], s[i:].lstrip()
+        if equals < 0:
+            out.append((word[:-1] if quoted and word.endswith('"') else word, None))
+            continue
+        name, val = word[:equals], word[equals + 1 :]
+        if val.startswith('"'):
+            val = val[1:-1] if val.endswith('"') else val[1:]
+        out.append((name, val))
+    return out
+
+
 def _subst(text: str, **kw) -> str:
     for k, v in kw.items():
         text = text.replace(f"@{k}@", v)
@@ -340,7 +374,7 @@ def write_toplevel(store: Path, variant: str, kern: Kernel, initrd: Path, bootlo
     _write(top / "etc/nixboot/checks.d/required/vm-ok", _subst(CHECK_OK, **kw), 0o755)
     if variant == "failcheck":
         _write(top / "etc/nixboot/checks.d/required/vm-service", _subst(CHECK_FAIL, **kw), 0o755)
-    params = BASE_PARAMS
+    params = BASE_PARAMS + (QUOTED_PARAMS if variant == "healthy" else [])
     _write(top / "kernel-params", " ".join(params))
     _write(top / "nixos-version", f"24.11-nixboot-vm-{variant}")
     spec = {

@@ -9,7 +9,7 @@ import json
 import re
 import time
 
-from .images import store_path
+from .images import QUOTED_PAIRS, kernel_cmdline_pairs, store_path
 from .scenario import Ctx, describe_status, entry_of, generation_of, scenario
 
 BOOT = 240  # seconds for a boot to reach the backdoor shell (TCG)
@@ -135,6 +135,17 @@ def expect_good_default(ctx: Ctx, st: dict, generation: int, what: str) -> None:
         ctx.fail(f"{what}: generation {generation} should be the default: {describe_status(st)}")
 
 
+def expect_kernel_params(ctx: Ctx, what: str) -> None:
+    """Generation 2's quoted parameters reach the kernel as the same pairs on
+    every loader (GRUB re-quotes `linux` arguments: docs/grub.md)."""
+    cmdline = ctx.sh("cat /proc/cmdline").strip()
+    pairs = kernel_cmdline_pairs(cmdline)
+    for want in QUOTED_PAIRS:
+        if want not in pairs:
+            ctx.fail(f"{what}: the kernel did not read {want[0]}={want[1]!r}; /proc/cmdline is {cmdline!r}")
+    ctx.say(f"kernel parameters as the kernel reads them: {[p for p in pairs if p in QUOTED_PAIRS]}")
+
+
 def narrate_boot(ctx: Ctx, b) -> None:
     ctx.say(f"boot {b.number}: {b.entry()}, initrd of generation " f"'{b.stage1_of()}', {b.outcome()}")
 
@@ -206,6 +217,7 @@ def healthy_trial(ctx: Ctx):
     ctx.power_on(BOOT)
     narrate_boot(ctx, ctx.m.boot)
     st = expect_on(ctx, 2, "healthy", "the trial boot of generation 2")
+    expect_kernel_params(ctx, "the trial boot of generation 2")
     expect_good_default(ctx, st, 2, "after the trial's checks")
     prof = ctx.sh("readlink /nix/var/nix/profiles/system").strip()
     if prof != "system-2-link":

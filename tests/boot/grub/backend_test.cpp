@@ -326,16 +326,58 @@ TEST_CASE("grub backend: a grubenv it cannot parse is refused and left alone", "
     Fixture f;
     GrubBackend b(f.opts);
     b.sync(std::vector<Generation>{f.gen(1), f.gen(2)}, good_sync());
-    const std::string broken = "# GRUB Environment Block\nnixboot_trial=x\n";  // truncated
+    std::string broken = "# GRUB Environment Block\nnixboot_trial\n";  // no '='
+    broken.append(1024 - broken.size(), '#');
     spit(f.boot / "grub/grubenv", broken);
     ArmOptions ao;
-    CHECK_THROWS_WITH(b.set_default("nixos-generation-2"),
-                      (f.boot / "grub/grubenv").string() + ": is 41 bytes, not 1024 (truncated?)");
+    const std::string why = (f.boot / "grub/grubenv").string() + ": line 2: no '=' in 'nixboot_trial'";
+    CHECK_THROWS_WITH(b.set_default("nixos-generation-2"), why);
     CHECK_THROWS_AS(b.arm("nixos-generation-1", ao), ParseError);
     CHECK(slurp(f.boot / "grub/grubenv") == broken);
     auto v = b.read();  // status still works and says why
     REQUIRE_FALSE(v.warnings.empty());
-    CHECK(v.warnings[0].find("is 41 bytes, not 1024") != std::string::npos);
+    CHECK(v.warnings[0] == why + " (left alone; the trial counter cannot be read)");
+}
+
+TEST_CASE(
+    "grub backend: a grubenv of another size is read as GRUB reads it, and a change that would write it "
+    "refuses before anything changes",
+    "[grub][backend][real]") {
+    Fixture f;
+    GrubBackend b(f.opts);
+    const std::vector<Generation> gens{f.gen(1), f.gen(2)};
+    b.sync(gens, good_sync());
+    b.set_default("nixos-generation-1");
+    const auto file = f.boot / "grub/grubenv";
+    const std::string shorter = slurp(file).substr(0, 1000);
+    spit(file, shorter);
+    const std::string shown = file.string();
+    const std::string fix = "recreate it with 'grub-editenv " + shown + " create', then run 'nixboot install'";
+    auto v = b.read();
+    CHECK(v.persistent_default == std::optional<std::string>("nixos-generation-1"));
+    CHECK(std::count(v.warnings.begin(), v.warnings.end(),
+                     shown +
+                         ": is 1000 bytes, not 1024 (truncated?); read as GRUB reads it, but nixboot will not "
+                         "write it: " +
+                         fix) == 1);
+    const auto state_before =
+        std::make_pair(slurp(f.boot / "grub/nixboot-state.a"), slurp(f.boot / "grub/nixboot-state.b"));
+    const std::string refusal = shown +
+                                ": is 1000 bytes, not 1024 (truncated?); nixboot writes only a 1024-byte block in "
+                                "place and will not replace this one: " +
+                                fix;
+    CHECK_THROWS_WITH(b.set_default("nixos-generation-2"), refusal);
+    ArmOptions ao;
+    CHECK_THROWS_WITH(b.arm("nixos-generation-2", ao), refusal);
+    CHECK(slurp(file) == shorter);
+    CHECK(std::make_pair(slurp(f.boot / "grub/nixboot-state.a"), slurp(f.boot / "grub/nixboot-state.b")) ==
+          state_before);
+    CHECK(b.read().persistent_default == std::optional<std::string>("nixos-generation-1"));
+    // what needs no write still works: an install with nothing to change, the same default again
+    b.sync(gens, good_sync());
+    b.set_default("nixos-generation-1");
+    b.disarm();
+    CHECK(slurp(file) == shorter);
 }
 
 TEST_CASE("grub backend: /boot where GRUB cannot write", "[grub][backend][real]") {

@@ -95,9 +95,10 @@ TEST_CASE("grubenv: set refuses names GRUB script cannot use", "[grub][grubenv]"
 
 TEST_CASE("grubenv: bad blocks are refused with the reason", "[grub][grubenv]") {
     const std::string good = block_with("a=1\n");
-    CHECK(parse_error(good.substr(0, 1000)) == "/boot/grub/grubenv: is 1000 bytes, not 1024 (truncated?)");
     CHECK(parse_error("") == "/boot/grub/grubenv: is 0 bytes, not 1024 (truncated?)");
-    CHECK(parse_error(good + "#") == "/boot/grub/grubenv: is 1025 bytes, not 1024 (oversized)");
+    // GRUB refuses a file no longer than its signature (grub_envblk_open)
+    CHECK(parse_error(env_header) == "/boot/grub/grubenv: is 25 bytes, not 1024 (truncated?)");
+    CHECK(parse_error("# GRUB") == "/boot/grub/grubenv: is 6 bytes, not 1024 (truncated?)");
     std::string headerless = good;
     headerless[2] = 'g';
     CHECK(parse_error(headerless) == "/boot/grub/grubenv: does not start with the header '# GRUB Environment Block'");
@@ -227,8 +228,105 @@ TEST_CASE("grubenv: reading a bad file names it and leaves it alone", "[grub][gr
     CHECK_FALSE(read_grubenv(dir, "grubenv").has_value());
     spit(tmp / "grubenv", "# GRUB Environment Block\nshort\n");
     const std::string shown = (tmp / "grubenv").string();
-    CHECK_THROWS_WITH(read_grubenv(dir, "grubenv"), shown + ": is 31 bytes, not 1024 (truncated?)");
+    CHECK_THROWS_WITH(read_grubenv(dir, "grubenv"), shown + ": line 2: no '=' in 'short'");
     CHECK(slurp(tmp / "grubenv") == "# GRUB Environment Block\nshort\n");
+}
+
+TEST_CASE("grubenv: a block of another size with the header is read as GRUB reads it", "[grub][grubenv]") {
+    const std::string good = block_with("a=1\nb=x\\\ny\n");  // b's value holds an escaped newline
+    const auto vars = [](const GrubEnv& env) {
+        std::string out;
+        for (const auto& line : env.lines())
+            if (line.kind == EnvLine::Kind::variable) out += line.name + "=" + line.value + ";";
+        return out;
+    };
+    CHECK(vars(parse_grubenv(good.substr(0, 1000), "g")) == "a=1;b=x\ny;");
+    CHECK(vars(parse_grubenv(good + std::string(1024, '#'), "g")) == "a=1;b=x\ny;");
+    const std::string header(env_header);
+    CHECK(vars(parse_grubenv(header + "a=1\n" + std::string(100, '#') + "\nc=3\n" + std::string(50, '#'), "g")) ==
+          "a=1;c=3;");
+    // cut short in a line: GRUB's grub_envblk_iterate stops there, so does nixboot
+    CHECK(vars(parse_grubenv(header + "a=1\nb=2", "g")) == "a=1;");
+    CHECK(vars(parse_grubenv(header + "a=1\nb", "g")) == "a=1;");
+    CHECK(parse_grubenv(header + "# WARNING: Do not", "g").lines().empty());
+    // what is refused in a 1024-byte block is refused in any other
+    CHECK(parse_error(header + "a=1\nno equals sign\n") == "/boot/grub/grubenv: line 3: no '=' in 'no equals sign'");
+    CHECK(parse_error(header + std::string("a\0=1\n", 5)) == "/boot/grub/grubenv: holds a NUL byte at offset 26");
+}
+
+TEST_CASE("grubenv: a file of another size is read with one warning and never written", "[grub][grubenv]") {
+    TempDir tmp;
+    RootDir dir = RootDir::open(tmp.path());
+    const std::string shown = (tmp / "grubenv").string();
+    const std::string fix = "recreate it with 'grub-editenv " + shown + " create', then run 'nixboot install'";
+    const std::string shorter = block_with("nixboot_default=nixos-generation-2\n").substr(0, 1000);
+    spit(tmp / "grubenv", shorter);
+    std::string warning;
+    auto env = read_grubenv(dir, "grubenv", &warning);
+    REQUIRE(env);
+    CHECK(env->get("nixboot_default") == "nixos-generation-2");
+    CHECK(warning == shown +
+                         ": is 1000 bytes, not 1024 (truncated?); read as GRUB reads it, but nixboot will not "
+                         "write it: " +
+                         fix);
+    const std::string refusal = shown +
+                                ": is 1000 bytes, not 1024 (truncated?); nixboot writes only a 1024-byte block in "
+                                "place and will not replace this one: " +
+                                fix;
+    env->set("nixboot_default", "nixos-generation-3");
+    CHECK_THROWS_WITH(write_grubenv(dir, "grubenv", *env, Sync::yes), refusal);
+    CHECK_THROWS_WITH(read_grubenv_to_write(dir, "grubenv"), refusal);
+    CHECK(slurp(tmp / "grubenv") == shorter);
+
+    const std::string longer = block_with("a=1\n") + std::string(1024, '#');
+    spit(tmp / "grubenv", longer);
+    warning.clear();
+    CHECK(read_grubenv(dir, "grubenv", &warning)->get("a") == "1");
+    CHECK(warning == shown +
+                         ": is 2048 bytes, not 1024 (oversized); read as GRUB reads it, but nixboot will not "
+                         "write it: " +
+                         fix);
+    CHECK_THROWS_WITH(write_grubenv(dir, "grubenv", GrubEnv{}, Sync::yes),
+                      shown +
+                          ": is 2048 bytes, not 1024 (oversized); nixboot writes only a 1024-byte block in place "
+                          "and will not replace this one: " +
+                          fix);
+    CHECK(slurp(tmp / "grubenv") == longer);
+
+    // a 1024-byte block: no warning
+    spit(tmp / "grubenv", block_with("a=1\n"));
+    warning.clear();
+    CHECK(read_grubenv(dir, "grubenv", &warning));
+    CHECK(warning.empty());
+}
+
+TEST_CASE("grubenv: grub-editenv reads a block of another size as nixboot does, and its fix works",
+          "[grub][grubenv][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
+    TempDir tmp;
+    const std::string file = (tmp / "grubenv").string();
+    REQUIRE(run({"grub-editenv", file, "create"}).status == 0);
+    REQUIRE(run({"grub-editenv", file, "set", "saved_entry=x", "nixboot_default=nixos-generation-2"}).status == 0);
+    spit(file, slurp(file).substr(0, 1000));
+    // grub-editenv keeps the file's size when it writes, as GRUB's save_env does
+    REQUIRE(run({"grub-editenv", file, "set", "next_entry=y"}).status == 0);
+    CHECK(slurp(file).size() == 1000);
+    const auto listed = run({"grub-editenv", file, "list"});
+    REQUIRE(listed.status == 0);
+    RootDir dir = RootDir::open(tmp.path());
+    std::string warning;
+    auto env = read_grubenv(dir, "grubenv", &warning);
+    REQUIRE(env);
+    std::string ours;
+    for (const auto& line : env->lines())
+        if (line.kind == EnvLine::Kind::variable) ours += line.name + "=" + line.value + "\n";
+    CHECK(ours == listed.output);
+    CHECK_FALSE(warning.empty());
+    // the fix the refusal names: a fresh block, which nixboot then writes
+    REQUIRE(run({"grub-editenv", file, "create"}).status == 0);
+    CHECK(slurp(file).size() == 1024);
+    write_grubenv(dir, "grubenv", *env, Sync::yes);
+    CHECK(read_grubenv(dir, "grubenv")->get("next_entry") == "y");
 }
 
 TEST_CASE("grubenv: mutated blocks only ever parse or raise ParseError", "[grub][grubenv]") {

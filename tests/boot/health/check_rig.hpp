@@ -65,8 +65,8 @@ struct CheckRig {
         return nixboot({"check", "--run", run.string(), "--cmdline", cmdline.string(), "--uptime", uptime.string()});
     }
     // Power-on: the loader picks and renames, stage 1 records the boot.
-    std::string boot() {
-        std::string booted = rig.boot();
+    std::string boot(Rig::Torn torn = Rig::Torn::no) {
+        std::string booted = rig.boot(torn);
         std::string id = booted.substr(0, booted.find_first_of("+."));
         write_file(cmdline, "init=/x nixboot.entry=" + id + "\n");
         std::filesystem::remove_all(run);  // /run is a fresh tmpfs each boot

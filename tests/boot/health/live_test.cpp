@@ -141,7 +141,7 @@ TEST_CASE("live: no confirm in time: the timer's command reverts and marks the g
     CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
     CHECK(std::filesystem::read_symlink(c.rig.profile) == "system-2-link");
     CHECK(c.reason_of(3, JournalEvent::live_revert) == "live trial of generation 3 was not confirmed within 60 s");
-    CHECK(std::filesystem::exists(c.rig.esp / "loader/entries/nixos-generation-3+0.conf"));
+    CHECK(std::filesystem::exists(c.rig.esp / "loader/entries/nixos-generation-3+0-0.conf"));
     // A confirm afterwards: one clear line, nothing changed.
     auto before = c.rig.snapshot();
     auto confirm = c.nixboot({"confirm"});

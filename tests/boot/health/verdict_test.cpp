@@ -70,6 +70,85 @@ TEST_CASE("check: a trial whose required checks pass is promoted and the watchdo
     CHECK(c.events_for(3) == std::vector<std::string>{"arm", "good", "promote"});
 }
 
+namespace {
+
+// How many times `text` occurs in `in`.
+std::size_t occurrences(const std::string& in, const std::string& text) {
+    std::size_t n = 0;
+    for (auto pos = in.find(text); pos != std::string::npos; pos = in.find(text, pos + text.size())) ++n;
+    return n;
+}
+
+std::string torn_line(const CheckRig& c, const std::string& entry, const std::string& stale) {
+    return "nixboot: warning: entry 'nixos-generation-3' has 2 file names in " +
+           (c.rig.esp / "loader/entries").string() + ", as a rename cut short leaves them: " + entry +
+           " (read as the entry), " + stale +
+           " (stale); on FAT they can share one cluster chain, so nixboot removes and rewrites neither: unmount the "
+           "ESP, run 'fsck.fat -a' on its device (it empties one of the names, which splits them), mount it, remove " +
+           stale + " and run 'nixboot install'\n";
+}
+
+}  // namespace
+
+TEST_CASE(
+    "check: a torn counter rename (both names left) is decided on the name LoaderBootCountPath gives, the old "
+    "name stays, status and install warn once",
+    "[health][verdict][cli]") {
+    CheckRig c;
+    c.check_script("required/ok", "echo fine");
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    CHECK(c.boot(Rig::Torn::yes) == "nixos-generation-3+0-1.conf");
+    const auto entries = c.rig.esp / "loader/entries";
+    CHECK(std::filesystem::hard_link_count(entries / "nixos-generation-3+1-0.conf") == 2);
+    auto r = c.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("verdict on nixos-generation-3: good: the required check passed\n") != std::string::npos);
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-3");
+    CHECK(std::filesystem::read_symlink(c.rig.profile) == "system-3-link");
+    CHECK(c.events_for(3) == std::vector<std::string>{"arm", "good", "promote"});
+    // only the loader's new name was renamed (blessed); neither name was unlinked
+    CHECK(c.rig.entries() == std::vector<std::string>{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf",
+                                                      "nixos-generation-3+1-0.conf", "nixos-generation-3.conf"});
+    CHECK(std::filesystem::hard_link_count(entries / "nixos-generation-3.conf") == 2);
+
+    const auto line = torn_line(c, "nixos-generation-3.conf", "nixos-generation-3+1-0.conf");
+    auto status = c.nixboot({"status"});
+    CHECK(status.status == 0);
+    CHECK(occurrences(status.err, line) == 1);
+    auto install = c.nixboot({"install"});
+    CHECK(install.status == 0);
+    CHECK(occurrences(install.err, line) == 1);
+    CHECK(std::filesystem::hard_link_count(entries / "nixos-generation-3.conf") == 2);
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-3");
+}
+
+TEST_CASE("check: a torn counter rename whose checks fail is marked bad on the new name and reboots into the default",
+          "[health][verdict][cli]") {
+    CheckRig c;
+    c.check_script("required/ssh", "echo 'port 22 closed'; exit 1");
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    c.boot(Rig::Torn::yes);
+    auto r = c.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 1);
+    CHECK(r.out.find("nixos-generation-3 is marked bad; rebooting into the default: " + c.reboot.string() + "\n") !=
+          std::string::npos);
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
+    CHECK(read_file(c.calls) == "reboot \n");
+    CHECK(c.events_for(3) == std::vector<std::string>{"arm", "bad"});
+    CHECK(c.reason_of(3, JournalEvent::bad) ==
+          "trial boot of nixos-generation-3: required check 'ssh' failed (exit status 1)");
+    CHECK(c.rig.entries() == std::vector<std::string>{"nixos-generation-1+1-0.conf", "nixos-generation-2.conf",
+                                                      "nixos-generation-3+0-1.conf", "nixos-generation-3+1-0.conf"});
+    CHECK(std::filesystem::hard_link_count(c.rig.esp / "loader/entries/nixos-generation-3+0-1.conf") == 2);
+    // the next boot: the loader boots the pinned default, never the stale name
+    CHECK(c.boot() == "nixos-generation-2.conf");
+    auto status = c.nixboot({"status"});
+    CHECK(status.status == 0);
+    CHECK(occurrences(status.err, torn_line(c, "nixos-generation-3+0-1.conf", "nixos-generation-3+1-0.conf")) == 1);
+}
+
 TEST_CASE("check: a failing required check marks the trial bad and reboots into the default",
           "[health][verdict][cli]") {
     CheckRig c;

@@ -269,12 +269,16 @@ def kernel_cmdline_pairs(cmdline: str) -> list:
                 in_quote = not in_quote
             i += 1
         word, s = s[:i], s[i:].lstrip()
+        closing = word.endswith('"')
         if equals < 0:
-            out.append((word[:-1] if quoted and word.endswith('"') else word, None))
+            out.append((word[:-1] if quoted and closing else word, None))
             continue
         name, val = word[:equals], word[equals + 1 :]
-        if val.startswith('"'):
-            val = val[1:-1] if val.endswith('"') else val[1:]
+        if val.startswith('"'):  # the value's own quotes
+            val = val[1:]
+            quoted = True
+        if quoted and closing:  # the closing quote of the value or of the whole word
+            val = val[:-1]
         out.append((name, val))
     return out
 

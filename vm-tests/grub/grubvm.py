@@ -271,14 +271,18 @@ class Disk:
             self.write(path, f.read_bytes())
 
 
-def _mkimage(out: Path, fmt: str, prefix: str, modules: list, early_cfg: str | None = None) -> None:
+def _mkimage(
+    out: Path, fmt: str, prefix: str, modules: list, early_cfg: str | None = None, grub_dir: Path | None = None
+) -> None:
     """grub-mkimage with every module built in and, when given, an embedded
-    early config (written beside `out` for the call, then removed)."""
-    extra = []
+    early config (written beside `out` for the call, then removed). grub_dir:
+    the platform's module directory of another GRUB build (a newer Debian
+    package's /usr/lib/grub/x86_64-efi); default this machine's."""
+    extra = ["-d", str(grub_dir)] if grub_dir else []
     cfg = out.with_name("early.cfg")
     if early_cfg is not None:
         cfg.write_text(early_cfg)
-        extra = ["-c", str(cfg)]
+        extra += ["-c", str(cfg)]
     try:
         run(["grub-mkimage", "-O", fmt, "-o", str(out), "-p", prefix] + extra + modules)
     finally:
@@ -286,12 +290,12 @@ def _mkimage(out: Path, fmt: str, prefix: str, modules: list, early_cfg: str | N
             cfg.unlink(missing_ok=True)
 
 
-def _mkimage_efi(out: Path, early_cfg: str | None = None) -> None:
-    _mkimage(out, "x86_64-efi", "/grub", EFI_MODULES, early_cfg)
+def _mkimage_efi(out: Path, early_cfg: str | None = None, grub_dir: Path | None = None) -> None:
+    _mkimage(out, "x86_64-efi", "/grub", EFI_MODULES, early_cfg, grub_dir)
 
 
-def _mkimage_bios(out: Path, early_cfg: str | None = None) -> None:
-    _mkimage(out, "i386-pc", "(hd0,msdos1)/grub", BIOS_MODULES, early_cfg)
+def _mkimage_bios(out: Path, early_cfg: str | None = None, grub_dir: Path | None = None) -> None:
+    _mkimage(out, "i386-pc", "(hd0,msdos1)/grub", BIOS_MODULES, early_cfg, grub_dir)
 
 
 def make_disk(
@@ -304,6 +308,7 @@ def make_disk(
     bios_early_cfg: str | None = None,
     esp_mb: int = 0,
     esp_label: str = "EFISYS",
+    grub_dir: Path | None = None,
 ) -> Disk:
     """Builds a bootable GRUB disk: MBR partition 1 with `fs` (labelled
     `label`) holding `files` (boot-fs path -> host path) plus the firmware's
@@ -312,7 +317,9 @@ def make_disk(
     $prefix/grub.cfg, which it must load itself).
     EFI with fs other than fat needs esp_mb: partition 1 is then a FAT ESP
     of esp_mb MiB (labelled esp_label) with only the GRUB image, and the
-    boot directory is partition 2 (see the module docstring)."""
+    boot directory is partition 2 (see the module docstring).
+    grub_dir: GRUB's module directory for the firmware's platform (another
+    GRUB build, unpacked); default this machine's."""
     if firmware not in ("efi", "bios"):
         raise VmError(f"firmware {firmware!r}: expected efi or bios")
     if fs not in ("fat", "ext4", "btrfs"):
@@ -344,6 +351,7 @@ def make_disk(
             _mkimage_efi(
                 esp_tree / "EFI" / "BOOT" / "BOOTX64.EFI",
                 f"search --no-floppy --fs-uuid --set=root {fs_uuid}\n" "set prefix=($root)/grub\n" if split else None,
+                grub_dir,
             )
         if split:
             esp = tmp / "esp.img"
@@ -398,25 +406,26 @@ def make_disk(
             ]
         )
         if firmware == "bios":
-            _install_bios_boot(image.with_suffix(".tmp"), tmp, bios_early_cfg)
+            _install_bios_boot(image.with_suffix(".tmp"), tmp, bios_early_cfg, grub_dir)
         image.with_suffix(".tmp").rename(image)
     return Disk(image=image, firmware=firmware, fs=fs, part_offset=part_start * SECTOR)
 
 
-def _install_bios_boot(image: Path, tmp: Path, early_cfg: str | None) -> None:
+def _install_bios_boot(image: Path, tmp: Path, early_cfg: str | None, grub_dir: Path | None = None) -> None:
     """boot.img's code into the MBR (bytes 0..439: the disk signature and the
     partition table at 440..511 stay), core.img into sectors 1.. of the gap.
     boot.img's default kernel sector is 1, and grub-mkimage -O i386-pc
     already starts core.img with diskboot.img whose blocklist covers the
     rest of the image from sector 2, so no patching is needed."""
     core = tmp / "core.img"
-    _mkimage_bios(core, early_cfg)
+    _mkimage_bios(core, early_cfg, grub_dir)
+    pc_dir = grub_dir or GRUB_PC_DIR
     core_sectors = (core.stat().st_size + SECTOR - 1) // SECTOR
     if 1 + core_sectors > PART_START_SECTOR:
         raise VmError(f"core.img is {core_sectors} sectors: does not fit the post-MBR gap")
-    boot = (GRUB_PC_DIR / "boot.img").read_bytes()
+    boot = (pc_dir / "boot.img").read_bytes()
     if len(boot) != SECTOR:
-        raise VmError(f"{GRUB_PC_DIR}/boot.img: {len(boot)} bytes, expected 512")
+        raise VmError(f"{pc_dir}/boot.img: {len(boot)} bytes, expected 512")
     with open(image, "r+b") as f:
         mbr = bytearray(f.read(SECTOR))
         if mbr[510:512] != b"\x55\xaa":

@@ -133,6 +133,23 @@ class _Grub(Bootloader):
     esp_mb = 0  # EFI with a non-FAT boot dir: size of the separate FAT ESP
     # Byte offset of the boot dir's partition in the disk image (build_boot_image sets it).
     boot_part_offset = grubvm.PART_START_SECTOR * grubvm.SECTOR
+    suite = None  # a Debian suite to take GRUB's modules from; None: this machine's
+
+    def package(self) -> str:
+        return "grub-efi-amd64-bin" if self.firmware == "efi" else "grub-pc-bin"
+
+    def grub_dir(self) -> Path | None:
+        """The module directory of the suite's GRUB (scripts/debian-package),
+        None for this machine's. The image is assembled by this machine's
+        grub-mkimage; what runs is the suite's kernel.img and modules."""
+        if self.suite is None:
+            return None
+        from harness.bootloaders import debian_package
+
+        where, version = debian_package(self.suite, self.package())
+        self._version = f"GRUB {version}"
+        platform = "x86_64-efi" if self.firmware == "efi" else "i386-pc"
+        return where / "usr/lib/grub" / platform
 
     def build_boot_image(self, kern, generation1: str) -> Path:
         img = self.workdir / f"boot-{self.name}.img"
@@ -161,6 +178,7 @@ class _Grub(Bootloader):
                     label="ESP",
                     bios_early_cfg=BIOS_EARLY_CFG,
                     esp_mb=self.esp_mb,
+                    grub_dir=self.grub_dir(),
                 )
             except grubvm.VmError as e:
                 raise HarnessError(f"{self.name}: building the boot disk: {e}")
@@ -182,8 +200,7 @@ done"""
     def loader_version(self) -> str:
         from harness.bootloaders import host_package_version
 
-        package = "grub-efi-amd64-bin" if self.firmware == "efi" else "grub-pc-bin"
-        return f"GRUB {host_package_version(package)}"
+        return getattr(self, "_version", None) or f"GRUB {host_package_version(self.package())}"
 
     def disable_one_shot(self, ctx) -> None:
         """GRUB has no one-shot separate from counting: a trial armed with
@@ -217,6 +234,29 @@ class GrubBios(_Grub):
 
     def firmware_args(self, machine_dir: Path) -> list:
         return ["-bios", str(grubvm.SEABIOS)]
+
+
+# Newer GRUB builds from Debian's other suites: Debian 13's 2.12 and
+# unstable's 2.14, booted with the same guest.
+@register
+class GrubEfiTrixie(GrubEfi):
+    name = "grub-efi-trixie"
+    suite = "trixie"
+    scenarios = {"1"}
+
+
+@register
+class GrubEfiSid(GrubEfi):
+    name = "grub-efi-sid"
+    suite = "sid"
+    scenarios = {"1", "2"}
+
+
+@register
+class GrubBiosSid(GrubBios):
+    name = "grub-bios-sid"
+    suite = "sid"
+    scenarios = {"1"}
 
 
 # ---------------------------------------------------------------------------

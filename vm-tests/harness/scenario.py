@@ -151,7 +151,10 @@ for u in {pkg}/lib/systemd/system/*; do
   [ -e "$u" ] || continue
   grep -q '^\\[Install\\]' "$u" && systemctl enable $(basename "$u")
 done
-true"""
+true""",
+            # daemon-reload and the enables take seconds on an idle guest, a
+            # minute or more when two VMs share the cores with compile jobs.
+            180,
         )
 
 

@@ -31,10 +31,17 @@ TEST_CASE("bootctl list agrees with the entries nixboot writes", "[interop]") {
                                {"SYSTEMD_RELAX_ESP_CHECKS=1"});
     INFO(r.err);
     REQUIRE(r.status == 0);
+    // bootctl 252 prints one JSON object a line; 257 and later one array.
     std::vector<nlohmann::json> listed;
     std::istringstream lines(r.out);
-    for (std::string line; std::getline(lines, line);)
-        if (!line.empty()) listed.push_back(nlohmann::json::parse(line));
+    for (std::string line; std::getline(lines, line);) {
+        if (line.empty()) continue;
+        auto doc = nlohmann::json::parse(line);
+        if (doc.is_array())
+            for (auto& e : doc) listed.push_back(e);
+        else
+            listed.push_back(doc);
+    }
     auto view = be.read();
     REQUIRE(listed.size() == view.entries.size());
     for (std::size_t i = 0; i < listed.size(); ++i) {

@@ -1,5 +1,7 @@
 // grubenv (boot/grub/grubenv.*): a block that parses formats back to exactly
-// 1024 bytes that parse to the same variables. The input is tried as it is
+// 1024 bytes that parse to the same variables. A block of another size is read
+// as GRUB reads it; only its variables may not fit in 1024 bytes, and then
+// format_grubenv refuses with the reason. The input is tried as it is
 // and, so that the fuzzer need not find the header and the padding itself,
 // as the body of a block (header + input + '#' padding).
 #include "boot/grub/grubenv.hpp"
@@ -20,8 +22,13 @@ void check_block(std::string_view block) {
     } catch (const ParseError&) {
         return;
     }
-    FUZZ_CHECK(block.size() == env_block_size);
-    const std::string formatted = format_grubenv(env);
+    std::string formatted;
+    try {
+        formatted = format_grubenv(env);
+    } catch (const Error&) {
+        FUZZ_CHECK(block.size() > env_block_size);
+        return;
+    }
     FUZZ_CHECK(formatted.size() == env_block_size);
     FUZZ_CHECK(parse_grubenv(formatted, "formatted") == env);
     for (const EnvLine& line : env.lines())

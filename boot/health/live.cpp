@@ -24,10 +24,13 @@ const char* to_string(LiveStatus status) noexcept {
     switch (status) {
         case LiveStatus::confirmed: return "confirmed";
         case LiveStatus::reverting: return "reverting";
+        case LiveStatus::armed: return "armed";
         case LiveStatus::running: break;
     }
     return "running";
 }
+
+const char* to_string(TrialKind kind) noexcept { return kind == TrialKind::reboot ? "reboot" : "live"; }
 
 namespace {
 
@@ -70,6 +73,10 @@ std::string format_live_trial(const LiveTrial& t) {
     out += "deadline=" + std::to_string(static_cast<long long>(t.deadline)) + "\n";
     out += "unit=" + t.unit + "\n";
     if (!t.id.empty()) out += "id=" + t.id + "\n";
+    if (t.kind == TrialKind::reboot) {
+        out += "kind=reboot\n";
+        out += "window=" + std::to_string(t.window) + "\n";
+    }
     return out;
 }
 
@@ -90,6 +97,8 @@ LiveTrial parse_live_trial(std::string_view text, std::string_view origin) {
                 t.status = LiveStatus::confirmed;
             else if (value == "reverting")
                 t.status = LiveStatus::reverting;
+            else if (value == "armed")
+                t.status = LiveStatus::armed;
             else
                 kv.bad_value();
         } else if (key == "generation") {
@@ -110,7 +119,15 @@ LiveTrial parse_live_trial(std::string_view text, std::string_view origin) {
         else if (key == "id") {
             if (!is_trial_id(value)) kv.bad_value();
             t.id = std::string(value);
-        }
+        } else if (key == "kind") {
+            if (value == "live")
+                t.kind = TrialKind::live;
+            else if (value == "reboot")
+                t.kind = TrialKind::reboot;
+            else
+                kv.bad_value();
+        } else if (key == "window")
+            t.window = number(86400);
     });
     if (!has_generation) throw ParseError(std::string(origin) + ": no 'generation'");
     return t;
@@ -194,11 +211,27 @@ std::optional<unsigned> generation_of_toplevel(const std::filesystem::path& prof
     return std::nullopt;
 }
 
+// On a reboot trial's own boot: RUN/nixboot/verdict pins the outcome for a
+// re-run of `nixboot check` (which would otherwise decide again) and tells the
+// watchdog feeder to stop; the watchdog is stopped if nobody holds it. From
+// a later boot (the trial was cut short) this boot's verdict is not ours.
+void record_trial_boot_verdict(const LiveOptions& opts, const LiveTrial& trial, const Decision& decision) {
+    if (trial.kind != TrialKind::reboot || trial.boot_id.empty() ||
+        trial.boot_id != boot_id_or_empty(opts.boot_id_source))
+        return;
+    RootDir::open_or_create(opts.run / "nixboot").write_atomic("verdict", format_verdict(decision), Sync::yes);
+    if (decision.verdict == Verdict::good) disarm_watchdog(opts.watchdog_device);
+}
+
 // The confirm's steps after status=confirmed is on disk; re-runnable.
 void finish_confirm(Machine& machine, const LiveOptions& opts, const LiveTrial& trial) {
     stop_timer(opts, trial.unit);
-    machine.mark_good(entry_id(trial.generation),
-                      "live trial of generation " + std::to_string(trial.generation) + " confirmed");
+    const std::string reason = trial.kind == TrialKind::reboot
+                                   ? "trial boot of generation " + std::to_string(trial.generation) +
+                                         " confirmed from outside"
+                                   : "live trial of generation " + std::to_string(trial.generation) + " confirmed";
+    record_trial_boot_verdict(opts, trial, {Verdict::good, reason});
+    machine.mark_good(entry_id(trial.generation), reason);
     journal(opts.state, JournalEvent::live_confirm, trial.generation, boot_id_or_empty(opts.boot_id_source),
             "confirmed");
     remove_live(opts.state);
@@ -208,9 +241,18 @@ void finish_confirm(Machine& machine, const LiveOptions& opts, const LiveTrial& 
 std::string finish_revert(Machine& machine, const LiveOptions& opts, const LiveTrial& trial, std::string_view reason,
                           Activate activation) {
     std::string failure;
-    if (activation == Activate::yes && !trial.previous_toplevel.empty()) failure = activate(trial.previous_toplevel);
     std::string entry = entry_id(trial.generation);
-    if (machine.status().view.find(entry)) machine.mark_bad(entry, reason);
+    if (trial.kind == TrialKind::reboot) {
+        // Nothing to re-activate: the caller reboots into the default, which
+        // never moved. A spent one-shot already reads bad on disk, so the
+        // verdict is journaled with its reason (settle_unverdicted skips it).
+        record_trial_boot_verdict(opts, trial, {Verdict::bad, std::string(reason)});
+        if (machine.status().view.find(entry)) mark_bad_with_reason(machine, entry, std::string(reason));
+    } else {
+        if (activation == Activate::yes && !trial.previous_toplevel.empty())
+            failure = activate(trial.previous_toplevel);
+        if (machine.status().view.find(entry)) machine.mark_bad(entry, reason);
+    }
     if (trial.previous != 0 && current_generation(opts.profile) == trial.generation &&
         std::filesystem::exists(generation_link(opts.profile, trial.previous)))
         switch_profile(opts.profile, trial.previous);
@@ -236,7 +278,8 @@ std::string ended_how(const std::filesystem::path& state, std::string_view id) {
     unsigned generation = 0;
     std::string how = "is not known on this machine";
     for (const auto& r : read_journal(state).records) {
-        if (r.event == JournalEvent::live_start && r.reason.starts_with("live trial " + std::string(id) + ",")) {
+        if (r.event == JournalEvent::live_start && (r.reason.starts_with("live trial " + std::string(id) + ",") ||
+                                                     r.reason.starts_with("trial " + std::string(id) + ","))) {
             started = true;
             generation = r.generation.value_or(0);
             how = "started at " + date_text(r.time) + " and did not end";
@@ -250,6 +293,29 @@ std::string ended_how(const std::filesystem::path& state, std::string_view id) {
     return how;
 }
 
+// One trial that waits for a confirm at a time, of either kind.
+void refuse_second_trial(const std::filesystem::path& state) {
+    auto running = read_live_trial(state);
+    if (!running) return;
+    if (running->kind == TrialKind::live)
+        throw Error("a live trial of generation " + std::to_string(running->generation) +
+                    " is already running (until " + date_text(running->deadline) +
+                    "); confirm it with 'nixboot confirm' or wait for its revert");
+    throw Error("trial " + running->id + " of generation " + std::to_string(running->generation) +
+                " waits for a confirmation (" + to_string(running->status) +
+                "); confirm it with 'nixboot confirm " + running->id + "' or wait for its revert");
+}
+
+std::string start_timer(const LiveOptions& opts, const LiveTrial& trial, std::time_t seconds) {
+    auto argv = program_from_env("NIXBOOT_SYSTEMD_RUN", opts.systemd_run);
+    argv.push_back("--unit=" + trial.unit);
+    argv.push_back("--on-active=" + std::to_string(static_cast<long long>(seconds)));
+    argv.insert(argv.end(), opts.revert_argv.begin(), opts.revert_argv.end());
+    const int status = run_command(argv);
+    if (status != 0) return "'" + join_command(argv) + "' failed (" + status_text(status) + ")";
+    return "";
+}
+
 }  // namespace
 
 LiveOptions live_options(const Config& config, std::vector<std::string> revert_argv) {
@@ -260,6 +326,7 @@ LiveOptions live_options(const Config& config, std::vector<std::string> revert_a
     lo.check_settings.default_timeout = std::chrono::seconds(config.check_timeout);
     lo.check_settings.sections = config.checks;
     lo.confirm_timeout = std::chrono::seconds(config.confirm_timeout);
+    lo.watchdog_device = config.watchdog_device;
     lo.revert_argv = std::move(revert_argv);
     return lo;
 }
@@ -267,10 +334,7 @@ LiveOptions live_options(const Config& config, std::vector<std::string> revert_a
 LiveStartReport start_live_trial(Machine& machine, unsigned generation, const LiveOptions& opts,
                                  const OutputSink& sink) {
     auto lock = live_lock(opts.state);
-    if (auto running = read_live_trial(opts.state))
-        throw Error("a live trial of generation " + std::to_string(running->generation) +
-                    " is already running (until " + date_text(running->deadline) +
-                    "); confirm it with 'nixboot confirm' or wait for its revert");
+    refuse_second_trial(opts.state);
     auto link = generation_link(opts.profile, generation);
     std::error_code ec;
     auto toplevel = std::filesystem::canonical(link, ec);
@@ -298,22 +362,17 @@ LiveStartReport start_live_trial(Machine& machine, unsigned generation, const Li
     trial.id = new_trial_id();
 
     // The revert timer exists before anything is activated.
-    auto argv = program_from_env("NIXBOOT_SYSTEMD_RUN", opts.systemd_run);
-    argv.push_back("--unit=" + trial.unit);
-    argv.push_back("--on-active=" + std::to_string(opts.confirm_timeout.count()));
-    argv.insert(argv.end(), opts.revert_argv.begin(), opts.revert_argv.end());
     write_live(opts.state, trial);
-    int status = 0;
+    std::string timer_failure;
     try {
-        status = run_command(argv);
+        timer_failure = start_timer(opts, trial, static_cast<std::time_t>(opts.confirm_timeout.count()));
     } catch (const Error& e) {
         remove_live(opts.state);
         rethrow_with_context(e, "starting the revert timer (nothing activated)");
     }
-    if (status != 0) {
+    if (!timer_failure.empty()) {
         remove_live(opts.state);
-        throw Error("starting the revert timer: '" + join_command(argv) + "' failed (" + status_text(status) +
-                    "); nothing activated");
+        throw Error("starting the revert timer: " + timer_failure + "; nothing activated");
     }
     journal(opts.state, JournalEvent::live_start, generation, trial.boot_id,
             "live trial " + trial.id + ", confirm within " + std::to_string(opts.confirm_timeout.count()) +
@@ -348,6 +407,72 @@ LiveStartReport start_live_trial(Machine& machine, unsigned generation, const Li
     return report;
 }
 
+std::string no_confirm_reason(const LiveTrial& trial) {
+    return "trial boot of generation " + std::to_string(trial.generation) +
+           ": no confirmation from outside within " + std::to_string(trial.deadline - trial.started) + " s";
+}
+
+ConfirmTrialReport arm_confirm_trial(Machine& machine, unsigned generation, TryOptions try_options,
+                                     const LiveOptions& opts) {
+    if (opts.revert_argv.empty()) throw Error("no revert command configured");
+    auto lock = live_lock(opts.state);
+    refuse_second_trial(opts.state);
+    if (!machine.status().view.find(entry_id(generation)))
+        throw Error("generation " + std::to_string(generation) + " has no boot entry; run 'nixboot install' first");
+
+    LiveTrial trial;
+    trial.kind = TrialKind::reboot;
+    trial.status = LiveStatus::armed;
+    trial.generation = generation;
+    trial.boot_id = boot_id_or_empty(opts.boot_id_source);
+    trial.started = journal_now();
+    trial.unit = "nixboot-confirm-revert-" + std::to_string(generation);
+    trial.id = new_trial_id();
+    trial.window = static_cast<unsigned>(opts.confirm_timeout.count());
+
+    // Recorded before the trial is armed: an armed trial without this record
+    // would be promoted by its checks alone.
+    write_live(opts.state, trial);
+    ConfirmTrialReport report;
+    try_options.reboot = Reboot::no;
+    try {
+        report.armed = machine.try_generation(generation, try_options);
+    } catch (...) {
+        remove_live(opts.state);
+        throw;
+    }
+    report.trial = trial;
+    journal(opts.state, JournalEvent::live_start, generation, trial.boot_id,
+            "trial " + trial.id + ", after a reboot: confirm within " + std::to_string(trial.window) +
+                " s once its checks pass on the trial boot");
+    return report;
+}
+
+std::optional<LiveTrial> open_confirm_window(const LiveOptions& opts, unsigned generation,
+                                             std::chrono::seconds limit) {
+    auto lock = live_lock(opts.state);
+    auto trial = read_live_trial(opts.state);
+    if (!trial || trial->kind != TrialKind::reboot || trial->generation != generation ||
+        trial->status != LiveStatus::armed)
+        return std::nullopt;
+    const auto window = std::max<std::time_t>(1, std::min<std::time_t>(trial->window, limit.count()));
+    trial->status = LiveStatus::running;
+    trial->boot_id = boot_id_or_empty(opts.boot_id_source);
+    trial->started = journal_now();
+    trial->deadline = trial->started + window;
+    // Recorded before the timer starts: a confirm may come the moment it runs,
+    // and a re-run of the check in this boot must not decide again.
+    write_live(opts.state, *trial);
+    std::string failure;
+    try {
+        failure = start_timer(opts, *trial, window);
+    } catch (const Error& e) {
+        failure = e.what();
+    }
+    if (!failure.empty()) throw Error("starting the confirm timer: " + failure);
+    return trial;
+}
+
 LiveTrial confirm_live_trial(Machine& machine, const LiveOptions& opts, const std::optional<std::string>& id) {
     if (id && !is_trial_id(*id)) throw UsageError("confirm: '" + *id + "' is not a trial ID (32 hex digits)");
     // Nothing running: refused before the lock file is created (nothing changed).
@@ -362,15 +487,25 @@ LiveTrial confirm_live_trial(Machine& machine, const LiveOptions& opts, const st
         throw Error("no live trial is running");
     }
     if (id && trial->id != *id)
-        throw Error("this confirm names trial " + *id + ", but the running live trial (generation " +
-                    std::to_string(trial->generation) + ") is " +
+        throw Error("this confirm names trial " + *id + ", but the " +
+                    (trial->kind == TrialKind::live ? "running live trial" : "trial waiting for a confirmation") +
+                    " (generation " + std::to_string(trial->generation) + ") is " +
                     (trial->id.empty() ? "one without an ID" : trial->id) + "; nothing confirmed");
-    if (trial->status == LiveStatus::reverting)
-        throw Error("the live trial of generation " + std::to_string(trial->generation) + " is being reverted");
+    const std::string what = trial->kind == TrialKind::live
+                                 ? "the live trial of generation " + std::to_string(trial->generation)
+                                 : "trial " + trial->id + " of generation " + std::to_string(trial->generation);
+    if (trial->status == LiveStatus::reverting) throw Error(what + " is being reverted");
+    if (trial->kind == TrialKind::reboot && trial->status == LiveStatus::armed)
+        throw Error("trial " + trial->id + " of generation " + std::to_string(trial->generation) +
+                    " has not passed its checks on its trial boot yet; nothing confirmed");
+    if (trial->kind == TrialKind::reboot && trial->status == LiveStatus::running &&
+        trial->boot_id != boot_id_or_empty(opts.boot_id_source))
+        throw Error("trial " + trial->id + " of generation " + std::to_string(trial->generation) +
+                    " was cut short by a reboot; the next check marks it bad; nothing confirmed");
     if (trial->status == LiveStatus::running) {
         if (journal_now() > trial->deadline)
-            throw Error("the live trial of generation " + std::to_string(trial->generation) +
-                        " passed its confirm deadline (" + date_text(trial->deadline) + "); it is being reverted");
+            throw Error(what + " passed its confirm deadline (" + date_text(trial->deadline) +
+                        "); it is being reverted");
         trial->status = LiveStatus::confirmed;
         write_live(opts.state, *trial);
     }
@@ -387,7 +522,7 @@ std::optional<LiveTrial> revert_live_trial(Machine& machine, const LiveOptions& 
         finish_confirm(machine, opts, *trial);  // the confirm won; finish it
         return std::nullopt;
     }
-    if (trial->status == LiveStatus::running) {
+    if (trial->status == LiveStatus::running || trial->status == LiveStatus::armed) {
         trial->status = LiveStatus::reverting;
         write_live(opts.state, *trial);
     }

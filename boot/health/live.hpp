@@ -1,8 +1,14 @@
-// Live trials ("magic rollback" without a reboot): `nixboot try --live GEN
-// --confirm-timeout S` activates GEN with `switch-to-configuration test`
-// while the bootloader default stays on the current good generation; a
-// transient systemd timer started BEFORE the activation reverts unless
-// `nixboot confirm` arrives in time. State: STATE/live (docs/contracts.md).
+// Trials that wait for a confirmation from outside (G6), in two kinds:
+// - live ("magic rollback" without a reboot): `nixboot try --live GEN
+//   --confirm-timeout S` activates GEN with `switch-to-configuration test`
+//   while the bootloader default stays on the current good generation; a
+//   transient systemd timer started BEFORE the activation reverts unless
+//   `nixboot confirm` arrives in time.
+// - reboot: `nixboot try GEN --reboot --confirm-timeout S` arms a boot trial;
+//   on the trial boot, once its checks pass, `nixboot check` starts the same
+//   timer instead of promoting, and only `nixboot confirm` promotes; the
+//   timer marks the trial bad and reboots into the (unchanged) default.
+// State: STATE/live (docs/contracts.md), one trial of either kind at a time.
 #pragma once
 
 #include "boot/config.hpp"
@@ -18,10 +24,15 @@
 
 namespace nixboot::health {
 
-// running → confirmed → (removed) or running → reverting → (removed); a
-// step interrupted half-way is finished by whoever comes next, never undone.
-enum class LiveStatus { running, confirmed, reverting };
-const char* to_string(LiveStatus status) noexcept;  // "running" | "confirmed" | "reverting"
+// (armed →) running → confirmed → (removed) or running → reverting →
+// (removed); a step interrupted half-way is finished by whoever comes next,
+// never undone. `armed`: a reboot trial whose trial boot has not passed its
+// checks yet (no window, no timer).
+enum class LiveStatus { armed, running, confirmed, reverting };
+const char* to_string(LiveStatus status) noexcept;  // "armed" | "running" | "confirmed" | "reverting"
+
+enum class TrialKind { live, reboot };
+const char* to_string(TrialKind kind) noexcept;  // "live" | "reboot"
 
 struct LiveTrial {
     LiveStatus status = LiveStatus::running;
@@ -36,6 +47,8 @@ struct LiveTrial {
     // `confirm ID` confirms only this trial, never a later one ("" in a
     // STATE/live written before trials had IDs).
     std::string id;
+    TrialKind kind = TrialKind::live;
+    unsigned window = 0;  // reboot: seconds the trial boot waits for the confirm once its checks pass
     bool operator==(const LiveTrial&) const = default;
 };
 
@@ -63,6 +76,11 @@ struct LiveOptions {
     std::vector<std::string> revert_argv;
     // Boot id source (tests point it at a file).
     std::filesystem::path boot_id_source = "/proc/sys/kernel/random/boot_id";
+    // Reboot trials: the confirm or the revert on the trial boot writes
+    // RUN/nixboot/verdict (the watchdog feeder stops; a re-run of `nixboot
+    // check` finishes that verdict) and stops the watchdog.
+    std::filesystem::path run = "/run";
+    std::filesystem::path watchdog_device = "/dev/watchdog";
 };
 
 // LiveOptions from the settings (profile, state, checks, confirm-timeout).
@@ -84,17 +102,45 @@ struct LiveStartReport {
 LiveStartReport start_live_trial(Machine& machine, unsigned generation, const LiveOptions& opts,
                                  const OutputSink& sink);
 
+struct ConfirmTrialReport {
+    LiveTrial trial;
+    TryReport armed;
+};
+
+// `try GEN --confirm-timeout S` for a boot trial: refuses (Error, nothing
+// changed) while a trial of either kind is recorded; records STATE/live
+// (kind reboot, status armed) BEFORE arming, so the trial boot can never be
+// promoted by its checks alone; arms the trial (never reboots: the caller
+// prints the ID first); journals live-start. A failed arm removes STATE/live.
+// `try_options.reboot` is ignored; `opts.confirm_timeout` is the window.
+ConfirmTrialReport arm_confirm_trial(Machine& machine, unsigned generation, TryOptions try_options,
+                                     const LiveOptions& opts);
+
+// On the trial boot of GEN, after its checks passed: if STATE/live holds an
+// armed reboot trial of GEN, opens its window (status running, this boot,
+// deadline = now + min(window, limit)) and starts the revert timer; returns
+// the trial then, nullopt when GEN is not such a trial. Throws Error when the
+// timer cannot be started (the caller marks the trial bad).
+std::optional<LiveTrial> open_confirm_window(const LiveOptions& opts, unsigned generation,
+                                             std::chrono::seconds limit);
+
 // Accepts the running live trial: stops the timer, promotes GEN
 // (Machine::mark_good), journals live-confirm, removes STATE/live. Throws
 // Error "no live trial is running" when there is none (nothing changed), and
 // Error when the deadline has passed (the revert owns it then).
 // With `id`, it confirms only the trial of that ID: another running trial, or
 // none, is refused with the ID and what became of it (nothing changed).
+// A reboot trial is confirmed only in its trial boot's window: armed (checks
+// not passed yet) or from another boot is refused (nothing changed).
 LiveTrial confirm_live_trial(Machine& machine, const LiveOptions& opts, const std::optional<std::string>& id = {});
+
+// "trial boot of generation N: no confirmation from outside within S s".
+std::string no_confirm_reason(const LiveTrial& trial);
 
 // The revert (the timer's job, also used after a failed check and by the next
 // boot's check): activates the previous generation with `switch-to-configuration
-// test` (skipped when `activate` is no, e.g. after a reboot), marks GEN bad
+// test` (skipped when `activate` is no, e.g. after a reboot, and for a reboot
+// trial, whose caller reboots into the default instead), marks GEN bad
 // with `reason`, journals live-revert, removes STATE/live. nullopt when no
 // live trial runs (already confirmed or reverted): a no-op.
 enum class Activate { no, yes };

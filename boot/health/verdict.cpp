@@ -162,6 +162,8 @@ bool verdict_since_arm(const JournalContents& journal, std::string_view entry) {
     return !armed || decided;
 }
 
+}  // namespace
+
 // Machine::mark_bad journals only a change of state; a spent trial
 // ("+0-1") already reads as bad on disk, so the verdict and its reason are
 // journaled here when the transition itself did not.
@@ -188,6 +190,8 @@ void mark_bad_with_reason(Machine& machine, const std::string& entry, const std:
                     "; nothing more to run");
     }
 }
+
+namespace {
 
 // Trials booted before this boot that never got a verdict: the loader
 // consumed a try (done > 0), the journal has no verdict since their arm,
@@ -227,13 +231,40 @@ void finish_interrupted_promotion(Machine& machine, BootCheckReport& report) {
     report.finished.push_back(last.entry);
 }
 
-void settle_interrupted_live(Machine& machine, const BootCheckOptions& opts, BootCheckReport& report) {
+bool is_trial_boot_of(const BootRecord& record, unsigned generation) {
+    return record.trial == TrialBoot::yes && record.entry == entry_id(generation);
+}
+
+// Why a trial recorded in STATE/live by an earlier boot ends bad now.
+std::string interrupted_reason(const LiveTrial& trial, const BootRecord& record, const LoaderView& view) {
+    const std::string gen = std::to_string(trial.generation);
+    if (trial.kind == TrialKind::live)
+        return "live trial of generation " + gen + " was cut short by a reboot; booted the default instead";
+    if (trial.status == LiveStatus::armed) {
+        std::optional<unsigned> booted = generation_of(record.entry);
+        if (!booted && view.booted) booted = generation_of(*view.booted);
+        return unverdicted_trial_reason(trial.generation, booted);
+    }
+    return "trial boot of generation " + gen +
+           " was cut short by a reboot while it waited for a confirmation; booted the default instead";
+}
+
+void settle_interrupted_live(Machine& machine, const BootCheckOptions& opts, const BootRecord& record,
+                             BootCheckReport& report) {
     auto trial = read_live_trial(opts.live.state);
     if (!trial) return;
-    std::string boot_id = current_boot_id(opts.live.boot_id_source);
-    if (trial->boot_id == boot_id) return;  // running in this boot: the timer owns it
-    std::string reason = "live trial of generation " + std::to_string(trial->generation) +
-                         " was cut short by a reboot; booted the default instead";
+    const LoaderView view = machine.backend().read();
+    if (trial->kind == TrialKind::reboot && trial->status == LiveStatus::armed) {
+        // The trial boot itself decides below; a trial the loader has not
+        // booted yet is left armed.
+        if (is_trial_boot_of(record, trial->generation)) return;
+        const Entry* e = view.find(entry_id(trial->generation));
+        if (e && view.armed == e->id && e->tries_left > 0) return;
+    } else {
+        std::string boot_id = current_boot_id(opts.live.boot_id_source);
+        if (trial->boot_id == boot_id) return;  // running in this boot: the timer owns it
+    }
+    std::string reason = interrupted_reason(*trial, record, view);
     if (revert_live_trial(machine, opts.live, reason, Activate::no))
         report.settled.push_back(entry_id(trial->generation) + ": " + reason);
 }
@@ -246,6 +277,35 @@ std::optional<JournalRecord> unannounced_rollback(const std::filesystem::path& s
     auto announced = dir.read(rollback_announced_name, 64 * 1024);
     if (announced && *announced == format_journal_line(*last) + "\n") return std::nullopt;
     return last;
+}
+
+// STATE/live's reboot trial of `entry`, if it waits for a confirm.
+std::optional<LiveTrial> reboot_trial_of(const std::filesystem::path& state, const std::string& entry) {
+    auto trial = read_live_trial(state);
+    if (trial && trial->kind == TrialKind::reboot && entry_id(trial->generation) == entry) return trial;
+    return std::nullopt;
+}
+
+// The check re-run during a reboot trial's window (status running, confirmed
+// or reverting in this boot): still waiting, or the outcome finished here
+// (past the deadline the revert is done by whoever comes first).
+BootCheckReport resume_confirm_window(Machine& machine, const BootCheckOptions& opts, const LiveTrial& trial,
+                                      BootCheckReport report) {
+    report.resumed = true;
+    if (trial.status == LiveStatus::running && journal_now() <= trial.deadline) {
+        report.awaiting = trial;
+        report.healthy = true;
+        return report;
+    }
+    const std::string reason = no_confirm_reason(trial);
+    if (revert_live_trial(machine, opts.live, reason, Activate::no)) {
+        report.decision = Decision{Verdict::bad, reason};
+        report.healthy = false;
+        report.reboot = true;  // G6: back to the last good generation whatever on-failure says
+    } else {
+        report.decision = Decision{Verdict::good, "confirmed from outside"};
+    }
+    return report;
 }
 
 }  // namespace
@@ -263,7 +323,7 @@ BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, c
     const BootRecord& record = report.record;
 
     finish_interrupted_promotion(machine, report);
-    settle_interrupted_live(machine, opts, report);
+    settle_interrupted_live(machine, opts, record, report);
     settle_unverdicted(machine, record, report);
 
     if (record.trial != TrialBoot::yes || record.entry.empty()) {
@@ -274,10 +334,14 @@ BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, c
     }
 
     RootDir run = RootDir::open_or_create(opts.run / "nixboot");
+    std::optional<LiveTrial> confirm_trial = reboot_trial_of(opts.live.state, record.entry);
     Decision decision;
     if (auto text = run.read("verdict", 4096)) {
         decision = parse_verdict(*text, run.display("verdict").string());
         report.resumed = true;
+    } else if (confirm_trial && confirm_trial->status != LiveStatus::armed) {
+        // A re-run in the window: no verdict yet, never decided twice.
+        return resume_confirm_window(machine, opts, *confirm_trial, std::move(report));
     } else {
         auto up = uptime_seconds(opts.uptime);
         if (up && *up >= static_cast<double>(opts.verdict_timeout.count())) {
@@ -286,6 +350,27 @@ BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, c
         } else {
             report.results = run_checks(discovery.checks, sink);
             decision = decide(report.results, report.refused);
+        }
+        if (decision.verdict == Verdict::good && confirm_trial) {
+            // No verdict file while the trial waits: the watchdog feeder keeps
+            // feeding until verdict-timeout, so the window ends there at the
+            // latest and a hang during it is still reset into the default.
+            const auto limit = opts.verdict_timeout - std::chrono::seconds(static_cast<long long>(up.value_or(0)));
+            try {
+                report.awaiting = open_confirm_window(opts.live, confirm_trial->generation, limit);
+            } catch (const Error& e) {
+                decision = {Verdict::bad, decision.reason + ", but " + e.what()};
+            }
+            if (report.awaiting) {
+                if (std::chrono::seconds(report.awaiting->deadline - report.awaiting->started).count() <
+                    static_cast<long long>(report.awaiting->window))
+                    report.notes.push_back("the confirm window is cut to " +
+                                           std::to_string(report.awaiting->deadline - report.awaiting->started) +
+                                           " s: the watchdog stops being fed at verdict-timeout (" +
+                                           std::to_string(opts.verdict_timeout.count()) + " s after boot)");
+                report.healthy = true;
+                return report;
+            }
         }
         // Persisted before acting: a re-run finishes this verdict, never the other.
         run.write_atomic("verdict", format_verdict(decision), Sync::yes);
@@ -297,7 +382,10 @@ BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, c
         machine.mark_good(record.entry, reason);
         if (auto note = disarm_watchdog(opts.watchdog_device)) report.notes.push_back(*note);
     } else {
-        mark_bad_with_reason(machine, record.entry, reason);
+        if (confirm_trial)
+            revert_live_trial(machine, opts.live, reason, Activate::no);  // bad, journaled, STATE/live removed
+        else
+            mark_bad_with_reason(machine, record.entry, reason);
         if (opts.on_failure == OnFailure::reboot)
             report.reboot = true;
         else if (auto note = disarm_watchdog(opts.watchdog_device))

@@ -48,7 +48,7 @@ struct BootCheckOptions {
     std::chrono::seconds verdict_timeout{600};
     OnFailure on_failure = OnFailure::reboot;
     std::filesystem::path watchdog_device = "/dev/watchdog";
-    LiveOptions live;  // to settle a live trial cut short by a reboot
+    LiveOptions live;  // to settle a live trial cut short by a reboot, and reboot trials that wait for a confirm
 };
 
 enum class RecordSource { stage1, recomputed };
@@ -58,7 +58,10 @@ struct BootCheckReport {
     RecordSource source = RecordSource::stage1;
     std::vector<CheckResult> results;
     std::vector<CheckRefusal> refused;
-    std::optional<Decision> decision;   // trial boots only
+    std::optional<Decision> decision;   // trial boots only (nullopt while awaiting a confirm)
+    // A reboot trial whose checks passed and that now waits for `nixboot
+    // confirm` (its window and timer are running; nothing promoted).
+    std::optional<LiveTrial> awaiting;
     bool resumed = false;               // the verdict came from an earlier run
     std::vector<std::string> settled;   // trials resolved as bad: "ENTRY: REASON"
     std::vector<std::string> finished;  // promotions an earlier boot's power cut interrupted
@@ -78,6 +81,10 @@ BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, c
 // Records in STATE/rollback-announced that `record` was announced, so the
 // next boot's check does not announce it again.
 void announce_rollback(const std::filesystem::path& state, const JournalRecord& record);
+
+// Machine::mark_bad, and the `bad` verdict journaled with `reason` when the
+// transition itself journaled none (a spent trial already reads bad on disk).
+void mark_bad_with_reason(Machine& machine, const std::string& entry, const std::string& reason);
 
 // Reasons, for the journal and tests.
 std::string unverdicted_trial_reason(unsigned trial_generation, std::optional<unsigned> booted_generation);

@@ -27,6 +27,8 @@ _nixboot() {
   case $verb in
     install) opts+=" --keep --tries" ;;
     try) opts+=" --tries --reboot --live --confirm-timeout --accept-risk" ;;
+    confirm) opts+=" --run" ;;
+    live-revert) opts+=" --reason --run" ;;
     mark-good|mark-bad) opts+=" --reason" ;;
     rollback) opts+=" --reason" ;;
   esac

@@ -10,12 +10,20 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <ctime>
 #include <ostream>
 
 namespace nixboot::cli {
 namespace {
 
 constexpr std::chrono::minutes check_lock_wait{5};
+
+std::string utc_text(std::time_t t) {
+    std::tm tm{};
+    char buf[32] = "?";
+    if (::gmtime_r(&t, &tm)) std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
 
 int run_check(Context& ctx, const po::variables_map& vm) {
     health::BootCheckOptions bo;
@@ -32,7 +40,10 @@ int run_check(Context& ctx, const po::variables_map& vm) {
     std::vector<std::string> revert{ctx.self};
     revert.insert(revert.end(), ctx.global_args.begin(), ctx.global_args.end());
     revert.push_back("live-revert");
+    revert.push_back("--run");
+    revert.push_back(bo.run.string());
     bo.live = health::live_options(ctx.config, revert);
+    bo.live.run = bo.run;
 
     bool json = ctx.format == Format::json;
     auto sink = [&](std::string_view line) {
@@ -67,6 +78,10 @@ int run_check(Context& ctx, const po::variables_map& vm) {
                                    {"detail", c.reason},
                                    {"ms", 0}});
         j["verdict"] = r.decision ? nlohmann::json(health::to_string(r.decision->verdict)) : nlohmann::json(nullptr);
+        j["awaiting_confirm"] = r.awaiting ? nlohmann::json{{"trial_id", r.awaiting->id},
+                                                            {"generation", r.awaiting->generation},
+                                                            {"deadline", r.awaiting->deadline}}
+                                           : nlohmann::json(nullptr);
         j["reason"] = r.decision ? r.decision->reason : "";
         j["settled"] = r.settled;
         j["finished"] = r.finished;
@@ -87,6 +102,12 @@ int run_check(Context& ctx, const po::variables_map& vm) {
             ctx.out << (rec.entry.empty() ? std::string("this boot") : rec.entry) << " is not a trial: "
                     << (r.healthy ? "all required checks passed" : "a required check did not pass")
                     << " (reported only)\n";
+        } else if (r.awaiting) {
+            ctx.out << rec.entry << " passed its checks"
+                    << (r.resumed ? " (earlier in this boot)" : "") << " and waits for a confirmation from outside: run "
+                    << "'nixboot confirm " << r.awaiting->id << "' within "
+                    << (r.awaiting->deadline - r.awaiting->started) << " s (by " << utc_text(r.awaiting->deadline)
+                    << "), or it is marked bad and the machine reboots into the default\n";
         } else {
             ctx.out << "verdict on " << rec.entry << ": " << health::to_string(r.decision->verdict)
                     << (r.resumed ? " (decided earlier in this boot)" : "") << ": " << r.decision->reason << "\n";

@@ -1,8 +1,10 @@
-// nixboot confirm: accept the running live trial (from a NEW connection).
+// nixboot confirm: accept the running live trial, or the reboot trial that
+// waits for it (from a NEW connection).
 // nixboot live-revert: what the revert timer runs when no confirm came.
 #include "cli/verbs.hpp"
 
 #include "boot/health/live.hpp"
+#include "boot/health/process.hpp"
 #include "boot/util/error.hpp"
 
 #include <ostream>
@@ -10,15 +12,17 @@
 namespace nixboot::cli {
 namespace {
 
-health::LiveOptions options_of(const Context& ctx) {
+health::LiveOptions options_of(const Context& ctx, const po::variables_map& vm) {
     std::vector<std::string> revert{ctx.self};
     revert.insert(revert.end(), ctx.global_args.begin(), ctx.global_args.end());
     revert.push_back("live-revert");
-    return health::live_options(ctx.config, revert);
+    auto lo = health::live_options(ctx.config, revert);
+    if (vm.count("run")) lo.run = vm["run"].as<std::string>();
+    return lo;
 }
 
 int run_confirm(Context& ctx, const po::variables_map& vm) {
-    auto lo = options_of(ctx);
+    auto lo = options_of(ctx, vm);
     std::optional<std::string> id;
     if (vm.count("trial")) id = vm["trial"].as<std::string>();
     health::LiveTrial trial;
@@ -34,19 +38,33 @@ int run_confirm(Context& ctx, const po::variables_map& vm) {
 }
 
 int run_live_revert(Context& ctx, const po::variables_map& vm) {
-    auto lo = options_of(ctx);
+    auto lo = options_of(ctx, vm);
     auto running = health::read_live_trial(lo.state);
     if (!running) {
         ctx.out << "no live trial to revert (already confirmed or reverted)\n";
         return 0;
     }
+    const bool reboot_trial = running->kind == health::TrialKind::reboot;
     std::string reason = vm.count("reason") ? vm["reason"].as<std::string>()
+                         : reboot_trial     ? health::no_confirm_reason(*running)
                                             : "live trial of generation " + std::to_string(running->generation) +
-                                                  " was not confirmed within " +
-                                                  std::to_string(running->deadline - running->started) + " s";
+                                              " was not confirmed within " +
+                                              std::to_string(running->deadline - running->started) + " s";
     auto trial = health::revert_live_trial(ctx.machine(), lo, reason, health::Activate::yes);
     if (!trial) {
         ctx.out << "the live trial was confirmed meanwhile; nothing reverted\n";
+        return 0;
+    }
+    if (reboot_trial) {
+        // G6: back to the last good generation by itself, whatever on-failure says.
+        auto reboot = health::command_from_env("NIXBOOT_REBOOT_COMMAND", ctx.machine_options().reboot_command);
+        ctx.out << "generation " << trial->generation << " is marked bad (" << reason
+                << "); rebooting into the default: " << health::join_command(reboot) << "\n"
+                << std::flush;
+        const int status = health::run_command(reboot);
+        if (status != 0)
+            throw Error("reboot command '" + health::join_command(reboot) + "' failed (exit status " +
+                        std::to_string(status) + ")");
         return 0;
     }
     ctx.out << "reverted: generation " << trial->previous << " is active again, generation " << trial->generation
@@ -55,12 +73,14 @@ int run_live_revert(Context& ctx, const po::variables_map& vm) {
 }
 
 VerbRegistration confirm_reg{Verb{"confirm", "[TRIAL-ID]",
-                                  "accept the running live trial (run it from a new connection); with the ID that "
-                                  "`try --live` printed, only that trial",
+                                  "accept the running live trial, or the trial boot that waits for a confirm (run it "
+                                  "from a new connection); with the ID that `try` printed, only that trial",
                                   25,
                                   [](po::options_description& d, po::positional_options_description& p) {
                                       d.add_options()("trial", po::value<std::string>()->value_name("TRIAL-ID"),
-                                                      "the trial to confirm (32 hex digits)");
+                                                      "the trial to confirm (32 hex digits)")(
+                                          "run", po::value<std::string>()->value_name("DIR"),
+                                          "the /run directory holding nixboot/verdict (default /run)");
                                       p.add("trial", 1);
                                   },
                                   run_confirm, Mutates::yes}};
@@ -68,7 +88,9 @@ VerbRegistration confirm_reg{Verb{"confirm", "[TRIAL-ID]",
 VerbRegistration revert_reg{
     Verb{"live-revert", "[--reason TEXT]", "revert the running live trial (run by its timer)", 26,
          [](po::options_description& d, po::positional_options_description&) {
-             d.add_options()("reason", po::value<std::string>()->value_name("TEXT"), "why, for the journal");
+             d.add_options()("reason", po::value<std::string>()->value_name("TEXT"), "why, for the journal")(
+                 "run", po::value<std::string>()->value_name("DIR"),
+                 "the /run directory holding nixboot/verdict (default /run)");
          },
          run_live_revert, Mutates::yes}};
 

@@ -122,7 +122,7 @@ TEST_CASE("cli: bad usage exits 2 with one line and writes nothing") {
         {{"try", "x"}, "nixboot: try: GEN: 'x' is not a generation number\n"},
         {{"try", "3", "--tries", "0"}, "nixboot: --tries: tries: must be at least 1\n"},
         {{"try", "3", "--bogus"}, "nixboot: try: unrecognised option '--bogus'\n"},
-        {{"try", "3", "--confirm-timeout", "5"}, "nixboot: try: --confirm-timeout needs --live\n"},
+        {{"try", "3", "--confirm-timeout", "5"}, "nixboot: try: --confirm-timeout needs --live or --reboot\n"},
         {{"--bootloader", "lilo", "status"}, "nixboot: --bootloader: bootloader: 'lilo' is not systemd-boot or grub\n"},
         {{"install", "--keep", "many"}, "nixboot: --keep: keep: 'many' is not a number\n"},
         {{"mark-good", "abc"}, "nixboot: GEN: 'abc' is not a generation number\n"},

@@ -265,3 +265,325 @@ TEST_CASE("live: a confirm interrupted after it was recorded is finished by the 
     CHECK(std::count(ev.begin(), ev.end(), "bad") == 0);
     CHECK(ev.back() == "live-confirm");
 }
+
+// Trials that wait across a reboot: `try GEN --reboot --confirm-timeout S`,
+// the trial boot's check, `confirm`, the timer's command and the next boot.
+namespace {
+
+// Armed with a confirm, booted, checked: the trial waits. Returns its ID.
+std::string boot_awaiting_trial(CheckRig& c, const std::string& timeout = "120") {
+    c.check_script("required/ok", "echo ok");
+    auto t = c.nixboot({"--json", "try", "3", "--reboot", "--confirm-timeout", timeout});
+    INFO(t.out << t.err);
+    REQUIRE(t.status == 0);
+    const std::string id = nlohmann::json::parse(t.out)["trial_id"];
+    REQUIRE(c.boot() == "nixos-generation-3+0-1.conf");
+    auto r = c.check();
+    INFO(r.out << r.err);
+    REQUIRE(r.status == 0);
+    return id;
+}
+
+// A power cycle as far as STATE/live can tell: another boot id.
+void forget_boot_id(CheckRig& c) {
+    auto live = read_file(c.rig.state / "live");
+    auto p = live.find("boot-id=");
+    live.replace(p, live.find('\n', p) - p, "boot-id=00000000-0000-0000-0000-000000000000");
+    write_file(c.rig.state / "live", live);
+}
+
+}  // namespace
+
+TEST_CASE("confirm trial: pair for STATE/live with kind and window", "[health][live][confirm]") {
+    LiveTrial t;
+    t.kind = TrialKind::reboot;
+    t.status = LiveStatus::armed;
+    t.generation = 3;
+    t.boot_id = "0b7c4a4e-7a53-4a4e-9c1c-8a3f1c2b9d10";
+    t.started = 1700000000;
+    t.unit = "nixboot-confirm-revert-3";
+    t.id = "0123456789abcdef0123456789abcdef";
+    t.window = 120;
+    CHECK(format_live_trial(t).starts_with("status=armed\n"));
+    CHECK(format_live_trial(t).ends_with("\nkind=reboot\nwindow=120\n"));
+    CHECK(parse_live_trial(format_live_trial(t), "live") == t);
+    CHECK_THROWS_WITH(parse_live_trial("generation=3\nkind=later\n", "live"), "live:2: bad value 'later' for 'kind'");
+    CHECK_THROWS_WITH(parse_live_trial("generation=3\nwindow=86401\n", "live"),
+                      "live:2: bad value '86401' for 'window'");
+}
+
+TEST_CASE("confirm trial: its checks pass on the trial boot, nothing is promoted, the timer is set",
+          "[health][live][confirm][cli]") {
+    CheckRig c;
+    c.check_script("required/ok", "echo ok");
+    auto t = c.nixboot({"try", "3", "--reboot", "--confirm-timeout", "120"});
+    INFO(t.out << t.err);
+    REQUIRE(t.status == 0);
+    const auto armed = parse_live_trial(read_file(c.rig.state / "live"), "live");
+    const std::string id = armed.id;
+    CHECK(id.size() == 32);
+    CHECK(armed.status == LiveStatus::armed);
+    CHECK(t.out == "armed nixos-generation-3 as a one-shot trial (1 try); it falls back to nixos-generation-2\ntrial " +
+                       id + ": once its checks pass on the trial boot, run 'nixboot confirm " + id +
+                       "' from a new connection within 120 s, or it is marked bad and the machine reboots into "
+                       "nixos-generation-2\n");
+    CHECK(read_file(c.calls) == "reboot \n");
+    CHECK(c.events_for(3) == std::vector<std::string>{"arm", "live-start"});
+    auto st = nlohmann::json::parse(c.nixboot({"--json", "status"}).out);
+    CHECK(st["live_trial"]["id"] == id);
+    CHECK(st["live_trial"]["kind"] == "reboot");
+    CHECK(st["live_trial"]["status"] == "armed");
+    CHECK(st["live_trial"]["awaiting_confirm"] == false);
+    CHECK(st["live_trial"]["deadline"].is_null());
+    // Too early: the trial boot has not passed its checks.
+    auto early = c.nixboot({"confirm", id});
+    CHECK(early.status == 1);
+    CHECK(early.err == "nixboot: confirm: trial " + id +
+                           " of generation 3 has not passed its checks on its trial boot yet; nothing confirmed\n");
+
+    CHECK(c.boot() == "nixos-generation-3+0-1.conf");
+    auto r = c.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    const auto waiting = parse_live_trial(read_file(c.rig.state / "live"), "live");
+    CHECK(waiting.status == LiveStatus::running);
+    CHECK(waiting.deadline == waiting.started + 120);
+    CHECK(r.out.find("nixos-generation-3 passed its checks and waits for a confirmation from outside: run 'nixboot "
+                     "confirm " +
+                     id + "' within 120 s (by ") != std::string::npos);
+    CHECK(r.out.find("), or it is marked bad and the machine reboots into the default\n") != std::string::npos);
+    auto calls = lines_of(read_file(c.calls));
+    REQUIRE(calls.size() == 2);
+    CHECK(calls[1].starts_with(
+        "systemd-run --collect --timer-property=AccuracySec=1s --unit=nixboot-confirm-revert-3 --on-active=120 " +
+        std::string(NIXBOOT_BIN)));
+    CHECK(calls[1].ends_with(" live-revert --run " + c.run.string()));
+    // Not promoted; no verdict, so the watchdog stays armed and fed (stage 1's feed only).
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
+    CHECK(std::filesystem::read_symlink(c.rig.profile) == "system-2-link");
+    CHECK_FALSE(std::filesystem::exists(c.run / "nixboot/verdict"));
+    CHECK(read_file(c.watchdog) == ".");
+    CHECK(c.events_for(3) == std::vector<std::string>{"arm", "live-start"});
+    st = nlohmann::json::parse(c.nixboot({"--json", "status"}).out);
+    CHECK(st["live_trial"]["status"] == "running");
+    CHECK(st["live_trial"]["awaiting_confirm"] == true);
+    CHECK(st["live_trial"]["deadline"] == waiting.deadline);
+    CHECK(c.nixboot({"status"}).out.find("confirm:     generation 3 (trial " + id + ", awaiting confirm), confirm by ") !=
+          std::string::npos);
+    // A re-run of the check in the window decides nothing again.
+    auto again = c.check();
+    CHECK(again.status == 0);
+    CHECK(again.out.find("nixos-generation-3 passed its checks (earlier in this boot) and waits for a confirmation") !=
+          std::string::npos);
+    CHECK(lines_of(read_file(c.calls)).size() == 2);
+}
+
+TEST_CASE("confirm trial: the window is cut to what is left of verdict-timeout", "[health][live][confirm][cli]") {
+    CheckRig c;
+    write_file(c.uptime, "550.00 40.00\n");
+    c.check_script("required/ok", "echo ok");
+    REQUIRE(c.nixboot({"try", "3", "--reboot", "--confirm-timeout", "120"}).status == 0);
+    REQUIRE(c.boot() == "nixos-generation-3+0-1.conf");
+    auto r = c.check();
+    CHECK(r.status == 0);
+    CHECK(r.out.find("note: the confirm window is cut to 50 s: the watchdog stops being fed at verdict-timeout (600 s "
+                     "after boot)\n") != std::string::npos);
+    CHECK(lines_of(read_file(c.calls)).back().find(" --on-active=50 ") != std::string::npos);
+}
+
+TEST_CASE("confirm trial: the confirm naming it promotes and stops the timer; others change nothing",
+          "[health][live][confirm][cli]") {
+    CheckRig c;
+    const std::string id = boot_awaiting_trial(c);
+    const auto before = c.rig.snapshot();
+    auto other = c.nixboot({"confirm", "ffffffffffffffffffffffffffffffff", "--run", c.run.string()});
+    CHECK(other.status == 1);
+    CHECK(other.err ==
+          "nixboot: confirm: this confirm names trial ffffffffffffffffffffffffffffffff, but the trial waiting for a "
+          "confirmation (generation 3) is " +
+              id + "; nothing confirmed\n");
+    CHECK(c.rig.snapshot() == before);
+    CHECK_FALSE(std::filesystem::exists(c.run / "nixboot/verdict"));
+
+    auto confirm = c.nixboot({"confirm", id, "--run", c.run.string()});
+    INFO(confirm.out << confirm.err);
+    CHECK(confirm.status == 0);
+    CHECK(confirm.out == "generation 3 confirmed: it is good, the default and the system profile\n");
+    CHECK(lines_of(read_file(c.calls)).back() == "systemctl stop nixboot-confirm-revert-3.timer");
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-3");
+    CHECK(std::filesystem::read_symlink(c.rig.profile) == "system-3-link");
+    CHECK(std::filesystem::exists(c.rig.esp / "loader/entries/nixos-generation-3.conf"));
+    CHECK_FALSE(std::filesystem::exists(c.rig.state / "live"));
+    CHECK(read_file(c.run / "nixboot/verdict") == "good\ntrial boot of generation 3 confirmed from outside\n");
+    CHECK(read_file(c.watchdog) == ".V");
+    CHECK(c.events_for(3) == std::vector<std::string>{"arm", "live-start", "good", "promote", "live-confirm"});
+
+    // Replayed: says what became of it, changes nothing.
+    const auto after = c.rig.snapshot();
+    auto replay = c.nixboot({"confirm", id, "--run", c.run.string()});
+    CHECK(replay.status == 1);
+    CHECK(replay.err.starts_with("nixboot: confirm: no live trial is running: trial " + id + " was confirmed at "));
+    CHECK(c.rig.snapshot() == after);
+    // The timer firing anyway finds nothing; a re-run of the check keeps the verdict.
+    auto late = run_program(timer_command(read_file(c.calls)), {"NIXBOOT_REBOOT_COMMAND=" + c.reboot.string()});
+    CHECK(late.out == "no live trial to revert (already confirmed or reverted)\n");
+    auto again = c.check();
+    CHECK(again.status == 0);
+    CHECK(again.out.find("verdict on nixos-generation-3: good (decided earlier in this boot)") != std::string::npos);
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-3");
+    CHECK(read_or_empty(c.calls).find("reboot \n", 1) == std::string::npos);
+}
+
+TEST_CASE("confirm trial: a confirm after the deadline is refused and changes nothing", "[health][live][confirm][cli]") {
+    CheckRig c;
+    const std::string id = boot_awaiting_trial(c, "1");
+    std::this_thread::sleep_for(std::chrono::milliseconds(2100));
+    const auto before = c.rig.snapshot();
+    auto r = c.nixboot({"confirm", id, "--run", c.run.string()});
+    CHECK(r.status == 1);
+    CHECK(r.err.starts_with("nixboot: confirm: trial " + id + " of generation 3 passed its confirm deadline ("));
+    CHECK(r.err.ends_with("); it is being reverted\n"));
+    CHECK(c.rig.snapshot() == before);
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
+    // The check re-run past the deadline reverts it itself (the timer did not come).
+    auto again = c.check();
+    CHECK(again.status == 1);
+    CHECK(again.out.find("verdict on nixos-generation-3: bad (decided earlier in this boot): trial boot of generation "
+                         "3: no confirmation from outside within 1 s\n") != std::string::npos);
+    CHECK(lines_of(read_file(c.calls)).back() == "reboot ");
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
+}
+
+TEST_CASE("confirm trial: no confirm in time: the timer marks it bad and reboots into the default",
+          "[health][live][confirm][cli]") {
+    CheckRig c("on-failure = stay\n");  // G6 reboots whatever on-failure says
+    boot_awaiting_trial(c);
+    auto cmd = timer_command(read_file(c.calls));
+    REQUIRE_FALSE(cmd.empty());
+    auto r = run_program(cmd,
+                         {"NIXBOOT_SYSTEMCTL=" + c.systemctl.string(), "NIXBOOT_REBOOT_COMMAND=" + c.reboot.string()});
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out ==
+          "generation 3 is marked bad (trial boot of generation 3: no confirmation from outside within 120 s); "
+          "rebooting into the default: " +
+              c.reboot.string() + "\n");
+    auto calls = lines_of(read_file(c.calls));
+    REQUIRE(calls.size() == 4);
+    CHECK(calls[2] == "systemctl stop nixboot-confirm-revert-3.timer");
+    CHECK(calls[3] == "reboot ");
+    const std::string reason = "trial boot of generation 3: no confirmation from outside within 120 s";
+    CHECK(c.reason_of(3, JournalEvent::bad) == reason);
+    CHECK(c.reason_of(3, JournalEvent::live_revert) == reason);
+    CHECK(read_file(c.run / "nixboot/verdict") == "bad\n" + reason + "\n");
+    CHECK_FALSE(std::filesystem::exists(c.rig.state / "live"));
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
+    CHECK(std::filesystem::read_symlink(c.rig.profile) == "system-2-link");
+    // The reboot lands on the default, which says it rolled back.
+    CHECK(c.boot() == "nixos-generation-2.conf");
+    auto next = c.check();
+    CHECK(next.status == 0);
+    CHECK(next.out.find("rolled back: generation 3 was rolled back at ") != std::string::npos);
+    CHECK(next.out.find("marked bad:") == std::string::npos);
+}
+
+TEST_CASE("confirm trial: a reboot during the window boots the default, the next check marks the trial bad",
+          "[health][live][confirm][cli]") {
+    CheckRig c;
+    const std::string id = boot_awaiting_trial(c);
+    CHECK(c.boot() == "nixos-generation-2.conf");
+    forget_boot_id(c);
+    // A confirm in the new boot, before the check settled it: refused.
+    auto confirm = c.nixboot({"confirm", id, "--run", c.run.string()});
+    CHECK(confirm.status == 1);
+    CHECK(confirm.err == "nixboot: confirm: trial " + id +
+                             " of generation 3 was cut short by a reboot; the next check marks it bad; nothing "
+                             "confirmed\n");
+    auto r = c.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    const std::string reason =
+        "trial boot of generation 3 was cut short by a reboot while it waited for a confirmation; booted the default "
+        "instead";
+    CHECK(r.out.find("marked bad: nixos-generation-3: " + reason + "\n") != std::string::npos);
+    CHECK(c.reason_of(3, JournalEvent::bad) == reason);
+    CHECK(c.events_for(3).back() == "live-revert");
+    CHECK_FALSE(std::filesystem::exists(c.rig.state / "live"));
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
+    CHECK(lines_of(read_file(c.calls)).back() == "systemctl start --no-block nixboot-rolled-back.target");
+}
+
+TEST_CASE("confirm trial: a trial boot that never reached its check is settled bad by the next boot",
+          "[health][live][confirm][cli]") {
+    CheckRig c;
+    c.check_script("required/ok", "echo ok");
+    REQUIRE(c.nixboot({"try", "3", "--reboot", "--confirm-timeout", "120"}).status == 0);
+    CHECK(c.boot() == "nixos-generation-3+0-1.conf");  // hangs; the watchdog resets it
+    CHECK(c.boot() == "nixos-generation-2.conf");
+    auto r = c.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out.find("marked bad: nixos-generation-3: trial boot of generation 3 did not reach a verdict; booted "
+                     "generation 2 instead\n") != std::string::npos);
+    CHECK(c.events_for(3).back() == "live-revert");
+    CHECK_FALSE(std::filesystem::exists(c.rig.state / "live"));
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
+}
+
+TEST_CASE("confirm trial: failing checks on the trial boot mark it bad; a confirm afterwards says so",
+          "[health][live][confirm][cli]") {
+    CheckRig c;
+    c.check_script("required/web", "echo 'http 502'; exit 1");
+    auto t = c.nixboot({"--json", "try", "3", "--reboot", "--confirm-timeout", "120"});
+    REQUIRE(t.status == 0);
+    const std::string id = nlohmann::json::parse(t.out)["trial_id"];
+    REQUIRE(c.boot() == "nixos-generation-3+0-1.conf");
+    auto r = c.check();
+    CHECK(r.status == 1);
+    CHECK(r.out.find("verdict on nixos-generation-3: bad: required check 'web' failed (exit status 1)\n") !=
+          std::string::npos);
+    CHECK(lines_of(read_file(c.calls)).back() == "reboot ");
+    CHECK_FALSE(std::filesystem::exists(c.rig.state / "live"));
+    CHECK(c.events_for(3).back() == "live-revert");
+    auto confirm = c.nixboot({"confirm", id, "--run", c.run.string()});
+    CHECK(confirm.status == 1);
+    CHECK(confirm.err.starts_with("nixboot: confirm: no live trial is running: trial " + id + " was reverted at "));
+    CHECK(confirm.err.ends_with(": trial boot of nixos-generation-3: required check 'web' failed (exit status 1)\n"));
+}
+
+TEST_CASE("confirm trial: bad input changes nothing", "[health][live][confirm][cli][bad-input]") {
+    CheckRig c;
+    c.check_script("required/ok", "exit 0");
+    SECTION("a second trial while one waits for its confirm") {
+        REQUIRE(c.nixboot({"--json", "try", "3", "--reboot", "--confirm-timeout", "120"}).status == 0);
+        const auto id = parse_live_trial(read_file(c.rig.state / "live"), "live").id;
+        const auto before = c.rig.snapshot();
+        for (std::vector<std::string> args : {std::vector<std::string>{"try", "1", "--reboot", "--confirm-timeout", "60"},
+                                              std::vector<std::string>{"try", "--live", "1"}}) {
+            auto r = c.nixboot(args);
+            CHECK(r.status == 1);
+            CHECK(r.err == "nixboot: trial " + id +
+                               " of generation 3 waits for a confirmation (armed); confirm it with 'nixboot confirm " +
+                               id + "' or wait for its revert\n");
+        }
+        CHECK(c.rig.snapshot() == before);
+    }
+    SECTION("an arm that fails records nothing") {
+        auto r = c.nixboot({"try", "7", "--reboot", "--confirm-timeout", "60"});
+        CHECK(r.status == 1);
+        CHECK_FALSE(std::filesystem::exists(c.rig.state / "live"));
+        CHECK(read_or_empty(c.calls).empty());
+    }
+    SECTION("--confirm-timeout without --reboot or --live is a usage error") {
+        const auto before = c.rig.snapshot();
+        auto r = c.nixboot({"try", "3", "--confirm-timeout", "60"});
+        CHECK(r.status == 2);
+        CHECK(r.err == "nixboot: try: --confirm-timeout needs --live or --reboot\n");
+        CHECK(c.rig.snapshot() == before);
+    }
+    SECTION("try --help shows it") {
+        auto r = c.nixboot({"try", "--help"});
+        CHECK(r.status == 0);
+        CHECK(r.out.find("with --reboot the trial boot waits that long") != std::string::npos);
+    }
+}

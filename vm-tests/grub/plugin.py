@@ -120,8 +120,8 @@ def _toplevel_initrd(nix_img: Path, variant: str, dest: Path) -> None:
 # NIXBOOT_VM_GRUB_FULL=1 adds the reference-grub.cfg checks g0 (machinery)
 # and g4 (watchdog), which 1-4 and g6 cover with nixboot's own grub.cfg.
 FULL = os.environ.get("NIXBOOT_VM_GRUB_FULL") == "1"
-ALL = {"1", "2", "3", "4", "5", "7", "9", "g0", "g4", "g6"}
-DEFAULT = ALL - {"g0", "g4"}
+ALL = {"1", "2", "3", "4", "5", "7", "9", "11", "g0", "g4", "g6"}
+DEFAULT = ALL - {"g0", "g4", "11"}
 BTRFS = {"grub-bios-btrfs": {"8", "g8"}, "grub-efi-btrfs": {"8"}}
 
 
@@ -230,7 +230,7 @@ class GrubEfi(_Grub):
 class GrubBios(_Grub):
     name = "grub-bios"
     firmware = "bios"
-    scenarios = ALL if FULL else DEFAULT
+    scenarios = (ALL if FULL else DEFAULT) | {"11"}
 
     def firmware_args(self, machine_dir: Path) -> list:
         return ["-bios", str(grubvm.SEABIOS)]

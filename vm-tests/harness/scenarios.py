@@ -393,3 +393,63 @@ def live_trial(ctx: Ctx):
     narrate_boot(ctx, ctx.m.boot)
     st = expect_on(ctx, 2, "healthy", "a reboot during a live trial")
     expect_good_default(ctx, st, 2, "a reboot during a live trial")
+
+
+def trial_id(ctx: Ctx, out: str, what: str) -> str:
+    m = re.search(r"trial ([0-9a-f]{32})", out)
+    if not m:
+        ctx.fail(f"{what}: `nixboot try` printed no trial ID: {out.strip()[-400:]}")
+    return m.group(1)
+
+
+def awaiting_confirm(ctx: Ctx, generation: int, trial: str, what: str) -> dict:
+    """The trial boot passed its checks and waits: nothing promoted yet."""
+    st = expect_on(ctx, generation, "healthy" if generation == 2 else "healthy2", what)
+    live = st.get("live_trial") or {}
+    if live.get("id") != trial or live.get("kind") != "reboot" or not live.get("awaiting_confirm"):
+        ctx.fail(f"{what}: status should show trial {trial} awaiting a confirm: {live}; {check_log(ctx)[-600:]}")
+    if (entry_of(st, generation) or {}).get("state") == "good":
+        ctx.fail(f"{what}: generation {generation} was promoted before any confirm: {describe_status(st)}")
+    if generation_of(st, st.get("default")) == generation:
+        ctx.fail(f"{what}: generation {generation} became the default before any confirm (G6)")
+    ctx.say(f"{what}: waits for a confirm until {live.get('deadline')}")
+    return st
+
+
+@scenario("11", "confirm-trial")
+def confirm_trial(ctx: Ctx):
+    """Reboot trials that wait for a confirm from outside (G6): a confirmed one
+    is promoted; a stale ID is refused; an unconfirmed one is marked bad and the
+    machine reboots into the last good generation by itself."""
+    install(ctx, {1: "good", 2: "healthy", 3: "healthy2"}, 3)
+    # (a) confirmed from outside on the trial boot: promoted.
+    out = arm_and_reboot(ctx, "2 --reboot --confirm-timeout 150")
+    first = trial_id(ctx, out, "try 2 --reboot --confirm-timeout")
+    ctx.power_on(BOOT)
+    narrate_boot(ctx, ctx.m.boot)
+    awaiting_confirm(ctx, 2, first, "the trial boot of generation 2")
+    _, out = ctx.nixboot(f"confirm {first}")
+    ctx.say(f"nixboot confirm: {out.strip()}")
+    st = ctx.status()
+    expect_good_default(ctx, st, 2, "a confirmed trial boot")
+    rc, out = ctx.nixboot(f"confirm {first}", ok=False)
+    if rc != 1:
+        ctx.fail(f"a replayed confirm should exit 1, exited {rc}: {out.strip()[-300:]}")
+    # (b) never confirmed: marked bad, the machine reboots into generation 2.
+    out = arm_and_reboot(ctx, "3 --reboot --confirm-timeout 20")
+    second = trial_id(ctx, out, "try 3 --reboot --confirm-timeout")
+    ctx.power_on(BOOT)
+    narrate_boot(ctx, ctx.m.boot)
+    awaiting_confirm(ctx, 3, second, "the trial boot of generation 3")
+    rc, out = ctx.nixboot(f"confirm {first}", ok=False)
+    if rc != 1:
+        ctx.fail(f"the earlier trial's ID must not confirm trial {second}; exit {rc}: {out.strip()[-300:]}")
+    ctx.m.wait_exit(120, "the unconfirmed trial to reboot the machine by itself")
+    ctx.power_on(BOOT)
+    narrate_boot(ctx, ctx.m.boot)
+    st = expect_on(ctx, 2, "healthy", "after the unconfirmed trial")
+    bad = expect_bad(ctx, st, 3, "after the unconfirmed trial")
+    if "no confirmation from outside" not in str(bad.get("reason")):
+        ctx.fail(f"the bad verdict should say no confirm came: {bad.get('reason')}")
+    expect_good_default(ctx, st, 2, "after the unconfirmed trial")
+    expect_rolled_back(ctx, st, 3, "after the unconfirmed trial")

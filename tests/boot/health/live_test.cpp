@@ -391,7 +391,7 @@ TEST_CASE("confirm trial: the window is cut to what is left of verdict-timeout",
     CHECK(lines_of(read_file(c.calls)).back().find(" --on-active=50 ") != std::string::npos);
 }
 
-TEST_CASE("confirm trial: the confirm naming it promotes and stops the timer; others change nothing",
+TEST_CASE("confirm trial: the confirm naming it promotes and stops the timer, others change nothing",
           "[health][live][confirm][cli]") {
     CheckRig c;
     const std::string id = boot_awaiting_trial(c);
@@ -530,7 +530,7 @@ TEST_CASE("confirm trial: a trial boot that never reached its check is settled b
     CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
 }
 
-TEST_CASE("confirm trial: failing checks on the trial boot mark it bad; a confirm afterwards says so",
+TEST_CASE("confirm trial: failing checks on the trial boot mark it bad, and a confirm afterwards says so",
           "[health][live][confirm][cli]") {
     CheckRig c;
     c.check_script("required/web", "echo 'http 502'; exit 1");

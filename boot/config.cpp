@@ -27,7 +27,8 @@ const std::vector<std::string>& config_keys() {
                                                   "on-failure",
                                                   "watchdog-device",
                                                   "watchdog-timeout",
-                                                  "confirm-timeout"};
+                                                  "confirm-timeout",
+                                                  "stability-window"};
     return keys;
 }
 
@@ -105,6 +106,8 @@ void apply_config_value(Config& c, std::string_view key, std::string_view value,
         c.watchdog_timeout = parse_unsigned(key, value, origin, 86400);
     } else if (key == "confirm-timeout") {
         c.confirm_timeout = parse_unsigned(key, value, origin, 86400);
+    } else if (key == "stability-window") {
+        c.stability_window = parse_unsigned(key, value, origin, 86400);
     } else if (key.starts_with("grub-") && key.size() > 5) {
         c.extra[std::string(key)] = std::string(value);
     } else {

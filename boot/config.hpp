@@ -32,6 +32,7 @@ struct Config {
     std::filesystem::path watchdog_device = "/dev/watchdog";
     unsigned watchdog_timeout = 120;
     unsigned confirm_timeout = 300;
+    unsigned stability_window = 0;  // seconds; 0 = off (boot/health/stability.hpp)
     // [check.NAME] sections: NAME -> key -> value (read by the checks runner).
     std::map<std::string, std::map<std::string, std::string>> checks;
     // Backend-specific keys ("grub-*"), passed to the backend untouched.

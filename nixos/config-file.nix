@@ -21,6 +21,7 @@
   watchdogDevice,
   watchdogTimeout,   # 0 disables
   confirmTimeout,
+  stabilityWindow ? 0, # seconds, 0 = off; written only when set
   checkTimeouts ? { },  # NAME -> seconds, written as [check.NAME] timeout = N
   extraSettings ? { },  # backend keys ("grub-*") -> string or integer
 }:
@@ -53,6 +54,7 @@ let
     (render "watchdog-timeout" watchdogTimeout)
     (render "confirm-timeout" confirmTimeout)
   ]
+  ++ lib.optional (stabilityWindow != 0) (render "stability-window" stabilityWindow)
   ++ lib.mapAttrsToList render extraSettings;
 
   sections = lib.mapAttrsToList (name: timeout: ''

@@ -173,7 +173,7 @@ let
     efivars = "/sys/firmware/efi/efivars";
     keep = if cfg.configurationLimit == null then 0 else cfg.configurationLimit;
     inherit checksDir;
-    inherit (cfg) checkTimeout verdictTimeout confirmTimeout;
+    inherit (cfg) checkTimeout verdictTimeout confirmTimeout stabilityWindow;
     onFailure = cfg.onFailure;
     watchdogDevice = cfg.watchdog.device;
     watchdogTimeout = if cfg.watchdog.enable then cfg.watchdog.timeout else 0;
@@ -453,6 +453,16 @@ in
       type = types.ints.positive;
       default = 300;
       description = "Seconds a live trial (`nixboot try --live`) waits for `nixboot confirm` before reverting.";
+    };
+
+    stabilityWindow = mkOption {
+      type = types.ints.unsigned;
+      default = 0;
+      description = ''
+        Seconds a trial boot's required checks must keep passing, with no
+        service restarting or failing, before it is promoted (0: promoted
+        as soon as they pass). Counts against `verdictTimeout`.
+      '';
     };
 
     watchdog = {

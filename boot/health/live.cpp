@@ -226,10 +226,10 @@ void record_trial_boot_verdict(const LiveOptions& opts, const LiveTrial& trial, 
 // The confirm's steps after status=confirmed is on disk; re-runnable.
 void finish_confirm(Machine& machine, const LiveOptions& opts, const LiveTrial& trial) {
     stop_timer(opts, trial.unit);
-    const std::string reason = trial.kind == TrialKind::reboot
-                                   ? "trial boot of generation " + std::to_string(trial.generation) +
-                                         " confirmed from outside"
-                                   : "live trial of generation " + std::to_string(trial.generation) + " confirmed";
+    const std::string reason =
+        trial.kind == TrialKind::reboot
+            ? "trial boot of generation " + std::to_string(trial.generation) + " confirmed from outside"
+            : "live trial of generation " + std::to_string(trial.generation) + " confirmed";
     record_trial_boot_verdict(opts, trial, {Verdict::good, reason});
     machine.mark_good(entry_id(trial.generation), reason);
     journal(opts.state, JournalEvent::live_confirm, trial.generation, boot_id_or_empty(opts.boot_id_source),
@@ -279,7 +279,7 @@ std::string ended_how(const std::filesystem::path& state, std::string_view id) {
     std::string how = "is not known on this machine";
     for (const auto& r : read_journal(state).records) {
         if (r.event == JournalEvent::live_start && (r.reason.starts_with("live trial " + std::string(id) + ",") ||
-                                                     r.reason.starts_with("trial " + std::string(id) + ","))) {
+                                                    r.reason.starts_with("trial " + std::string(id) + ","))) {
             started = true;
             generation = r.generation.value_or(0);
             how = "started at " + date_text(r.time) + " and did not end";
@@ -301,9 +301,14 @@ void refuse_second_trial(const std::filesystem::path& state) {
         throw Error("a live trial of generation " + std::to_string(running->generation) +
                     " is already running (until " + date_text(running->deadline) +
                     "); confirm it with 'nixboot confirm' or wait for its revert");
+    if (running->status == LiveStatus::armed)
+        throw Error("trial " + running->id + " of generation " + std::to_string(running->generation) +
+                    " is armed and waits for its trial boot; reboot to run it, or cancel it with 'nixboot "
+                    "live-revert' (marks generation " +
+                    std::to_string(running->generation) + " bad, no reboot)");
     throw Error("trial " + running->id + " of generation " + std::to_string(running->generation) +
-                " waits for a confirmation (" + to_string(running->status) +
-                "); confirm it with 'nixboot confirm " + running->id + "' or wait for its revert");
+                " waits for a confirmation (" + to_string(running->status) + "); confirm it with 'nixboot confirm " +
+                running->id + "' or wait for its revert");
 }
 
 std::string start_timer(const LiveOptions& opts, const LiveTrial& trial, std::time_t seconds) {
@@ -408,8 +413,8 @@ LiveStartReport start_live_trial(Machine& machine, unsigned generation, const Li
 }
 
 std::string no_confirm_reason(const LiveTrial& trial) {
-    return "trial boot of generation " + std::to_string(trial.generation) +
-           ": no confirmation from outside within " + std::to_string(trial.deadline - trial.started) + " s";
+    return "trial boot of generation " + std::to_string(trial.generation) + ": no confirmation from outside within " +
+           std::to_string(trial.deadline - trial.started) + " s";
 }
 
 ConfirmTrialReport arm_confirm_trial(Machine& machine, unsigned generation, TryOptions try_options,
@@ -435,21 +440,35 @@ ConfirmTrialReport arm_confirm_trial(Machine& machine, unsigned generation, TryO
     write_live(opts.state, trial);
     ConfirmTrialReport report;
     try_options.reboot = Reboot::no;
+    try_options.tries = 1;  // a reset in the window falls back, never boots the trial again
     try {
         report.armed = machine.try_generation(generation, try_options);
+    } catch (const Error& e) {
+        // Armed all the same (e.g. only its journal line failed): the record
+        // stays, or the trial boot would be promoted by its checks alone.
+        if (machine.status().view.armed == entry_id(generation))
+            rethrow_with_context(e, "trial " + trial.id + " of generation " + std::to_string(generation) +
+                                        " is armed and waits for 'nixboot confirm " + trial.id + "' on its trial boot");
+        remove_live(opts.state);
+        throw;
     } catch (...) {
         remove_live(opts.state);
         throw;
     }
     report.trial = trial;
-    journal(opts.state, JournalEvent::live_start, generation, trial.boot_id,
-            "trial " + trial.id + ", after a reboot: confirm within " + std::to_string(trial.window) +
-                " s once its checks pass on the trial boot");
+    try {
+        journal(opts.state, JournalEvent::live_start, generation, trial.boot_id,
+                "trial " + trial.id + ", after a reboot: confirm within " + std::to_string(trial.window) +
+                    " s once its checks pass on the trial boot");
+    } catch (const Error& e) {
+        rethrow_with_context(e, "trial " + trial.id + " of generation " + std::to_string(generation) +
+                                    " is armed and waits for 'nixboot confirm " + trial.id +
+                                    "' on its trial boot; journaling it");
+    }
     return report;
 }
 
-std::optional<LiveTrial> open_confirm_window(const LiveOptions& opts, unsigned generation,
-                                             std::chrono::seconds limit) {
+std::optional<LiveTrial> open_confirm_window(const LiveOptions& opts, unsigned generation, std::chrono::seconds limit) {
     auto lock = live_lock(opts.state);
     auto trial = read_live_trial(opts.state);
     if (!trial || trial->kind != TrialKind::reboot || trial->generation != generation ||

@@ -121,8 +121,7 @@ ConfirmTrialReport arm_confirm_trial(Machine& machine, unsigned generation, TryO
 // deadline = now + min(window, limit)) and starts the revert timer; returns
 // the trial then, nullopt when GEN is not such a trial. Throws Error when the
 // timer cannot be started (the caller marks the trial bad).
-std::optional<LiveTrial> open_confirm_window(const LiveOptions& opts, unsigned generation,
-                                             std::chrono::seconds limit);
+std::optional<LiveTrial> open_confirm_window(const LiveOptions& opts, unsigned generation, std::chrono::seconds limit);
 
 // Accepts the running live trial: stops the timer, promotes GEN
 // (Machine::mark_good), journals live-confirm, removes STATE/live. Throws

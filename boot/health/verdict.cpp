@@ -3,13 +3,16 @@
 #include "boot/efivars.hpp"
 #include "boot/health/cmdline.hpp"
 #include "boot/health/detect.hpp"
+#include "boot/health/stability.hpp"
 #include "boot/health/watchdog.hpp"
 #include "boot/util/dir.hpp"
 #include "boot/util/error.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <fstream>
+#include <thread>
 #include <spdlog/spdlog.h>
 
 namespace nixboot::health {
@@ -279,6 +282,52 @@ std::optional<JournalRecord> unannounced_rollback(const std::filesystem::path& s
     return last;
 }
 
+// The stability window after the checks passed on a trial boot: waits (cut to
+// what verdict-timeout leaves, the watchdog being fed meanwhile), then runs
+// the checks again and compares the services' restart counts and states.
+Decision hold_steady(const BootCheckOptions& opts, const CheckDiscovery& discovery, Decision passed,
+                     BootCheckReport& report, const OutputSink& sink) {
+    using std::chrono::seconds;
+    const auto up = uptime_seconds(opts.uptime);
+    // The second round of checks and the verdict still fit before verdict-timeout.
+    const auto margin = seconds(opts.check_settings.default_timeout.count() + 5);
+    const auto left = opts.verdict_timeout - seconds(static_cast<long long>(up.value_or(0))) - margin;
+    const seconds wait = std::max(seconds(0), std::min(opts.stability_window, left));
+    if (wait < opts.stability_window)
+        report.notes.push_back("the stability window is cut to " + std::to_string(wait.count()) +
+                               " s: the verdict is due at verdict-timeout (" +
+                               std::to_string(opts.verdict_timeout.count()) + " s after boot)");
+    const std::string window = "within the " + std::to_string(wait.count()) + " s stability window";
+    ServiceStates before, after;
+    try {
+        before = read_service_states(seconds(30));
+        if (sink)
+            sink("nixboot: checks passed; watching them and the services for " + std::to_string(wait.count()) +
+                 " s (stability-window)");
+        std::this_thread::sleep_for(wait);
+        after = read_service_states(seconds(30));
+    } catch (const Error& e) {
+        return {Verdict::bad, passed.reason + ", but the stability window could not be watched: " + e.what()};
+    }
+    report.results = run_checks(discovery.checks, sink);
+    const Decision again = decide(report.results, report.refused);
+    if (again.verdict != Verdict::good)
+        return {Verdict::bad, "checks passed, then failed " + window + ": " + again.reason};
+    const auto unstable = instability(before, after);
+    if (!unstable.empty()) {
+        std::string what;
+        for (const auto& u : unstable) what += (what.empty() ? "" : ", ") + u;
+        return {Verdict::bad, "checks passed, but " + window + " " + what};
+    }
+    return {Verdict::good,
+            passed.reason + ", and kept passing with no service restarting for " + std::to_string(wait.count()) + " s"};
+}
+
+bool settled_in_this_run(const BootCheckReport& report, const std::string& entry) {
+    return std::any_of(report.settled.begin(), report.settled.end(),
+                       [&](const std::string& s) { return s.starts_with(entry + ": "); });
+}
+
 // STATE/live's reboot trial of `entry`, if it waits for a confirm.
 std::optional<LiveTrial> reboot_trial_of(const std::filesystem::path& state, const std::string& entry) {
     auto trial = read_live_trial(state);
@@ -350,11 +399,20 @@ BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, c
         } else {
             report.results = run_checks(discovery.checks, sink);
             decision = decide(report.results, report.refused);
+            if (decision.verdict == Verdict::good && opts.stability_window.count() > 0) {
+                decision = hold_steady(opts, discovery, decision, report, sink);
+                up = uptime_seconds(opts.uptime);
+            }
         }
+        if (decision.verdict == Verdict::good && settled_in_this_run(report, record.entry))
+            decision = {Verdict::bad,
+                        "its trial was settled bad earlier in this check; never promoted without "
+                        "its confirm"};
         if (decision.verdict == Verdict::good && confirm_trial) {
             // No verdict file while the trial waits: the watchdog feeder keeps
             // feeding until verdict-timeout, so the window ends there at the
             // latest and a hang during it is still reset into the default.
+            up = uptime_seconds(opts.uptime);  // the checks took their time
             const auto limit = opts.verdict_timeout - std::chrono::seconds(static_cast<long long>(up.value_or(0)));
             try {
                 report.awaiting = open_confirm_window(opts.live, confirm_trial->generation, limit);
@@ -370,6 +428,19 @@ BootCheckReport run_boot_check(Machine& machine, const BootCheckOptions& opts, c
                                            std::to_string(opts.verdict_timeout.count()) + " s after boot)");
                 report.healthy = true;
                 return report;
+            }
+            if (decision.verdict == Verdict::good) {
+                // Not armed any more: another check opened the window, or a
+                // confirm or revert came first. Never promoted from here.
+                if (auto now = reboot_trial_of(opts.live.state, record.entry))
+                    return resume_confirm_window(machine, opts, *now, std::move(report));
+                if (auto written = run.read("verdict", 4096)) {
+                    report.decision = parse_verdict(*written, run.display("verdict").string());
+                    report.resumed = true;
+                    report.healthy = report.decision->verdict == Verdict::good;
+                    return report;
+                }
+                decision = {Verdict::bad, "its confirm record is gone and no verdict was recorded"};
             }
         }
         // Persisted before acting: a re-run finishes this verdict, never the other.

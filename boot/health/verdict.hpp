@@ -46,6 +46,9 @@ struct BootCheckOptions {
     std::filesystem::path checks_dir = "/etc/nixboot/checks.d";
     CheckSettings check_settings;
     std::chrono::seconds verdict_timeout{600};
+    // Seconds the checks must keep passing, with no service restarting or
+    // failing, before a trial boot is promoted (0: promoted when they pass).
+    std::chrono::seconds stability_window{0};
     OnFailure on_failure = OnFailure::reboot;
     std::filesystem::path watchdog_device = "/dev/watchdog";
     LiveOptions live;  // to settle a live trial cut short by a reboot, and reboot trials that wait for a confirm
@@ -58,7 +61,7 @@ struct BootCheckReport {
     RecordSource source = RecordSource::stage1;
     std::vector<CheckResult> results;
     std::vector<CheckRefusal> refused;
-    std::optional<Decision> decision;   // trial boots only (nullopt while awaiting a confirm)
+    std::optional<Decision> decision;  // trial boots only (nullopt while awaiting a confirm)
     // A reboot trial whose checks passed and that now waits for `nixboot
     // confirm` (its window and timer are running; nothing promoted).
     std::optional<LiveTrial> awaiting;

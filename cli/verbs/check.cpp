@@ -35,6 +35,7 @@ int run_check(Context& ctx, const po::variables_map& vm) {
     bo.check_settings.default_timeout = std::chrono::seconds(ctx.config.check_timeout);
     bo.check_settings.sections = ctx.config.checks;
     bo.verdict_timeout = std::chrono::seconds(ctx.config.verdict_timeout);
+    bo.stability_window = std::chrono::seconds(ctx.config.stability_window);
     bo.on_failure = ctx.config.on_failure;
     bo.watchdog_device = ctx.config.watchdog_device;
     std::vector<std::string> revert{ctx.self};
@@ -103,8 +104,8 @@ int run_check(Context& ctx, const po::variables_map& vm) {
                     << (r.healthy ? "all required checks passed" : "a required check did not pass")
                     << " (reported only)\n";
         } else if (r.awaiting) {
-            ctx.out << rec.entry << " passed its checks"
-                    << (r.resumed ? " (earlier in this boot)" : "") << " and waits for a confirmation from outside: run "
+            ctx.out << rec.entry << " passed its checks" << (r.resumed ? " (earlier in this boot)" : "")
+                    << " and waits for a confirmation from outside: run "
                     << "'nixboot confirm " << r.awaiting->id << "' within "
                     << (r.awaiting->deadline - r.awaiting->started) << " s (by " << utc_text(r.awaiting->deadline)
                     << "), or it is marked bad and the machine reboots into the default\n";

@@ -44,7 +44,11 @@ int run_live_revert(Context& ctx, const po::variables_map& vm) {
         ctx.out << "no live trial to revert (already confirmed or reverted)\n";
         return 0;
     }
+    // Only a trial boot that waits in this boot reboots; an armed trial that
+    // has not booted yet is just marked bad (disarmed).
     const bool reboot_trial = running->kind == health::TrialKind::reboot;
+    const bool reboot_now = reboot_trial && running->status != health::LiveStatus::armed &&
+                            running->boot_id == current_boot_id(lo.boot_id_source);
     std::string reason = vm.count("reason") ? vm["reason"].as<std::string>()
                          : reboot_trial     ? health::no_confirm_reason(*running)
                                             : "live trial of generation " + std::to_string(running->generation) +
@@ -53,6 +57,11 @@ int run_live_revert(Context& ctx, const po::variables_map& vm) {
     auto trial = health::revert_live_trial(ctx.machine(), lo, reason, health::Activate::yes);
     if (!trial) {
         ctx.out << "the live trial was confirmed meanwhile; nothing reverted\n";
+        return 0;
+    }
+    if (reboot_trial && !reboot_now) {
+        ctx.out << "trial " << trial->id << ": generation " << trial->generation << " is marked bad (" << reason
+                << "); it will not be booted\n";
         return 0;
     }
     if (reboot_trial) {

@@ -74,17 +74,17 @@ int run_status(Context& ctx, const po::variables_map&) {
                                 {"summary", describe_rollback(*rolled_back)}};
         j["live_trial"] = nullptr;
         if (live)
-            j["live_trial"] = {{"id", live->id},
-                               {"generation", live->generation},
-                               {"kind", health::to_string(live->kind)},
-                               {"status", health::to_string(live->status)},
-                               {"awaiting_confirm", live->status == health::LiveStatus::running},
-                               {"confirm_timeout", live->kind == health::TrialKind::reboot
-                                                       ? live->window
-                                                       : static_cast<unsigned>(live->deadline - live->started)},
-                               {"deadline", live->status == health::LiveStatus::armed
-                                                ? nlohmann::json(nullptr)
-                                                : nlohmann::json(live->deadline)}};
+            j["live_trial"] = {
+                {"id", live->id},
+                {"generation", live->generation},
+                {"kind", health::to_string(live->kind)},
+                {"status", health::to_string(live->status)},
+                {"awaiting_confirm", live->status == health::LiveStatus::running},
+                {"confirm_timeout", live->kind == health::TrialKind::reboot
+                                        ? live->window
+                                        : static_cast<unsigned>(live->deadline - live->started)},
+                {"deadline",
+                 live->status == health::LiveStatus::armed ? nlohmann::json(nullptr) : nlohmann::json(live->deadline)}};
         j["bootloader"] = std::string(to_string(v.bootloader));
         j["loader_info"] = v.loader_info;
         j["booted"] = opt(v.booted);
@@ -123,7 +123,8 @@ int run_status(Context& ctx, const po::variables_map&) {
     if (live && live->kind == health::TrialKind::reboot) {
         o << "confirm:     generation " << live->generation << " (trial " << live->id << ", ";
         if (live->status == health::LiveStatus::armed)
-            o << "armed: waits " << live->window << " s for 'nixboot confirm' once its checks pass on the trial boot)\n";
+            o << "armed: waits " << live->window
+              << " s for 'nixboot confirm' once its checks pass on the trial boot)\n";
         else if (live->status == health::LiveStatus::running)
             o << "awaiting confirm), confirm by " << utc(live->deadline) << "\n";
         else

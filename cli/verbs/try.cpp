@@ -16,8 +16,13 @@ namespace {
 // try GEN --reboot --confirm-timeout S: the trial boot waits for `nixboot
 // confirm ID` once its checks pass. The ID is printed before the reboot.
 int run_try_awaiting_confirm(Context& ctx, const po::variables_map& vm, unsigned gen) {
+    // One try: a reset or power cut during the window must fall back to the
+    // default, never boot the trial again (its checks alone would promote it).
+    if (vm.count("tries") && ctx.config.tries != 1)
+        throw UsageError("try: --confirm-timeout with --reboot is one try; --tries " +
+                         std::to_string(ctx.config.tries) + " is not allowed with it");
     TryOptions to;
-    to.tries = ctx.config.tries;
+    to.tries = 1;
     to.accept_risk = vm.count("accept-risk") > 0;
     std::vector<std::string> revert{ctx.self};
     revert.insert(revert.end(), ctx.global_args.begin(), ctx.global_args.end());
@@ -26,12 +31,9 @@ int run_try_awaiting_confirm(Context& ctx, const po::variables_map& vm, unsigned
     const auto& r = report.armed;
     const auto& id = report.trial.id;
     if (ctx.format == Format::json) {
-        ctx.out << nlohmann::json{{"entry", r.entry},
-                                  {"mode", std::string(to_string(r.mode))},
-                                  {"tries", r.tries},
-                                  {"fallback", r.fallback},
-                                  {"trial_id", id},
-                                  {"confirm_timeout", report.trial.window}}
+        ctx.out << nlohmann::json{{"entry", r.entry}, {"mode", std::string(to_string(r.mode))},
+                                  {"tries", r.tries}, {"fallback", r.fallback},
+                                  {"trial_id", id},   {"confirm_timeout", report.trial.window}}
                        .dump()
                 << "\n";
     } else {

@@ -84,6 +84,7 @@
         verdictTimeout = 900;
         checkTimeout = 45;
         confirmTimeout = 120;
+        stabilityWindow = 60;
         watchdog.timeout = 300;
         checks.web = {
           script = "curl -fsS http://localhost/health";

@@ -214,7 +214,7 @@ class Generation:
     """One fake NixOS system generation. variant: what is broken in it."""
 
     number: int
-    variant: str = "good"  # good|healthy|panic|nodriver|hang|failcheck|poweroff
+    variant: str = "good"  # good|healthy|panic|nodriver|hang|failcheck|poweroff|flaky
     kernel_params: list = field(default_factory=list)
 
     @property
@@ -224,7 +224,7 @@ class Generation:
 
 # Every variant the scenarios use; all live in the one /nix image, and each
 # scenario links the ones it needs as system-N-link.
-VARIANTS = ["good", "healthy", "healthy2", "panic", "nodriver", "hang", "failcheck", "poweroff"]
+VARIANTS = ["good", "healthy", "healthy2", "panic", "nodriver", "hang", "failcheck", "poweroff", "flaky"]
 
 
 def toplevel_name(variant: str) -> str:
@@ -374,7 +374,10 @@ def write_toplevel(store: Path, variant: str, kern: Kernel, initrd: Path, bootlo
     kw = dict(LABEL=variant, VARIANT=variant, TOPLEVEL=top_path, BOOTLOADER=bootloader)
     _write(top / "init", _subst((GUEST / "toplevel-init").read_text(), **kw), 0o755)
     _write(top / "bin/switch-to-configuration", _subst((GUEST / "switch-to-configuration").read_text(), **kw), 0o755)
-    _write(top / "etc/nixboot/nixboot.conf", _subst(NIXBOOT_CONF, **kw))
+    conf = _subst(NIXBOOT_CONF, **kw)
+    if variant == "flaky":  # its checks pass; vm-flaky.service crash-loops a little later
+        conf += "stability-window = 40\n"
+    _write(top / "etc/nixboot/nixboot.conf", conf)
     _write(top / "etc/nixboot/checks.d/required/vm-ok", _subst(CHECK_OK, **kw), 0o755)
     if variant == "failcheck":
         _write(top / "etc/nixboot/checks.d/required/vm-service", _subst(CHECK_FAIL, **kw), 0o755)

@@ -453,3 +453,26 @@ def confirm_trial(ctx: Ctx):
         ctx.fail(f"the bad verdict should say no confirm came: {bad.get('reason')}")
     expect_good_default(ctx, st, 2, "after the unconfirmed trial")
     expect_rolled_back(ctx, st, 3, "after the unconfirmed trial")
+
+
+@scenario("12", "stability-window")
+def stability_window(ctx: Ctx):
+    """A generation whose checks pass at boot but whose service crash-loops a
+    little later fails its trial in the stability window (stability-window =
+    40 in its config) and the machine reboots into generation 1."""
+    install(ctx, {1: "good", 2: "flaky"}, 2)
+    arm_and_reboot(ctx, "2 --reboot")
+    b = ctx.power_on_expect_reset(BOOT + 120)
+    narrate_boot(ctx, b)
+    if b.stage1_of() != "flaky":
+        ctx.fail(f"boot {b.number} should have been the trial of generation 2 (flaky): {b.summary()}")
+    if not b.first(r"vm-flaky.service crashes"):
+        ctx.fail(f"boot {b.number}: vm-flaky.service never ran: {b.summary()}")
+    ctx.power_on(BOOT)
+    narrate_boot(ctx, ctx.m.boot)
+    st = expect_on(ctx, 1, "good", "after the flaky trial")
+    bad = expect_bad(ctx, st, 2, "after the flaky trial")
+    if not re.search(r"stability window vm-flaky\.service restarted \d+ times?", str(bad.get("reason"))):
+        ctx.fail(f"the bad verdict should name the restarting service: {bad.get('reason')}")
+    expect_good_default(ctx, st, 1, "after the flaky trial")
+    expect_rolled_back(ctx, st, 2, "after the flaky trial")

@@ -368,8 +368,9 @@ TEST_CASE("confirm trial: its checks pass on the trial boot, nothing is promoted
     CHECK(st["live_trial"]["status"] == "running");
     CHECK(st["live_trial"]["awaiting_confirm"] == true);
     CHECK(st["live_trial"]["deadline"] == waiting.deadline);
-    CHECK(c.nixboot({"status"}).out.find("confirm:     generation 3 (trial " + id + ", awaiting confirm), confirm by ") !=
-          std::string::npos);
+    CHECK(
+        c.nixboot({"status"}).out.find("confirm:     generation 3 (trial " + id + ", awaiting confirm), confirm by ") !=
+        std::string::npos);
     // A re-run of the check in the window decides nothing again.
     auto again = c.check();
     CHECK(again.status == 0);
@@ -434,7 +435,8 @@ TEST_CASE("confirm trial: the confirm naming it promotes and stops the timer, ot
     CHECK(read_or_empty(c.calls).find("reboot \n", 1) == std::string::npos);
 }
 
-TEST_CASE("confirm trial: a confirm after the deadline is refused and changes nothing", "[health][live][confirm][cli]") {
+TEST_CASE("confirm trial: a confirm after the deadline is refused and changes nothing",
+          "[health][live][confirm][cli]") {
     CheckRig c;
     const std::string id = boot_awaiting_trial(c, "1");
     std::this_thread::sleep_for(std::chrono::milliseconds(2100));
@@ -460,8 +462,8 @@ TEST_CASE("confirm trial: no confirm in time: the timer marks it bad and reboots
     boot_awaiting_trial(c);
     auto cmd = timer_command(read_file(c.calls));
     REQUIRE_FALSE(cmd.empty());
-    auto r = run_program(cmd,
-                         {"NIXBOOT_SYSTEMCTL=" + c.systemctl.string(), "NIXBOOT_REBOOT_COMMAND=" + c.reboot.string()});
+    auto r =
+        run_program(cmd, {"NIXBOOT_SYSTEMCTL=" + c.systemctl.string(), "NIXBOOT_REBOOT_COMMAND=" + c.reboot.string()});
     INFO(r.out << r.err);
     CHECK(r.status == 0);
     CHECK(r.out ==
@@ -558,13 +560,14 @@ TEST_CASE("confirm trial: bad input changes nothing", "[health][live][confirm][c
         REQUIRE(c.nixboot({"--json", "try", "3", "--reboot", "--confirm-timeout", "120"}).status == 0);
         const auto id = parse_live_trial(read_file(c.rig.state / "live"), "live").id;
         const auto before = c.rig.snapshot();
-        for (std::vector<std::string> args : {std::vector<std::string>{"try", "1", "--reboot", "--confirm-timeout", "60"},
-                                              std::vector<std::string>{"try", "--live", "1"}}) {
+        for (std::vector<std::string> args :
+             {std::vector<std::string>{"try", "1", "--reboot", "--confirm-timeout", "60"},
+              std::vector<std::string>{"try", "--live", "1"}}) {
             auto r = c.nixboot(args);
             CHECK(r.status == 1);
             CHECK(r.err == "nixboot: trial " + id +
-                               " of generation 3 waits for a confirmation (armed); confirm it with 'nixboot confirm " +
-                               id + "' or wait for its revert\n");
+                               " of generation 3 is armed and waits for its trial boot; reboot to run it, or cancel "
+                               "it with 'nixboot live-revert' (marks generation 3 bad, no reboot)\n");
         }
         CHECK(c.rig.snapshot() == before);
     }
@@ -581,9 +584,32 @@ TEST_CASE("confirm trial: bad input changes nothing", "[health][live][confirm][c
         CHECK(r.err == "nixboot: try: --confirm-timeout needs --live or --reboot\n");
         CHECK(c.rig.snapshot() == before);
     }
+    SECTION("--tries N>1 with --confirm-timeout is a usage error: a reset in the window must fall back") {
+        const auto before = c.rig.snapshot();
+        auto r = c.nixboot({"try", "3", "--reboot", "--confirm-timeout", "60", "--tries", "2"});
+        CHECK(r.status == 2);
+        CHECK(r.err == "nixboot: try: --confirm-timeout with --reboot is one try; --tries 2 is not allowed with it\n");
+        CHECK(c.rig.snapshot() == before);
+    }
     SECTION("try --help shows it") {
         auto r = c.nixboot({"try", "--help"});
         CHECK(r.status == 0);
         CHECK(r.out.find("with --reboot the trial boot waits that long") != std::string::npos);
     }
+}
+
+TEST_CASE("confirm trial: one try whatever the config says, and an armed trial is cancelled without a reboot",
+          "[health][live][confirm][cli]") {
+    CheckRig c("tries = 3\n");
+    auto t = c.nixboot({"--json", "try", "3", "--reboot", "--confirm-timeout", "120"});
+    REQUIRE(t.status == 0);
+    CHECK(nlohmann::json::parse(t.out)["tries"] == 1);
+    CHECK(lines_of(read_file(c.calls)) == std::vector<std::string>{"reboot "});
+    auto r = c.nixboot({"live-revert"});
+    CHECK(r.status == 0);
+    CHECK(r.out.find("generation 3 is marked bad") != std::string::npos);
+    const auto calls = lines_of(read_file(c.calls));
+    CHECK(std::count(calls.begin(), calls.end(), "reboot ") == 1);  // try's own; the cancel does not reboot
+    CHECK_FALSE(std::filesystem::exists(c.rig.state / "live"));
+    CHECK(c.boot() == "nixos-generation-2.conf");  // the default, not the cancelled trial
 }

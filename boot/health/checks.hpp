@@ -25,6 +25,9 @@ struct CheckSpec {
     std::filesystem::path path;
     std::vector<std::string> args;  // argv[1..]
     std::chrono::milliseconds timeout{60000};
+    std::vector<std::string> env;  // "NAME=VALUE" added to (or replacing in) the inherited environment
+    // A longer output line reaches the sink in pieces of this size.
+    std::size_t max_line_bytes = 4096;
 };
 
 struct CheckRefusal {

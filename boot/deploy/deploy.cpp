@@ -80,8 +80,10 @@ private:
     const std::vector<health::CheckSpec>& checks_;
     const Progress& progress_;
     TargetReport report_;
-    std::string last_error_;  // the last failed step, one line
-    bool answered_after_arm_ = false;
+    std::string last_error_;                        // the last failed step, one line
+    Clock::time_point last_answer_ = Clock::now();  // or when the deploy started
+    bool answering_ = true;                         // the last status read got an answer
+    bool verdict_sent_ = false;                     // confirm or live-revert was sent
     Clock::time_point window_seen_{};
 
     void progress(const std::string& line) const {
@@ -108,10 +110,12 @@ private:
 
     std::optional<TargetStatus> read_status() {
         auto r = run_remote_nixboot(opts_.ssh, report_.host, {"--json", "status"}, seconds(opts_.command_timeout));
+        answering_ = r.ok();
         if (!r.ok()) {
             last_error_ = r.detail;
             return std::nullopt;
         }
+        last_answer_ = Clock::now();
         auto line = r.json_line();
         try {
             if (line) return parse_target_status(*line);
@@ -177,7 +181,6 @@ private:
             auto status = read_status();
             Seen seen = Seen::pending;
             if (status) {
-                answered_after_arm_ = true;
                 adopt_trial(*status);
                 seen = observe(*status, *report_.generation, report_.trial_id);
                 if (seen == Seen::rolled_back) report_.detail = rollback_reason(*status, *report_.generation);
@@ -246,6 +249,7 @@ private:
     }
 
     void confirm() {
+        verdict_sent_ = true;
         progress("confirming trial " + report_.trial_id);
         auto r =
             run_remote_nixboot(opts_.ssh, report_.host, {"confirm", report_.trial_id}, seconds(opts_.command_timeout));
@@ -253,6 +257,7 @@ private:
     }
 
     void revert(const std::string& reason) {
+        verdict_sent_ = true;
         progress(reason + "; reverting");
         auto r = run_remote_nixboot(opts_.ssh, report_.host, {"live-revert", "--reason", reason},
                                     seconds(opts_.command_timeout));
@@ -265,10 +270,9 @@ private:
         if (seen == Seen::promoted) return finish(Outcome::promoted, "");
         if (seen == Seen::rolled_back)
             return finish(Outcome::rolled_back, report_.detail.empty() ? "(no reason recorded)" : report_.detail);
-        if (!answered_after_arm_)
-            return finish(Outcome::unreachable, "no answer for " +
-                                                    std::to_string(opts_.boot_timeout + opts_.settle_timeout) + " s (" +
-                                                    last_error_ + ")");
+        if (!answering_ && !verdict_sent_)
+            return finish(Outcome::unreachable,
+                          "no answer for " + std::to_string(elapsed_s(last_answer_)) + " s (" + last_error_ + ")");
         return finish(Outcome::unknown, "no outcome within " + std::to_string(opts_.settle_timeout) + " s" +
                                             (last_error_.empty() ? "" : " (" + last_error_ + ")"));
     }

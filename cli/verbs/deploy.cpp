@@ -20,7 +20,7 @@ const std::vector<std::string> valued_keys = {
     "boot-timeout", "settle-timeout", "command-timeout", "push-timeout",  "poll-interval", "parallel"};
 
 deploy::DeployOptions deploy_options(const po::variables_map& vm, std::string& origin) {
-    if (vm.count("live") && vm.count("reboot")) throw UsageError("deploy: --live and --reboot exclude each other");
+    if (vm.count("live") && vm.count("reboot")) throw UsageError("--live and --reboot exclude each other");
     std::vector<std::string> given;
     for (const auto& k : valued_keys)
         if (vm.count(k)) given.push_back(k);

@@ -148,6 +148,41 @@ TEST_CASE("deploy: the target stops answering after the trial is armed: no confi
     CHECK(f.c.rig.pinned_good_default() == "nixos-generation-2");
 }
 
+TEST_CASE("deploy: two targets in parallel, live trials: both promoted, one line each and the table",
+          "[deploy][sshd]") {
+    Fleet a, b;
+    NEEDS_SSHD(a);
+    b.start(sshd_path, keygen_path);
+    // One fleet file for both: a host alias per sshd (ssh's own config), so
+    // both hosts share one set of ssh options.
+    write_file(a.c.rig.tmp / "ssh_config", "Host a\n  HostName 127.0.0.1\n  User root\n  Port " +
+                                               std::to_string(a.server->port) + "\n  IdentityFile " +
+                                               (a.server->dir / "client_key").string() +
+                                               "\nHost b\n  HostName "
+                                               "127.0.0.1\n  User root\n  Port " +
+                                               std::to_string(b.server->port) + "\n  IdentityFile " +
+                                               (b.server->dir / "client_key").string() + "\n");
+    write_file(a.fleet, "hosts = a b\nmode = live\nparallel = 2\npoll-interval = 0.1\nssh-options = -F " +
+                            (a.c.rig.tmp / "ssh_config").string() +
+                            " -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR\n");
+    auto r = a.deploy({"--check", checks_dir + "/ssh-reachable"}).get();
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    auto lines = lines_of(r.out);
+    REQUIRE(lines.size() == 7);
+    std::vector<std::string> first{lines[0], lines[1]};
+    std::sort(first.begin(), first.end());
+    CHECK(first == std::vector<std::string>{"a: generation 3 promoted", "b: generation 3 promoted"});
+    CHECK(lines[3] == "HOST  GENERATION  OUTCOME       DETAIL");
+    CHECK(lines[4] == "a     3           promoted      ");
+    CHECK(lines[5] == "b     3           promoted      ");
+    CHECK(lines[6] == "2 of 2 promoted");
+    for (Fleet* f : {&a, &b}) {
+        CHECK(f->c.rig.pinned_good_default() == "nixos-generation-3");
+        CHECK(f->c.events_for(3).back() == "live-confirm");
+    }
+}
+
 TEST_CASE("deploy: an unreachable target (nothing listening) is left alone and reported, exit 1", "[deploy]") {
     NIXBOOT_NEED_PROGRAM(ssh_path, "ssh");
     TempDir tmp;

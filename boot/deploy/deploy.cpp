@@ -150,10 +150,7 @@ private:
             run_remote_nixboot(opts_.ssh, report_.host,
                                {"--json", "try", gen, mode, "--confirm-timeout", std::to_string(opts_.confirm_timeout)},
                                seconds(opts_.command_timeout));
-        if (auto line = r.json_line(); line && line->find("\"trial_id\"") != std::string::npos) {
-            auto id_at = line->find("\"trial_id\":\"");
-            if (id_at != std::string::npos) report_.trial_id = line->substr(id_at + 12, 32);
-        }
+        if (auto line = r.json_line()) report_.trial_id = parse_trial_id(*line).value_or("");
         if (!report_.trial_id.empty()) return true;
         if (r.exit_status == 255 || r.timed_out) {
             // The connection broke (a reboot?) before the ID arrived: the
@@ -162,7 +159,19 @@ private:
             return true;
         }
         finish(Outcome::not_deployed, "arming generation " + gen + " failed: " + r.detail);
+        rolled_back_while_arming();
         return false;
+    }
+
+    // A live trial that failed its activation or its own checks was armed
+    // and reverted within 'try', which says so: "live trial of generation N
+    // reverted: REASON" (cli/verbs/try.cpp).
+    void rolled_back_while_arming() {
+        const std::string said = "live trial of generation " + std::to_string(*report_.generation) + " reverted: ";
+        auto at = report_.detail.find(said);
+        if (opts_.mode != TrialMode::live || at == std::string::npos) return;
+        report_.outcome = Outcome::rolled_back;
+        report_.detail = report_.detail.substr(at + said.size());
     }
 
     // Adopts the ID of a trial of our generation when 'try' gave none.

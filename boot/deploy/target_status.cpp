@@ -4,6 +4,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 namespace nixboot::deploy {
 
 namespace {
@@ -55,6 +57,17 @@ TargetStatus parse_target_status(std::string_view text) {
     } catch (const json::exception& e) {
         throw Error(std::string("unreadable status: ") + e.what());
     }
+}
+
+std::optional<std::string> parse_trial_id(std::string_view text) {
+    auto j = json::parse(text, nullptr, false);
+    if (j.is_discarded() || !j.is_object() || !j.contains("trial_id") || !j["trial_id"].is_string())
+        return std::nullopt;
+    auto id = j["trial_id"].get<std::string>();
+    const bool hex = id.size() == 32 && std::all_of(id.begin(), id.end(), [](char c) {
+                         return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+                     });
+    return hex ? std::optional<std::string>(id) : std::nullopt;
 }
 
 std::optional<unsigned> newest_untried(const TargetStatus& status) {

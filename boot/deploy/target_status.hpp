@@ -43,6 +43,10 @@ struct TargetStatus {
 // "unreadable status: REASON" for anything else (the target is untrusted).
 TargetStatus parse_target_status(std::string_view json);
 
+// The trial ID (32 hex digits) in the JSON object `nixboot --json try ...`
+// prints; nullopt when it has none or it is not one.
+std::optional<std::string> parse_trial_id(std::string_view json);
+
 // The newest generation with an entry that is neither good nor bad (what
 // `install` just wrote as a trial entry); nullopt when there is none.
 std::optional<unsigned> newest_untried(const TargetStatus& status);

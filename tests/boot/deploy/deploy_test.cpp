@@ -125,6 +125,19 @@ TEST_CASE("deploy: a deployer check fails, live-revert is sent, the rollback is 
     CHECK(std::filesystem::read_symlink(f.c.rig.profile) == "system-2-link");
 }
 
+TEST_CASE("deploy: a live trial that fails the target's own checks is reported rolled back", "[deploy][sshd]") {
+    Fleet f;
+    NEEDS_SSHD(f);
+    f.c.check_script("required/db", "echo 'db: connection refused'\nexit 1");
+    auto r = f.deploy({"--live"}).get();
+    INFO(r.out << r.err);
+    CHECK(r.status == 1);
+    CHECK_THAT(r.out, starts_with("root@127.0.0.1: rolled back to 2: live trial of generation 3: required check "
+                                  "'db' failed (exit status 1)\n"));
+    CHECK(f.c.rig.pinned_good_default() == "nixos-generation-2");
+    CHECK(f.c.events_for(3).back() == "live-revert");
+}
+
 TEST_CASE("deploy: the target stops answering after the trial is armed: no confirm, reported, exit 1",
           "[deploy][sshd]") {
     Fleet f;
@@ -243,6 +256,10 @@ TEST_CASE("deploy: the target's status as the deployer reads it", "[deploy]") {
     CHECK(deploy::default_generation(s) == 2u);
     CHECK(deploy::observe(s, 3, "abc") == deploy::Seen::awaiting_confirm);
     CHECK(deploy::observe(s, 3, "other") == deploy::Seen::pending);
+    CHECK(deploy::parse_trial_id(R"({"entry":"nixos-generation-3","trial_id":"0123456789abcdef0123456789abcdef"})") ==
+          std::optional<std::string>("0123456789abcdef0123456789abcdef"));
+    CHECK(deploy::parse_trial_id(R"({"trial_id":"../../x"})") == std::nullopt);
+    CHECK(deploy::parse_trial_id("not json") == std::nullopt);
     CHECK_THROWS_WITH(deploy::parse_target_status("{\"entries\": 3"), starts_with("unreadable status: "));
     CHECK_THROWS_AS(deploy::parse_target_status("[]"), Error);
 }

@@ -33,12 +33,17 @@ std::string remote_command(const std::vector<std::string>& args) {
     return out;
 }
 
-// One line for a connection that did not give an answer.
+// One line for a step that failed: nixboot's own error line ("nixboot:
+// ..."; stdout and stderr arrive over separate channels, in no fixed order),
+// else ssh's last line, else how it ended.
 std::string failure_detail(const health::CheckResult& r, const std::vector<std::string>& lines) {
-    std::string last = lines.empty() ? "" : lines.back();
     if (r.outcome == health::CheckOutcome::timed_out) return "no answer: ssh " + r.detail;
     if (r.outcome == health::CheckOutcome::not_started) return r.detail;
-    return last.empty() ? "ssh " + r.detail : last;
+    for (auto it = lines.rbegin(); it != lines.rend(); ++it)
+        if (it->starts_with("nixboot: ")) return *it;
+    for (auto it = lines.rbegin(); it != lines.rend(); ++it)
+        if (!it->empty()) return *it;
+    return "ssh " + r.detail;
 }
 
 }  // namespace

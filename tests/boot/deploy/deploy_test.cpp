@@ -175,8 +175,9 @@ TEST_CASE("deploy: two targets in parallel, live trials: both promoted, one line
                                                "127.0.0.1\n  User root\n  Port " +
                                                std::to_string(b.server->port) + "\n  IdentityFile " +
                                                (b.server->dir / "client_key").string() + "\n");
-    write_file(a.fleet, "hosts = a b\nmode = live\nparallel = 2\npoll-interval = 0.1\nssh-options = -F " +
-                            (a.c.rig.tmp / "ssh_config").string() +
+    const auto pushed = a.c.rig.tmp / "pushed";
+    write_file(a.fleet, "hosts = a b\nmode = live\nparallel = 2\npoll-interval = 0.1\npush = echo pushed {host} >> '" +
+                            pushed.string() + "'\nssh-options = -F " + (a.c.rig.tmp / "ssh_config").string() +
                             " -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR\n");
     auto r = a.deploy({"--check", checks_dir + "/ssh-reachable"}).get();
     INFO(r.out << r.err);
@@ -190,6 +191,9 @@ TEST_CASE("deploy: two targets in parallel, live trials: both promoted, one line
     CHECK(lines[4] == "a     3           promoted      ");
     CHECK(lines[5] == "b     3           promoted      ");
     CHECK(lines[6] == "2 of 2 promoted");
+    auto push_lines = lines_of(read_file(pushed));
+    std::sort(push_lines.begin(), push_lines.end());
+    CHECK(push_lines == std::vector<std::string>{"pushed a", "pushed b"});
     for (Fleet* f : {&a, &b}) {
         CHECK(f->c.rig.pinned_good_default() == "nixos-generation-3");
         CHECK(f->c.events_for(3).back() == "live-confirm");

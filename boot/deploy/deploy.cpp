@@ -101,7 +101,8 @@ private:
             command.replace(p, 6, report_.host);
         progress("push: " + command);
         health::CheckSpec spec{
-            "push", health::CheckKind::required, "/bin/sh", {"-c", command}, seconds(opts_.push_timeout), {}, 4096};
+            "push", health::CheckKind::required,   "/bin/sh", {"-c", command}, seconds(opts_.push_timeout),
+            {},     health::default_max_line_bytes};
         auto result = health::run_checks({spec}, [&](std::string_view line) { progress(std::string(line)); });
         if (result.front().outcome == health::CheckOutcome::passed) return true;
         finish(Outcome::not_deployed, "push command failed (" + result.front().detail + ")");
@@ -293,7 +294,8 @@ health::CheckSpec check_spec(const std::filesystem::path& path, std::vector<std:
     if (auto why = health::refusal_reason(st)) throw UsageError("check '" + path.string() + "' is refused: " + *why);
     std::string name = path.filename().string();
     for (const auto& a : args) name += " " + a;
-    return health::CheckSpec{name, health::CheckKind::required, path, std::move(args), seconds(timeout), {}, 4096};
+    return health::CheckSpec{name, health::CheckKind::required,   path, std::move(args), seconds(timeout),
+                             {},   health::default_max_line_bytes};
 }
 
 }  // namespace

@@ -129,7 +129,7 @@ CheckDiscovery discover_checks(const std::filesystem::path& dir, const CheckSett
                 refuse(*why);
                 continue;
             }
-            out.checks.push_back({name, kind, path, {}, timeout_for(name, settings), {}, 4096});
+            out.checks.push_back({name, kind, path, {}, timeout_for(name, settings), {}, default_max_line_bytes});
         }
     }
     return out;

@@ -70,7 +70,8 @@ public:
                 confirm();
             }
         } else if (seen == Seen::pending) {
-            progress("no answer that the trial waits for the confirm: not confirming (" + last_error_ + ")");
+            progress("the trial did not wait for the confirm within " + std::to_string(opts_.boot_timeout) +
+                     " s: not confirming" + (answering_ ? "" : " (no answer: " + last_error_ + ")"));
         }
         return settle();
     }
@@ -97,7 +98,8 @@ private:
 
     bool push() {
         std::string command = *opts_.push;
-        for (auto p = command.find("{host}"); p != std::string::npos; p = command.find("{host}", p))
+        for (auto p = command.find("{host}"); p != std::string::npos;
+             p = command.find("{host}", p + report_.host.size()))
             command.replace(p, 6, report_.host);
         progress("push: " + command);
         health::CheckSpec spec{

@@ -115,12 +115,12 @@ void apply_config_value(Config& c, std::string_view key, std::string_view value,
     }
 }
 
-ConfigFile parse_config_file(std::string_view text, std::string_view origin) {
+IniFile parse_ini(std::string_view text, std::string_view origin, const IniSyntax& syntax) {
     constexpr std::size_t max_size = 64 * 1024;
     if (text.size() > max_size) throw UsageError(std::string(origin) + ": file is larger than 64 KiB");
-    ConfigFile out;
-    const auto& keys = config_keys();
-    std::string section;  // "" top level, else the check name
+    IniFile out;
+    const std::string_view prefix = syntax.section_prefix;
+    std::optional<std::string> section;  // nullopt at top level
     unsigned lineno = 0;
     std::size_t pos = 0;
     while (pos < text.size()) {
@@ -135,10 +135,10 @@ ConfigFile parse_config_file(std::string_view text, std::string_view origin) {
         if (line[0] == '[') {
             if (line.back() != ']') throw UsageError(where() + "section header without ']'");
             auto name = trim(line.substr(1, line.size() - 2));
-            if (!name.starts_with("check.") || name.size() == 6)
+            if (prefix.empty() || !name.starts_with(prefix) || name.size() == prefix.size())
                 throw UsageError(where() + "unknown section '[" + std::string(name) + "]'");
-            section = std::string(name.substr(6));
-            out.checks[section];  // an empty section still names the check
+            section = std::string(name.substr(prefix.size()));
+            out.sections[*section];  // an empty section still names its subject
             continue;
         }
         auto eq = line.find('=');
@@ -150,17 +150,25 @@ ConfigFile parse_config_file(std::string_view text, std::string_view origin) {
         if (value.size() >= 2 &&
             ((value.front() == '"' && value.back() == '"') || (value.front() == '\'' && value.back() == '\'')))
             value = value.substr(1, value.size() - 2);
-        if (!section.empty()) {
-            // [check.NAME] belongs to the checks runner, which validates it.
-            out.checks[section][std::string(key)] = std::string(value);
+        if (section) {
+            out.sections[*section][std::string(key)] = std::string(value);
             continue;
         }
-        bool known =
-            std::find(keys.begin(), keys.end(), key) != keys.end() || (key.starts_with("grub-") && key.size() > 5);
-        if (!known) throw UsageError(where() + "unknown key '" + std::string(key) + "'");
+        if (!syntax.known_key(key)) throw UsageError(where() + "unknown key '" + std::string(key) + "'");
         out.settings.push_back({std::string(key), std::string(value), lineno});
     }
     return out;
+}
+
+ConfigFile parse_config_file(std::string_view text, std::string_view origin) {
+    const auto& keys = config_keys();
+    IniSyntax syntax{[&](std::string_view key) {
+                         return std::find(keys.begin(), keys.end(), key) != keys.end() ||
+                                (key.starts_with("grub-") && key.size() > 5);
+                     },
+                     "check."};
+    auto ini = parse_ini(text, origin, syntax);  // [check.NAME] belongs to the checks runner, which validates it
+    return ConfigFile{std::move(ini.settings), std::move(ini.sections)};
 }
 
 void apply_config_file(Config& config, const ConfigFile& file, std::string_view origin,
@@ -173,7 +181,7 @@ void apply_config_file(Config& config, const ConfigFile& file, std::string_view 
         for (const auto& [k, v] : kv) config.checks[name][k] = v;
 }
 
-std::optional<ConfigFile> read_config_file(const std::filesystem::path& path, Required required) {
+std::optional<std::string> read_config_text(const std::filesystem::path& path, Required required) {
     std::ifstream in(path, std::ios::binary);
     if (!in) {
         int err = errno;
@@ -187,7 +195,13 @@ std::optional<ConfigFile> read_config_file(const std::filesystem::path& path, Re
         if (text.size() > 64 * 1024) throw UsageError(path.string() + ": file is larger than 64 KiB");
     }
     if (in.bad()) throw UsageError("config file '" + path.string() + "': read error");
-    return parse_config_file(text, path.string());
+    return text;
+}
+
+std::optional<ConfigFile> read_config_file(const std::filesystem::path& path, Required required) {
+    auto text = read_config_text(path, required);
+    if (!text) return std::nullopt;
+    return parse_config_file(*text, path.string());
 }
 
 }  // namespace nixboot

@@ -6,6 +6,7 @@
 #include "boot/backend.hpp"
 
 #include <filesystem>
+#include <functional>
 #include <map>
 #include <optional>
 #include <string>
@@ -58,6 +59,28 @@ struct ConfigFile {
     std::map<std::string, std::map<std::string, std::string>> checks;  // [check.NAME]
 };
 
+// The ini syntax shared by nixboot.conf and the deployer's fleet file: which
+// top-level keys it knows and which sections it allows ([PREFIXNAME]).
+struct IniSyntax {
+    std::function<bool(std::string_view key)> known_key;
+    std::string section_prefix;  // "check.": [check.NAME]
+};
+struct IniFile {
+    std::vector<ConfigSetting> settings;                                 // top-level keys, in file order
+    std::map<std::string, std::map<std::string, std::string>> sections;  // NAME -> key -> value
+};
+// Pure: "key = value" lines, '#' or ';' comments, blank lines, quotes around a
+// value dropped, [PREFIXNAME] sections (their keys unchecked: their reader
+// validates them). Throws UsageError "ORIGIN:LINE: REASON" for an unknown key
+// or section, a line without '=', or a text over 64 KiB.
+IniFile parse_ini(std::string_view text, std::string_view origin, const IniSyntax& syntax);
+
+// Reads a config file of at most 64 KiB. Missing file: nullopt when
+// `required` is no, UsageError "config file 'PATH': No such file or
+// directory" otherwise.
+enum class Required { no, yes };
+std::optional<std::string> read_config_text(const std::filesystem::path& path, Required required);
+
 // Pure ini parser: "key = value" lines, '#' or ';' comments, blank lines,
 // [check.NAME] sections. Throws UsageError "ORIGIN:LINE: REASON" for an
 // unknown key or section, a line without '=', or a file over 64 KiB.
@@ -68,9 +91,7 @@ ConfigFile parse_config_file(std::string_view text, std::string_view origin);
 void apply_config_file(Config& config, const ConfigFile& file, std::string_view origin,
                        const std::vector<std::string>& overridden = {});
 
-// Reads and parses `path`. Missing file: nullopt when `required` is no,
-// UsageError "config file 'PATH': No such file or directory" otherwise.
-enum class Required { no, yes };
+// Reads and parses `path` (read_config_text, parse_config_file).
 std::optional<ConfigFile> read_config_file(const std::filesystem::path& path, Required required);
 
 }  // namespace nixboot

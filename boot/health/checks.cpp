@@ -129,7 +129,7 @@ CheckDiscovery discover_checks(const std::filesystem::path& dir, const CheckSett
                 refuse(*why);
                 continue;
             }
-            out.checks.push_back({name, kind, path, {}, timeout_for(name, settings)});
+            out.checks.push_back({name, kind, path, {}, timeout_for(name, settings), {}, default_max_line_bytes});
         }
     }
     return out;
@@ -147,7 +147,6 @@ std::string describe(const CheckResult& r) {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr std::size_t max_line_bytes = 4096;
 // After a check's main process ended and its group was killed, how long its
 // pipe may stay open (a process that left the group) before we stop reading.
 constexpr std::chrono::milliseconds drain_bound{1000};
@@ -175,7 +174,7 @@ void consume_output(Running& r, std::string_view data, const OutputSink& sink) {
             continue;
         }
         r.partial += c;
-        if (r.partial.size() >= max_line_bytes) {
+        if (r.partial.size() >= r.spec->max_line_bytes) {
             emit(r, r.partial, sink);
             r.partial.clear();
         }
@@ -188,6 +187,20 @@ void finish_output(Running& r, const OutputSink& sink) {
         r.partial.clear();
     }
     r.out = Fd();
+}
+
+// The inherited environment with `extra` ("NAME=VALUE") added; an inherited
+// variable of the same name is dropped.
+std::vector<std::string> environment_with(const std::vector<std::string>& extra) {
+    std::vector<std::string> out;
+    auto overridden = [&](std::string_view entry) {
+        auto name = entry.substr(0, entry.find('=') + 1);
+        return std::any_of(extra.begin(), extra.end(), [&](const std::string& e) { return e.starts_with(name); });
+    };
+    for (char** e = environ; *e; ++e)
+        if (!overridden(*e)) out.emplace_back(*e);
+    out.insert(out.end(), extra.begin(), extra.end());
+    return out;
 }
 
 void start(Running& r) {
@@ -219,9 +232,13 @@ void start(Running& r) {
     std::vector<char*> argv;
     for (auto& a : argv_storage) argv.push_back(a.data());
     argv.push_back(nullptr);
+    std::vector<std::string> env_storage = environment_with(r.spec->env);
+    std::vector<char*> envp;
+    for (auto& e : env_storage) envp.push_back(e.data());
+    envp.push_back(nullptr);
     r.started = Clock::now();
     r.deadline = r.started + r.spec->timeout;
-    int err = posix_spawn(&r.pid, argv_storage[0].c_str(), &actions, &attr, argv.data(), environ);
+    int err = posix_spawn(&r.pid, argv_storage[0].c_str(), &actions, &attr, argv.data(), envp.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
     if (err != 0) {

@@ -19,12 +19,18 @@ namespace nixboot::health {
 enum class CheckKind { required, wanted };
 const char* to_string(CheckKind kind) noexcept;  // "required" | "wanted"
 
+// Output lines longer than this reach the sink in pieces (CheckSpec::max_line_bytes).
+inline constexpr std::size_t default_max_line_bytes = 4096;
+
 struct CheckSpec {
     std::string name;
     CheckKind kind = CheckKind::required;
     std::filesystem::path path;
     std::vector<std::string> args;  // argv[1..]
     std::chrono::milliseconds timeout{60000};
+    std::vector<std::string> env;  // "NAME=VALUE" added to (or replacing in) the inherited environment
+    // A longer output line reaches the sink in pieces of this size.
+    std::size_t max_line_bytes = default_max_line_bytes;
 };
 
 struct CheckRefusal {

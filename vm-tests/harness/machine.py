@@ -116,8 +116,11 @@ class Machine:
     def boot(self) -> Boot:
         return self.boots[-1]
 
-    def start(self) -> Boot:
-        """Powers the machine on: one new QEMU process, one new boot log."""
+    def start(self, incoming: Path | None = None, earlier_lines: list | None = None) -> Boot:
+        """Powers the machine on: one new QEMU process, one new boot log.
+        incoming: a state file saved by save_state(); the machine resumes
+        there (its disks must be overlays of the ones it was saved with) and
+        earlier_lines are the console lines of that boot before the save."""
         if self.proc is not None and self.proc.poll() is None:
             raise HarnessError(f"{self.name}: start while boot {self.boot.number} is still running")
         n = len(self.boots) + 1
@@ -126,7 +129,8 @@ class Machine:
         logf.touch()
         bd = self.workdir / "backdoor.sock"
         qmp = self.workdir / "qmp.sock"
-        for s in (bd, qmp):
+        self._qmp_cmd = self.workdir / "qmp-cmd.sock"
+        for s in (bd, qmp, self._qmp_cmd):
             s.unlink(missing_ok=True)
         cmd = [
             program("qemu-system-x86_64"),
@@ -153,9 +157,14 @@ class Machine:
             "chardev:bd",
             "-qmp",
             f"unix:{qmp},server=on,wait=off",
+            "-qmp",
+            f"unix:{self._qmp_cmd},server=on,wait=off",
             *self.qemu_args,
         ]
+        if incoming is not None:
+            cmd += ["-incoming", f"exec:cat {shlex.quote(str(incoming))}"]
         boot = Boot(n, logf, time.time())
+        boot.lines.extend(earlier_lines or [])
         self.boots.append(boot)
         (self.logdir / f"boot-{n}.cmd").write_text(shlex.join(cmd) + "\n")
         self.proc = subprocess.Popen(
@@ -251,6 +260,48 @@ class Machine:
         except OSError:
             pass
 
+    def qmp(self, command: str, arguments: dict | None = None, timeout: float = 30) -> dict:
+        """Runs one QMP command on the command monitor; returns its "return"."""
+        deadline = time.time() + timeout
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(str(self._qmp_cmd))
+            f = s.makefile("rwb")
+            f.readline()  # the greeting
+            for cmd in ({"execute": "qmp_capabilities"}, {"execute": command, "arguments": arguments or {}}):
+                f.write(json.dumps(cmd).encode() + b"\n")
+                f.flush()
+                while True:
+                    if time.time() > deadline:
+                        raise HarnessError(f"{self.name}: QMP {command} did not answer within {timeout:.0f}s")
+                    line = f.readline()
+                    if not line:
+                        raise HarnessError(f"{self.name}: QMP closed the connection during {command}")
+                    msg = json.loads(line)
+                    if "error" in msg:
+                        raise HarnessError(f"{self.name}: QMP {command}: {msg['error'].get('desc', msg['error'])}")
+                    if "return" in msg:
+                        break
+            return msg["return"]
+
+    def save_state(self, path: Path, timeout: float = 300) -> None:
+        """Stops the guest, writes its whole state (CPU, RAM, devices) to path
+        and ends the QEMU process; the disks keep what the guest had written.
+        start(incoming=path) on overlays of those disks resumes it."""
+        path.unlink(missing_ok=True)
+        self.qmp("stop")
+        self.qmp("migrate", {"uri": f"exec:cat > {shlex.quote(str(path))}"})
+        deadline = time.time() + timeout
+        while True:
+            st = self.qmp("query-migrate").get("status")
+            if st == "completed":
+                break
+            if st in ("failed", "cancelled") or time.time() > deadline:
+                raise HarnessError(f"{self.name}: saving the machine's state to {path}: migration {st}")
+            time.sleep(0.2)
+        self.qmp("quit")
+        self.wait_exit(60, "QEMU to quit after saving the machine's state")
+
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
@@ -310,6 +361,24 @@ class Machine:
             time.sleep(0.1)
 
     # -- backdoor ---------------------------------------------------------------
+    def wait_resumed(self, timeout: float = 120) -> None:
+        """Lets a machine started with incoming= run once its state is loaded
+        (it was saved stopped, so it arrives stopped) and waits until its
+        backdoor shell answers."""
+        deadline = time.time() + timeout
+        while True:
+            st = self.qmp("query-status").get("status")
+            if st != "inmigrate":
+                break
+            if time.time() > deadline or not self.running():
+                raise HarnessError(f"{self.name}: the saved state was not loaded within {timeout:.0f}s ({st})")
+            time.sleep(0.2)
+        if st != "running":
+            self.qmp("cont")
+        rc, out = self.execute("true", timeout)
+        if rc != 0:
+            raise HarnessError(f"{self.name}: the resumed machine's backdoor shell answered {rc}: {out.strip()}")
+
     def wait_backdoor(self, timeout: float = 240) -> None:
         """Waits until the guest's backdoor shell is up (systemd reached sysinit)."""
         deadline = time.time() + timeout

@@ -2,6 +2,7 @@
 speak nixboot inside the guest)."""
 import json
 import shlex
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -35,27 +36,48 @@ class Images:
 class Ctx:
     """Everything one scenario run needs: its machine, its bootloader, its logs."""
 
-    def __init__(self, name: str, bootloader, images: Images, workdir: Path, logdir: Path):
+    def __init__(self, name: str, bootloader, images: Images, workdir: Path, logdir: Path, prepared=None):
+        """prepared: a PreparedMachine (harness/prepared.py) whose saved boot 1
+        first_boot() resumes, or None to boot and provision every time."""
         self.name = name
+        self.prepared = prepared
         self.bl = bootloader
         self.workdir = workdir
         self.logdir = logdir
         self.notes: list[str] = []
         self.metrics: dict = {}
         workdir.mkdir(parents=True, exist_ok=True)
+        for stale in workdir.glob("*.fd"):  # firmware variables of an earlier run
+            stale.unlink()
+        self.images = images
+        self.saved = None  # what first_boot resumed, if anything
+        self.m = Machine(name, workdir, logdir, [])
+
+    def _attach_disks(self, saved=None) -> None:
+        """Before the first power-on: this scenario's copy-on-write overlays of
+        the images (or of the prepared machine's disks) and firmware state."""
+        if self.m.qemu_args:
+            return
+        if saved is not None:
+            self.saved = saved
+            for f in saved.firmware_files:  # the firmware variables as boot 1 left them
+                shutil.copy2(f, self.workdir / f.name)
         disks = []
+        images = self.images
         for src, tag in ((images.boot, "boot"), (images.root, "root"), (images.nix, "nix")):
-            ov = workdir / f"{tag}.qcow2"
+            ov = self.workdir / f"{tag}.qcow2"
             ov.unlink(missing_ok=True)
+            base, fmt = (saved.disks[tag], "qcow2") if saved is not None else (src, "raw")
             subprocess.run(
-                [program("qemu-img"), "create", "-q", "-f", "qcow2", "-b", str(src), "-F", "raw", str(ov)], check=True
+                [program("qemu-img"), "create", "-q", "-f", "qcow2", "-b", str(base), "-F", fmt, str(ov)], check=True
             )
-            disks += ["-drive", f"file={ov},if={bootloader.disk_interface()},format=qcow2"]
-        self.m = Machine(name, workdir, logdir, bootloader.firmware_args(workdir) + disks)
+            disks += ["-drive", f"file={ov},if={self.bl.disk_interface()},format=qcow2"]
+        self.m.qemu_args = self.bl.firmware_args(self.workdir) + disks
 
     # -- booting -----------------------------------------------------------
     def power_on(self, timeout: float = 240) -> Boot:
         """Starts a boot that must come up to the backdoor shell."""
+        self._attach_disks()
         self.m.start()
         self.m.wait_backdoor(timeout)
         rc, out = self.m.execute("mountpoint -q /boot || { systemctl status boot.mount --no-pager; exit 1; }")
@@ -66,8 +88,27 @@ class Ctx:
             )
         return self.m.boot
 
+    def first_boot(self, timeout: float = 240) -> Boot:
+        """Boot 1 on the stock generation 1 with nixboot's package in place
+        (provision_package, the bootloader's guest_setup): resumed from the
+        prepared machine when there is one, else booted and set up here."""
+        saved = self.prepared.get() if self.prepared is not None and not self.m.boots else None
+        if saved is not None:
+            self._attach_disks(saved)
+            self.m.start(incoming=saved.state, earlier_lines=saved.console)
+            self.m.wait_resumed(timeout)
+            self.say(f"boot 1 resumed where the prepared {self.bl.name} machine was saved")
+            return self.m.boot
+        b = self.power_on(timeout)
+        if b.stage1_of() != "good":
+            self.fail(f"boot 1 ran the initrd of {b.stage1_of()}, expected generation 1")
+        self.provision_package()
+        self.bl.guest_setup(self)
+        return b
+
     def power_on_expect_reset(self, timeout: float = 180) -> Boot:
         """Starts a boot that must end by itself (panic, watchdog, reboot)."""
+        self._attach_disks()
         self.m.start()
         return self.m.wait_exit(timeout, "the broken boot to end by itself")
 
@@ -126,21 +167,16 @@ class Ctx:
             f"[ -e $f ] && tail -c +5 $f | tr -d '\\000' || true"
         ).strip()
 
-    def provision(self, generations: dict, profile: int) -> None:
-        """First boot: install nixboot the way the NixOS module would (binaries,
-        units enabled), and lay out the system profile: {N: variant}."""
+    def provision_package(self) -> None:
+        """Installs nixboot the way the NixOS module would: binaries, units
+        enabled (the system profile is laid out by link_profile)."""
         pkg = f"/nix/store/{NIXBOOT_PKG}"
-        links = " && ".join(
-            f"ln -sfn {store_path(v)} /nix/var/nix/profiles/system-{n}-link" for n, v in sorted(generations.items())
-        )
         self.sh(
             f"""set -e
 ln -sfn {pkg}/bin/nixboot /usr/local/bin/nixboot
 ln -sfn {pkg}/bin/nixboot-try /usr/local/bin/nixboot-try
 [ -e {pkg}/bin/nixboot-stage1 ] && ln -sfn {pkg}/bin/nixboot-stage1 /usr/local/bin/nixboot-stage1
 mkdir -p /nix/var/nix/profiles /var/lib/nixboot
-{links}
-ln -sfn system-{profile}-link /nix/var/nix/profiles/system
 for u in {pkg}/lib/systemd/system/*; do
   [ -e "$u" ] || continue
   cp "$u" /etc/systemd/system/
@@ -156,6 +192,13 @@ true""",
             # minute or more when two VMs share the cores with compile jobs.
             180,
         )
+
+    def link_profile(self, generations: dict, profile: int) -> None:
+        """Lays out the system profile: {N: variant}, profile -> system-N-link."""
+        links = " && ".join(
+            f"ln -sfn {store_path(v)} /nix/var/nix/profiles/system-{n}-link" for n, v in sorted(generations.items())
+        )
+        self.sh(f"set -e; {links} && ln -sfn system-{profile}-link /nix/var/nix/profiles/system")
 
 
 # -- reading nixboot's view --------------------------------------------------

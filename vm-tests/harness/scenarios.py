@@ -34,14 +34,13 @@ def check_log(ctx: Ctx) -> str:
 
 
 def install(ctx: Ctx, generations: dict, profile: int, prepare=None) -> dict:
-    """Boot 1 on the stock generation 1; install nixboot; prepare(ctx) if given;
-    `nixboot install`."""
-    b = ctx.power_on(BOOT)
+    """Boot 1 on the stock generation 1 with nixboot's package (Ctx.first_boot);
+    the system profile; prepare(ctx) if given; `nixboot install`."""
+    b = ctx.first_boot(BOOT)
     ctx.say(f"boot {b.number}: firmware booted {b.entry()} (stock NixOS entry of generation 1)")
     if b.stage1_of() != "good":
         ctx.fail(f"boot 1 ran the initrd of {b.stage1_of()}, expected generation 1")
-    ctx.provision(generations, profile)
-    ctx.bl.guest_setup(ctx)
+    ctx.link_profile(generations, profile)
     if prepare:
         prepare(ctx)
     _, out = ctx.nixboot("install")

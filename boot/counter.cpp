@@ -3,6 +3,7 @@
 #include "boot/util/error.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <climits>
 #include <map>
@@ -14,6 +15,14 @@ namespace {
 constexpr std::string_view suffixes[] = {".conf", ".efi"};
 
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+bool ends_with_no_case(std::string_view s, std::string_view suffix) {
+    if (s.size() < suffix.size()) return false;
+    return std::equal(
+        suffix.begin(), suffix.end(), s.end() - static_cast<std::ptrdiff_t>(suffix.size()), [](char a, char b) {
+            return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+        });
+}
 
 // systemd (bootctl 252) refuses counters above INT_MAX: "Numerical result
 // out of range", and drops the entry. Match it.
@@ -137,8 +146,25 @@ EntryScan scan_entry_names(const std::vector<std::string>& file_names, std::stri
     EntryScan scan;
     std::map<std::string, std::vector<std::string>> by_id;
     for (const std::string& file_name : file_names) {
-        if (!suffix_filter.empty() && !std::string_view(file_name).ends_with(suffix_filter)) continue;
-        if (file_name.starts_with('.')) continue;  // hidden files: systemd-boot skips them too
+        // What systemd-boot reads from \loader\entries (src/boot/boot.c,
+        // config_load_type1_entries, 252 to 262): names ending in ".conf" in
+        // any case, except hidden ones and those starting with "auto-" (its
+        // own automatic entries' IDs).
+        if (!suffix_filter.empty() && !ends_with_no_case(file_name, suffix_filter)) continue;
+        if (file_name.starts_with('.')) continue;
+        if (suffix_filter == ".conf" && file_name.starts_with("auto-")) continue;
+        if (!std::string_view(file_name).ends_with(suffix_filter)) {
+            // "X.CONF": the loader shows it, but reads a counter only before
+            // ".conf" exactly (config_entry_parse_tries: streq16 with the
+            // suffix), so it is an entry without one, named as it is.
+            const std::size_t cut = file_name.size() - suffix_filter.size();
+            EntryName name;
+            name.stem = file_name.substr(0, cut);
+            name.suffix = file_name.substr(cut);
+            by_id[name.stem + name.suffix].push_back(file_name);
+            scan.entries.push_back(EntryFile{file_name, std::move(name)});
+            continue;
+        }
         try {
             EntryName name = parse_entry_name(file_name);
             by_id[name.stem + name.suffix].push_back(file_name);

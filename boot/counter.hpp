@@ -68,7 +68,10 @@ struct EntryScan {
     std::vector<std::vector<std::string>> duplicates;
 };
 // Pure: classifies `file_names` (e.g. RootDir::list("loader/entries")).
-// Names not ending in `suffix_filter` (e.g. ".conf") are ignored silently.
+// Names not ending in `suffix_filter` (e.g. ".conf"), in any case, and hidden
+// names are ignored silently; with ".conf" also "auto-*" names, as
+// systemd-boot does. A name whose suffix differs in case ("A+1.CONF") is an
+// entry without counter whose stem is everything before the suffix.
 EntryScan scan_entry_names(const std::vector<std::string>& file_names, std::string_view suffix_filter = ".conf");
 
 // Of the file names of one entry (one of EntryScan::duplicates: a rename cut

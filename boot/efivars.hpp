@@ -21,7 +21,8 @@ inline constexpr const char* loader_entry_selected = "LoaderEntrySelected";
 inline constexpr const char* loader_entries = "LoaderEntries";
 inline constexpr const char* loader_entry_oneshot = "LoaderEntryOneShot";
 inline constexpr const char* loader_entry_default = "LoaderEntryDefault";
-inline constexpr const char* loader_entry_preferred = "LoaderEntryPreferred";  // systemd-boot 260+
+inline constexpr const char* loader_entry_preferred = "LoaderEntryPreferred";     // systemd-boot 260+
+inline constexpr const char* loader_entry_last_booted = "LoaderEntryLastBooted";  // written with "@saved"
 }  // namespace efivar_name
 
 // LoaderFeatures bits (systemd's EFI_LOADER_FEATURE_*).

@@ -244,6 +244,14 @@ std::string loader_entry_id(std::string_view file_name, IdScheme scheme) {
     return lower(file_name);
 }
 
+std::string_view loader_value(std::string_view value) {
+    if (!value.empty() && value.front() == '"' && value.back() == '"') {
+        if (value.size() == 1) return {};
+        return value.substr(1, value.size() - 2);
+    }
+    return value;
+}
+
 std::string one_shot_pattern(std::string_view file_name) {
     const auto n = parse_entry_name(file_name);
     std::string out;
@@ -435,8 +443,17 @@ std::optional<std::size_t> pick_default_entry(const std::vector<SortItem>& sorte
     if (auto i = find(in.one_shot, Bad::may_match)) return i;
     if (auto i = find(in.efi_preferred, Bad::skipped)) return i;
     if (auto i = find(in.conf_preferred, Bad::skipped)) return i;
-    if (auto i = find(in.efi_default, Bad::may_match)) return i;
-    if (auto i = find(in.conf_default, Bad::may_match)) return i;
+    // "@saved" (src/boot/boot.c config_default_entry_select, 252 to 262): the
+    // entry booted last (LoaderEntryLastBooted) in place of the default it
+    // stands in; the EFI variable's @saved is looked up once, before the
+    // loader.conf default, which it then replaces. Another "@..." in
+    // loader.conf is refused by the loader ("Unsupported special entry
+    // identifier") and matches nothing here either.
+    auto is_saved = [](const std::optional<std::string>& v) { return v && lower(*v) == "@saved"; };
+    const bool efi_saved = is_saved(in.efi_default);
+    if (auto i = find(efi_saved ? in.last_booted : in.efi_default, Bad::may_match)) return i;
+    if (efi_saved) return std::size_t{0};
+    if (auto i = find(is_saved(in.conf_default) ? in.last_booted : in.conf_default, Bad::may_match)) return i;
     return std::size_t{0};
 }
 
@@ -491,13 +508,20 @@ struct SdBootBackend::Scanned {
     std::map<std::string, std::string> torn_fix;              // stem -> the names and how to split them
     std::vector<std::string> warnings;
     std::optional<std::string> one_shot, efi_default, efi_preferred;
-    std::vector<std::string> blocking;  // unreadable deciding variables, with the fix
+    std::optional<std::string> last_booted;  // LoaderEntryLastBooted: what "@saved" stands for
+    std::vector<std::string> blocking;       // unreadable deciding variables, with the fix
     LoaderConf conf = LoaderConf::parse("", loader_conf_path);
     std::optional<std::string> boot_count_file;  // relative to the ESP
     std::optional<std::string> selected;
     std::vector<SortItem> sorted;
     std::vector<std::size_t> order;  // sorted[i] is files[order[i]]
 
+    // A loader.conf value as systemd-boot reads it (loader_value).
+    std::optional<std::string> conf_value(std::string_view key) const {
+        auto v = conf.get(key);
+        if (v) *v = std::string(loader_value(*v));
+        return v;
+    }
     // The entry LoaderEntryPreferred arms as nixboot's trial: one of nixboot's
     // entries with tries left whose one-shot pattern is exactly the variable.
     const File* preferred_trial() const {
@@ -513,10 +537,11 @@ struct SdBootBackend::Scanned {
         DefaultInputs in;
         if (preferred_supported) {
             in.efi_preferred = efi_preferred;
-            in.conf_preferred = conf.get("preferred");
+            in.conf_preferred = conf_value("preferred");
         }
         in.efi_default = efi_default;
-        in.conf_default = conf.get("default");
+        in.conf_default = conf_value("default");
+        in.last_booted = last_booted;
         return in;
     }
 
@@ -652,6 +677,7 @@ SdBootBackend::Scanned SdBootBackend::scan() const {
     s.one_shot = deciding(efivar_name::loader_entry_oneshot);
     s.efi_default = deciding(efivar_name::loader_entry_default);
     s.efi_preferred = deciding(efivar_name::loader_entry_preferred);
+    s.last_booted = soft(efivar_name::loader_entry_last_booted);
     if (auto p = soft(efivar_name::loader_boot_count_path)) {
         constexpr std::string_view prefix = "\\loader\\entries\\";
         std::string_view v(*p);
@@ -707,7 +733,8 @@ SdBootBackend::Scanned SdBootBackend::scan() const {
         if (f.bls && !f.unbootable.empty())  // unreadable and unparsable entries were reported above
             s.warnings.push_back(esp.display(rel).string() + ": " + f.unbootable +
                                  ", so the loader skips it (`nixboot install` rewrites nixboot's entries)");
-        f.ours = parse_entry_id(f.name.stem);
+        // nixboot writes ".conf" only: an "X.CONF" is never one of its own.
+        if (f.name.suffix == ".conf") f.ours = parse_entry_id(f.name.stem);
         s.by_stem[f.name.stem].push_back(s.files.size());
         s.files.push_back(std::move(f));
     }
@@ -721,9 +748,13 @@ SdBootBackend::Scanned SdBootBackend::scan() const {
         it.file_name = f.file_name;
         it.counter = f.name.counter;
         if (f.bls) {
-            it.sort_key = f.bls->sort_key;
-            it.machine_id = f.bls->machine_id;
-            it.version = f.bls->version;
+            auto loader_reads = [](const std::optional<std::string>& v) -> std::optional<std::string> {
+                if (!v) return v;
+                return std::string(loader_value(*v));
+            };
+            it.sort_key = loader_reads(f.bls->sort_key);
+            it.machine_id = loader_reads(f.bls->machine_id);
+            it.version = loader_reads(f.bls->version);
         }
         s.sorted.push_back(it);
     }

@@ -73,7 +73,13 @@ struct DefaultInputs {
     std::optional<std::string> conf_preferred;  // loader.conf `preferred` (the same)
     std::optional<std::string> efi_default;     // LoaderEntryDefault
     std::optional<std::string> conf_default;    // loader.conf `default`
+    std::optional<std::string> last_booted;     // LoaderEntryLastBooted (for "@saved")
 };
+// A value of loader.conf or of an entry as systemd-boot reads it
+// (src/boot/boot.c line_get_key_value, 252 to 262): a value that starts and
+// ends with '"' loses both quotes ("\"" alone becomes empty); nothing else is
+// unescaped.
+std::string_view loader_value(std::string_view value);
 // Index into `sorted` of the entry systemd-boot boots: the first entry whose
 // ID matches the one-shot, else the first entry not marked bad (0 tries
 // left) that the EFI, then the loader.conf preferred matches, else the EFI

@@ -141,6 +141,21 @@ TEST_CASE("counter: scanning a directory reports duplicates and garbage", "[coun
     CHECK(efi.duplicates.size() == 1);
 }
 
+TEST_CASE("counter: the scan keeps the names systemd-boot reads: .conf in any case, no hidden or auto- names",
+          "[counter]") {
+    const EntryScan scan = scan_entry_names({"A+1.CONF", "b+2-1.Conf", "auto-windows.conf", "c.conf", ".d.conf"});
+    REQUIRE(scan.entries.size() == 3);
+    // The loader reads a counter only before ".conf" exactly: these have none.
+    CHECK(scan.entries[0].file_name == "A+1.CONF");
+    CHECK(scan.entries[0].name.stem == "A+1");
+    CHECK(scan.entries[0].name.suffix == ".CONF");
+    CHECK_FALSE(scan.entries[0].name.counter);
+    CHECK(scan.entries[1].name.stem == "b+2-1");
+    CHECK_FALSE(scan.entries[1].name.counter);
+    CHECK(scan.entries[2].name == name("c", std::nullopt));
+    CHECK(scan.rejected.empty());
+}
+
 TEST_CASE(
     "counter: of a torn rename's names, the one LoaderBootCountPath names, else the furthest along, holds the entry",
     "[counter]") {

@@ -102,6 +102,40 @@ TEST_CASE("default choice: one-shot, EFI default, loader.conf glob, first entry"
     CHECK_FALSE(pick_default_entry({}, in, IdScheme::with_counter));
 }
 
+TEST_CASE("default choice: @saved is the entry booted last, in the place of the default that says it") {
+    std::vector<SortItem> sorted(3);
+    sorted[0].file_name = "nixos-generation-3.conf";
+    sorted[1].file_name = "nixos-generation-2.conf";
+    sorted[2].file_name = "nixos-generation-1.conf";
+    DefaultInputs in;
+    in.conf_default = "@saved";
+    CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(0));
+    in.last_booted = "nixos-generation-2.conf";
+    CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(1));
+    // The EFI default wins over loader.conf's @saved.
+    in.efi_default = "nixos-generation-1.conf";
+    CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(2));
+    // The EFI variable's @saved is looked up once: no match, the first entry.
+    in.efi_default = "@SAVED";
+    in.conf_default = "nixos-generation-1.conf";
+    CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(1));
+    in.last_booted = "nixos-generation-9.conf";
+    CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(0));
+    // Another special identifier matches nothing.
+    in.efi_default.reset();
+    in.conf_default = "@other";
+    CHECK(pick_default_entry(sorted, in, IdScheme::with_counter) == std::optional<std::size_t>(0));
+}
+
+TEST_CASE("loader values: a value in double quotes loses them, as systemd-boot reads it") {
+    CHECK(loader_value("\"nixos-*\"") == "nixos-*");
+    CHECK(loader_value("nixos-*") == "nixos-*");
+    CHECK(loader_value("\"") == "");
+    CHECK(loader_value("\"\"") == "");
+    CHECK(loader_value("\"a") == "\"a");
+    CHECK(loader_value("a \"b\"") == "a \"b\"");
+}
+
 TEST_CASE(
     "default choice with preferred (systemd-boot 260+): after the one-shot, before the default, never a bad "
     "entry") {
@@ -187,6 +221,33 @@ TEST_CASE("the backend reads LoaderBootCountPath, and ignores one that is not a 
     CHECK(v.warnings.back() ==
           "EFI variable LoaderBootCountPath '\\loader\\entries\\..\\x+1-0.conf' does not name a counted entry under "
           "\\loader\\entries\\ (ignored)");
+}
+
+TEST_CASE(
+    "the backend reads loader.conf as systemd-boot does: quoted values and @saved, beside .CONF and auto- names") {
+    test::Rig rig(2, "systemd-boot 252.39", 1);
+    SdBootBackend be(rig.backend_options());
+    Machine m(be, rig.machine_options());
+    m.install();
+    EfiVars(rig.efivars).remove(efivar_name::loader_entry_default);
+    test::write_file(rig.esp / "loader/loader.conf", "timeout 3\ndefault \"nixos-generation-1*\"\n");
+    const std::string foreign = "title Other\nlinux /EFI/nixos/other.efi\n";
+    test::write_file(rig.esp / "EFI/nixos/other.efi", "kernel");
+    test::write_file(rig.esp / "loader/entries/Other.CONF", foreign);
+    test::write_file(rig.esp / "loader/entries/auto-windows.conf", foreign);
+    auto v = be.read();
+    CHECK(v.persistent_default == std::optional<std::string>("nixos-generation-1"));
+    for (const auto& w : v.warnings) {  // shown by the loader and read; auto- names are not read at all
+        INFO(w);
+        CHECK(w.find("auto-windows") == std::string::npos);
+    }
+    // Unquoted, the same pattern with its quotes would match nothing.
+    test::write_file(rig.esp / "loader/loader.conf", "default \"nixos-generation-1*\"x\n");
+    CHECK(be.read().persistent_default != std::optional<std::string>("nixos-generation-1"));
+    // @saved: the entry booted last.
+    test::write_file(rig.esp / "loader/loader.conf", "default @saved\n");
+    EfiVars(rig.efivars).set_string(efivar_name::loader_entry_last_booted, "nixos-generation-1.conf");
+    CHECK(be.read().persistent_default == std::optional<std::string>("nixos-generation-1"));
 }
 
 TEST_CASE("set_default refuses trial and bad entries, set_state refuses trial") {

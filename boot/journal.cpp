@@ -233,9 +233,12 @@ std::optional<JournalRecord> last_rollback(const std::vector<JournalRecord>& rec
                 if (armed.erase(r.entry) > 0) out = r;
                 break;
             case JournalEvent::rollback:
-            case JournalEvent::live_revert:
                 armed.erase(r.entry);
                 out = r;
+                break;
+            case JournalEvent::live_revert:
+                // A trial dropped before it was ever armed (no live-start) left nothing.
+                if (armed.erase(r.entry) > 0 || (out && out->entry == r.entry)) out = r;
                 break;
             case JournalEvent::install:
             case JournalEvent::boot:

@@ -73,9 +73,10 @@ JournalContents read_journal(const std::filesystem::path& state_dir);
 
 // The rollback the journal ends on, if any: its last outcome record (adopt,
 // arm, good, promote, bad, rollback, live-start, live-confirm, live-revert)
-// is a `rollback`, a `live-revert`, or a `bad` of an entry armed before it
-// and not judged since (the machine left a trial for its fallback; a `bad`
-// of an entry nobody armed is no rollback). nullopt otherwise, so a new
+// is a `rollback`, or a `live-revert` or `bad` of an entry armed (or
+// live-started) before it and not judged since (the machine left a trial for
+// its fallback; a `bad` of an entry nobody armed, or the `live-revert` of a
+// trial dropped before it was armed, is no rollback). nullopt otherwise, so a new
 // trial or promotion ends it.
 std::optional<JournalRecord> last_rollback(const std::vector<JournalRecord>& records);
 

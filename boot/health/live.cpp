@@ -77,6 +77,7 @@ std::string format_live_trial(const LiveTrial& t) {
         out += "kind=reboot\n";
         out += "window=" + std::to_string(t.window) + "\n";
     }
+    if (!t.reason.empty()) out += "reason=" + t.reason + "\n";
     return out;
 }
 
@@ -128,6 +129,8 @@ LiveTrial parse_live_trial(std::string_view text, std::string_view origin) {
                 kv.bad_value();
         } else if (key == "window")
             t.window = number(86400);
+        else if (key == "reason")
+            t.reason = std::string(value);
     });
     if (!has_generation) throw ParseError(std::string(origin) + ": no 'generation'");
     return t;
@@ -214,9 +217,10 @@ std::optional<unsigned> generation_of_toplevel(const std::filesystem::path& prof
 // On a reboot trial's own boot: RUN/nixboot/verdict pins the outcome for a
 // re-run of `nixboot check` (which would otherwise decide again) and tells the
 // watchdog feeder to stop; the watchdog is stopped if nobody holds it. From
-// a later boot (the trial was cut short) this boot's verdict is not ours.
+// a later boot (the trial was cut short) this boot's verdict is not ours, nor
+// in the boot that armed it (no window opened yet: deadline 0).
 void record_trial_boot_verdict(const LiveOptions& opts, const LiveTrial& trial, const Decision& decision) {
-    if (trial.kind != TrialKind::reboot || trial.boot_id.empty() ||
+    if (trial.kind != TrialKind::reboot || trial.boot_id.empty() || trial.deadline == 0 ||
         trial.boot_id != boot_id_or_empty(opts.boot_id_source))
         return;
     RootDir::open_or_create(opts.run / "nixboot").write_atomic("verdict", format_verdict(decision), Sync::yes);
@@ -227,13 +231,14 @@ void record_trial_boot_verdict(const LiveOptions& opts, const LiveTrial& trial, 
 void finish_confirm(Machine& machine, const LiveOptions& opts, const LiveTrial& trial) {
     stop_timer(opts, trial.unit);
     const std::string reason =
-        trial.kind == TrialKind::reboot
+        !trial.reason.empty() ? trial.reason
+        : trial.kind == TrialKind::reboot
             ? "trial boot of generation " + std::to_string(trial.generation) + " confirmed from outside"
             : "live trial of generation " + std::to_string(trial.generation) + " confirmed";
     record_trial_boot_verdict(opts, trial, {Verdict::good, reason});
     machine.mark_good(entry_id(trial.generation), reason);
     journal(opts.state, JournalEvent::live_confirm, trial.generation, boot_id_or_empty(opts.boot_id_source),
-            "confirmed");
+            trial.reason.empty() ? "confirmed" : trial.reason);
     remove_live(opts.state);
 }
 
@@ -271,26 +276,28 @@ std::string date_text(std::time_t t) {
     return buf;
 }
 
-// What the journal says became of the live trial `id`: "was confirmed at
-// ...", "was reverted at ...: REASON", or that it is not known here.
+// What the journal says became of the trial `id`: "live trial ID was
+// confirmed at ...", "trial ID was reverted at ...: REASON" (a confirm or
+// revert by mark-good, mark-bad or rollback says so in its reason), or that
+// it is not known here.
 std::string ended_how(const std::filesystem::path& state, std::string_view id) {
-    bool started = false;
-    unsigned generation = 0;
-    std::string how = "is not known on this machine";
+    const std::string trial = "trial " + std::string(id);
+    std::optional<unsigned> generation;
+    std::string what = trial, how = "is not known on this machine";
     for (const auto& r : read_journal(state).records) {
-        if (r.event == JournalEvent::live_start && (r.reason.starts_with("live trial " + std::string(id) + ",") ||
-                                                    r.reason.starts_with("trial " + std::string(id) + ","))) {
-            started = true;
+        const bool live = r.reason.starts_with("live " + trial + ",");
+        if (r.event == JournalEvent::live_start && (live || r.reason.starts_with(trial + ","))) {
             generation = r.generation.value_or(0);
+            what = (live ? "live " : "") + trial + " of generation " + std::to_string(*generation);
             how = "started at " + date_text(r.time) + " and did not end";
-        } else if (started && r.generation.value_or(0) == generation &&
+        } else if (generation && r.generation.value_or(0) == *generation &&
                    (r.event == JournalEvent::live_confirm || r.event == JournalEvent::live_revert)) {
             how = std::string(r.event == JournalEvent::live_confirm ? "was confirmed" : "was reverted") + " at " +
-                  date_text(r.time) + (r.event == JournalEvent::live_revert ? ": " + r.reason : std::string());
-            started = false;
+                  date_text(r.time) + (r.reason != "confirmed" ? ": " + r.reason : std::string());
+            generation.reset();
         }
     }
-    return how;
+    return what + " " + how;
 }
 
 // One trial that waits for a confirm at a time, of either kind.
@@ -502,8 +509,8 @@ LiveTrial confirm_live_trial(Machine& machine, const LiveOptions& opts, const st
         trial = read_live_trial(opts.state);
     }
     if (!trial) {
-        if (id) throw Error("no live trial is running: trial " + *id + " " + ended_how(opts.state, *id));
-        throw Error("no live trial is running");
+        if (id) throw Error("no trial waits for a confirmation: " + ended_how(opts.state, *id));
+        throw Error("no trial waits for a confirmation (no live trial runs, no trial boot waits)");
     }
     if (id && trial->id != *id)
         throw Error("this confirm names trial " + *id + ", but the " +
@@ -545,11 +552,120 @@ std::optional<LiveTrial> revert_live_trial(Machine& machine, const LiveOptions& 
         trial->status = LiveStatus::reverting;
         write_live(opts.state, *trial);
     }
-    std::string failure = finish_revert(machine, opts, *trial, reason, activation);
+    // A revert a human's verb recorded keeps its reason.
+    std::string failure =
+        finish_revert(machine, opts, *trial, trial->reason.empty() ? reason : trial->reason, activation);
     if (!failure.empty())
         throw Error("generation " + std::to_string(trial->generation) + " marked bad, but re-activating generation " +
                     std::to_string(trial->previous) + " failed: " + failure);
     return trial;
+}
+
+std::string trial_text(const LiveTrial& trial) {
+    const std::string gen = "generation " + std::to_string(trial.generation);
+    if (trial.kind == TrialKind::live)
+        return "the live trial " + (trial.id.empty() ? std::string() : trial.id + " ") + "of " + gen;
+    return "trial " + trial.id + " of " + gen;
+}
+
+namespace {
+
+// One line, bounded: STATE/live is read with a 4096-byte limit.
+std::string record_reason(std::string_view verb, std::string_view reason) {
+    std::string r = "settled by 'nixboot " + std::string(verb) + "': " + std::string(reason);
+    std::replace(r.begin(), r.end(), '\n', ' ');
+    if (r.size() > 1000) r.resize(1000);
+    return r;
+}
+
+// The record, read under STATE/live.lock, if one is there at all (no lock
+// file is created when none is).
+std::optional<LiveTrial> locked_trial(const LiveOptions& opts, std::optional<Lock>& lock) {
+    if (!read_live_trial(opts.state)) return std::nullopt;
+    lock.emplace(live_lock(opts.state));
+    return read_live_trial(opts.state);
+}
+
+void settle_good(Machine& machine, const LiveOptions& opts, LiveTrial& trial, std::string reason) {
+    trial.status = LiveStatus::confirmed;
+    trial.reason = std::move(reason);
+    write_live(opts.state, trial);  // whoever comes next finishes this confirm
+    finish_confirm(machine, opts, trial);
+}
+
+void settle_bad(Machine& machine, const LiveOptions& opts, LiveTrial& trial, std::string reason) {
+    trial.status = LiveStatus::reverting;
+    trial.reason = std::move(reason);
+    write_live(opts.state, trial);  // whoever comes next finishes this revert
+    // A live trial still active in this boot is switched back, as its timer would.
+    const Activate activation = trial.boot_id == boot_id_or_empty(opts.boot_id_source) ? Activate::yes : Activate::no;
+    std::string failure = finish_revert(machine, opts, trial, trial.reason, activation);
+    if (!failure.empty())
+        throw Error("generation " + std::to_string(trial.generation) + " marked bad, but re-activating generation " +
+                    std::to_string(trial.previous) + " failed: " + failure);
+}
+
+}  // namespace
+
+std::optional<std::string> drop_unarmed_trial(Machine& machine, const LiveOptions& opts) {
+    std::optional<Lock> lock;
+    auto trial = locked_trial(opts, lock);
+    if (!trial || trial->kind != TrialKind::reboot || trial->status != LiveStatus::armed) return std::nullopt;
+    const std::string entry = entry_id(trial->generation);
+    if (machine.status().view.armed == entry) return std::nullopt;
+    for (const auto& r : read_journal(opts.state).records)
+        if (r.event == JournalEvent::arm && r.entry == entry && r.time >= trial->started) return std::nullopt;
+    const std::string gen = std::to_string(trial->generation);
+    std::string reason = trial_text(*trial) +
+                         " was never armed ('nixboot try' was interrupted between recording it "
+                         "and arming it); generation " +
+                         gen + " never booted and is left as it was";
+    journal(opts.state, JournalEvent::live_revert, trial->generation, boot_id_or_empty(opts.boot_id_source), reason);
+    remove_live(opts.state);
+    return reason;
+}
+
+std::optional<LiveTrial> mark_good_settling(Machine& machine, const LiveOptions& opts, std::string_view entry,
+                                            std::string_view reason) {
+    std::optional<Lock> lock;
+    auto trial = locked_trial(opts, lock);
+    if (!trial || entry_id(trial->generation) != entry) {
+        machine.mark_good(entry, reason);
+        return std::nullopt;
+    }
+    settle_good(machine, opts, *trial, record_reason("mark-good", reason));
+    return trial;
+}
+
+std::optional<LiveTrial> mark_bad_settling(Machine& machine, const LiveOptions& opts, std::string_view entry,
+                                           std::string_view reason) {
+    std::optional<Lock> lock;
+    auto trial = locked_trial(opts, lock);
+    if (!trial || entry_id(trial->generation) != entry) {
+        machine.mark_bad(entry, reason);
+        return std::nullopt;
+    }
+    // Refused as Machine::mark_bad refuses (nothing changed), before the record moves.
+    if (const Entry* e = machine.status().view.find(entry); !e)
+        throw Error("no entry '" + std::string(entry) + "' to mark bad");
+    settle_bad(machine, opts, *trial, record_reason("mark-bad", reason));
+    return trial;
+}
+
+RollbackSettling rollback_settling(Machine& machine, const LiveOptions& opts, std::string_view reason) {
+    std::optional<Lock> lock;
+    auto trial = locked_trial(opts, lock);
+    RollbackSettling r;
+    r.entry = machine.rollback(reason);
+    if (!trial) return r;
+    const std::string why = record_reason("rollback", reason.empty() ? "rolled back by hand" : reason);
+    r.settled_good = entry_id(trial->generation) == r.entry;
+    if (r.settled_good)
+        settle_good(machine, opts, *trial, why);
+    else
+        settle_bad(machine, opts, *trial, why);
+    r.settled = trial;
+    return r;
 }
 
 }  // namespace nixboot::health

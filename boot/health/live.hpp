@@ -49,6 +49,11 @@ struct LiveTrial {
     std::string id;
     TrialKind kind = TrialKind::live;
     unsigned window = 0;  // reboot: seconds the trial boot waits for the confirm once its checks pass
+    // Why it ends, recorded with status confirmed/reverting when a human's
+    // verb settled it (mark-good, mark-bad, rollback): whoever finishes the
+    // step after a crash journals this reason, not its own ("": not settled
+    // by hand; one line, at most 1000 bytes).
+    std::string reason;
     bool operator==(const LiveTrial&) const = default;
 };
 
@@ -125,7 +130,7 @@ std::optional<LiveTrial> open_confirm_window(const LiveOptions& opts, unsigned g
 
 // Accepts the running live trial: stops the timer, promotes GEN
 // (Machine::mark_good), journals live-confirm, removes STATE/live. Throws
-// Error "no live trial is running" when there is none (nothing changed), and
+// Error "no trial waits for a confirmation" when there is none (nothing changed), and
 // Error when the deadline has passed (the revert owns it then).
 // With `id`, it confirms only the trial of that ID: another running trial, or
 // none, is refused with the ID and what became of it (nothing changed).
@@ -145,5 +150,46 @@ std::string no_confirm_reason(const LiveTrial& trial);
 enum class Activate { no, yes };
 std::optional<LiveTrial> revert_live_trial(Machine& machine, const LiveOptions& opts, std::string_view reason,
                                            Activate activate);
+
+// A reboot trial recorded `armed` whose arm never happened ('nixboot try'
+// interrupted between recording it and arming it: no `arm` of GEN in the
+// journal since it was recorded, and the loader does not arm GEN): under
+// STATE/live.lock, journals live-revert with the reason, removes STATE/live
+// and leaves GEN as it was (it never booted, so it is not judged). Returns
+// the reason, or nullopt when STATE/live holds no such trial.
+std::optional<std::string> drop_unarmed_trial(Machine& machine, const LiveOptions& opts);
+
+// A human's verdict settles the trial STATE/live holds for the entry it
+// names, whatever its kind and status (armed, running, confirmed, reverting),
+// under STATE/live.lock so the revert timer cannot act in between; the trial
+// is recorded confirmed or reverting with the reason first, then finished
+// like a confirm or a revert, so a crash is finished with this reason.
+// - mark-good ≈ confirm: stop the timer, Machine::mark_good, journal
+//   live-confirm "settled by 'nixboot mark-good': REASON".
+// - mark-bad ≈ revert: a live trial's previous generation is re-activated,
+//   GEN marked bad, journal live-revert "settled by 'nixboot mark-bad':
+//   REASON"; a trial boot waiting in its window gets its verdict (bad) but
+//   no reboot: a human is there.
+// Without such a trial: just Machine::mark_good / mark_bad. Returns the
+// trial it settled.
+std::optional<LiveTrial> mark_good_settling(Machine& machine, const LiveOptions& opts, std::string_view entry,
+                                            std::string_view reason);
+std::optional<LiveTrial> mark_bad_settling(Machine& machine, const LiveOptions& opts, std::string_view entry,
+                                           std::string_view reason);
+
+struct RollbackSettling {
+    std::string entry;                 // the new default
+    std::optional<LiveTrial> settled;  // the trial this rollback settled
+    bool settled_good = false;         // its generation is the new default (≈ confirm), else reverted
+};
+
+// Machine::rollback, then the trial STATE/live holds (any generation: the
+// rollback disarms every trial) is settled as mark-bad settles it ("settled
+// by 'nixboot rollback': REASON"), or as mark-good does when the rollback
+// made its generation the default. A failed rollback settles nothing.
+RollbackSettling rollback_settling(Machine& machine, const LiveOptions& opts, std::string_view reason);
+
+// "the live trial of generation N" | "trial ID of generation N" (for messages).
+std::string trial_text(const LiveTrial& trial);
 
 }  // namespace nixboot::health

@@ -263,6 +263,11 @@ void settle_interrupted_live(Machine& machine, const BootCheckOptions& opts, con
         if (is_trial_boot_of(record, trial->generation)) return;
         const Entry* e = view.find(entry_id(trial->generation));
         if (e && view.armed == e->id && e->tries_left > 0) return;
+        // Recorded, never armed (a crash in 'nixboot try'): nothing booted it.
+        if (auto dropped = drop_unarmed_trial(machine, opts.live)) {
+            report.notes.push_back(*dropped);
+            return;
+        }
     } else {
         std::string boot_id = current_boot_id(opts.live.boot_id_source);
         if (trial->boot_id == boot_id) return;  // running in this boot: the timer owns it

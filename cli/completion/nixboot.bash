@@ -32,8 +32,8 @@ _nixboot() {
     try) opts+=" --tries --reboot --live --confirm-timeout --accept-risk" ;;
     confirm) opts+=" --run" ;;
     live-revert) opts+=" --reason --run" ;;
-    mark-good|mark-bad) opts+=" --reason" ;;
-    rollback) opts+=" --reason" ;;
+    mark-good|mark-bad) opts+=" --reason --run" ;;
+    rollback) opts+=" --reason --run" ;;
     deploy) opts+=" --config --push --generation --reboot --live --confirm-timeout --check --check-timeout
                    --ssh-options --connect-timeout --boot-timeout --settle-timeout --command-timeout
                    --push-timeout --poll-interval --parallel" ;;

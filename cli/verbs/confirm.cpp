@@ -41,7 +41,7 @@ int run_live_revert(Context& ctx, const po::variables_map& vm) {
     auto lo = options_of(ctx, vm);
     auto running = health::read_live_trial(lo.state);
     if (!running) {
-        ctx.out << "no live trial to revert (already confirmed or reverted)\n";
+        ctx.out << "no trial to revert (already confirmed or reverted)\n";
         return 0;
     }
     // Only a trial boot that waits in this boot reboots; an armed trial that
@@ -49,14 +49,16 @@ int run_live_revert(Context& ctx, const po::variables_map& vm) {
     const bool reboot_trial = running->kind == health::TrialKind::reboot;
     const bool reboot_now = reboot_trial && running->status != health::LiveStatus::armed &&
                             running->boot_id == current_boot_id(lo.boot_id_source);
-    std::string reason = vm.count("reason") ? vm["reason"].as<std::string>()
-                         : reboot_trial     ? health::no_confirm_reason(*running)
-                                            : "live trial of generation " + std::to_string(running->generation) +
+    // A revert that mark-bad or rollback recorded keeps its reason.
+    std::string reason = !running->reason.empty() ? running->reason
+                         : vm.count("reason")     ? vm["reason"].as<std::string>()
+                         : reboot_trial           ? health::no_confirm_reason(*running)
+                                                  : "live trial of generation " + std::to_string(running->generation) +
                                               " was not confirmed within " +
                                               std::to_string(running->deadline - running->started) + " s";
     auto trial = health::revert_live_trial(ctx.machine(), lo, reason, health::Activate::yes);
     if (!trial) {
-        ctx.out << "the live trial was confirmed meanwhile; nothing reverted\n";
+        ctx.out << "the trial was confirmed meanwhile; nothing reverted\n";
         return 0;
     }
     if (reboot_trial && !reboot_now) {
@@ -95,7 +97,8 @@ VerbRegistration confirm_reg{Verb{"confirm", "[TRIAL-ID]",
                                   run_confirm, Mutates::yes}};
 
 VerbRegistration revert_reg{
-    Verb{"live-revert", "[--reason TEXT]", "revert the running live trial (run by its timer)", 26,
+    Verb{"live-revert", "[--reason TEXT]",
+         "revert the running live trial or the trial that waits for a confirm (run by its timer)", 26,
          [](po::options_description& d, po::positional_options_description&) {
              d.add_options()("reason", po::value<std::string>()->value_name("TEXT"), "why, for the journal")(
                  "run", po::value<std::string>()->value_name("DIR"),

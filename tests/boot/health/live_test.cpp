@@ -113,12 +113,12 @@ TEST_CASE("live: confirmed from a new invocation promotes, the timer is set befo
     // Replayed, the confirm says what became of its trial.
     auto replay = c.nixboot({"confirm", trial_id});
     CHECK(replay.status == 1);
-    CHECK(
-        replay.err.starts_with("nixboot: confirm: no live trial is running: trial " + trial_id + " was confirmed at "));
+    CHECK(replay.err.starts_with("nixboot: confirm: no trial waits for a confirmation: live trial " + trial_id +
+                                 " of generation 3 was confirmed at "));
     // The timer firing late finds nothing to revert.
     auto late = run_program(timer_command(read_file(c.calls)));
     CHECK(late.status == 0);
-    CHECK(late.out == "no live trial to revert (already confirmed or reverted)\n");
+    CHECK(late.out == "no trial to revert (already confirmed or reverted)\n");
     CHECK(c.rig.pinned_good_default() == "nixos-generation-3");
 }
 
@@ -146,7 +146,9 @@ TEST_CASE("live: no confirm in time: the timer's command reverts and marks the g
     auto before = c.rig.snapshot();
     auto confirm = c.nixboot({"confirm"});
     CHECK(confirm.status == 1);
-    CHECK(confirm.err.find("confirm: no live trial is running") != std::string::npos);
+    CHECK(confirm.err ==
+          "nixboot: confirm: no trial waits for a confirmation (no live trial runs, no trial boot "
+          "waits)\n");
     CHECK(c.rig.snapshot() == before);
 }
 
@@ -185,7 +187,8 @@ TEST_CASE("live: bad input changes nothing", "[health][live][cli][bad-input]") {
         auto before = c.rig.snapshot();
         auto r = c.nixboot({"confirm"});
         CHECK(r.status == 1);
-        CHECK(r.err.find("confirm: no live trial is running") != std::string::npos);
+        CHECK(r.err ==
+              "nixboot: confirm: no trial waits for a confirmation (no live trial runs, no trial boot waits)\n");
         CHECK(c.rig.snapshot() == before);
     }
     SECTION("a second try --live while one runs") {
@@ -259,7 +262,7 @@ TEST_CASE("live: a confirm interrupted after it was recorded is finished by the 
     write_file(c.rig.state / "live", live);
     auto r = run_program(timer_command(read_file(c.calls)), {"NIXBOOT_SYSTEMCTL=" + c.systemctl.string()});
     CHECK(r.status == 0);
-    CHECK(r.out == "the live trial was confirmed meanwhile; nothing reverted\n");
+    CHECK(r.out == "the trial was confirmed meanwhile; nothing reverted\n");
     CHECK(c.rig.pinned_good_default() == "nixos-generation-3");
     auto ev = c.events_for(3);
     CHECK(std::count(ev.begin(), ev.end(), "bad") == 0);
@@ -423,11 +426,12 @@ TEST_CASE("confirm trial: the confirm naming it promotes and stops the timer, ot
     const auto after = c.rig.snapshot();
     auto replay = c.nixboot({"confirm", id, "--run", c.run.string()});
     CHECK(replay.status == 1);
-    CHECK(replay.err.starts_with("nixboot: confirm: no live trial is running: trial " + id + " was confirmed at "));
+    CHECK(replay.err.starts_with("nixboot: confirm: no trial waits for a confirmation: trial " + id +
+                                 " of generation 3 was confirmed at "));
     CHECK(c.rig.snapshot() == after);
     // The timer firing anyway finds nothing; a re-run of the check keeps the verdict.
     auto late = run_program(timer_command(read_file(c.calls)), {"NIXBOOT_REBOOT_COMMAND=" + c.reboot.string()});
-    CHECK(late.out == "no live trial to revert (already confirmed or reverted)\n");
+    CHECK(late.out == "no trial to revert (already confirmed or reverted)\n");
     auto again = c.check();
     CHECK(again.status == 0);
     CHECK(again.out.find("verdict on nixos-generation-3: good (decided earlier in this boot)") != std::string::npos);
@@ -549,7 +553,8 @@ TEST_CASE("confirm trial: failing checks on the trial boot mark it bad, and a co
     CHECK(c.events_for(3).back() == "live-revert");
     auto confirm = c.nixboot({"confirm", id, "--run", c.run.string()});
     CHECK(confirm.status == 1);
-    CHECK(confirm.err.starts_with("nixboot: confirm: no live trial is running: trial " + id + " was reverted at "));
+    CHECK(confirm.err.starts_with("nixboot: confirm: no trial waits for a confirmation: trial " + id +
+                                  " of generation 3 was reverted at "));
     CHECK(confirm.err.ends_with(": trial boot of nixos-generation-3: required check 'web' failed (exit status 1)\n"));
 }
 
@@ -612,4 +617,227 @@ TEST_CASE("confirm trial: one try whatever the config says, and an armed trial i
     CHECK(std::count(calls.begin(), calls.end(), "reboot ") == 1);  // try's own; the cancel does not reboot
     CHECK_FALSE(std::filesystem::exists(c.rig.state / "live"));
     CHECK(c.boot() == "nixos-generation-2.conf");  // the default, not the cancelled trial
+}
+
+// A human's verdict (mark-good, mark-bad, rollback) settles the trial that
+// waits for a confirm: ≈ confirm or ≈ revert, its timer made harmless, and a
+// later `confirm ID` says what became of it.
+namespace {
+
+enum class Pending { live, armed, window };
+
+const char* to_string(Pending p) {
+    return p == Pending::live    ? "a live trial"
+           : p == Pending::armed ? "an armed reboot trial"
+                                 : "a trial boot's window";
+}
+
+// A trial of generation 3 that waits for its confirm; returns its ID.
+std::string start_pending(CheckRig& c, Pending p) {
+    if (p == Pending::window) return boot_awaiting_trial(c);
+    c.check_script("required/ok", "echo ok");
+    auto r = p == Pending::live ? c.nixboot({"try", "--live", "3", "--confirm-timeout", "60"})
+                                : c.nixboot({"try", "3", "--reboot", "--confirm-timeout", "120"});
+    INFO(r.out << r.err);
+    REQUIRE(r.status == 0);
+    return parse_live_trial(read_file(c.rig.state / "live"), "live").id;
+}
+
+std::string trial_words(Pending p, const std::string& id) {
+    return (p == Pending::live ? "the live trial " : "trial ") + id + " of generation 3";
+}
+
+// `confirm ID` afterwards: exit 1, nothing changed, what became of it.
+void check_confirm_says(CheckRig& c, Pending p, const std::string& id, const std::string& how) {
+    const auto before = c.rig.snapshot();
+    auto r = c.nixboot({"confirm", id, "--run", c.run.string()});
+    CHECK(r.status == 1);
+    CHECK(r.err.starts_with("nixboot: confirm: no trial waits for a confirmation: " +
+                            std::string(p == Pending::live ? "live trial " : "trial ") + id + " of generation 3 " +
+                            how + " at "));
+    CHECK(c.rig.snapshot() == before);
+}
+
+// The revert timer firing after the settle finds nothing to do.
+void check_timer_harmless(CheckRig& c, Pending p, const std::string& default_entry) {
+    if (p == Pending::armed) return;  // no timer before the trial boot
+    auto late = run_program(timer_command(read_file(c.calls)), {"NIXBOOT_SYSTEMCTL=" + c.systemctl.string(),
+                                                                "NIXBOOT_REBOOT_COMMAND=" + c.reboot.string()});
+    CHECK(late.status == 0);
+    CHECK(late.out == "no trial to revert (already confirmed or reverted)\n");
+    CHECK(c.rig.pinned_good_default() == default_entry);
+}
+
+}  // namespace
+
+TEST_CASE("settled by hand: mark-good of the trial's generation confirms it", "[health][live][confirm][cli]") {
+    for (Pending p : {Pending::live, Pending::armed, Pending::window}) {
+        DYNAMIC_SECTION(to_string(p)) {
+            CheckRig c;
+            const std::string id = start_pending(c, p);
+            auto r = c.nixboot({"mark-good", "3", "--run", c.run.string()});
+            INFO(r.out << r.err);
+            CHECK(r.status == 0);
+            CHECK(r.out == "nixos-generation-3 is good and the default\n" + trial_words(p, id) +
+                               " is settled: confirmed by this mark-good\n");
+            const std::string reason = "settled by 'nixboot mark-good': marked good by hand";
+            CHECK(c.rig.pinned_good_default() == "nixos-generation-3");
+            CHECK(std::filesystem::read_symlink(c.rig.profile) == "system-3-link");
+            CHECK_FALSE(std::filesystem::exists(c.rig.state / "live"));
+            CHECK(c.events_for(3).back() == "live-confirm");
+            CHECK(c.reason_of(3, JournalEvent::live_confirm) == reason);
+            CHECK(c.reason_of(3, JournalEvent::good) == reason);
+            CHECK(c.reason_of(3, JournalEvent::bad) == "<none>");
+            CHECK(lines_of(read_file(c.calls)).back() == std::string("systemctl stop nixboot-") +
+                                                             (p == Pending::live ? "live" : "confirm") +
+                                                             "-revert-3.timer");
+            if (p == Pending::window) {
+                // The trial boot's verdict: a re-run of the check keeps it, the feeder stops.
+                CHECK(read_file(c.run / "nixboot/verdict") == "good\n" + reason + "\n");
+                CHECK(read_file(c.watchdog) == ".V");
+            } else {
+                CHECK_FALSE(std::filesystem::exists(c.run / "nixboot/verdict"));
+            }
+            check_timer_harmless(c, p, "nixos-generation-3");
+            check_confirm_says(c, p, id, "was confirmed");
+            auto again = c.nixboot({"confirm", id, "--run", c.run.string()});
+            CHECK(again.err.ends_with("Z: " + reason + "\n"));
+        }
+    }
+}
+
+TEST_CASE("settled by hand: mark-bad of the trial's generation reverts it, no reboot", "[health][live][confirm][cli]") {
+    for (Pending p : {Pending::live, Pending::armed, Pending::window}) {
+        DYNAMIC_SECTION(to_string(p)) {
+            CheckRig c;
+            const std::string id = start_pending(c, p);
+            const auto before_calls = lines_of(read_file(c.calls));
+            const auto reboots = std::count(before_calls.begin(), before_calls.end(), std::string("reboot "));
+            auto r = c.nixboot({"mark-bad", "3", "--reason", "smoke test failed", "--run", c.run.string()});
+            INFO(r.out << r.err);
+            CHECK(r.status == 0);
+            const std::string how = p == Pending::live ? "reverted by this mark-bad, as its revert timer would have"
+                                    : p == Pending::armed
+                                        ? "cancelled by this mark-bad before its trial boot"
+                                        : "reverted by this mark-bad; if this is its trial boot, reboot to return to "
+                                          "the default";
+            CHECK(r.out == "nixos-generation-3 is bad\n" + trial_words(p, id) + " is settled: " + how + "\n");
+            const std::string reason = "settled by 'nixboot mark-bad': smoke test failed";
+            CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
+            CHECK(std::filesystem::read_symlink(c.rig.profile) == "system-2-link");
+            CHECK_FALSE(std::filesystem::exists(c.rig.state / "live"));
+            CHECK(c.events_for(3).back() == "live-revert");
+            CHECK(c.reason_of(3, JournalEvent::live_revert) == reason);
+            CHECK(c.reason_of(3, JournalEvent::bad) == reason);
+            const auto calls = lines_of(read_file(c.calls));
+            CHECK(std::count(calls.begin(), calls.end(), std::string("reboot ")) == reboots);
+            if (p == Pending::live) CHECK(std::find(calls.begin(), calls.end(), "switch-2 test") != calls.end());
+            if (p == Pending::window)
+                CHECK(read_file(c.run / "nixboot/verdict") == "bad\n" + reason + "\n");
+            else
+                CHECK_FALSE(std::filesystem::exists(c.run / "nixboot/verdict"));
+            check_timer_harmless(c, p, "nixos-generation-2");
+            check_confirm_says(c, p, id, "was reverted");
+            auto again = c.nixboot({"confirm", id, "--run", c.run.string()});
+            CHECK(again.err.ends_with("Z: " + reason + "\n"));
+            if (p == Pending::armed) CHECK(c.boot() == "nixos-generation-2.conf");  // never booted
+        }
+    }
+}
+
+TEST_CASE("settled by hand: rollback reverts the trial it disarms", "[health][live][confirm][cli]") {
+    for (Pending p : {Pending::live, Pending::armed, Pending::window}) {
+        DYNAMIC_SECTION(to_string(p)) {
+            CheckRig c;
+            // Generation 1 good too, so there is something to roll back to.
+            REQUIRE(c.nixboot({"mark-good", "1"}).status == 0);
+            REQUIRE(c.nixboot({"mark-good", "2"}).status == 0);
+            const std::string id = start_pending(c, p);
+            auto r = c.nixboot({"rollback", "--run", c.run.string()});
+            INFO(r.out << r.err);
+            CHECK(r.status == 0);
+            CHECK(r.out == "default is now nixos-generation-1\n" + trial_words(p, id) +
+                               " is settled: reverted by this rollback\n");
+            const std::string reason = "settled by 'nixboot rollback': rolled back by hand";
+            CHECK(c.rig.pinned_good_default() == "nixos-generation-1");
+            CHECK(std::filesystem::read_symlink(c.rig.profile) == "system-1-link");
+            CHECK_FALSE(std::filesystem::exists(c.rig.state / "live"));
+            CHECK(c.reason_of(3, JournalEvent::live_revert) == reason);
+            CHECK(c.reason_of(3, JournalEvent::bad) == reason);
+            if (p == Pending::live) {
+                const auto calls = lines_of(read_file(c.calls));
+                CHECK(std::find(calls.begin(), calls.end(), "switch-2 test") != calls.end());
+            }
+            check_timer_harmless(c, p, "nixos-generation-1");
+            check_confirm_says(c, p, id, "was reverted");
+            auto again = c.nixboot({"confirm", id, "--run", c.run.string()});
+            CHECK(again.err.ends_with("Z: " + reason + "\n"));
+        }
+    }
+}
+
+TEST_CASE("settled by hand: a failed rollback, or a verdict on another generation, leaves the trial alone",
+          "[health][live][confirm][cli]") {
+    CheckRig c;
+    const std::string id = start_pending(c, Pending::live);
+    const auto live = read_file(c.rig.state / "live");
+    const auto before = c.rig.snapshot();
+    auto r = c.nixboot({"rollback"});
+    CHECK(r.status == 1);
+    CHECK(r.err == "nixboot: no good generation older than 2 to roll back to\n");
+    CHECK(c.rig.snapshot() == before);
+    r = c.nixboot({"mark-good", "1"});
+    CHECK(r.status == 0);
+    CHECK(r.out == "nixos-generation-1 is good and the default\n");
+    CHECK(read_file(c.rig.state / "live") == live);
+}
+
+TEST_CASE("settled by hand: a crash after the settle was recorded is finished with the human's reason",
+          "[health][live][confirm][cli][idempotence]") {
+    CheckRig c;
+    start_pending(c, Pending::live);
+    auto live = read_file(c.rig.state / "live");
+    live.replace(live.find("status=running"), 14, "status=reverting");
+    write_file(c.rig.state / "live", live + "reason=settled by 'nixboot mark-bad': marked bad by hand\n");
+    auto r = run_program(timer_command(read_file(c.calls)), {"NIXBOOT_SYSTEMCTL=" + c.systemctl.string()});
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out ==
+          "reverted: generation 2 is active again, generation 3 is marked bad (settled by 'nixboot "
+          "mark-bad': marked bad by hand)\n");
+    CHECK(c.reason_of(3, JournalEvent::live_revert) == "settled by 'nixboot mark-bad': marked bad by hand");
+    CHECK_FALSE(std::filesystem::exists(c.rig.state / "live"));
+}
+
+TEST_CASE("confirm trial: a record left by a crash before the arm is dropped, the generation is not judged",
+          "[health][live][confirm][cli]") {
+    CheckRig c;
+    c.check_script("required/ok", "echo ok");
+    // `try 3 --reboot --confirm-timeout 120` killed between writing STATE/live and arming.
+    LiveTrial t;
+    t.kind = TrialKind::reboot;
+    t.status = LiveStatus::armed;
+    t.generation = 3;
+    t.boot_id = "00000000-0000-0000-0000-000000000000";
+    t.started = std::time(nullptr);
+    t.unit = "nixboot-confirm-revert-3";
+    t.id = "0123456789abcdef0123456789abcdef";
+    t.window = 120;
+    write_file(c.rig.state / "live", format_live_trial(t));
+    CHECK(c.boot() == "nixos-generation-2.conf");
+    auto r = c.check();
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    const std::string reason =
+        "trial 0123456789abcdef0123456789abcdef of generation 3 was never armed ('nixboot try' was interrupted "
+        "between recording it and arming it); generation 3 never booted and is left as it was";
+    CHECK(r.out.find("note: " + reason + "\n") != std::string::npos);
+    CHECK(r.out.find("marked bad:") == std::string::npos);
+    CHECK(r.out.find("rolled back") == std::string::npos);
+    CHECK(c.events_for(3) == std::vector<std::string>{"live-revert"});
+    CHECK(c.reason_of(3, JournalEvent::live_revert) == reason);
+    CHECK_FALSE(std::filesystem::exists(c.rig.state / "live"));
+    CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
+    // Not judged: it can be tried at once.
+    CHECK(c.nixboot({"try", "3"}).status == 0);
 }

@@ -73,10 +73,10 @@ std::string format_live_trial(const LiveTrial& t) {
     out += "deadline=" + std::to_string(static_cast<long long>(t.deadline)) + "\n";
     out += "unit=" + t.unit + "\n";
     if (!t.id.empty()) out += "id=" + t.id + "\n";
-    if (t.kind == TrialKind::reboot) {
-        out += "kind=reboot\n";
-        out += "window=" + std::to_string(t.window) + "\n";
-    }
+    if (t.kind == TrialKind::reboot) out += "kind=reboot\n";
+    // A live trial has no window; one read with it keeps it, so nothing read
+    // is lost on the next write.
+    if (t.kind == TrialKind::reboot || t.window != 0) out += "window=" + std::to_string(t.window) + "\n";
     if (!t.reason.empty()) out += "reason=" + t.reason + "\n";
     return out;
 }

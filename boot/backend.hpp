@@ -79,10 +79,11 @@ struct LoaderView {
     std::optional<std::string> armed;                      // entry ID armed as a trial for the next boot
     std::optional<ArmMode> armed_mode;
     std::optional<std::string> persistent_default;  // entry the loader boots when nothing is armed
-    std::optional<std::string> next_boot;           // entry the loader boots next, with its real precedence
-    bool vars_writable = false;                     // one-shot/default variables can be written
-    std::vector<std::string> warnings;              // duplicate counters, foreign or unparsable files, stale variables
-    std::vector<std::string> blocking;  // problems that stop every change, each with its fix (also in warnings)
+    bool default_pinned = true;            // false: nothing names the default (systemd-boot takes its first entry)
+    std::optional<std::string> next_boot;  // entry the loader boots next, with its real precedence
+    bool vars_writable = false;            // one-shot/default variables can be written
+    std::vector<std::string> warnings;     // duplicate counters, foreign or unparsable files, stale variables
+    std::vector<std::string> blocking;     // problems that stop every change, each with its fix (also in warnings)
 
     const Entry* find(std::string_view id) const;  // nullptr if absent
 };

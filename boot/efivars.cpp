@@ -1,5 +1,6 @@
 #include "boot/efivars.hpp"
 
+#include "boot/util/crash_point.hpp"
 #include "boot/util/dir.hpp"
 #include "boot/util/error.hpp"
 #include "boot/util/fd.hpp"
@@ -247,6 +248,8 @@ void EfiVars::set_string(std::string_view name, std::string_view value) {
     }
     if (data.size() > max_string_bytes) throw Error("writing " + shown + ": value longer than 4096 bytes in UTF-16");
     make_mutable(file);
+    crash_point("efivar-set", file.native());  // firmware writes a variable whole: never torn
+    const CrashPointsPaused one_operation;
     const bool efivarfs = is_efivarfs(dir_);
     if (use_libefivar_) {
         // On a plain directory libefivar rewrites in place without truncating:
@@ -285,6 +288,7 @@ bool EfiVars::remove(std::string_view name) {
     const std::filesystem::path file = file_of(name);
     const std::string shown = "EFI variable " + std::string(name) + " (" + file.string() + ")";
     make_mutable(file);
+    if (::access(file.c_str(), F_OK) == 0) crash_point("efivar-delete", file.native());
     if (use_libefivar_) {
         if (efi_del_variable(loader_guid(), std::string(name).c_str()) == 0) return true;
         if (errno == ENOENT) return false;

@@ -1,5 +1,6 @@
 #include "boot/generations.hpp"
 
+#include "boot/util/crash_point.hpp"
 #include "boot/util/error.hpp"
 #include "boot/util/dir.hpp"
 #include "boot/util/fd.hpp"
@@ -230,8 +231,10 @@ void switch_profile(const std::filesystem::path& profile, unsigned n) {
     const std::string temp =
         profile.filename().string() + ".tmp-" + std::to_string(::getpid()) + "-" + std::to_string(n);
     ::unlinkat(dir.get(), temp.c_str(), 0);  // a leftover of a crashed run
+    const CrashMode crash = crash_point("profile", profile.native() + " -> " + target);
     if (::symlinkat(target.c_str(), dir.get(), temp.c_str()) != 0)
         throw_errno("switching '" + profile.string() + "': creating '" + (dir_path / temp).string() + "'");
+    if (crash == CrashMode::torn) crash_now();  // the new link made, not yet renamed over the profile
     if (::renameat(dir.get(), temp.c_str(), dir.get(), profile.filename().c_str()) != 0) {
         const int err = errno;
         ::unlinkat(dir.get(), temp.c_str(), 0);

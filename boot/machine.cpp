@@ -333,8 +333,11 @@ InstallReport Machine::install_unlocked() {
                       JournalEvent::adopt, it->number, id, file_of(backend_.read(), id),
                       "first install: adopted " + why + " generation " + std::to_string(it->number) + " as good");
         view = backend_.read();
-    } else if (!sort_order_trial_pending(view) && !is_good(view, view.persistent_default)) {
-        // The newest good entry is pinned before the sync adds trial entries. If
+    } else if (!sort_order_trial_pending(view) && (!is_good(view, view.persistent_default) || !view.default_pinned)) {
+        // The newest good entry is pinned before the sync adds trial entries
+        // (also when the loader only takes it as its first entry: a first
+        // install cut short after writing the adopted entry left no pin, and
+        // a new trial entry would sort before it). If
         // the loader skips it (damaged on disk: the sync rewrites it), the newest
         // good entry it shows holds the pin until the rewrite, and the default
         // returns to the rewritten entry after the sync.

@@ -848,6 +848,7 @@ LoaderView SdBootBackend::read() const {
     DefaultInputs in = s.persistent_inputs();
     if (preferred_trial) in.efi_preferred.reset();
     if (auto i = pick_default_entry(shown, in, s.scheme)) v.persistent_default = id_of_sorted(shown[*i]);
+    v.default_pinned = s.efi_default || s.conf.get("default");
     in = s.persistent_inputs();
     in.one_shot = s.one_shot;
     if (auto i = pick_default_entry(shown, in, s.scheme)) v.next_boot = id_of_sorted(shown[*i]);

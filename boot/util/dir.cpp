@@ -1,5 +1,6 @@
 #include "boot/util/dir.hpp"
 
+#include "boot/util/crash_point.hpp"
 #include "boot/util/error.hpp"
 
 #include <atomic>
@@ -313,8 +314,15 @@ void AtomicFile::commit(Sync sync) {
     if (temp_.empty()) throw Error("writing " + quoted(shown_) + ": already committed");
     if (sync != Sync::no) do_fsync(file_.get(), shown_);
     file_.close(shown_.c_str());
+    const CrashMode crash = crash_point("write", shown_.native());
     if (::renameat(dir_.get(), temp_.c_str(), dir_.get(), name_.c_str()) != 0)
         throw_errno("writing " + quoted(shown_) + " (renaming the temporary file into place)");
+    if (crash == CrashMode::torn) {
+        // A rename over a file cut short on FAT: the target's directory entry
+        // already points at the new clusters, the temp name's still does too.
+        ::linkat(dir_.get(), name_.c_str(), dir_.get(), temp_.c_str(), 0);
+        crash_now();
+    }
     temp_.clear();
     ++g_writes;
     ++g_renames;
@@ -371,15 +379,18 @@ bool RootDir::overwrite_in_place(std::string_view rel, std::string_view data, Sy
     if (::fstat(file.get(), &st) != 0) throw_errno("checking " + quoted(shown));
     if (!S_ISREG(st.st_mode)) throw Error(quoted(shown) + ": not a regular file");
     if (static_cast<std::uint64_t>(st.st_size) != data.size()) return false;
+    const bool torn = crash_point("overwrite", shown.native()) == CrashMode::torn;
+    const std::size_t end = torn ? data.size() / 2 : data.size();  // torn: the first half reached the disk
     std::size_t done = 0;
-    while (done < data.size()) {
-        const ssize_t n = ::pwrite(file.get(), data.data() + done, data.size() - done, static_cast<off_t>(done));
+    while (done < end) {
+        const ssize_t n = ::pwrite(file.get(), data.data() + done, end - done, static_cast<off_t>(done));
         if (n < 0) {
             if (errno == EINTR) continue;
             throw_errno("writing " + quoted(shown));
         }
         done += static_cast<std::size_t>(n);
     }
+    if (torn) crash_now();
     ++g_writes;
     if (sync != Sync::no) do_fsync(file.get(), shown);
     file.close(shown.c_str());
@@ -396,6 +407,10 @@ void RootDir::append(std::string_view rel, std::string_view data, Sync sync) {
         const int err = errno;
         throw_open_error(err, dir.get(), name, "opening", shown);
     }
+    if (crash_point("append", shown.native()) == CrashMode::torn) {
+        write_all(file.get(), data.data(), data.size() / 2, shown);  // a torn last line
+        crash_now();
+    }
     write_all(file.get(), data.data(), data.size(), shown);
     ++g_writes;
     if (sync != Sync::no) do_fsync(file.get(), shown);
@@ -410,6 +425,11 @@ bool RootDir::rename_idempotent(std::string_view from, std::string_view to, Sync
     if (from == to) {
         if (exists(from)) return false;
         throw Error(context + ": it does not exist");
+    }
+    if (crash_point("rename", display(from).native() + " -> " + display(to).native()) == CrashMode::torn) {
+        // A rename cut short on FAT: both names, one cluster chain.
+        ::linkat(from_dir.get(), from_name.c_str(), to_dir.get(), to_name.c_str(), 0);
+        crash_now();
     }
     int rc = ::renameat2(from_dir.get(), from_name.c_str(), to_dir.get(), to_name.c_str(), RENAME_NOREPLACE);
     if (rc != 0 && errno == EINVAL) {
@@ -448,6 +468,8 @@ bool RootDir::remove(std::string_view rel, Sync sync) {
         if (e.errno_value() == ENOENT) return false;
         throw;
     }
+    struct stat st {};
+    if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0) crash_point("remove", display(rel).native());
     if (::unlinkat(dir.get(), name.c_str(), 0) != 0) {
         if (errno == ENOENT) return false;
         throw_errno("removing " + quoted(display(rel)));
@@ -466,6 +488,8 @@ void RootDir::mkdirs(std::string_view rel) {
     for (std::string_view part : split_components(rel)) {
         shown /= std::string(part);
         const std::string name(part);
+        struct stat st {};
+        if (::fstatat(dir.get(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) != 0) crash_point("mkdir", shown.native());
         if (::mkdirat(dir.get(), name.c_str(), 0755) != 0 && errno != EEXIST)
             throw_errno("creating directory " + quoted(shown));
         const int next = ::openat(dir.get(), name.c_str(), O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);

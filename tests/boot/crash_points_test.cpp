@@ -1,0 +1,452 @@
+// Crash-point enumeration (issue 14), after ALICE and CrashMonkey: each
+// command runs once under NIXBOOT_CRASH_LOG to list its K mutating
+// operations (boot/util/crash_point.hpp), then once per operation N and mode
+// with NIXBOOT_CRASH_AT=N (stopped before it) and N:torn (left half done: a
+// write's rename with the temp name still there, a rename with both names,
+// an in-place write or append with half its bytes), from the same starting
+// state each time. A crash state must keep every file parsing, `status
+// --json` working, the loader's persistent default good (G1) and every good
+// file (G4); then running the command again (for the check, the next boot
+// and its check) must succeed and, unless a torn rename left two names the
+// loader may share (kept for fsck.fat by design), end where an uninterrupted
+// run ends. It never unlinks one of two names of one file (on FAT that would
+// free the other's clusters).
+//
+// Unsynced writes lost out of order (ALICE's reorderings) are not modelled:
+// every prefix is durable. The counts per command are printed.
+#include "boot/bls_entry.hpp"
+#include "boot/grub/grubenv.hpp"
+#include "boot/grub/state.hpp"
+#include "boot/loader_conf.hpp"
+#include "boot/util/crash_point.hpp"
+#include "tests/boot/health/check_rig.hpp"
+
+#include "tests/catch.hpp"
+
+#include <nlohmann/json.hpp>
+
+#include <functional>
+#include <iostream>
+#include <map>
+#include <set>
+
+using namespace nixboot;
+using nixboot::test::CheckRig;
+using nixboot::test::read_file;
+using nixboot::test::Rig;
+using nixboot::test::run_program;
+using nixboot::test::RunResult;
+using nixboot::test::TempDir;
+using nixboot::test::write_file;
+
+namespace {
+
+using Env = std::vector<std::string>;
+using Files = std::map<std::string, std::string>;  // absolute path -> content
+
+// One command on one machine, and how to judge it.
+struct Subject {
+    std::string name;
+    std::vector<std::filesystem::path> dirs;           // everything the command may change, restored before each run
+    std::vector<std::filesystem::path> volatile_dirs;  // restored too, but a tmpfs a power cut empties (/run)
+    std::filesystem::path profile;                     // the system profile link (restored to its target)
+    std::function<RunResult(const Env&)> act;
+    std::function<RunResult()> finish;       // the command again, or the next boot's check
+    std::function<std::string()> problems;   // "" or what is broken: parsing, status, G1
+    std::function<Files()> protected_files;  // the files of good generations now (G4)
+    std::function<std::string()> digest;     // the end state, for "finished the job"
+    // The operation (a line of the log) from which on a crash must end as
+    // the uninterrupted run does; before it, finish() alone may also decide
+    // (the check's verdict lives in /run until it is journaled). Unset: any.
+    std::function<bool(const std::string&)> point_of_no_return;
+};
+
+std::string status_problem(const RunResult& r) {
+    if (r.status != 0) return "status --json failed: " + r.err;
+    try {
+        if (!nlohmann::json::parse(r.out).is_object()) return "status --json printed no JSON object";
+    } catch (const std::exception& e) {
+        return std::string("status --json printed no JSON: ") + e.what();
+    }
+    return "";
+}
+
+// Regular files that have more than one name: what a torn rename leaves.
+std::set<std::string> multi_linked(const std::vector<std::filesystem::path>& dirs) {
+    std::set<std::string> out;
+    for (const auto& dir : dirs) {
+        if (!std::filesystem::exists(dir)) continue;
+        for (const auto& e : std::filesystem::recursive_directory_iterator(dir))
+            if (e.is_regular_file() && !e.is_symlink() && e.hard_link_count() > 1) out.insert(e.path().string());
+    }
+    return out;
+}
+
+struct Tally {
+    std::size_t checked = 0, passed = 0, torn_names_kept = 0, temp_twins_removed = 0;
+};
+
+std::map<std::string, Tally>& tallies() {
+    static std::map<std::string, Tally> t;
+    return t;
+}
+
+void report(const std::string& name, const Tally& t) {
+    std::cout << "crash states: " << name << ": " << t.checked << " checked, " << t.passed << " passed";
+    if (t.torn_names_kept) std::cout << " (" << t.torn_names_kept << " with a torn rename's two names kept)";
+    if (t.temp_twins_removed)
+        std::cout << " (" << t.temp_twins_removed << " removed a torn write's temp name sharing the target's file)";
+    std::cout << std::endl;  // flushed: a fork in run_program would repeat a buffered line
+}
+
+// Runs the enumeration for `s`, from the state its directories hold now.
+Tally enumerate(const Subject& s) {
+    TempDir work;
+    std::vector<std::filesystem::path> saved;
+    std::vector<std::filesystem::path> all_dirs = s.dirs;
+    all_dirs.insert(all_dirs.end(), s.volatile_dirs.begin(), s.volatile_dirs.end());
+    for (std::size_t i = 0; i < all_dirs.size(); ++i) {
+        saved.push_back(work / ("pristine-" + std::to_string(i)));
+        if (std::filesystem::exists(all_dirs[i]))
+            std::filesystem::copy(
+                all_dirs[i], saved.back(),
+                std::filesystem::copy_options::recursive | std::filesystem::copy_options::copy_symlinks);
+    }
+    const auto profile_target = std::filesystem::read_symlink(s.profile);
+    auto restore = [&] {
+        for (std::size_t i = 0; i < all_dirs.size(); ++i) {
+            std::filesystem::remove_all(all_dirs[i]);
+            if (std::filesystem::exists(saved[i]))
+                std::filesystem::copy(
+                    saved[i], all_dirs[i],
+                    std::filesystem::copy_options::recursive | std::filesystem::copy_options::copy_symlinks);
+        }
+        std::filesystem::remove(s.profile);
+        std::filesystem::create_symlink(profile_target, s.profile);
+    };
+
+    // The uninterrupted run: its operations, its end state, the files it keeps.
+    const Files good_before = s.protected_files();
+    const auto log = work / "operations";
+    auto r = s.act({"NIXBOOT_CRASH_LOG=" + log.string()});
+    INFO(s.name << ": " << r.out << r.err);
+    REQUIRE(r.status == 0);
+    std::vector<std::string> ops;
+    if (std::filesystem::exists(log)) ops = nixboot::test::lines_of(read_file(log));
+    const Files good_after = s.protected_files();
+    Files keep;  // good before and after: no crash state may lose these (G4)
+    for (const auto& [path, content] : good_before)
+        if (auto it = good_after.find(path); it != good_after.end() && it->second == content) keep[path] = content;
+    auto f = s.finish();
+    INFO(f.out << f.err);
+    REQUIRE(f.status == 0);
+    const std::string want = s.digest();
+    restore();
+    f = s.finish();  // a power cut before the command did anything
+    REQUIRE(f.status == 0);
+    const std::string unstarted = s.digest();
+    std::size_t no_return = 0;
+    if (s.point_of_no_return)
+        while (no_return < ops.size() && !s.point_of_no_return(ops[no_return])) ++no_return;
+
+    auto lost = [&] {
+        std::string out;
+        for (const auto& [path, content] : keep)
+            if (!std::filesystem::is_regular_file(path) || read_file(path) != content) out += " " + path;
+        return out.empty() ? "" : "lost good files:" + out;
+    };
+
+    Tally t;
+    for (std::size_t n = 1; n <= ops.size(); ++n) {
+        const auto from = ops[n - 1].find(' ') + 1;
+        const std::string kind = ops[n - 1].substr(from, ops[n - 1].find(' ', from) - from);
+        const bool tearable =
+            kind == "write" || kind == "rename" || kind == "overwrite" || kind == "append" || kind == "profile";
+        for (const bool torn : {false, true}) {
+            if (torn && !tearable) continue;
+            restore();
+            ++t.checked;
+            std::vector<std::string> why;
+            const auto crashed = s.act({"NIXBOOT_CRASH_AT=" + std::to_string(n) + (torn ? ":torn" : "")});
+            if (crashed.status != crash_exit_status)
+                why.push_back("did not stop at the crash point (status " + std::to_string(crashed.status) +
+                              "): " + crashed.err);
+            if (auto p = s.problems(); !p.empty()) why.push_back("crash state: " + p);
+            if (auto p = lost(); !p.empty()) why.push_back("crash state: " + p);
+            const auto names = multi_linked(s.dirs);
+            // Two names the design keeps for fsck.fat (a torn rename of an
+            // entry, which nixboot neither removes nor renames again).
+            std::size_t durable_names = 0;
+            for (const auto& name : names)
+                if (name.find(".nixboot-tmp-") == std::string::npos) ++durable_names;
+            const bool kept_twins = durable_names >= 2;
+            const auto again = s.finish();
+            if (again.status != 0 && !kept_twins) why.push_back("finishing failed: " + again.out + again.err);
+            if (auto p = s.problems(); !p.empty()) why.push_back("after finishing: " + p);
+            if (auto p = lost(); !p.empty()) why.push_back("after finishing: " + p);
+            for (const auto& name : names) {
+                if (std::filesystem::exists(name)) continue;
+                // A write's temp name left by a torn rename-over is removed as a
+                // stale temp file: on FAT that frees the target's clusters. Not
+                // yet fixed (nixboot cannot tell such a twin from a leftover on
+                // vfat, whose st_nlink is always 1): counted and reported.
+                if (name.find(".nixboot-tmp-") != std::string::npos)
+                    ++t.temp_twins_removed;
+                else
+                    why.push_back("removed " + name + ", one name of a torn rename");
+            }
+            if (kept_twins) {
+                ++t.torn_names_kept;
+            } else if (auto got = s.digest(); got != want && (got != unstarted || n > no_return + 1)) {
+                why.push_back("ends elsewhere than an uninterrupted run:\n" + got + "instead of\n" + want);
+            }
+            INFO(s.name << ": crash at operation " << ops[n - 1] << (torn ? " (torn)" : ""));
+            INFO("the crashed run said: " << crashed.out << crashed.err << "; finishing said: " << again.out
+                                          << again.err);
+            std::string all;
+            for (const auto& w : why) all += w + "\n";
+            CHECK(all == "");
+            if (why.empty()) ++t.passed;
+        }
+    }
+    tallies()[s.name] = t;
+    report(s.name, t);
+    return t;
+}
+
+// ---- systemd-boot -------------------------------------------------------
+
+// The entry systemd-boot would boot by default, LoaderEntryOneShot aside (a
+// trial's one-shot is not the persistent default): the model of Rig::boot()
+// without its changes. "" when there is no entry.
+std::string persistent_pick(const Rig& rig) {
+    const auto scheme = id_scheme_for(rig.var(efivar_name::loader_info).value_or(""));
+    std::vector<SortItem> items;
+    for (const auto& name : rig.entries()) {
+        auto n = try_parse_entry_name(name);
+        if (!n) continue;
+        const auto e = parse_bls_entry(read_file(rig.esp / "loader/entries" / name), name);
+        SortItem it;
+        it.file_name = name;
+        it.counter = n->counter;
+        it.sort_key = e.sort_key;
+        it.version = e.version;
+        items.push_back(it);
+    }
+    sort_like_systemd_boot(items, scheme);
+    DefaultInputs in;
+    in.efi_default = rig.var(efivar_name::loader_entry_default);
+    const auto conf = LoaderConf::parse(rig.conf(), "loader.conf");
+    in.conf_default = conf.get("default");
+    auto idx = pick_default_entry(items, in, scheme);
+    return idx ? items[*idx].file_name : "";
+}
+
+std::vector<std::string> sd_cmd(const Rig& rig, std::vector<std::string> rest) {
+    std::vector<std::string> argv{NIXBOOT_BIN,
+                                  "--esp",
+                                  rig.esp.string(),
+                                  "--profile",
+                                  rig.profile.string(),
+                                  "--efivars",
+                                  rig.efivars.string(),
+                                  "--state",
+                                  rig.state.string(),
+                                  "--config",
+                                  (rig.tmp / "nixboot.conf").string()};
+    argv.insert(argv.end(), rest.begin(), rest.end());
+    return argv;
+}
+
+// Parsing, status and G1 on systemd-boot.
+std::string sd_problems(const Rig& rig, const std::vector<std::string>& status_argv, const Env& env = {}) {
+    try {
+        for (const auto& name : rig.entries())
+            if (!name.starts_with('.')) parse_bls_entry(read_file(rig.esp / "loader/entries" / name), name);
+        LoaderConf::parse(rig.conf(), "loader.conf");
+        read_journal(rig.state);
+        if (auto p = status_problem(run_program(status_argv, env)); !p.empty()) return p;
+        const std::string pick = persistent_pick(rig);
+        if (pick.empty()) return "";  // no entry at all (a temp file is none)
+        if (pick.find('+') != std::string::npos) return "systemd-boot's default is not good: " + pick;
+        const auto e = parse_bls_entry(read_file(rig.esp / "loader/entries" / pick), pick);
+        std::vector<std::string> files = e.initrds;
+        if (e.kernel) files.push_back(*e.kernel);
+        for (const auto& file : files)
+            if (!std::filesystem::is_regular_file(rig.esp / std::filesystem::path(file).relative_path()))
+                return "the default " + pick + " lacks " + file;
+    } catch (const std::exception& ex) {
+        return ex.what();
+    }
+    return "";
+}
+
+Files sd_good_files(const Rig& rig) {
+    Files out;
+    for (const auto& [rel, content] : rig.good_files())
+        if (content != "<missing>") out[(rig.esp / std::filesystem::path(rel).relative_path()).string()] = content;
+    return out;
+}
+
+// A systemd-boot machine (Rig) and a command run against it.
+// `finish_args`: what finishes the job after a crash (default: `args` again).
+Subject sd_subject(const std::string& name, Rig& rig, std::vector<std::string> args,
+                   std::vector<std::string> finish_args = {}) {
+    if (finish_args.empty()) finish_args = args;
+    Subject s;
+    s.name = "systemd-boot " + name;
+    s.dirs = {rig.esp, rig.efivars, rig.state};
+    s.profile = rig.profile;
+    s.act = [&rig, args](const Env& env) { return run_program(sd_cmd(rig, args), env); };
+    s.finish = [&rig, finish_args] { return run_program(sd_cmd(rig, finish_args)); };
+    s.problems = [&rig] { return sd_problems(rig, sd_cmd(rig, {"--json", "status"})); };
+    s.protected_files = [&rig] { return sd_good_files(rig); };
+    s.digest = [&rig] { return rig.summary(); };
+    return s;
+}
+
+Rig& sd_rig(Rig& rig) {
+    write_file(rig.tmp / "nixboot.conf", "");
+    return rig;
+}
+
+void install_ok(const Rig& rig, std::vector<std::string> args = {"install"}) {
+    auto r = run_program(sd_cmd(rig, std::move(args)));
+    INFO(r.err);
+    REQUIRE(r.status == 0);
+}
+
+}  // namespace
+
+TEST_CASE("crash points: systemd-boot install", "[crash][sdboot]") {
+    SECTION("first") {
+        Rig rig(3, "systemd-boot 252.39-1~deb12u1", 2);
+        enumerate(sd_subject("install (first)", sd_rig(rig), {"install"}));
+    }
+    SECTION("no-op") {
+        Rig rig(3, "systemd-boot 252.39-1~deb12u1", 2);
+        install_ok(sd_rig(rig));
+        enumerate(sd_subject("install (no-op)", rig, {"install"}));
+    }
+    SECTION("new generation") {
+        Rig rig(3, "systemd-boot 252.39-1~deb12u1", 2);
+        install_ok(sd_rig(rig));
+        nixboot::test::make_generation(rig.store, rig.profile, 4);
+        enumerate(sd_subject("install (new generation)", rig, {"install"}));
+    }
+    SECTION("garbage collection") {
+        Rig rig(5, "systemd-boot 252.39-1~deb12u1", 4);
+        install_ok(sd_rig(rig));
+        for (unsigned n : {1u, 2u})
+            std::filesystem::remove(rig.profile.parent_path() / ("system-" + std::to_string(n) + "-link"));
+        enumerate(sd_subject("install (garbage collection)", rig, {"install"}));
+    }
+    SECTION("--keep") {
+        Rig rig(5, "systemd-boot 252.39-1~deb12u1", 4);
+        install_ok(sd_rig(rig));
+        enumerate(sd_subject("install --keep 1", rig, {"install", "--keep", "1"}));
+    }
+}
+
+TEST_CASE("crash points: systemd-boot try, mark-good, mark-bad, rollback", "[crash][sdboot]") {
+    Rig rig(3, "systemd-boot 252.39-1~deb12u1", 2);
+    install_ok(sd_rig(rig));
+    SECTION("try") { enumerate(sd_subject("try", rig, {"try", "3"})); }
+    SECTION("mark-good") {
+        install_ok(rig, {"try", "3"});
+        rig.boot();
+        enumerate(sd_subject("mark-good", rig, {"mark-good"}));
+    }
+    SECTION("mark-bad") {
+        install_ok(rig, {"try", "3"});
+        rig.boot();
+        enumerate(sd_subject("mark-bad", rig, {"mark-bad", "3"}));
+    }
+}
+
+// Known gap (issue 14): a rollback cut after the default moved and before
+// the profile did leaves the profile on the newer generation; neither the
+// next install nor anything else points it back (a second rollback would go
+// further back). G1 holds; the end state differs. [!mayfail] until fixed.
+TEST_CASE("crash points: systemd-boot rollback", "[crash][sdboot][!mayfail]") {
+    Rig rig(3, "systemd-boot 252.39-1~deb12u1", 2);
+    install_ok(sd_rig(rig));
+    install_ok(rig, {"try", "3"});
+    rig.boot();
+    install_ok(rig, {"mark-good"});
+    enumerate(sd_subject("rollback", rig, {"rollback"}, {"install"}));
+}
+
+// Known gap (issue 14): a promotion cut after the default moved to the trial
+// and before the profile did is not finished by the next boot's check (it
+// boots the now-good default and only reports), so the profile stays on the
+// old generation (G3). G1 and G4 hold. [!mayfail] until fixed.
+TEST_CASE("crash points: systemd-boot promotion by the check", "[crash][sdboot][health][!mayfail]") {
+    CheckRig c;
+    c.check_script("required/ok", "exit 0");
+    REQUIRE(c.nixboot({"try", "3"}).status == 0);
+    REQUIRE(c.boot() == "nixos-generation-3+0-1.conf");
+    Subject s;
+    s.name = "systemd-boot promotion (check)";
+    s.dirs = {c.rig.esp, c.rig.efivars, c.rig.state};
+    s.volatile_dirs = {c.run};
+    s.profile = c.rig.profile;
+    s.act = [&c](const Env& env) {
+        std::vector<std::string> argv{NIXBOOT_BIN,
+                                      "--esp",
+                                      c.rig.esp.string(),
+                                      "--profile",
+                                      c.rig.profile.string(),
+                                      "--efivars",
+                                      c.rig.efivars.string(),
+                                      "--state",
+                                      c.rig.state.string(),
+                                      "--config",
+                                      c.config.string(),
+                                      "check",
+                                      "--run",
+                                      c.run.string(),
+                                      "--cmdline",
+                                      c.cmdline.string(),
+                                      "--uptime",
+                                      c.uptime.string()};
+        Env all{"NIXBOOT_REBOOT_COMMAND=" + c.reboot.string(), "NIXBOOT_SYSTEMD_RUN=" + c.systemd_run.string(),
+                "NIXBOOT_SYSTEMCTL=" + c.systemctl.string(),
+                "NIXBOOT_CURRENT_SYSTEM=" + (c.rig.store / "system-2").string()};
+        all.insert(all.end(), env.begin(), env.end());
+        return run_program(argv, all);
+    };
+    // The power cut: the next boot (the loader picks, stage 1 records) and its check.
+    s.finish = [&c] {
+        c.boot();
+        return c.check();
+    };
+    s.problems = [&c] {
+        std::vector<std::string> argv{NIXBOOT_BIN,
+                                      "--esp",
+                                      c.rig.esp.string(),
+                                      "--profile",
+                                      c.rig.profile.string(),
+                                      "--efivars",
+                                      c.rig.efivars.string(),
+                                      "--state",
+                                      c.rig.state.string(),
+                                      "--config",
+                                      c.config.string(),
+                                      "--json",
+                                      "status"};
+        auto p = sd_problems(c.rig, argv);
+        if (!p.empty()) return p;
+        std::size_t promotions = 0;
+        for (const auto& rec : read_journal(c.rig.state).records)
+            if (rec.generation == 3 && rec.event == JournalEvent::promote) ++promotions;
+        return promotions <= 1 ? std::string() : "promoted " + std::to_string(promotions) + " times";
+    };
+    s.protected_files = [&c] { return sd_good_files(c.rig); };
+    s.digest = [&c] {  // without the variables the next boot sets (which entry it picked)
+        auto text = c.rig.summary();
+        auto vars = text.find("\nvars:");
+        return text.erase(vars, text.find('\n', vars + 1) - vars);
+    };
+    enumerate(s);
+}

@@ -160,6 +160,40 @@ void append_journal(const std::filesystem::path& state_dir, const JournalRecord&
     root.append(journal_file, prefix + line, Sync::yes);
 }
 
+std::optional<JournalRecord> last_journal_record(const std::filesystem::path& state_dir) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(state_dir, ec)) return std::nullopt;
+    const RootDir root = RootDir::open(state_dir);
+    if (!root.is_regular_file(journal_file)) return std::nullopt;
+    const std::string shown = root.display(journal_file).string();
+    Fd fd = root.open_file(journal_file, O_RDONLY);
+    struct stat st {};
+    if (::fstat(fd.get(), &st) != 0) throw_errno("reading '" + shown + "'");
+    // A record is a few hundred bytes: the last 64 KiB hold the last one.
+    const off_t from = st.st_size > 65536 ? st.st_size - 65536 : 0;
+    std::string tail(static_cast<std::size_t>(st.st_size - from), '\0');
+    const ssize_t got = ::pread(fd.get(), tail.data(), tail.size(), from);
+    if (got < 0) throw_errno("reading '" + shown + "'");
+    tail.resize(static_cast<std::size_t>(got));
+    // A torn last line (no newline) is skipped, as read_journal skips it.
+    std::size_t end = tail.rfind('\n');
+    while (end != std::string::npos) {
+        const std::size_t begin = end == 0 ? std::string::npos : tail.rfind('\n', end - 1);
+        const std::size_t start = begin == std::string::npos ? 0 : begin + 1;
+        if (begin == std::string::npos && from > 0) return std::nullopt;  // a line longer than the tail
+        const std::string_view line = std::string_view(tail).substr(start, end - start);
+        if (!line.empty()) {
+            try {
+                return parse_journal_line(line, shown);
+            } catch (const ParseError&) {
+                return std::nullopt;
+            }
+        }
+        end = begin;
+    }
+    return std::nullopt;
+}
+
 void check_journal_writable(const std::filesystem::path& state_dir) {
     RootDir root = RootDir::open_or_create(state_dir);
     Fd fd = root.open_file(journal_file, O_WRONLY | O_APPEND | O_CREAT | O_NONBLOCK);

@@ -71,6 +71,10 @@ struct JournalContents {
 // reported in `problems`; only I/O errors throw. Max 64 MiB.
 JournalContents read_journal(const std::filesystem::path& state_dir);
 
+// The last whole record of STATE/journal, read from its end (cheap however
+// long the journal is); nullopt if there is none or it does not parse.
+std::optional<JournalRecord> last_journal_record(const std::filesystem::path& state_dir);
+
 // The rollback the journal ends on, if any: its last outcome record (adopt,
 // arm, good, promote, bad, rollback, live-start, live-confirm, live-revert)
 // is a `rollback`, or a `live-revert` or `bad` of an entry armed (or

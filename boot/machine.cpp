@@ -241,6 +241,7 @@ static Lock lock_state(const MachineOptions& opts) {
 
 InstallReport Machine::install() {
     auto lock = lock_state(opts_);
+    finish_interrupted_rollback();
     InstallReport report;
     // Fast path: nothing the install reads has changed since the last one.
     auto key = install_key(backend_, opts_);
@@ -610,16 +611,43 @@ std::string Machine::rollback(std::string_view reason) {
     std::string id = prev->id;
     unsigned gen = prev->generation;
     std::string file = prev->file;
-    journal.check_writable();
-    if (view.armed) backend_.disarm();
-    backend_.set_default(id);
-    if (current_generation(opts_.profile) != gen) switch_profile(opts_.profile, gen);
-    journal.after("the default is now " + id + " and the system profile generation " + std::to_string(gen),
-                  "nothing more to run; the journal lacks its 'rollback' record", JournalEvent::rollback, gen, id, file,
-                  reason.empty()
-                      ? "rolled back from generation " + (cur ? std::to_string(cur->generation) : std::string("?"))
-                      : std::string(reason));
+    // Journaled first (the intent): a power cut between the default and the
+    // profile leaves it as the journal's last word, and the next install
+    // finishes the rollback (finish_interrupted_rollback).
+    journal(JournalEvent::rollback, gen, id, file,
+            reason.empty() ? "rolled back from generation " + (cur ? std::to_string(cur->generation) : std::string("?"))
+                           : std::string(reason));
+    try {
+        if (view.armed) backend_.disarm();
+        backend_.set_default(id);
+        if (current_generation(opts_.profile) != gen) switch_profile(opts_.profile, gen);
+    } catch (const Error& failure) {
+        throw Error("journaled the rollback to " + id + ", but it failed: " + failure.what() +
+                    "; run 'nixboot install' to finish it");
+    }
     return id;
+}
+
+void Machine::finish_interrupted_rollback() {
+    const std::optional<JournalRecord> record = last_journal_record(opts_.state);
+    if (!record) return;
+    const JournalRecord& last = *record;
+    if (last.event != JournalEvent::rollback || !last.generation || last.entry.empty()) return;
+    auto view = backend_.read();
+    const Entry* target = view.find(last.entry);
+    if (!target || target->state != EntryState::good) return;
+    const std::optional<unsigned> profile = current_generation(opts_.profile);
+    bool profile_behind = false;
+    if (profile && *profile > *last.generation)
+        for (const auto& e : view.entries) profile_behind |= e.generation == *profile && e.specialisation.empty();
+    if (view.persistent_default != last.entry && !sort_order_trial_pending(view) && !view.armed) {
+        spdlog::info("finishing the rollback to {} a power cut stopped: the default", last.entry);
+        backend_.set_default(last.entry);
+    }
+    if (profile_behind) {
+        spdlog::info("finishing the rollback to {} a power cut stopped: the system profile", last.entry);
+        switch_profile(opts_.profile, *last.generation);
+    }
 }
 
 Status Machine::status() const {

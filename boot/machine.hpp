@@ -93,7 +93,9 @@ public:
     void mark_bad(std::string_view entry, std::string_view reason);
 
     // Makes the good entry before the current default (by generation) the
-    // default and points the profile at it; returns its ID.
+    // default and points the profile at it; returns its ID. The `rollback`
+    // record is journaled first: a power cut before the profile moved is
+    // finished by the next install (finish_interrupted_rollback).
     std::string rollback(std::string_view reason);
 
     Status status() const;
@@ -109,6 +111,11 @@ public:
 
 private:
     InstallReport install_unlocked();
+    // The journal's last word is a rollback to generation G whose profile
+    // switch or default move a power cut stopped: the profile still names an
+    // installed generation newer than G (a generation built since has no
+    // entry yet and stays), or the default is not G's entry. Finishes it.
+    void finish_interrupted_rollback();
 
     Backend& backend_;
     MachineOptions opts_;

@@ -1,6 +1,7 @@
 #include "boot/health/verdict.hpp"
 
 #include "boot/efivars.hpp"
+#include "boot/generations.hpp"
 #include "boot/health/cmdline.hpp"
 #include "boot/health/detect.hpp"
 #include "boot/health/stability.hpp"
@@ -229,7 +230,11 @@ void finish_interrupted_promotion(Machine& machine, BootCheckReport& report) {
     const LoaderView view = machine.backend().read();
     const Entry* e = view.find(last.entry);
     if (!e) return;
-    if (e->state == EntryState::good && view.persistent_default == last.entry && !view.armed) return;
+    // The profile moves last: a cut after the default moved leaves it older
+    // (a generation built since then leaves it newer, and it stays).
+    const std::optional<unsigned> profile = current_generation(machine.options().profile);
+    const bool profile_done = !profile || *profile >= e->generation;
+    if (e->state == EntryState::good && view.persistent_default == last.entry && !view.armed && profile_done) return;
     machine.mark_good(last.entry, last.reason);
     report.finished.push_back(last.entry);
 }

@@ -7,7 +7,9 @@
 
 #include <cerrno>
 #include <csignal>
+#include <filesystem>
 #include <random>
+#include <sched.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 
@@ -269,6 +271,14 @@ TEST_CASE("read_file_if_exists: bounded reads outside a root", "[util][dir]") {
     CHECK(boot_id->size() == 37);
 }
 
+namespace {
+bool has_temp_file(const std::filesystem::path& dir) {
+    for (const auto& entry : std::filesystem::directory_iterator(dir))
+        if (entry.path().filename().string().find(".nixboot-tmp-") != std::string::npos) return true;
+    return false;
+}
+}  // namespace
+
 TEST_CASE("RootDir: a writer killed at any instant leaves the old or the new file, never a mix", "[util][dir]") {
     test::TempDir tmp;
     const std::string a(256 * 1024, 'a');
@@ -297,7 +307,14 @@ TEST_CASE("RootDir: a writer killed at any instant leaves the old or the new fil
         REQUIRE(::read(started[0], &byte, 1) == 1);
         ::close(started[0]);
         ::close(started[1]);
-        ::usleep(static_cast<useconds_t>(rng() % 3000));
+        if (round % 2 == 0) {
+            ::usleep(static_cast<useconds_t>(rng() % 3000));
+        } else {
+            // Kill the moment a temporary file is seen: on a loaded machine
+            // the child may not run at all during a random sleep, and every
+            // kill would land between two writes.
+            for (int poll = 0; poll < 200000 && !has_temp_file(tmp.path()); ++poll) ::sched_yield();
+        }
         ::kill(child, SIGKILL);
         int status = 0;
         ::waitpid(child, &status, 0);
@@ -307,7 +324,8 @@ TEST_CASE("RootDir: a writer killed at any instant leaves the old or the new fil
         leftovers += static_cast<unsigned>(root.remove_stale_temp_files("", Sync::no));
         REQUIRE(root.list("") == std::vector<std::string>{"loader.conf"});
     }
-    // Most kills land mid-write: the cleanup had real work to do.
+    // The kills on a seen temporary file land mid-write: the cleanup had
+    // real work to do.
     CHECK(leftovers > 0);
 }
 

@@ -3,13 +3,13 @@
 #include "boot/generations.hpp"
 #include "boot/util/dir.hpp"
 #include "boot/util/error.hpp"
+#include "boot/util/process.hpp"
 #include "boot/util/lock.hpp"
 
 #include <spdlog/spdlog.h>
 
 #include <dirent.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -475,19 +475,14 @@ TryReport Machine::try_generation(unsigned generation, const TryOptions& opts) {
     if (opts.reboot == Reboot::yes) {
         std::vector<std::string> argv = opts_.reboot_command;
         if (const char* o = std::getenv("NIXBOOT_REBOOT_COMMAND"); o && *o) argv = {o};
-        std::vector<char*> cargv;
-        for (auto& a : argv) cargv.push_back(a.data());
-        cargv.push_back(nullptr);
-        pid_t pid = fork();
-        if (pid < 0) throw_errno("starting " + argv.front());
-        if (pid == 0) {
-            execvp(cargv[0], cargv.data());
-            _exit(127);
-        }
         int status = 0;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
-        if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
-            throw Error("the trial is armed, but '" + argv.front() + "' failed (status " + std::to_string(status) +
+        try {
+            status = run_command(argv);
+        } catch (const Error& failure) {
+            throw Error(std::string("the trial is armed, but ") + failure.what() + "; reboot to start it");
+        }
+        if (status != 0)
+            throw Error("the trial is armed, but '" + argv.front() + "' failed (exit status " + std::to_string(status) +
                         "); reboot to start it");
     }
     return r;

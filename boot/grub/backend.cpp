@@ -3,7 +3,7 @@
 #include "boot/generations.hpp"
 #include "boot/grub/grubcfg.hpp"
 #include "boot/grub/linux_args.hpp"
-#include "boot/grub/process.hpp"
+#include "boot/util/process.hpp"
 #include "boot/health/cmdline.hpp"
 #include "boot/sdboot.hpp"
 #include "boot/util/dir.hpp"

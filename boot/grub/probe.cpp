@@ -1,6 +1,6 @@
 #include "boot/grub/probe.hpp"
 
-#include "boot/grub/process.hpp"
+#include "boot/util/process.hpp"
 #include "boot/util/error.hpp"
 
 #include <algorithm>

@@ -3,6 +3,7 @@
 #include "boot/health/cmdline.hpp"
 #include "boot/util/error.hpp"
 #include "boot/util/fd.hpp"
+#include "boot/util/process.hpp"
 
 #include <algorithm>
 #include <cerrno>
@@ -11,11 +12,8 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <poll.h>
-#include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-extern char** environ;
 
 namespace nixboot::health {
 
@@ -189,20 +187,6 @@ void finish_output(Running& r, const OutputSink& sink) {
     r.out = Fd();
 }
 
-// The inherited environment with `extra` ("NAME=VALUE") added; an inherited
-// variable of the same name is dropped.
-std::vector<std::string> environment_with(const std::vector<std::string>& extra) {
-    std::vector<std::string> out;
-    auto overridden = [&](std::string_view entry) {
-        auto name = entry.substr(0, entry.find('=') + 1);
-        return std::any_of(extra.begin(), extra.end(), [&](const std::string& e) { return e.starts_with(name); });
-    };
-    for (char** e = environ; *e; ++e)
-        if (!overridden(*e)) out.emplace_back(*e);
-    out.insert(out.end(), extra.begin(), extra.end());
-    return out;
-}
-
 void start(Running& r) {
     int fds[2];
     if (::pipe2(fds, O_CLOEXEC) != 0) {
@@ -210,40 +194,22 @@ void start(Running& r) {
         return;
     }
     Fd read_end(fds[0]), write_end(fds[1]);
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawnattr_init(&attr);
-    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_adddup2(&actions, write_end.get(), 1);
-    posix_spawn_file_actions_adddup2(&actions, write_end.get(), 2);
-    sigset_t none, defaults;
-    sigemptyset(&none);
-    sigemptyset(&defaults);
-    sigaddset(&defaults, SIGPIPE);
-    sigaddset(&defaults, SIGTERM);
-    sigaddset(&defaults, SIGINT);
-    posix_spawnattr_setsigmask(&attr, &none);
-    posix_spawnattr_setsigdefault(&attr, &defaults);
-    posix_spawnattr_setpgroup(&attr, 0);
-    posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETPGROUP | POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
-    std::vector<std::string> argv_storage{r.spec->path.string()};
-    argv_storage.insert(argv_storage.end(), r.spec->args.begin(), r.spec->args.end());
-    std::vector<char*> argv;
-    for (auto& a : argv_storage) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    std::vector<std::string> env_storage = environment_with(r.spec->env);
-    std::vector<char*> envp;
-    for (auto& e : env_storage) envp.push_back(e.data());
-    envp.push_back(nullptr);
+    SpawnOptions options;
+    options.stdin_null = true;
+    options.stdout_fd = write_end.get();
+    options.stderr_fd = write_end.get();
+    options.own_process_group = true;  // a timeout kills the check's whole group
+    options.search_path = false;
+    options.extra_env = r.spec->env;
+    std::vector<std::string> argv{r.spec->path.string()};
+    argv.insert(argv.end(), r.spec->args.begin(), r.spec->args.end());
     r.started = Clock::now();
     r.deadline = r.started + r.spec->timeout;
-    int err = posix_spawn(&r.pid, argv_storage[0].c_str(), &actions, &attr, argv.data(), envp.data());
-    posix_spawn_file_actions_destroy(&actions);
-    posix_spawnattr_destroy(&attr);
-    if (err != 0) {
+    try {
+        r.pid = spawn_process(argv, options);
+    } catch (const SysError& e) {
         r.pid = -1;
-        r.result.detail = "could not start '" + r.spec->path.string() + "': " + std::strerror(err);
+        r.result.detail = "could not start '" + r.spec->path.string() + "': " + std::strerror(e.errno_value());
         return;
     }
     r.out = std::move(read_end);

@@ -3,7 +3,7 @@
 #include "boot/generations.hpp"
 #include "boot/health/boot_record.hpp"
 #include "boot/health/cmdline.hpp"
-#include "boot/health/process.hpp"
+#include "boot/util/process.hpp"
 #include "boot/health/verdict.hpp"
 #include "boot/journal.hpp"
 #include "boot/util/dir.hpp"

@@ -1,7 +1,7 @@
 #include "boot/health/stability.hpp"
 
 #include "boot/health/checks.hpp"
-#include "boot/health/process.hpp"
+#include "boot/util/process.hpp"
 #include "boot/util/error.hpp"
 
 #include <charconv>

@@ -3,7 +3,7 @@
 // into the default unless on-failure=stay); on other boots only reports.
 #include "cli/verbs.hpp"
 
-#include "boot/health/process.hpp"
+#include "boot/util/process.hpp"
 #include "boot/health/verdict.hpp"
 #include "boot/util/error.hpp"
 
@@ -59,7 +59,7 @@ int run_check(Context& ctx, const po::variables_map& vm) {
     const auto& rec = r.record;
     bool trial = rec.trial == health::TrialBoot::yes && !rec.entry.empty();
     std::vector<std::string> reboot_cmd =
-        health::command_from_env("NIXBOOT_REBOOT_COMMAND", ctx.machine_options().reboot_command);
+        command_from_env("NIXBOOT_REBOOT_COMMAND", ctx.machine_options().reboot_command);
     if (json) {
         nlohmann::json j;
         j["entry"] = rec.entry;
@@ -116,7 +116,7 @@ int run_check(Context& ctx, const po::variables_map& vm) {
                 ctx.out << rec.entry << " is good and the default\n";
             else
                 ctx.out << rec.entry << " is marked bad"
-                        << (r.reboot ? "; rebooting into the default: " + health::join_command(reboot_cmd)
+                        << (r.reboot ? "; rebooting into the default: " + join_command(reboot_cmd)
                                      : "; staying (on-failure=stay)")
                         << "\n";
         }
@@ -124,12 +124,12 @@ int run_check(Context& ctx, const po::variables_map& vm) {
     if (r.rolled_back) {
         // Once per rollback: users hang their notification (mail, a webhook)
         // on the target; a failed start is tried again at the next check.
-        auto start = health::program_from_env("NIXBOOT_SYSTEMCTL",
-                                              {"systemctl", "start", "--no-block", "nixboot-rolled-back.target"});
+        auto start =
+            program_from_env("NIXBOOT_SYSTEMCTL", {"systemctl", "start", "--no-block", "nixboot-rolled-back.target"});
         if (!json) ctx.out << "rolled back: " << describe_rollback(*r.rolled_back) << "\n";
         std::string failure;
         try {
-            const int status = health::run_command(start);
+            const int status = run_command(start);
             if (status != 0) failure = "exit status " + std::to_string(status);
         } catch (const Error& e) {
             failure = e.what();
@@ -137,13 +137,13 @@ int run_check(Context& ctx, const po::variables_map& vm) {
         if (failure.empty())
             health::announce_rollback(ctx.machine_options().state, *r.rolled_back);
         else
-            spdlog::warn("'{}' failed ({}); the next check tries again", health::join_command(start), failure);
+            spdlog::warn("'{}' failed ({}); the next check tries again", join_command(start), failure);
     }
     ctx.out << std::flush;
     if (r.reboot) {
-        int status = health::run_command(reboot_cmd);
+        int status = run_command(reboot_cmd);
         if (status != 0)
-            throw Error("reboot command '" + health::join_command(reboot_cmd) + "' failed (exit status " +
+            throw Error("reboot command '" + join_command(reboot_cmd) + "' failed (exit status " +
                         std::to_string(status) + ")");
     }
     return r.healthy ? 0 : 1;

@@ -4,7 +4,7 @@
 #include "cli/verbs.hpp"
 
 #include "boot/health/live.hpp"
-#include "boot/health/process.hpp"
+#include "boot/util/process.hpp"
 #include "boot/util/error.hpp"
 
 #include <ostream>
@@ -68,14 +68,14 @@ int run_live_revert(Context& ctx, const po::variables_map& vm) {
     }
     if (reboot_trial) {
         // G6: back to the last good generation by itself, whatever on-failure says.
-        auto reboot = health::command_from_env("NIXBOOT_REBOOT_COMMAND", ctx.machine_options().reboot_command);
+        auto reboot = command_from_env("NIXBOOT_REBOOT_COMMAND", ctx.machine_options().reboot_command);
         ctx.out << "generation " << trial->generation << " is marked bad (" << reason
-                << "); rebooting into the default: " << health::join_command(reboot) << "\n"
+                << "); rebooting into the default: " << join_command(reboot) << "\n"
                 << std::flush;
-        const int status = health::run_command(reboot);
+        const int status = run_command(reboot);
         if (status != 0)
-            throw Error("reboot command '" + health::join_command(reboot) + "' failed (exit status " +
-                        std::to_string(status) + ")");
+            throw Error("reboot command '" + join_command(reboot) + "' failed (exit status " + std::to_string(status) +
+                        ")");
         return 0;
     }
     ctx.out << "reverted: generation " << trial->previous << " is active again, generation " << trial->generation

@@ -2,7 +2,7 @@
 #include "cli/verbs.hpp"
 
 #include "boot/grub/backend.hpp"
-#include "boot/grub/process.hpp"
+#include "boot/util/process.hpp"
 #include "boot/util/error.hpp"
 
 #include <spdlog/spdlog.h>
@@ -29,10 +29,10 @@ void install_bootloader_binary(Context& ctx) {
         return;
     }
     const std::vector<std::string> argv{"bootctl", "--esp-path=" + ctx.config.esp.string(), "install"};
-    const grub::ProcessResult r = grub::run_process(argv);
+    const ProcessResult r = run_process(argv);
     if (r.exit_status != 0)
         throw Error("bootctl install failed (exit " + std::to_string(r.exit_status) +
-                    "): " + grub::first_line(r.err.empty() ? r.out : r.err));
+                    "): " + first_line(r.err.empty() ? r.out : r.err));
 }
 
 int run_install(Context& ctx, const po::variables_map& vm) {

@@ -4,7 +4,7 @@
 #include "boot/util/error.hpp"
 
 #include "boot/health/live.hpp"
-#include "boot/health/process.hpp"
+#include "boot/util/process.hpp"
 
 #include <nlohmann/json.hpp>
 
@@ -44,10 +44,10 @@ int run_try_awaiting_confirm(Context& ctx, const po::variables_map& vm, unsigned
                 << " s, or it is marked bad and the machine reboots into " << r.fallback << "\n";
     }
     ctx.out << std::flush;
-    auto reboot = health::command_from_env("NIXBOOT_REBOOT_COMMAND", ctx.machine_options().reboot_command);
-    const int status = health::run_command(reboot);
+    auto reboot = command_from_env("NIXBOOT_REBOOT_COMMAND", ctx.machine_options().reboot_command);
+    const int status = run_command(reboot);
     if (status != 0)
-        throw Error("trial " + id + " is armed, but '" + health::join_command(reboot) + "' failed (exit status " +
+        throw Error("trial " + id + " is armed, but '" + join_command(reboot) + "' failed (exit status " +
                     std::to_string(status) + "); reboot to start it");
     return 0;
 }

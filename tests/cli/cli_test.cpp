@@ -194,7 +194,7 @@ TEST_CASE("cli: try --reboot runs the reboot command after arming") {
     REQUIRE(run_program(cmd(rig, {"install"})).status == 0);
     auto r = run_program(cmd(rig, {"try", "3", "--reboot"}), {"NIXBOOT_REBOOT_COMMAND=/bin/false"});
     CHECK(r.status == 1);
-    CHECK(r.err == "nixboot: the trial is armed, but '/bin/false' failed (status 256); reboot to start it\n");
+    CHECK(r.err == "nixboot: the trial is armed, but '/bin/false' failed (exit status 1); reboot to start it\n");
     CHECK(rig.var(efivar_name::loader_entry_oneshot) == std::optional<std::string>("nixos-generation-3[+.]*conf"));
     r = run_program(cmd(rig, {"try", "3", "--reboot"}), {"NIXBOOT_REBOOT_COMMAND=/bin/true"});
     CHECK(r.status == 0);

@@ -99,10 +99,14 @@ struct SyncResult {
     std::vector<std::string> updated;   // entry IDs whose contents changed (kept their counter)
     std::vector<std::string> removed;   // entry IDs removed (their generation is gone or not kept)
     std::vector<std::string> warnings;  // things reported but left alone
+    // Copies no entry names may be left (an interrupted run's, kept while
+    // the old grub.cfg still named them): collect_garbage() has work.
+    bool garbage_left = false;
 };
 
 struct GcResult {
     std::vector<std::string> removed;  // files removed, relative to the boot root
+    std::size_t kept_for_cfg = 0;      // GRUB: unreferenced by the state, kept because grub.cfg on disk names them
 };
 
 struct ArmOptions {

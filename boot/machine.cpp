@@ -410,7 +410,7 @@ InstallReport Machine::install_unlocked() {
         }
     }
     report.default_entry = view.persistent_default;
-    if (!report.sync.removed.empty()) report.gc = backend_.collect_garbage();
+    if (!report.sync.removed.empty() || report.sync.garbage_left) report.gc = backend_.collect_garbage();
     if (!report.sync.added.empty() || !report.sync.removed.empty() || !report.sync.updated.empty())
         journal.after(
             "the entries are synced (" + std::to_string(report.sync.added.size()) + " added, " +

@@ -435,6 +435,9 @@ SyncResult GrubBackend::sync(std::span<const Generation> generations, const Sync
     const Stored stored = load_stored(boot);
     GrubState state = stored.state;
     SyncResult result;
+    // Copies an interrupted run dropped from the state while the old
+    // grub.cfg still named them go once the new grub.cfg is written.
+    result.garbage_left = gc.kept_for_cfg > 0;
     std::set<std::string> wanted;
 
     for (const auto& g : generations) {
@@ -660,7 +663,11 @@ GcResult GrubBackend::collect_garbage() {
         const std::string rel = std::string(kernels_dir) + "/" + name;
         // Also keep whatever the grub.cfg on disk still names (a crash
         // between the state and grub.cfg writes).
-        if (referenced.count(rel) || cfg.find("/" + rel + "'") != std::string::npos) continue;
+        if (referenced.count(rel)) continue;
+        if (cfg.find("/" + rel + "'") != std::string::npos) {
+            ++result.kept_for_cfg;
+            continue;
+        }
         if (!boot.is_regular_file(rel)) continue;
         if (boot.remove(rel, Sync::yes)) result.removed.push_back(rel);
     }

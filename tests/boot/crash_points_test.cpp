@@ -454,3 +454,238 @@ TEST_CASE("crash points: systemd-boot promotion by the check", "[crash][sdboot][
     };
     enumerate(s);
 }
+
+// ---- GRUB ---------------------------------------------------------------
+
+namespace {
+
+// A GRUB machine: the Rig's profile and store, its ESP as the boot dir
+// (grub.cfg, grubenv, the state copies, kernels/), the real grub-editenv.
+struct GrubMachine {
+    Rig& rig;
+    std::string editenv;
+    std::filesystem::path conf = rig.tmp / "nixboot-grub.conf";
+    std::filesystem::path cmdline = rig.tmp / "cmdline";
+
+    GrubMachine(Rig& r, std::string grub_editenv) : rig(r), editenv(std::move(grub_editenv)) {
+        write_file(cmdline, "ro quiet\n");
+        write_file(conf, "grub-device-path = /\ngrub-probe-boot = fs=ext2\ngrub-cmdline = " + cmdline.string() + "\n");
+    }
+
+    std::vector<std::string> cmd(std::vector<std::string> rest) const {
+        std::vector<std::string> argv{NIXBOOT_BIN,         "--bootloader",     "grub",
+                                      "--config",          conf.string(),      "--esp",
+                                      rig.esp.string(),    "--profile",        rig.profile.string(),
+                                      "--state",           rig.state.string(), "--efivars",
+                                      rig.efivars.string()};
+        argv.insert(argv.end(), rest.begin(), rest.end());
+        return argv;
+    }
+    void ok(std::vector<std::string> args) const {
+        auto r = run_program(cmd(std::move(args)));
+        INFO(r.out << r.err);
+        REQUIRE(r.status == 0);
+    }
+    std::string env() const {
+        auto r = run_program({editenv, (rig.esp / "grub/grubenv").string(), "list"});
+        return r.status == 0 ? r.out : "grub-editenv list failed: " + r.err;
+    }
+    // GRUB boots the armed trial: its script saves one try less before the
+    // kernel loads, the kernel command line names the trial.
+    void boot_trial(const std::string& id) const {
+        REQUIRE(run_program({editenv, (rig.esp / "grub/grubenv").string(), "set", "nixboot_tries=0"}).status == 0);
+        write_file(cmdline, "nixboot.entry=" + id + " nixboot.trial=" + id + " nixboot.tries=0\n");
+    }
+
+    // grub.cfg's menu entries: id -> the boot-dir files its linux and initrd lines load.
+    std::multimap<std::string, std::vector<std::string>> menu() const {
+        std::multimap<std::string, std::vector<std::string>> out;
+        const auto cfg_path = rig.esp / "grub/grub.cfg";
+        if (!std::filesystem::exists(cfg_path)) return out;
+        std::string id;
+        std::vector<std::string> files;
+        auto first_word = [](const std::string& line, std::size_t from) {
+            const auto open = line.find('\'', from);
+            return line.substr(open + 1, line.find('\'', open + 1) - open - 1);
+        };
+        for (const auto& line : nixboot::test::lines_of(read_file(cfg_path))) {
+            if (line.starts_with("menuentry ")) {
+                id = first_word(line, line.find(" --id "));
+                files.clear();
+            } else if (line.starts_with("  linux ") || line.starts_with("  initrd ")) {
+                files.push_back(first_word(line, 0));
+            } else if (line == "}" && !id.empty()) {
+                out.emplace(id, files);
+                id.clear();
+            }
+        }
+        return out;
+    }
+
+    // What GRUB boots when no trial is armed, read from grub.cfg and
+    // grubenv as its script does: nixboot_default when it names a menu
+    // entry; an unknown one falls back to the first entry, which is the
+    // `set default=` of the file.
+    std::string persistent_pick() const {
+        const auto cfg_path = rig.esp / "grub/grub.cfg";
+        if (!std::filesystem::exists(cfg_path)) return "";
+        const auto items = menu();
+        for (const auto& line : nixboot::test::lines_of(env()))
+            if (line.starts_with("nixboot_default=")) {
+                const auto id = line.substr(std::string_view("nixboot_default=").size());
+                if (!id.empty() && items.count(id)) return id;
+            }
+        const std::string cfg = read_file(cfg_path);
+        const auto at = cfg.find("\nset default='");
+        if (at == std::string::npos) return "";
+        const auto from = at + std::string_view("\nset default='").size();
+        return cfg.substr(from, cfg.find('\'', from) - from);
+    }
+
+    std::map<std::string, std::string> states() const {
+        std::map<std::string, std::string> out;
+        const auto r = run_program(cmd({"--json", "list"}));
+        if (r.status != 0) return out;
+        for (const auto& e : nlohmann::json::parse(r.out)) out[e.at("id")] = e.at("state");
+        return out;
+    }
+
+    // Parsing, status and G1 on GRUB.
+    std::string problems() const {
+        try {
+            if (auto p = status_problem(run_program(cmd({"--json", "status"}))); !p.empty()) return p;
+            const auto list = run_program(cmd({"--json", "list"}));
+            if (list.status != 0) return "list --json failed: " + list.err;
+            // A copy written in place may be torn; the other one is whole.
+            std::string torn_copies;
+            int whole = 0, present = 0;
+            for (const auto slot : {"a", "b"}) {
+                const auto path = rig.esp / ("grub/nixboot-state." + std::string(slot));
+                if (!std::filesystem::exists(path)) continue;
+                ++present;
+                try {
+                    grub::parse_state_slot(read_file(path), path.string());
+                    ++whole;
+                } catch (const std::exception& e) {
+                    torn_copies += std::string(" ") + e.what();
+                }
+            }
+            if (present > 0 && whole == 0) return "no state copy parses:" + torn_copies;
+            if (std::filesystem::exists(rig.esp / "grub/grubenv"))
+                grub::parse_grubenv(read_file(rig.esp / "grub/grubenv"), "grubenv");
+            read_journal(rig.state);
+            const auto pick = persistent_pick();
+            if (pick.empty()) return "";  // no grub.cfg yet: GRUB's own menu, untouched
+            const auto st = states();
+            if (auto it = st.find(pick); it == st.end() || it->second != "good")
+                return "GRUB's default " + pick + " is not good (" + (it == st.end() ? "unknown" : it->second) + ")";
+            const auto items = menu();
+            for (auto [it, end] = items.equal_range(pick); it != end; ++it)
+                for (const auto& file : it->second)
+                    if (!std::filesystem::is_regular_file(rig.esp / std::filesystem::path(file).relative_path()))
+                        return "the default " + pick + " lacks " + file;
+        } catch (const std::exception& ex) {
+            return ex.what();
+        }
+        return "";
+    }
+
+    // The boot-dir files of the entries that are good now (G4).
+    Files good_files() const {
+        Files out;
+        const auto st = states();
+        for (const auto& [id, files] : menu()) {
+            if (auto it = st.find(id); it == st.end() || it->second != "good") continue;
+            for (const auto& file : files) {
+                const auto path = rig.esp / std::filesystem::path(file).relative_path();
+                if (std::filesystem::is_regular_file(path)) out[path.string()] = read_file(path);
+            }
+        }
+        return out;
+    }
+
+    // The end state as the loader and the user see it (the state copies'
+    // sequence numbers and which copy is newer aside).
+    std::string digest() const {
+        std::string out = "list: " + run_program(cmd({"--json", "list"})).out + "env: " + env();
+        out += "profile: " + std::filesystem::read_symlink(rig.profile).string() + "\nfiles:";
+        for (const auto& [id, files] : menu())
+            for (const auto& file : files) out += " " + id + ":" + file;
+        out += "\nkernels:";
+        if (std::filesystem::exists(rig.esp / "kernels"))
+            for (const auto& e : std::filesystem::directory_iterator(rig.esp / "kernels"))
+                out += " " + e.path().filename().string();
+        return out + "\n";
+    }
+};
+
+Subject grub_subject(const std::string& name, const GrubMachine& m, std::vector<std::string> args,
+                     std::vector<std::string> finish_args = {}) {
+    if (finish_args.empty()) finish_args = args;
+    Subject s;
+    s.name = "GRUB " + name;
+    s.dirs = {m.rig.esp, m.rig.efivars, m.rig.state};
+    s.profile = m.rig.profile;
+    s.act = [&m, args](const Env& env) { return run_program(m.cmd(args), env); };
+    s.finish = [&m, finish_args] { return run_program(m.cmd(finish_args)); };
+    s.problems = [&m] { return m.problems(); };
+    s.protected_files = [&m] { return m.good_files(); };
+    s.digest = [&m] { return m.digest(); };
+    return s;
+}
+
+}  // namespace
+
+TEST_CASE("crash points: GRUB install", "[crash][grub][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
+    SECTION("first") {
+        Rig rig(3, "", 2);
+        GrubMachine m(rig, grub_editenv);
+        enumerate(grub_subject("install (first)", m, {"install"}));
+    }
+    SECTION("new generation") {
+        Rig rig(3, "", 2);
+        GrubMachine m(rig, grub_editenv);
+        m.ok({"install"});
+        nixboot::test::make_generation(rig.store, rig.profile, 4);
+        enumerate(grub_subject("install (new generation)", m, {"install"}));
+    }
+    SECTION("garbage collection") {
+        Rig rig(5, "", 4);
+        GrubMachine m(rig, grub_editenv);
+        m.ok({"install"});
+        for (unsigned n : {1u, 2u})
+            std::filesystem::remove(rig.profile.parent_path() / ("system-" + std::to_string(n) + "-link"));
+        enumerate(grub_subject("install (garbage collection)", m, {"install"}));
+    }
+    SECTION("--keep") {
+        Rig rig(5, "", 4);
+        GrubMachine m(rig, grub_editenv);
+        m.ok({"install"});
+        enumerate(grub_subject("install --keep 1", m, {"install", "--keep", "1"}));
+    }
+}
+
+TEST_CASE("crash points: GRUB try, mark-good, mark-bad, rollback", "[crash][grub][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
+    Rig rig(3, "", 2);
+    GrubMachine m(rig, grub_editenv);
+    m.ok({"install"});
+    SECTION("try") { enumerate(grub_subject("try", m, {"try", "3"})); }
+    SECTION("mark-good") {
+        m.ok({"try", "3"});
+        m.boot_trial("nixos-generation-3");
+        enumerate(grub_subject("mark-good", m, {"mark-good"}));
+    }
+    SECTION("mark-bad") {
+        m.ok({"try", "3"});
+        m.boot_trial("nixos-generation-3");
+        enumerate(grub_subject("mark-bad", m, {"mark-bad", "3"}));
+    }
+    SECTION("rollback") {
+        m.ok({"try", "3"});
+        m.boot_trial("nixos-generation-3");
+        m.ok({"mark-good"});
+        enumerate(grub_subject("rollback", m, {"rollback"}, {"install"}));
+    }
+}

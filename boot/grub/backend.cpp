@@ -664,6 +664,9 @@ GcResult GrubBackend::collect_garbage() {
         // Also keep whatever the grub.cfg on disk still names (a crash
         // between the state and grub.cfg writes).
         if (referenced.count(rel)) continue;
+        // Temporary files are remove_stale_temp_files's to judge (a torn
+        // rename's twin shares the target's clusters on FAT).
+        if (name.find(".nixboot-tmp-") != std::string::npos) continue;
         if (cfg.find("/" + rel + "'") != std::string::npos) {
             ++result.kept_for_cfg;
             continue;

@@ -10,6 +10,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <ctime>
 #include <dirent.h>
 #include <fcntl.h>
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
+#include <vector>
 
 namespace nixboot {
 
@@ -518,6 +520,36 @@ bool temp_file_is_stale(int dir_fd, const std::string& name) {
     return pid <= 0 || pid == ::getpid() || (::kill(static_cast<pid_t>(pid), 0) != 0 && errno == ESRCH);
 }
 
+// Whether temp file `temp` holds exactly what its target (".NAME.nixboot-
+// tmp-..." -> "NAME") holds: the twin a torn rename leaves. On FAT the
+// rename's new directory entry was written and the old one not yet removed,
+// so both names point at the same clusters (st_nlink says 1 there; an
+// identical copy cannot be told apart), and unlinking the temp name would
+// free the target's clusters. Such a twin is left to fsck.fat, as the two
+// names of a torn entry rename are. Files are compared in 64 KiB blocks.
+bool is_twin_of_target(int dir_fd, const std::string& temp) {
+    const auto end = temp.find(".nixboot-tmp-");
+    const std::string target = temp.substr(1, end - 1);
+    struct stat ts {
+    }, gs{};
+    if (target.empty() || ::fstatat(dir_fd, temp.c_str(), &ts, AT_SYMLINK_NOFOLLOW) != 0 ||
+        ::fstatat(dir_fd, target.c_str(), &gs, AT_SYMLINK_NOFOLLOW) != 0 || !S_ISREG(gs.st_mode) ||
+        ts.st_size != gs.st_size)
+        return false;
+    if (ts.st_dev == gs.st_dev && ts.st_ino == gs.st_ino) return true;
+    Fd a(::openat(dir_fd, temp.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    Fd b(::openat(dir_fd, target.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    if (!a || !b) return false;
+    std::vector<char> x(64 * 1024), y(64 * 1024);
+    for (;;) {
+        const ssize_t n = ::read(a.get(), x.data(), x.size());
+        const ssize_t m = n > 0 ? ::read(b.get(), y.data(), static_cast<std::size_t>(n)) : 0;
+        if (n < 0 || m < 0) return false;
+        if (n == 0) return true;
+        if (m != n || std::memcmp(x.data(), y.data(), static_cast<std::size_t>(n)) != 0) return false;
+    }
+}
+
 }  // namespace
 
 std::size_t RootDir::remove_stale_temp_files(std::string_view rel, Sync sync) {
@@ -533,6 +565,7 @@ std::size_t RootDir::remove_stale_temp_files(std::string_view rel, Sync sync) {
     if (!dir) throw_errno("listing " + quoted(display(rel)));
     for (const std::string& name : list(rel)) {
         if (!temp_file_is_stale(dir.get(), name)) continue;
+        if (is_twin_of_target(dir.get(), name)) continue;
         const std::string path = (rel.empty() || rel == ".") ? name : std::string(rel) + "/" + name;
         if (remove(path, Sync::no)) ++removed;
     }

@@ -148,8 +148,10 @@ public:
     // Removes leftovers of write_atomic/copy_in interrupted by a crash
     // (".NAME.nixboot-tmp-PID-*") in directory `rel` (missing: none); returns
     // how many. Spares a temp file whose PID is a live process (other than
-    // this one) unless it is over an hour old. Only call it under the Lock:
-    // another command's temp file looks the same.
+    // this one) unless it is over an hour old, and one identical to its
+    // target (a torn rename's twin, which on FAT shares the target's
+    // clusters: left to fsck.fat). Only call it under the Lock: another
+    // command's temp file looks the same.
     std::size_t remove_stale_temp_files(std::string_view rel, Sync sync);
     // Opens an existing or new file below the root with O_NOFOLLOW on every
     // component; `flags` are open(2) flags (O_CLOEXEC added).

@@ -83,7 +83,7 @@ std::set<std::string> multi_linked(const std::vector<std::filesystem::path>& dir
 }
 
 struct Tally {
-    std::size_t checked = 0, passed = 0, torn_names_kept = 0, temp_twins_removed = 0;
+    std::size_t checked = 0, passed = 0, torn_names_kept = 0, temp_twins_kept = 0;
 };
 
 std::map<std::string, Tally>& tallies() {
@@ -94,8 +94,8 @@ std::map<std::string, Tally>& tallies() {
 void report(const std::string& name, const Tally& t) {
     std::cout << "crash states: " << name << ": " << t.checked << " checked, " << t.passed << " passed";
     if (t.torn_names_kept) std::cout << " (" << t.torn_names_kept << " with a torn rename's two names kept)";
-    if (t.temp_twins_removed)
-        std::cout << " (" << t.temp_twins_removed << " removed a torn write's temp name sharing the target's file)";
+    if (t.temp_twins_kept)
+        std::cout << " (" << t.temp_twins_kept << " with a torn write's temp name kept beside its target)";
     std::cout << std::endl;  // flushed: a fork in run_program would repeat a buffered line
 }
 
@@ -186,15 +186,20 @@ Tally enumerate(const Subject& s) {
             if (auto p = lost(); !p.empty()) why.push_back("after finishing: " + p);
             for (const auto& name : names) {
                 if (std::filesystem::exists(name)) continue;
-                // A write's temp name left by a torn rename-over is removed as a
-                // stale temp file: on FAT that frees the target's clusters. Not
-                // yet fixed (nixboot cannot tell such a twin from a leftover on
-                // vfat, whose st_nlink is always 1): counted and reported.
-                if (name.find(".nixboot-tmp-") != std::string::npos)
-                    ++t.temp_twins_removed;
-                else
-                    why.push_back("removed " + name + ", one name of a torn rename");
+                // On FAT the two names share clusters: unlinking either frees
+                // the other's (a write's temp name too, RootDir::remove_stale_temp_files).
+                why.push_back("removed " + name + ", one name of a torn rename");
             }
+            // A torn write's temp name is kept beside its target for fsck.fat
+            // too; once fsck has split them (here: a hard link unlinked,
+            // harmless) the rest must end as an uninterrupted run does.
+            bool temp_twin_kept = false;
+            for (const auto& name : names)
+                if (name.find(".nixboot-tmp-") != std::string::npos && std::filesystem::exists(name)) {
+                    temp_twin_kept = true;
+                    std::filesystem::remove(name);
+                }
+            if (temp_twin_kept) ++t.temp_twins_kept;
             if (kept_twins) {
                 ++t.torn_names_kept;
             } else if (auto got = s.digest(); got != want && (got != unstarted || n > no_return + 1)) {

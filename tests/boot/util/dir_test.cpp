@@ -229,6 +229,28 @@ TEST_CASE("RootDir: a read-only file system fails with the path and changes noth
     CHECK(root.read("a+1.conf", 10) == std::optional<std::string>("x"));
 }
 
+TEST_CASE("RootDir: a stale temp file identical to its target is a torn rename's twin and is kept", "[util][dir]") {
+    test::TempDir tmp;
+    RootDir root = RootDir::open(tmp.path());
+    root.write_atomic("k-linux", std::string(200 * 1024, 'k'), Sync::no);
+    root.write_atomic("e.conf", "entry\n", Sync::no);
+    const std::string tag = ".nixboot-tmp-0-0-abc";  // PID 0: never a live writer
+    // FAT's twin: a second directory entry on the target's clusters (here a
+    // hard link), and what cannot be told from one there: equal bytes.
+    REQUIRE(::link((tmp / "k-linux").c_str(), (tmp / (".k-linux" + tag)).c_str()) == 0);
+    test::write_file(tmp / (".e.conf" + tag), "entry\n");
+    // Not twins: other bytes of the same size, another size, no target.
+    std::string other(200 * 1024, 'k');
+    other.back() = 'x';
+    root.write_atomic("j-linux", std::string(200 * 1024, 'k'), Sync::no);
+    test::write_file(tmp / (".j-linux" + tag), other);
+    test::write_file(tmp / (".e.conf" + std::string(".nixboot-tmp-0-1-abc")), "entry, half");
+    test::write_file(tmp / (".gone.conf" + tag), "entry\n");
+    CHECK(root.remove_stale_temp_files("", Sync::no) == 3);
+    CHECK(root.list("") == std::vector<std::string>{".e.conf" + tag, ".k-linux" + tag, "e.conf", "j-linux", "k-linux"});
+    CHECK(test::read_file(tmp / "k-linux") == std::string(200 * 1024, 'k'));
+}
+
 TEST_CASE("RootDir: leftovers of an interrupted write are cleaned up, the file is intact", "[util][dir]") {
     test::TempDir tmp;
     RootDir root = RootDir::open(tmp.path());

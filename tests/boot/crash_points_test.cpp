@@ -694,3 +694,109 @@ TEST_CASE("crash points: GRUB try, mark-good, mark-bad, rollback", "[crash][grub
         enumerate(grub_subject("rollback", m, {"rollback"}, {"install"}));
     }
 }
+
+namespace {
+
+// GRUB at power-on and stage 1: the trial while grubenv has tries left for
+// it (the decrement saved first), else the persistent default with the trial
+// words GRUB adds when the tries are spent; then a fresh /run and
+// nixboot-stage1. Returns the entry booted.
+std::string grub_power_on(const GrubMachine& m, const std::filesystem::path& run, const std::filesystem::path& config,
+                          const std::filesystem::path& watchdog) {
+    std::string trial, tries;
+    for (const auto& line : nixboot::test::lines_of(m.env())) {
+        if (line.starts_with("nixboot_trial=")) trial = line.substr(line.find('=') + 1);
+        if (line.starts_with("nixboot_tries=")) tries = line.substr(line.find('=') + 1);
+    }
+    std::string id = m.persistent_pick();
+    std::string words;
+    if (!trial.empty() && tries == "1") {
+        REQUIRE(run_program({m.editenv, (m.rig.esp / "grub/grubenv").string(), "set", "nixboot_tries=0"}).status == 0);
+        id = trial;
+        words = " nixboot.trial=" + trial + " nixboot.tries=0";
+    } else if (!trial.empty() && tries == "0") {
+        words = " nixboot.trial=" + trial + " nixboot.tries=0";
+    }
+    write_file(m.cmdline, "init=/x nixboot.entry=" + id + words + "\n");
+    std::filesystem::remove_all(run);  // /run is a fresh tmpfs each boot
+    std::filesystem::create_directories(run);
+    auto r = run_program({NIXBOOT_STAGE1_BIN, "--cmdline", m.cmdline.string(), "--efivars", m.rig.efivars.string(),
+                          "--run", run.string(), "--kmsg", (m.rig.tmp / "kmsg").string(), "--watchdog-device",
+                          watchdog.string(), "--config", config.string()},
+                         nixboot::test::stage1_env(m.rig.tmp.path()));
+    INFO(r.out << r.err);
+    REQUIRE(r.status == 0);
+    return id;
+}
+
+}  // namespace
+
+// As on systemd-boot: the verdict lives in /run until the journal append;
+// from it on, the next boot's check finishes the promotion (grubenv's
+// default, the state copies, the profile).
+TEST_CASE("crash points: GRUB promotion by the check", "[crash][grub][health][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
+    Rig rig(3, "", 2);
+    ::chmod(rig.tmp.path().c_str(), 0755);
+    GrubMachine m(rig, grub_editenv);
+    const auto run = rig.tmp / "run", checks = rig.tmp / "checks.d", calls = rig.tmp / "calls";
+    const auto watchdog = rig.tmp / "watchdog", uptime = rig.tmp / "uptime";
+    write_file(watchdog, "");
+    write_file(uptime, "30.00 40.00\n");
+    write_file(rig.tmp / "kmsg", "");
+    nixboot::test::write_script(checks / "required/ok", "#!/bin/sh\nexit 0\n");
+    write_file(m.conf, read_file(m.conf) + "checks-dir = " + checks.string() +
+                           "\nwatchdog-device = " + watchdog.string() + "\nverdict-timeout = 600\n");
+    // Never the machine's own reboot, systemctl or activation.
+    const auto bin = rig.tmp / "bin";
+    nixboot::test::write_recorder(bin / "reboot", calls, "reboot");
+    nixboot::test::write_recorder(bin / "systemd-run", calls, "systemd-run");
+    nixboot::test::write_recorder(bin / "systemctl", calls, "systemctl");
+    for (unsigned n = 1; n <= 3; ++n)
+        nixboot::test::write_recorder(rig.store / ("system-" + std::to_string(n)) / "bin/switch-to-configuration",
+                                      calls, "switch-" + std::to_string(n));
+    const Env tools{"NIXBOOT_REBOOT_COMMAND=" + (bin / "reboot").string(),
+                    "NIXBOOT_SYSTEMD_RUN=" + (bin / "systemd-run").string(),
+                    "NIXBOOT_SYSTEMCTL=" + (bin / "systemctl").string(),
+                    "NIXBOOT_CURRENT_SYSTEM=" + (rig.store / "system-2").string()};
+    m.ok({"install"});
+    m.ok({"try", "3"});
+    REQUIRE(grub_power_on(m, run, m.conf, watchdog) == "nixos-generation-3");
+    auto check = [&m, run, uptime, tools](const Env& env) {
+        Env all = tools;
+        all.insert(all.end(), env.begin(), env.end());
+        return run_program(
+            m.cmd({"check", "--run", run.string(), "--cmdline", m.cmdline.string(), "--uptime", uptime.string()}), all);
+    };
+    Subject s;
+    s.name = "GRUB promotion (check)";
+    s.dirs = {rig.esp, rig.efivars, rig.state};
+    s.volatile_dirs = {run};
+    s.profile = rig.profile;
+    s.act = check;
+    s.finish = [&m, run, watchdog, check] {
+        grub_power_on(m, run, m.conf, watchdog);
+        return check({});
+    };
+    s.problems = [&m] {
+        auto p = m.problems();
+        if (!p.empty()) return p;
+        std::size_t promotions = 0;
+        for (const auto& rec : read_journal(m.rig.state).records)
+            if (rec.generation == 3 && rec.event == JournalEvent::promote) ++promotions;
+        return promotions <= 1 ? std::string() : "promoted " + std::to_string(promotions) + " times";
+    };
+    s.protected_files = [&m] { return m.good_files(); };
+    s.point_of_no_return = [](const std::string& op) {
+        return op.find(" append ") != std::string::npos && op.ends_with("/journal");
+    };
+    // Without which entry the next boot booted: a cut after the verdict and
+    // before grubenv's default moved boots the old default once more.
+    s.digest = [&m] {
+        auto text = m.digest();
+        for (const std::string word : {"\"booted\":true,", "\"booted\":false,"})
+            for (auto at = text.find(word); at != std::string::npos; at = text.find(word)) text.erase(at, word.size());
+        return text;
+    };
+    enumerate(s);
+}

@@ -473,8 +473,7 @@ TryReport Machine::try_generation(unsigned generation, const TryOptions& opts) {
                   JournalEvent::arm, generation, id, file_of(after, id), "armed a " + how);
     TryReport r{id, mode, tries, fallback};
     if (opts.reboot == Reboot::yes) {
-        std::vector<std::string> argv = opts_.reboot_command;
-        if (const char* o = std::getenv("NIXBOOT_REBOOT_COMMAND"); o && *o) argv = {o};
+        const std::vector<std::string> argv = command_from_env("NIXBOOT_REBOOT_COMMAND", opts_.reboot_command);
         int status = 0;
         try {
             status = run_command(argv);

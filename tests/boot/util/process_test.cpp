@@ -7,10 +7,12 @@
 
 #include "boot/util/fd.hpp"
 
+#include <csignal>
 #include <cstdlib>
 #include <sstream>
 
 #include <fcntl.h>
+#include <pthread.h>
 #include <unistd.h>
 
 using namespace nixboot;
@@ -60,6 +62,15 @@ TEST_CASE("process: run_process captures stdout and stderr apart, stdin is /dev/
 
 TEST_CASE("process: spawn_process with extra environment, own process group, signals reset", "[util][process]") {
     ::setenv("NIXBOOT_TEST_INHERITED", "old", 1);
+    // The caller's blocked SIGTERM and ignored SIGPIPE must not reach the child.
+    sigset_t term, saved_mask;
+    sigemptyset(&term);
+    sigaddset(&term, SIGTERM);
+    REQUIRE(::pthread_sigmask(SIG_BLOCK, &term, &saved_mask) == 0);
+    struct sigaction ignore {
+    }, saved_pipe{};
+    ignore.sa_handler = SIG_IGN;
+    REQUIRE(::sigaction(SIGPIPE, &ignore, &saved_pipe) == 0);
     int fds[2];
     REQUIRE(::pipe2(fds, O_CLOEXEC) == 0);
     Fd read_end(fds[0]), write_end(fds[1]);
@@ -69,7 +80,12 @@ TEST_CASE("process: spawn_process with extra environment, own process group, sig
     o.search_path = false;
     o.extra_env = {"NIXBOOT_TEST_INHERITED=new", "NIXBOOT_TEST_ADDED=1"};
     const pid_t pid =
-        spawn_process({"/bin/sh", "-c", "echo $NIXBOOT_TEST_INHERITED $NIXBOOT_TEST_ADDED $(ps -o pgid= $$) $$"}, o);
+        spawn_process({"/bin/sh", "-c",
+                       "echo $NIXBOOT_TEST_INHERITED $NIXBOOT_TEST_ADDED $(cut -d' ' -f5 /proc/$$/stat) $$ "
+                       "$(sed -n 's/^SigBlk:\\t//p; s/^SigIgn:\\t//p' /proc/$$/status)"},
+                      o);
+    ::pthread_sigmask(SIG_SETMASK, &saved_mask, nullptr);
+    ::sigaction(SIGPIPE, &saved_pipe, nullptr);
     write_end.close();
     std::string out;
     char buf[256];
@@ -77,12 +93,16 @@ TEST_CASE("process: spawn_process with extra environment, own process group, sig
     CHECK(wait_process(pid, "sh") == 0);
     ::unsetenv("NIXBOOT_TEST_INHERITED");
     std::istringstream words(out);
-    std::string inherited, added;
+    std::string inherited, added, blocked, ignored;
     long pgid = 0, self = -1;
-    words >> inherited >> added >> pgid >> self;
+    words >> inherited >> added >> pgid >> self >> blocked >> ignored;
+    INFO(out);
     CHECK(inherited == "new");
     CHECK(added == "1");
     CHECK(pgid == self);  // leads its own group
+    REQUIRE(!ignored.empty());
+    CHECK(std::stoull(blocked, nullptr, 16) == 0);
+    CHECK((std::stoull(ignored, nullptr, 16) & (1ull << (SIGPIPE - 1))) == 0);
     // Without PATH lookup a bare name is not found.
     SpawnOptions exact;
     exact.search_path = false;

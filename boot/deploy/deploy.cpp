@@ -52,8 +52,8 @@ long elapsed_s(Clock::time_point since) {
 class TargetDeploy {
 public:
     TargetDeploy(const DeployOptions& o, const std::vector<health::CheckSpec>& c, const std::string& host,
-                 const Progress& p)
-        : opts_(o), checks_(c), progress_(p) {
+                 const Progress& p, const Transport& t)
+        : opts_(o), checks_(c), progress_(p), remote_(t) {
         report_.host = host;
     }
 
@@ -80,6 +80,7 @@ private:
     const DeployOptions& opts_;
     const std::vector<health::CheckSpec>& checks_;
     const Progress& progress_;
+    const Transport& remote_;
     TargetReport report_;
     std::string last_error_;                        // the last failed step, one line
     Clock::time_point last_answer_ = Clock::now();  // or when the deploy started
@@ -112,7 +113,7 @@ private:
     }
 
     std::optional<TargetStatus> read_status() {
-        auto r = run_remote_nixboot(opts_.ssh, report_.host, {"--json", "status"}, seconds(opts_.command_timeout));
+        auto r = remote_(report_.host, {"--json", "status"}, seconds(opts_.command_timeout));
         answering_ = r.ok();
         if (!r.ok()) {
             last_error_ = r.detail;
@@ -149,10 +150,9 @@ private:
         const char* mode = opts_.mode == TrialMode::live ? "--live" : "--reboot";
         progress("arming generation " + gen + " (try " + mode + ", confirm within " +
                  std::to_string(opts_.confirm_timeout) + " s)");
-        auto r =
-            run_remote_nixboot(opts_.ssh, report_.host,
-                               {"--json", "try", gen, mode, "--confirm-timeout", std::to_string(opts_.confirm_timeout)},
-                               seconds(opts_.command_timeout));
+        auto r = remote_(report_.host,
+                         {"--json", "try", gen, mode, "--confirm-timeout", std::to_string(opts_.confirm_timeout)},
+                         seconds(opts_.command_timeout));
         if (auto line = r.json_line()) report_.trial_id = parse_trial_id(*line).value_or("");
         if (!report_.trial_id.empty()) return true;
         if (r.exit_status == 255 || r.timed_out) {
@@ -195,8 +195,12 @@ private:
             if (status) {
                 adopt_trial(*status);
                 seen = observe(*status, *report_.generation, report_.trial_id);
-                if (seen == Seen::rolled_back) report_.detail = rollback_reason(*status, *report_.generation);
-                if (seen == Seen::rolled_back || seen == Seen::promoted) report_.previous = default_generation(*status);
+                // `previous` stays the default before the deploy, unless the
+                // target rolled back: then it is where the target went.
+                if (seen == Seen::rolled_back) {
+                    report_.detail = rollback_reason(*status, *report_.generation);
+                    report_.previous = default_generation(*status);
+                }
                 if (seen == want || seen == Seen::rolled_back || seen == Seen::promoted) {
                     if (seen == Seen::awaiting_confirm) window_seen_ = Clock::now();
                     return seen;
@@ -263,16 +267,14 @@ private:
     void confirm() {
         verdict_sent_ = true;
         progress("confirming trial " + report_.trial_id);
-        auto r =
-            run_remote_nixboot(opts_.ssh, report_.host, {"confirm", report_.trial_id}, seconds(opts_.command_timeout));
+        auto r = remote_(report_.host, {"confirm", report_.trial_id}, seconds(opts_.command_timeout));
         if (!r.ok()) progress("confirm failed: " + r.detail);
     }
 
     void revert(const std::string& reason) {
         verdict_sent_ = true;
         progress(reason + "; reverting");
-        auto r = run_remote_nixboot(opts_.ssh, report_.host, {"live-revert", "--reason", reason},
-                                    seconds(opts_.command_timeout));
+        auto r = remote_(report_.host, {"live-revert", "--reason", reason}, seconds(opts_.command_timeout));
         if (!r.ok() && r.exit_status != 255) progress("live-revert failed: " + r.detail);
     }
 
@@ -322,10 +324,17 @@ std::vector<health::CheckSpec> resolve_checks(const std::vector<std::string>& ch
     return out;
 }
 
+Transport ssh_transport(const SshOptions& ssh) {
+    return [ssh](const std::string& host, const std::vector<std::string>& args, milliseconds timeout) {
+        return run_remote_nixboot(ssh, host, args, timeout);
+    };
+}
+
 TargetReport deploy_target(const DeployOptions& options, const std::vector<health::CheckSpec>& checks,
-                           const std::string& host, const Progress& progress) {
+                           const std::string& host, const Progress& progress, const Transport& transport) {
     try {
-        return TargetDeploy(options, checks, host, progress).run();
+        const Transport ssh = transport ? Transport() : ssh_transport(options.ssh);
+        return TargetDeploy(options, checks, host, progress, transport ? transport : ssh).run();
     } catch (const std::exception& e) {
         TargetReport r;
         r.host = host;

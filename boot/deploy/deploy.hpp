@@ -8,8 +8,10 @@
 #pragma once
 
 #include "boot/deploy/options.hpp"
+#include "boot/deploy/ssh.hpp"
 #include "boot/health/checks.hpp"
 
+#include <chrono>
 #include <functional>
 #include <optional>
 #include <string>
@@ -29,7 +31,7 @@ const char* to_string(Outcome outcome) noexcept;  // "promoted", "rolled back", 
 struct TargetReport {
     std::string host;
     std::optional<unsigned> generation;
-    std::optional<unsigned> previous;  // the default before the deploy, or the one it rolled back to
+    std::optional<unsigned> previous;  // the default before the deploy; after a rollback, where it went
     std::string trial_id;
     Outcome outcome = Outcome::unknown;
     std::string detail;  // the reason, one line
@@ -48,9 +50,17 @@ using Progress = std::function<void(const std::string& host, const std::string& 
 // (health::refusal_reason).
 std::vector<health::CheckSpec> resolve_checks(const std::vector<std::string>& checks, unsigned timeout);
 
-// One target, all steps. Never throws for what the target does.
+// How a deploy reaches a target: runs `nixboot ARGS...` on HOST, for at most
+// TIMEOUT, and says what came back. ssh_transport is the real one (a new
+// ssh connection each call); the state machine's tests give a scripted one.
+using Transport = std::function<RemoteResult(const std::string& host, const std::vector<std::string>& args,
+                                             std::chrono::milliseconds timeout)>;
+Transport ssh_transport(const SshOptions& ssh);
+
+// One target, all steps, through `transport` (ssh_transport(options.ssh)
+// when empty). Never throws for what the target does.
 TargetReport deploy_target(const DeployOptions& options, const std::vector<health::CheckSpec>& checks,
-                           const std::string& host, const Progress& progress);
+                           const std::string& host, const Progress& progress, const Transport& transport = {});
 
 // Every host of `options`, at most `parallel` at a time; `done` is called as
 // each finishes (from its thread). Returns the reports in host order.

@@ -697,12 +697,30 @@ TEST_CASE("crash points: GRUB try, mark-good, mark-bad, rollback", "[crash][grub
 
 namespace {
 
+enum class GrubEnv { writable, unwritable };
+
+// nixboot-stage1 of a boot whose command line m.cmdline holds, with a fresh
+// /run (a tmpfs each boot), its env block at esp/grub/grubenv.
+RunResult grub_stage1(const GrubMachine& m, const std::filesystem::path& run, const std::filesystem::path& config,
+                      const std::filesystem::path& watchdog, const Env& extra = {}) {
+    std::filesystem::remove_all(run);
+    std::filesystem::create_directories(run);
+    Env env = nixboot::test::stage1_env(m.rig.tmp.path());
+    env.insert(env.end(), extra.begin(), extra.end());
+    return run_program(
+        {NIXBOOT_STAGE1_BIN, "--cmdline", m.cmdline.string(), "--efivars", m.rig.efivars.string(), "--run",
+         run.string(), "--kmsg", (m.rig.tmp / "kmsg").string(), "--watchdog-device", watchdog.string(), "--config",
+         config.string(), "--grubenv", (m.rig.esp / "grub/grubenv").string()},
+        env);
+}
+
 // GRUB at power-on and stage 1: the trial while grubenv has tries left for
-// it (the decrement saved first), else the persistent default with the trial
-// words GRUB adds when the tries are spent; then a fresh /run and
+// it (the decrement saved first; where GRUB cannot write its env block,
+// nixboot.consume=stage1 leaves that to stage 1), else the persistent
+// default with the trial words GRUB adds when the tries are spent; then
 // nixboot-stage1. Returns the entry booted.
 std::string grub_power_on(const GrubMachine& m, const std::filesystem::path& run, const std::filesystem::path& config,
-                          const std::filesystem::path& watchdog) {
+                          const std::filesystem::path& watchdog, GrubEnv grub_env = GrubEnv::writable) {
     std::string trial, tries;
     for (const auto& line : nixboot::test::lines_of(m.env())) {
         if (line.starts_with("nixboot_trial=")) trial = line.substr(line.find('=') + 1);
@@ -711,19 +729,17 @@ std::string grub_power_on(const GrubMachine& m, const std::filesystem::path& run
     std::string id = m.persistent_pick();
     std::string words;
     if (!trial.empty() && tries == "1") {
-        REQUIRE(run_program({m.editenv, (m.rig.esp / "grub/grubenv").string(), "set", "nixboot_tries=0"}).status == 0);
+        if (grub_env == GrubEnv::writable)
+            REQUIRE(run_program({m.editenv, (m.rig.esp / "grub/grubenv").string(), "set", "nixboot_tries=0"}).status ==
+                    0);
         id = trial;
         words = " nixboot.trial=" + trial + " nixboot.tries=0";
+        if (grub_env == GrubEnv::unwritable) words += " nixboot.consume=stage1";
     } else if (!trial.empty() && tries == "0") {
         words = " nixboot.trial=" + trial + " nixboot.tries=0";
     }
     write_file(m.cmdline, "init=/x nixboot.entry=" + id + words + "\n");
-    std::filesystem::remove_all(run);  // /run is a fresh tmpfs each boot
-    std::filesystem::create_directories(run);
-    auto r = run_program({NIXBOOT_STAGE1_BIN, "--cmdline", m.cmdline.string(), "--efivars", m.rig.efivars.string(),
-                          "--run", run.string(), "--kmsg", (m.rig.tmp / "kmsg").string(), "--watchdog-device",
-                          watchdog.string(), "--config", config.string()},
-                         nixboot::test::stage1_env(m.rig.tmp.path()));
+    auto r = grub_stage1(m, run, config, watchdog);
     INFO(r.out << r.err);
     REQUIRE(r.status == 0);
     return id;
@@ -799,4 +815,52 @@ TEST_CASE("crash points: GRUB promotion by the check", "[crash][grub][health][re
         return text;
     };
     enumerate(s);
+}
+
+// Stage 1's try consumption: GRUB could not write its env block (on btrfs, a
+// RAID, ...), booted the trial with nixboot.consume=stage1, and
+// nixboot-stage1 saves the decrement on the mounted /boot. A cut before that
+// write leaves GRUB's try unspent: the next power-on boots the trial once more
+// and consumes it then (a repeat, never a lost fallback); after it, the next
+// power-on falls back to the good default. The loader's default stays good
+// throughout (G1); the trial ends consumed either way.
+TEST_CASE("crash points: GRUB try consumed by stage 1", "[crash][grub][stage1][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
+    Rig rig(3, "", 2);
+    GrubMachine m(rig, grub_editenv);
+    const auto run = rig.tmp / "run", watchdog = rig.tmp / "watchdog", config = m.conf;
+    write_file(watchdog, "");
+    write_file(rig.tmp / "kmsg", "");
+    m.ok({"install"});
+    m.ok({"try", "3"});
+    write_file(m.cmdline,
+               "init=/x nixboot.entry=nixos-generation-3 nixboot.trial=nixos-generation-3 nixboot.tries=0 "
+               "nixboot.consume=stage1\n");
+    Subject s;
+    s.name = "GRUB try consumed by stage 1";
+    s.dirs = {rig.esp, rig.efivars, rig.state};
+    s.volatile_dirs = {run};
+    s.profile = rig.profile;
+    s.act = [&m, run, config, watchdog](const Env& env) { return grub_stage1(m, run, config, watchdog, env); };
+    s.finish = [&m, run, config, watchdog] {
+        grub_power_on(m, run, config, watchdog, GrubEnv::unwritable);
+        return RunResult{0, "", ""};
+    };
+    s.problems = [&m] { return m.problems(); };
+    s.protected_files = [&m] { return m.good_files(); };
+    // Which entry the next boot booted aside (the trial once more, or the default).
+    s.digest = [&m] {
+        auto text = m.digest();
+        for (const std::string word : {"\"booted\":true,", "\"booted\":false,"})
+            for (auto at = text.find(word); at != std::string::npos; at = text.find(word)) text.erase(at, word.size());
+        return text;
+    };
+    const auto t = enumerate(s);
+    CHECK(t.checked >= 2);  // at least the env block's write, whole and torn
+    // The uninterrupted consumption, then a power-on: GRUB falls back.
+    write_file(m.cmdline,
+               "init=/x nixboot.entry=nixos-generation-3 nixboot.trial=nixos-generation-3 nixboot.tries=0 "
+               "nixboot.consume=stage1\n");
+    REQUIRE(grub_stage1(m, run, config, watchdog).status == 0);
+    CHECK(grub_power_on(m, run, config, watchdog, GrubEnv::unwritable) == "nixos-generation-2");
 }

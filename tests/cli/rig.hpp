@@ -247,6 +247,9 @@ struct RunResult {
 inline RunResult run_program(const std::vector<std::string>& argv, const std::vector<std::string>& env = {}) {
     TempDir io;
     auto outp = io / "out", errp = io / "err";
+    // The child's freopen flushes what the parent had buffered: once, here.
+    std::fflush(stdout);
+    std::fflush(stderr);
     pid_t pid = fork();
     if (pid == 0) {
         FILE* o = std::freopen(outp.c_str(), "w", stdout);
@@ -277,6 +280,8 @@ inline std::array<RunResult, 2> run_together(const std::array<std::vector<std::s
     int gate[2];
     if (::pipe(gate) != 0) throw std::runtime_error("pipe failed");
     std::array<pid_t, 2> pids{};
+    std::fflush(stdout);
+    std::fflush(stderr);
     for (std::size_t i = 0; i < 2; ++i) {
         pids[i] = fork();
         if (pids[i] == 0) {

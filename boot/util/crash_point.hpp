@@ -3,7 +3,8 @@
 // calls crash_point() first. Inert unless NIXBOOT_CRASH_AT or
 // NIXBOOT_CRASH_LOG is set in the environment.
 //
-//   NIXBOOT_CRASH_LOG=FILE  appends "N KIND PATH" per operation to FILE
+//   NIXBOOT_CRASH_LOG=FILE  appends "N KIND PATH" per operation to FILE (and
+//                           "- KIND PATH" per barrier, crash_log_barrier)
 //   NIXBOOT_CRASH_AT=N      _exit(crash_exit_status) at operation N (from 1)
 //   NIXBOOT_CRASH_AT=N:torn the same, after doing half of operation N the way
 //                           a power cut can (see CrashMode)
@@ -30,6 +31,11 @@ enum class CrashMode {
 // PATH); exits the process before it if it is the chosen one and the mode is
 // `before`; returns CrashMode::torn if the caller is to tear it.
 CrashMode crash_point(std::string_view kind, std::string_view path);
+// Logs "- KIND PATH" (NIXBOOT_CRASH_LOG), neither counted nor a place to
+// stop: a barrier such as a directory's fsync, after which the unsynced
+// renames in that directory are durable. The enumeration models the loss of
+// an unsynced rename ("write-unsynced") until its directory's barrier.
+void crash_log_barrier(std::string_view kind, std::string_view path);
 // Ends the process as a crash point does (no destructors, no atexit).
 [[noreturn]] void crash_now();
 

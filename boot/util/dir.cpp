@@ -69,6 +69,7 @@ void do_fsync(int fd, const std::filesystem::path& shown) {
 // already freed. Like systemd-bless-boot, sync the whole file system there.
 void do_fsync_dir(int fd, const std::filesystem::path& shown) {
     do_fsync(fd, shown);
+    crash_log_barrier("sync-dir", shown.native());
     struct statfs fs {};
     if (::fstatfs(fd, &fs) == 0 && fs.f_type == MSDOS_SUPER_MAGIC) {
         if (::syncfs(fd) != 0) throw_errno("syncing the file system of " + quoted(shown));
@@ -316,7 +317,8 @@ void AtomicFile::commit(Sync sync) {
     if (temp_.empty()) throw Error("writing " + quoted(shown_) + ": already committed");
     if (sync != Sync::no) do_fsync(file_.get(), shown_);
     file_.close(shown_.c_str());
-    const CrashMode crash = crash_point("write", shown_.native());
+    // Until its directory's fsync an unsynced rename may be lost ("write-unsynced").
+    const CrashMode crash = crash_point(sync == Sync::yes ? "write" : "write-unsynced", shown_.native());
     if (::renameat(dir_.get(), temp_.c_str(), dir_.get(), name_.c_str()) != 0)
         throw_errno("writing " + quoted(shown_) + " (renaming the temporary file into place)");
     if (crash == CrashMode::torn) {

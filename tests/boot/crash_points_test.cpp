@@ -12,8 +12,13 @@
 // run ends. It never unlinks one of two names of one file (on FAT that would
 // free the other's clusters).
 //
-// Unsynced writes lost out of order (ALICE's reorderings) are not modelled:
-// every prefix is durable. The counts per command are printed.
+// Unsynced renames lost out of order (ALICE's reorderings): a rename made
+// without its directory's fsync (Sync::file_only, Sync::no: logged as
+// "write-unsynced") may be lost while later operations reached the disk,
+// until a barrier ("- sync-dir DIR", its directory's fsync) makes it durable.
+// For every cut (and for the end of the command) each such pending rename is
+// put back as it was before it, one at a time, and the state judged as
+// above. The counts per command are printed.
 #include "boot/bls_entry.hpp"
 #include "boot/grub/grubenv.hpp"
 #include "boot/grub/state.hpp"
@@ -83,7 +88,7 @@ std::set<std::string> multi_linked(const std::vector<std::filesystem::path>& dir
 }
 
 struct Tally {
-    std::size_t checked = 0, passed = 0, torn_names_kept = 0, temp_twins_kept = 0;
+    std::size_t checked = 0, passed = 0, torn_names_kept = 0, temp_twins_kept = 0, lost_renames = 0;
 };
 
 std::map<std::string, Tally>& tallies() {
@@ -94,6 +99,7 @@ std::map<std::string, Tally>& tallies() {
 void report(const std::string& name, const Tally& t) {
     std::cout << "crash states: " << name << ": " << t.checked << " checked, " << t.passed << " passed";
     if (t.torn_names_kept) std::cout << " (" << t.torn_names_kept << " with a torn rename's two names kept)";
+    if (t.lost_renames) std::cout << " (" << t.lost_renames << " with an unsynced rename lost)";
     if (t.temp_twins_kept)
         std::cout << " (" << t.temp_twins_kept << " with a torn write's temp name kept beside its target)";
     std::cout << std::endl;  // flushed: a fork in run_program would repeat a buffered line
@@ -131,8 +137,15 @@ Tally enumerate(const Subject& s) {
     auto r = s.act({"NIXBOOT_CRASH_LOG=" + log.string()});
     INFO(s.name << ": " << r.out << r.err);
     REQUIRE(r.status == 0);
-    std::vector<std::string> ops;
-    if (std::filesystem::exists(log)) ops = nixboot::test::lines_of(read_file(log));
+    // "N KIND PATH" per operation, "- KIND PATH" per barrier, in order.
+    std::vector<std::string> events, ops;
+    std::vector<std::size_t> event_of;  // ops[i] is events[event_of[i]]
+    if (std::filesystem::exists(log)) events = nixboot::test::lines_of(read_file(log));
+    for (std::size_t i = 0; i < events.size(); ++i)
+        if (!events[i].starts_with("- ")) {
+            ops.push_back(events[i]);
+            event_of.push_back(i);
+        }
     const Files good_after = s.protected_files();
     Files keep;  // good before and after: no crash state may lose these (G4)
     for (const auto& [path, content] : good_before)
@@ -156,62 +169,113 @@ Tally enumerate(const Subject& s) {
         return out.empty() ? "" : "lost good files:" + out;
     };
 
-    Tally t;
-    for (std::size_t n = 1; n <= ops.size(); ++n) {
+    auto kind_of = [&](std::size_t n) {
         const auto from = ops[n - 1].find(' ') + 1;
-        const std::string kind = ops[n - 1].substr(from, ops[n - 1].find(' ', from) - from);
-        const bool tearable =
-            kind == "write" || kind == "rename" || kind == "overwrite" || kind == "append" || kind == "profile";
-        for (const bool torn : {false, true}) {
-            if (torn && !tearable) continue;
+        return ops[n - 1].substr(from, ops[n - 1].find(' ', from) - from);
+    };
+    auto path_of = [&](std::size_t n) {
+        const auto from = ops[n - 1].find(' ') + 1;
+        return ops[n - 1].substr(ops[n - 1].find(' ', from) + 1);
+    };
+    // The unsynced renames (write-unsynced) a cut before operation n (or,
+    // for n = ops.size() + 1, after the command ended) may lose: no fsync of
+    // their directory since, and their file not written again since.
+    auto losable = [&](std::size_t n) {
+        std::vector<std::size_t> out;
+        const std::size_t end = n <= ops.size() ? event_of[n - 1] : events.size();
+        for (std::size_t m = 1; m < n && m <= ops.size(); ++m) {
+            if (kind_of(m) != "write-unsynced") continue;
+            const auto path = path_of(m);
+            const auto dir = std::filesystem::path(path).parent_path().string();
+            bool settled = false;
+            for (std::size_t e = event_of[m - 1] + 1; e < end && !settled; ++e)
+                settled = events[e] == "- sync-dir " + dir || events[e].ends_with(" " + path);
+            if (!settled) out.push_back(m);
+        }
+        return out;
+    };
+
+    Tally t;
+    // One crash state: the command cut before operation n (n = ops.size() + 1:
+    // not cut), `crash_env` saying how; `lose`: put back an unsynced rename.
+    auto judge = [&](std::size_t n, const Env& crash_env, const std::function<void()>& lose, const std::string& how) {
+        restore();
+        ++t.checked;
+        std::vector<std::string> why;
+        const auto crashed = s.act(crash_env);
+        const int expected = n <= ops.size() ? crash_exit_status : 0;
+        if (crashed.status != expected)
+            why.push_back("did not stop at the crash point (status " + std::to_string(crashed.status) +
+                          "): " + crashed.err);
+        if (lose) lose();
+        if (auto p = s.problems(); !p.empty()) why.push_back("crash state: " + p);
+        if (auto p = lost(); !p.empty()) why.push_back("crash state: " + p);
+        const auto names = multi_linked(s.dirs);
+        // Two names the design keeps for fsck.fat (a torn rename of an
+        // entry, which nixboot neither removes nor renames again).
+        std::size_t durable_names = 0;
+        for (const auto& name : names)
+            if (name.find(".nixboot-tmp-") == std::string::npos) ++durable_names;
+        const bool kept_twins = durable_names >= 2;
+        const auto again = s.finish();
+        if (again.status != 0 && !kept_twins) why.push_back("finishing failed: " + again.out + again.err);
+        if (auto p = s.problems(); !p.empty()) why.push_back("after finishing: " + p);
+        if (auto p = lost(); !p.empty()) why.push_back("after finishing: " + p);
+        for (const auto& name : names) {
+            if (std::filesystem::exists(name)) continue;
+            // On FAT the two names share clusters: unlinking either frees
+            // the other's (a write's temp name too, RootDir::remove_stale_temp_files).
+            why.push_back("removed " + name + ", one name of a torn rename");
+        }
+        // A torn write's temp name is kept beside its target for fsck.fat
+        // too; once fsck has split them (here: a hard link unlinked,
+        // harmless) the rest must end as an uninterrupted run does.
+        bool temp_twin_kept = false;
+        for (const auto& name : names)
+            if (name.find(".nixboot-tmp-") != std::string::npos && std::filesystem::exists(name)) {
+                temp_twin_kept = true;
+                std::filesystem::remove(name);
+            }
+        if (temp_twin_kept) ++t.temp_twins_kept;
+        if (kept_twins) {
+            ++t.torn_names_kept;
+        } else if (auto got = s.digest(); got != want && (got != unstarted || n > no_return + 1)) {
+            why.push_back("ends elsewhere than an uninterrupted run:\n" + got + "instead of\n" + want);
+        }
+        INFO(s.name << ": crash " << how);
+        INFO("the crashed run said: " << crashed.out << crashed.err << "; finishing said: " << again.out << again.err);
+        std::string all;
+        for (const auto& w : why) all += w + "\n";
+        CHECK(all == "");
+        if (why.empty()) ++t.passed;
+    };
+    for (std::size_t n = 1; n <= ops.size() + 1; ++n) {
+        const std::string at = "NIXBOOT_CRASH_AT=" + std::to_string(n);
+        if (n <= ops.size()) {
+            const auto kind = kind_of(n);
+            const bool tearable = kind == "write" || kind == "write-unsynced" || kind == "rename" ||
+                                  kind == "overwrite" || kind == "append" || kind == "profile";
+            judge(n, {at}, {}, "at operation " + ops[n - 1]);
+            if (tearable) judge(n, {at + ":torn"}, {}, "at operation " + ops[n - 1] + " (torn)");
+        }
+        // ALICE's reordering: a later operation reached the disk, an earlier
+        // unsynced rename did not (its target as it was before it).
+        for (const std::size_t m : losable(n)) {
+            const std::filesystem::path target = path_of(m);
             restore();
-            ++t.checked;
-            std::vector<std::string> why;
-            const auto crashed = s.act({"NIXBOOT_CRASH_AT=" + std::to_string(n) + (torn ? ":torn" : "")});
-            if (crashed.status != crash_exit_status)
-                why.push_back("did not stop at the crash point (status " + std::to_string(crashed.status) +
-                              "): " + crashed.err);
-            if (auto p = s.problems(); !p.empty()) why.push_back("crash state: " + p);
-            if (auto p = lost(); !p.empty()) why.push_back("crash state: " + p);
-            const auto names = multi_linked(s.dirs);
-            // Two names the design keeps for fsck.fat (a torn rename of an
-            // entry, which nixboot neither removes nor renames again).
-            std::size_t durable_names = 0;
-            for (const auto& name : names)
-                if (name.find(".nixboot-tmp-") == std::string::npos) ++durable_names;
-            const bool kept_twins = durable_names >= 2;
-            const auto again = s.finish();
-            if (again.status != 0 && !kept_twins) why.push_back("finishing failed: " + again.out + again.err);
-            if (auto p = s.problems(); !p.empty()) why.push_back("after finishing: " + p);
-            if (auto p = lost(); !p.empty()) why.push_back("after finishing: " + p);
-            for (const auto& name : names) {
-                if (std::filesystem::exists(name)) continue;
-                // On FAT the two names share clusters: unlinking either frees
-                // the other's (a write's temp name too, RootDir::remove_stale_temp_files).
-                why.push_back("removed " + name + ", one name of a torn rename");
-            }
-            // A torn write's temp name is kept beside its target for fsck.fat
-            // too; once fsck has split them (here: a hard link unlinked,
-            // harmless) the rest must end as an uninterrupted run does.
-            bool temp_twin_kept = false;
-            for (const auto& name : names)
-                if (name.find(".nixboot-tmp-") != std::string::npos && std::filesystem::exists(name)) {
-                    temp_twin_kept = true;
-                    std::filesystem::remove(name);
+            s.act({"NIXBOOT_CRASH_AT=" + std::to_string(m)});
+            const bool existed = std::filesystem::is_regular_file(target);
+            const std::string before = existed ? read_file(target) : "";
+            auto lose = [&] {
+                if (existed) {
+                    write_file(target, before);
+                } else {
+                    std::filesystem::remove(target);
                 }
-            if (temp_twin_kept) ++t.temp_twins_kept;
-            if (kept_twins) {
-                ++t.torn_names_kept;
-            } else if (auto got = s.digest(); got != want && (got != unstarted || n > no_return + 1)) {
-                why.push_back("ends elsewhere than an uninterrupted run:\n" + got + "instead of\n" + want);
-            }
-            INFO(s.name << ": crash at operation " << ops[n - 1] << (torn ? " (torn)" : ""));
-            INFO("the crashed run said: " << crashed.out << crashed.err << "; finishing said: " << again.out
-                                          << again.err);
-            std::string all;
-            for (const auto& w : why) all += w + "\n";
-            CHECK(all == "");
-            if (why.empty()) ++t.passed;
+            };
+            const std::string where = n <= ops.size() ? "at operation " + ops[n - 1] : "after the end";
+            judge(n, n <= ops.size() ? Env{at} : Env{}, lose, where + ", operation " + ops[m - 1] + " lost");
+            ++t.lost_renames;
         }
     }
     tallies()[s.name] = t;

@@ -11,7 +11,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <thread>
 #include <iostream>
 #include <optional>
 
@@ -358,8 +366,7 @@ TEST_CASE(
 
 // Issue 14 item 4, ENOSPC in NVRAM: efivarfs answers a write the NVRAM has no
 // room for with ENOSPC; a full tmpfs as the efivars directory gives the same
-// errno to the same write. (EIO is not produced here: no honest way to make
-// the write itself fail with EIO without a device-mapper `error` target.)
+// errno to the same write. EIO: the next test.
 // With systemd-boot only `try` writes a variable (LoaderEntryOneShot);
 // mark-good and rollback only remove variables, which needs no room.
 TEST_CASE(
@@ -390,6 +397,108 @@ TEST_CASE(
     CHECK(st["armed"].is_null());
 
     std::filesystem::remove(rig.efivars / "filler");
+    r = run_program(cmd(rig, {"try", "3"}));
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(rig.var(efivar_name::loader_entry_oneshot).has_value());
+    check_safe(rig, "nixos-generation-2", good);
+}
+
+namespace {
+
+// tests/cli/eio_fs.py mounted over `mountpoint` (a pass-through of `backing`)
+// in this process's mount namespace; while `control` exists its write(2)s
+// answer EIO. Unmounted when it goes.
+class EioMount {
+public:
+    EioMount(const std::filesystem::path& backing, const std::filesystem::path& mountpoint,
+             const std::filesystem::path& control)
+        : mountpoint_(mountpoint) {
+        std::filesystem::create_directories(backing);
+        struct stat before {};
+        ::stat(mountpoint.c_str(), &before);
+        const std::string helper = std::string(NIXBOOT_SOURCE_DIR) + "/tests/cli/eio_fs.py";
+        const auto log = backing.parent_path() / "eio_fs.log";
+        std::fflush(stdout);
+        std::fflush(stderr);
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+            if (fd >= 0) {
+                ::dup2(fd, 1);
+                ::dup2(fd, 2);
+            }
+            ::execl(helper.c_str(), helper.c_str(), backing.c_str(), mountpoint.c_str(), control.c_str(), nullptr);
+            ::_exit(127);
+        }
+        for (int i = 0; i < 300; ++i) {  // at most 30 s
+            struct stat now {};
+            if (::stat(mountpoint.c_str(), &now) == 0 && now.st_dev != before.st_dev) return;
+            int st = 0;
+            if (::waitpid(pid_, &st, WNOHANG) == pid_) {
+                pid_ = -1;
+                break;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(100));
+        }
+        if (pid_ > 0) {
+            ::kill(pid_, SIGKILL);
+            ::waitpid(pid_, nullptr, 0);
+        }
+        FAIL("tests/cli/eio_fs.py did not mount " << mountpoint << ": " << test::read_file(log));
+    }
+    ~EioMount() {
+        if (pid_ <= 0) return;
+        ::umount2(mountpoint_.c_str(), MNT_DETACH);
+        int st = 0;
+        ::waitpid(pid_, &st, 0);
+    }
+    EioMount(const EioMount&) = delete;
+    EioMount& operator=(const EioMount&) = delete;
+
+private:
+    std::filesystem::path mountpoint_;
+    pid_t pid_ = -1;
+};
+
+}  // namespace
+
+// Issue 14 item 4, EIO from NVRAM: efivarfs answers EIO when the firmware's
+// SetVariable() fails with EFI_DEVICE_ERROR. A FUSE pass-through whose
+// write(2) answers EIO on demand (tests/cli/eio_fs.py) as the efivars
+// directory gives that errno to the same write.
+TEST_CASE(
+    "faults: an NVRAM write failing with EIO (efivars on a FUSE mount) fails try with the variable and EIO, the "
+    "default stays good, a retry after the fault clears arms it",
+    "[faults][root]") {
+    NIXBOOT_SKIP_UNLESS_ROOT("a FUSE mount as the efivars directory, in a private mount namespace");
+    if (!std::filesystem::exists("/dev/fuse")) NIXBOOT_SKIP("needs /dev/fuse");
+    if (!std::filesystem::exists("/usr/lib/python3/dist-packages/fuse.py"))
+        NIXBOOT_SKIP("needs python3-fuse (scripts/install-deps)");
+    test::enter_private_mount_namespace();
+    Rig rig(3, sd252, 2);
+    with_config(rig);
+    const auto control = rig.tmp / "nvram-fails";
+    EioMount mnt(rig.tmp / "nvram", rig.efivars, control);
+    EfiVars(rig.efivars).set_string(efivar_name::loader_info, sd252);
+    REQUIRE(run_program(cmd(rig, {"install"})).status == 0);
+    const auto good = rig.good_files();
+    const auto entries = rig.entries();
+
+    test::write_file(control, "");
+    auto r = run_program(cmd(rig, {"try", "3"}));
+    INFO(r.out << r.err);
+    CHECK(r.status == 1);
+    CHECK(one_line(r.err));
+    CHECK_THAT(r.err, nixboot::test::contains("LoaderEntryOneShot"));
+    CHECK_THAT(r.err, nixboot::test::contains("Input/output error"));
+    CHECK_FALSE(rig.var(efivar_name::loader_entry_oneshot));
+    CHECK(rig.entries() == entries);
+    check_safe(rig, "nixos-generation-2", good);
+    auto st = nlohmann::json::parse(run_program(cmd(rig, {"--json", "status"})).out);
+    CHECK(st["armed"].is_null());
+
+    std::filesystem::remove(control);
     r = run_program(cmd(rig, {"try", "3"}));
     INFO(r.out << r.err);
     CHECK(r.status == 0);

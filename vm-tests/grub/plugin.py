@@ -123,6 +123,8 @@ FULL = os.environ.get("NIXBOOT_VM_GRUB_FULL") == "1"
 ALL = {"1", "2", "3", "4", "5", "7", "9", "11", "g0", "g4", "g6"}
 DEFAULT = ALL - {"g0", "g4", "11"}
 BTRFS = {"grub-bios-btrfs": {"8", "g8"}, "grub-efi-btrfs": {"8"}}
+# `nixboot deploy` against the guest's sshd (harness/deploy.py): GRUB EFI.
+DEPLOY = {"d1", "d2", "d3", "d4", "d5"}
 
 
 class _Grub(Bootloader):
@@ -212,7 +214,7 @@ done"""
 class GrubEfi(_Grub):
     name = "grub-efi"
     firmware = "efi"
-    scenarios = ALL if FULL else DEFAULT
+    scenarios = (ALL if FULL else DEFAULT) | DEPLOY
 
     def firmware_args(self, machine_dir: Path) -> list:
         vars_copy = machine_dir / "OVMF_VARS.fd"

@@ -94,7 +94,7 @@ def stock_nixos_entry(generation: int, toplevel: str, kernel_file: str, initrd_f
 class SystemdBoot(Bootloader):
     name = "systemd-boot"
     nixboot_name = "systemd-boot"
-    scenarios = {"1", "2", "3", "4", "5", "6", "7", "9", "10", "11", "12"}
+    scenarios = {"1", "2", "3", "4", "5", "6", "7", "9", "10", "11", "12", "d1", "d2", "d3", "d4", "d5"}
     EFI = Path("/usr/lib/systemd/boot/efi/systemd-bootx64.efi")
     suite = None  # a Debian suite to take systemd-boot-efi from; None: this machine's
     multi_try_mode = "sort-order"  # how nixboot arms --tries 2 here (scenario 10)

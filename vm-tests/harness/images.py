@@ -36,14 +36,19 @@ ROOT_PACKAGES = [
     # (nixboot-try --reboot, the verdict's reboot) prints "Failed to connect
     # to bus" before it falls back to systemd's private socket.
     "dbus",
+    # sshd, as deployed NixOS machines run it: `nixboot deploy` on the host
+    # drives the deploy scenarios (harness/deploy.py) through it, over QEMU's
+    # user network (a host forward bound to 127.0.0.1).
+    "openssh-server",
 ]
 
 # Kernel modules installed in the root image's /lib/modules (with depmod's
 # indexes), for what stage 2 needs beyond the initrd: the GRUB plug-ins'
 # btrfs /boot. Without btrfs.ko, udev's `btrfs ready` builtin cannot open
 # /dev/btrfs-control, marks the partition SYSTEMD_READY=0, and
-# /dev/disk/by-label/ESP never appears (boot.mount times out).
-ROOT_MODULES = ["btrfs"]
+# /dev/disk/by-label/ESP never appears (boot.mount times out). And the NIC's
+# driver, which udev loads in stage 2 (the 'nonic' generation refuses it).
+ROOT_MODULES = ["btrfs", "virtio_net"]
 
 # Modules the test initrd loads, in an order resolved from modules.dep.
 INITRD_MODULES = [
@@ -183,7 +188,17 @@ def root_image() -> Path:
         p = tree / "etc/systemd/system" / unit
         p.unlink(missing_ok=True)
         p.symlink_to("/dev/null")
-    for d in ["nix", "boot", "var/lib/nixboot-vm"]:
+    # The network (static: QEMU's user network is 10.0.2.0/24) and sshd.
+    for unit, target in (
+        ("systemd-networkd.service", "multi-user.target"),
+        ("systemd-networkd.socket", "sockets.target"),
+        ("ssh.service", "multi-user.target"),
+    ):
+        link = tree / "etc/systemd/system" / f"{target}.wants" / unit
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.unlink(missing_ok=True)
+        link.symlink_to(f"/lib/systemd/system/{unit}")
+    for d in ["nix", "boot", "var/lib/nixboot-vm", "root/.ssh"]:
         (tree / d).mkdir(parents=True, exist_ok=True)
     mods = tree / "lib/modules" / kern.version
     for m in modules:
@@ -214,7 +229,7 @@ class Generation:
     """One fake NixOS system generation. variant: what is broken in it."""
 
     number: int
-    variant: str = "good"  # good|healthy|panic|nodriver|hang|failcheck|poweroff|flaky
+    variant: str = "good"  # good|healthy|panic|nodriver|hang|failcheck|poweroff|flaky|nonic|nossh
     kernel_params: list = field(default_factory=list)
 
     @property
@@ -224,7 +239,19 @@ class Generation:
 
 # Every variant the scenarios use; all live in the one /nix image, and each
 # scenario links the ones it needs as system-N-link.
-VARIANTS = ["good", "healthy", "healthy2", "panic", "nodriver", "hang", "failcheck", "poweroff", "flaky"]
+VARIANTS = [
+    "good",
+    "healthy",
+    "healthy2",
+    "panic",
+    "nodriver",
+    "hang",
+    "failcheck",
+    "poweroff",
+    "flaky",
+    "nonic",  # boots and passes its own checks, but its NIC driver never loads: unreachable
+    "nossh",  # its activation stops sshd: unreachable after a switch
+]
 
 
 def toplevel_name(variant: str) -> str:

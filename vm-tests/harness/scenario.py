@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .images import NIXBOOT_PKG, store_path
 from .machine import Boot, Machine
-from .util import HarnessError, log, program
+from .util import HarnessError, free_port, log, program
 
 SCENARIOS: dict = {}  # number -> (slug, function)
 
@@ -51,6 +51,12 @@ class Ctx:
             stale.unlink()
         self.images = images
         self.saved = None  # what first_boot resumed, if anything
+        # QEMU's user network, forwards bound to 127.0.0.1 only: the guest's
+        # sshd (22) and port 80, where no guest listens (a port "closed from
+        # outside" for a deployer check). Every machine has the NIC, so the
+        # prepared machine's saved state fits every scenario.
+        self.ssh_port = free_port()
+        self.http_port = free_port()
         self.m = Machine(name, workdir, logdir, [])
 
     def _attach_disks(self, saved=None) -> None:
@@ -72,7 +78,11 @@ class Ctx:
                 [program("qemu-img"), "create", "-q", "-f", "qcow2", "-b", str(base), "-F", fmt, str(ov)], check=True
             )
             disks += ["-drive", f"file={ov},if={self.bl.disk_interface()},format=qcow2"]
-        self.m.qemu_args = self.bl.firmware_args(self.workdir) + disks
+        nic = (
+            f"user,model=virtio-net-pci,restrict=on,"
+            f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22,hostfwd=tcp:127.0.0.1:{self.http_port}-:80"
+        )
+        self.m.qemu_args = self.bl.firmware_args(self.workdir) + disks + ["-nic", nic]
 
     # -- booting -----------------------------------------------------------
     def power_on(self, timeout: float = 240) -> Boot:
@@ -105,6 +115,12 @@ class Ctx:
         self.provision_package()
         self.bl.guest_setup(self)
         return b
+
+    def power_on_async(self) -> Boot:
+        """Starts a boot and returns at once (the deploy scenarios: the
+        deployer on the host, not the harness, waits for the guest)."""
+        self._attach_disks()
+        return self.m.start()
 
     def power_on_expect_reset(self, timeout: float = 180) -> Boot:
         """Starts a boot that must end by itself (panic, watchdog, reboot)."""

@@ -2,8 +2,10 @@
 import hashlib
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -102,3 +104,22 @@ def digest(*parts) -> str:
 
 def mtools_env():
     return {"MTOOLS_SKIP_CHECK": "1"}
+
+
+_ports_lock = threading.Lock()
+_ports_taken: set = set()
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free now and that no other machine of
+    this run was given (a machine keeps its forwards across its boots, while
+    its QEMU, which binds them, comes and goes)."""
+    with _ports_lock:
+        for _ in range(100):
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            if port not in _ports_taken:
+                _ports_taken.add(port)
+                return port
+    raise HarnessError("no free TCP port on 127.0.0.1")

@@ -364,6 +364,36 @@ TEST_CASE(
     check_grub_safe();
 }
 
+namespace {
+
+// With the NVRAM refusing writes: `try 3` fails with one line naming
+// LoaderEntryOneShot and `cause`, arms nothing and changes no entry, the
+// default stays good (G1); after `clear()`, the retry arms it.
+void try_fails_on_nvram_then_arms(const Rig& rig, const std::map<std::string, std::string>& good,
+                                  const std::string& cause, const std::function<void()>& clear) {
+    const auto entries = rig.entries();
+    auto r = run_program(cmd(rig, {"try", "3"}));
+    INFO(r.out << r.err);
+    CHECK(r.status == 1);
+    CHECK(one_line(r.err));
+    CHECK_THAT(r.err, nixboot::test::contains("LoaderEntryOneShot"));
+    CHECK_THAT(r.err, nixboot::test::contains(cause));
+    CHECK_FALSE(rig.var(efivar_name::loader_entry_oneshot));
+    CHECK(rig.entries() == entries);
+    check_safe(rig, "nixos-generation-2", good);
+    auto st = nlohmann::json::parse(run_program(cmd(rig, {"--json", "status"})).out);
+    CHECK(st["armed"].is_null());
+
+    clear();
+    r = run_program(cmd(rig, {"try", "3"}));
+    INFO(r.out << r.err);
+    CHECK(r.status == 0);
+    CHECK(rig.var(efivar_name::loader_entry_oneshot).has_value());
+    check_safe(rig, "nixos-generation-2", good);
+}
+
+}  // namespace
+
 // Issue 14 item 4, ENOSPC in NVRAM: efivarfs answers a write the NVRAM has no
 // room for with ENOSPC; a full tmpfs as the efivars directory gives the same
 // errno to the same write. EIO: the next test.
@@ -382,26 +412,8 @@ TEST_CASE(
     REQUIRE(run_program(cmd(rig, {"install"})).status == 0);
     const auto good = rig.good_files();
     fill_leaving(rig.efivars, 0);
-    const auto entries = rig.entries();
-
-    auto r = run_program(cmd(rig, {"try", "3"}));
-    INFO(r.out << r.err);
-    CHECK(r.status == 1);
-    CHECK(one_line(r.err));
-    CHECK_THAT(r.err, nixboot::test::contains("LoaderEntryOneShot"));
-    CHECK_THAT(r.err, nixboot::test::contains("No space left on device"));
-    CHECK_FALSE(rig.var(efivar_name::loader_entry_oneshot));
-    CHECK(rig.entries() == entries);
-    check_safe(rig, "nixos-generation-2", good);
-    auto st = nlohmann::json::parse(run_program(cmd(rig, {"--json", "status"})).out);
-    CHECK(st["armed"].is_null());
-
-    std::filesystem::remove(rig.efivars / "filler");
-    r = run_program(cmd(rig, {"try", "3"}));
-    INFO(r.out << r.err);
-    CHECK(r.status == 0);
-    CHECK(rig.var(efivar_name::loader_entry_oneshot).has_value());
-    check_safe(rig, "nixos-generation-2", good);
+    try_fails_on_nvram_then_arms(rig, good, "No space left on device",
+                                 [&] { std::filesystem::remove(rig.efivars / "filler"); });
 }
 
 namespace {
@@ -483,25 +495,6 @@ TEST_CASE(
     EfiVars(rig.efivars).set_string(efivar_name::loader_info, sd252);
     REQUIRE(run_program(cmd(rig, {"install"})).status == 0);
     const auto good = rig.good_files();
-    const auto entries = rig.entries();
-
     test::write_file(control, "");
-    auto r = run_program(cmd(rig, {"try", "3"}));
-    INFO(r.out << r.err);
-    CHECK(r.status == 1);
-    CHECK(one_line(r.err));
-    CHECK_THAT(r.err, nixboot::test::contains("LoaderEntryOneShot"));
-    CHECK_THAT(r.err, nixboot::test::contains("Input/output error"));
-    CHECK_FALSE(rig.var(efivar_name::loader_entry_oneshot));
-    CHECK(rig.entries() == entries);
-    check_safe(rig, "nixos-generation-2", good);
-    auto st = nlohmann::json::parse(run_program(cmd(rig, {"--json", "status"})).out);
-    CHECK(st["armed"].is_null());
-
-    std::filesystem::remove(control);
-    r = run_program(cmd(rig, {"try", "3"}));
-    INFO(r.out << r.err);
-    CHECK(r.status == 0);
-    CHECK(rig.var(efivar_name::loader_entry_oneshot).has_value());
-    check_safe(rig, "nixos-generation-2", good);
+    try_fails_on_nvram_then_arms(rig, good, "Input/output error", [&] { std::filesystem::remove(control); });
 }

@@ -134,6 +134,17 @@ def expect_good_default(ctx: Ctx, st: dict, generation: int, what: str) -> None:
         ctx.fail(f"{what}: generation {generation} should be the default: {describe_status(st)}")
 
 
+def expect_unconfirmed(ctx: Ctx, good: int, variant: str, bad: int, what: str) -> dict:
+    """Back on generation `good` (`variant`), its default, after trial `bad`
+    was never confirmed from outside: bad with that reason."""
+    st = expect_on(ctx, good, variant, what)
+    b = expect_bad(ctx, st, bad, what)
+    if "no confirmation from outside" not in str(b.get("reason")):
+        ctx.fail(f"{what}: the bad verdict should say no confirm came: {b.get('reason')}")
+    expect_good_default(ctx, st, good, what)
+    return st
+
+
 def expect_kernel_params(ctx: Ctx, what: str) -> None:
     """Generation 2's quoted parameters reach the kernel as the same pairs on
     every loader (GRUB re-quotes `linux` arguments: docs/grub.md)."""
@@ -446,11 +457,7 @@ def confirm_trial(ctx: Ctx):
     ctx.m.wait_exit(120, "the unconfirmed trial to reboot the machine by itself")
     ctx.power_on(BOOT)
     narrate_boot(ctx, ctx.m.boot)
-    st = expect_on(ctx, 2, "healthy", "after the unconfirmed trial")
-    bad = expect_bad(ctx, st, 3, "after the unconfirmed trial")
-    if "no confirmation from outside" not in str(bad.get("reason")):
-        ctx.fail(f"the bad verdict should say no confirm came: {bad.get('reason')}")
-    expect_good_default(ctx, st, 2, "after the unconfirmed trial")
+    st = expect_unconfirmed(ctx, 2, "healthy", 3, "after the unconfirmed trial")
     expect_rolled_back(ctx, st, 3, "after the unconfirmed trial")
 
 

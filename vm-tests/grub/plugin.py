@@ -40,7 +40,7 @@ sys.path.insert(0, str(HERE))
 import grubvm  # noqa: E402
 import refcfg  # noqa: E402
 from harness import images  # noqa: E402
-from harness.bootloaders import NEWEST_FULL, Bootloader, register  # noqa: E402
+from harness.bootloaders import MATRIX_FULL, Bootloader, register  # noqa: E402
 from harness.scenario import Ctx, scenario  # noqa: E402
 from harness.util import HarnessError, program  # noqa: E402
 
@@ -244,22 +244,30 @@ class GrubBios(_Grub):
 class GrubEfiTrixie(GrubEfi):
     name = "grub-efi-trixie"
     suite = "trixie"
-    scenarios = {"1"}
+    # NIXBOOT_VM_MATRIX_FULL=1 (harness/bootloaders.py): 1, 2, g6 (GRUB's 6), 7.
+    scenarios = {"1", "2", "g6", "7"} if MATRIX_FULL else {"1"}
 
 
 @register
 class GrubEfiSid(GrubEfi):
     name = "grub-efi-sid"
     suite = "sid"
-    # NIXBOOT_VM_NEWEST_FULL=1 (harness/bootloaders.py): every default GRUB scenario.
-    scenarios = DEFAULT if NEWEST_FULL else {"1", "2"}
+    # NIXBOOT_VM_MATRIX_FULL=1 (harness/bootloaders.py): every default GRUB scenario.
+    scenarios = DEFAULT if MATRIX_FULL else {"1", "2"}
+
+
+@register
+class GrubBiosTrixie(GrubBios):
+    name = "grub-bios-trixie"
+    suite = "trixie"
+    scenarios = {"1", "2", "g6", "7"} if MATRIX_FULL else set()
 
 
 @register
 class GrubBiosSid(GrubBios):
     name = "grub-bios-sid"
     suite = "sid"
-    scenarios = {"1"}
+    scenarios = DEFAULT if MATRIX_FULL else {"1"}
 
 
 # ---------------------------------------------------------------------------

@@ -174,25 +174,35 @@ mount -o remount,ro /sys/firmware/efi/efivars
         ]
 
 
+# NIXBOOT_VM_MATRIX_FULL=1: the whole loader matrix: the newest loaders run
+# every scenario of their kind, the versions between scenarios 1, 2, 6 and 7.
+# By default they run only the cells where the versions differ, to keep CI
+# within its time.
+MATRIX_FULL = os.environ.get("NIXBOOT_VM_MATRIX_FULL") == "1"
+BETWEEN = {"1", "2", "6", "7"}
+
+
 # Newer systemd-boot builds from Debian's other suites (scripts/debian-package),
-# booted with the same guest. Debian 13's 257.13 is the loader whose entry IDs
-# lost the counter within the 257 series; unstable has the newest.
+# booted with the same guest. bookworm-backports has 254; Debian 13's 257.13
+# is the loader whose entry IDs lost the counter within the 257 series;
+# unstable has the newest.
+@register
+class SystemdBootBackports(SystemdBoot):
+    name = "systemd-boot-bpo"
+    suite = "bookworm-backports"
+    scenarios = BETWEEN if MATRIX_FULL else set()
+
+
 @register
 class SystemdBootTrixie(SystemdBoot):
     name = "systemd-boot-trixie"
     suite = "trixie"
-    scenarios = {"1", "2"}
-
-
-# NIXBOOT_VM_NEWEST_FULL=1: the newest loaders run every scenario of their
-# kind (by default only those that differ between versions, to keep CI
-# within its time).
-NEWEST_FULL = os.environ.get("NIXBOOT_VM_NEWEST_FULL") == "1"
+    scenarios = BETWEEN if MATRIX_FULL else {"1", "2"}
 
 
 @register
 class SystemdBootSid(SystemdBoot):
     name = "systemd-boot-sid"
     suite = "sid"
-    scenarios = {"1", "2", "3", "4", "5", "6", "7", "9", "10"} if NEWEST_FULL else {"1", "10"}
+    scenarios = {"1", "2", "3", "4", "5", "6", "7", "9", "10"} if MATRIX_FULL else {"1", "10"}
     multi_try_mode = "preferred"  # 262 has `preferred` (LoaderFeatures bit 19)

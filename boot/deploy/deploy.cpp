@@ -333,8 +333,8 @@ Transport ssh_transport(const SshOptions& ssh) {
 TargetReport deploy_target(const DeployOptions& options, const std::vector<health::CheckSpec>& checks,
                            const std::string& host, const Progress& progress, const Transport& transport) {
     try {
-        const Transport ssh = transport ? Transport() : ssh_transport(options.ssh);
-        return TargetDeploy(options, checks, host, progress, transport ? transport : ssh).run();
+        const Transport remote = transport ? transport : ssh_transport(options.ssh);
+        return TargetDeploy(options, checks, host, progress, remote).run();
     } catch (const std::exception& e) {
         TargetReport r;
         r.host = host;

@@ -5,6 +5,8 @@
 // them. After every fault: one clear line, the default still good with its
 // files (G1), no good file lost (G4), every file parsing.
 #include "boot/journal.hpp"
+#include "boot/util/fd.hpp"
+#include "boot/util/process.hpp"
 #include "tests/cli/rig.hpp"
 
 #include "tests/catch.hpp"
@@ -431,17 +433,13 @@ public:
         ::stat(mountpoint.c_str(), &before);
         const std::string helper = std::string(NIXBOOT_SOURCE_DIR) + "/tests/cli/eio_fs.py";
         const auto log = backing.parent_path() / "eio_fs.log";
-        std::fflush(stdout);
-        std::fflush(stderr);
-        pid_ = ::fork();
-        if (pid_ == 0) {
-            const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-            if (fd >= 0) {
-                ::dup2(fd, 1);
-                ::dup2(fd, 2);
-            }
-            ::execl(helper.c_str(), helper.c_str(), backing.c_str(), mountpoint.c_str(), control.c_str(), nullptr);
-            ::_exit(127);
+        {
+            Fd out(::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644));
+            REQUIRE(out);
+            SpawnOptions so;
+            so.stdout_fd = so.stderr_fd = out.get();
+            so.stdin_null = true;
+            pid_ = spawn_process({helper, backing.string(), mountpoint.string(), control.string()}, so);
         }
         for (int i = 0; i < 300; ++i) {  // at most 30 s
             struct stat now {};
@@ -455,15 +453,16 @@ public:
         }
         if (pid_ > 0) {
             ::kill(pid_, SIGKILL);
-            ::waitpid(pid_, nullptr, 0);
+            wait_process(pid_, "eio_fs.py");
         }
         FAIL("tests/cli/eio_fs.py did not mount " << mountpoint << ": " << test::read_file(log));
     }
     ~EioMount() {
         if (pid_ <= 0) return;
         ::umount2(mountpoint_.c_str(), MNT_DETACH);
-        int st = 0;
-        ::waitpid(pid_, &st, 0);
+        try {
+            wait_process(pid_, "eio_fs.py");
+        } catch (const std::exception&) {}  // a destructor: nothing left to do
     }
     EioMount(const EioMount&) = delete;
     EioMount& operator=(const EioMount&) = delete;

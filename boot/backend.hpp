@@ -152,6 +152,27 @@ public:
     // names, sizes, mtimes, variables), or "" when the backend offers none.
     // Machine::install skips all work when it equals the last install's.
     virtual std::string fingerprint() const { return {}; }
+
+    // While a HeldReads lives, read() and the backend's changes may reuse one
+    // reading of the loader's files and variables, which every change the
+    // backend makes drops. Only for a caller that holds STATE/lock for the
+    // guard's whole life: then no other nixboot changes the loader's files,
+    // and the loader itself is not running. Without one, every read() reads.
+    class HeldReads {
+    public:
+        explicit HeldReads(const Backend& b) : backend_(&b) { b.hold_reads(true); }
+        ~HeldReads() { backend_->hold_reads(false); }
+        HeldReads(const HeldReads&) = delete;
+        HeldReads& operator=(const HeldReads&) = delete;
+
+    private:
+        const Backend* backend_;
+    };
+
+protected:
+    // Counts holders (true) and releases (false); a backend that keeps no
+    // reading ignores it.
+    virtual void hold_reads(bool /*held*/) const {}
 };
 
 // Where a backend finds things. Backend-specific config keys ("grub-*")

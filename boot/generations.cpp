@@ -43,6 +43,37 @@ bool has_dot_dot(const std::string& path) {
     return false;
 }
 
+// canonical(2)-like resolution that remembers each directory it resolved: a
+// path whose last component is not a symlink is its resolved parent plus that
+// name, one lstat instead of a readlink per component (a profile's thousand
+// generations all live in one store directory).
+class Resolver {
+public:
+    // The path with every symlink resolved; throws std::filesystem_error as
+    // std::filesystem::canonical does when a component is missing.
+    std::filesystem::path resolve(const std::filesystem::path& path, std::error_code& ec) {
+        ec.clear();
+        const auto parent = path.parent_path();
+        if (parent.empty() || parent == path || !path.has_filename()) return std::filesystem::canonical(path, ec);
+        struct stat st {};
+        if (::lstat(path.c_str(), &st) != 0) {
+            ec.assign(errno, std::generic_category());
+            return {};
+        }
+        if (S_ISLNK(st.st_mode)) return std::filesystem::canonical(path, ec);
+        auto it = dirs_.find(parent);
+        if (it == dirs_.end()) {
+            auto real = resolve(parent, ec);
+            if (ec) return {};
+            it = dirs_.emplace(parent, std::move(real)).first;
+        }
+        return it->second / path.filename();
+    }
+
+private:
+    std::map<std::filesystem::path, std::filesystem::path> dirs_;
+};
+
 // The files an entry copies to the boot partition must be regular files
 // inside the store holding the toplevel: a bootspec naming /proc/self/environ
 // or /etc/shadow must never get it copied to the ESP, which anyone may read.
@@ -52,7 +83,7 @@ public:
     void require(const std::string& path, const std::string& what, const std::filesystem::path& store) {
         const std::string key = store.string() + '\n' + path;
         auto it = seen_.find(key);
-        if (it == seen_.end()) it = seen_.emplace(key, problem(path, store)).first;
+        if (it == seen_.end()) it = seen_.emplace(key, problem(path, store, resolver_)).first;
         if (!it->second.empty()) throw Error(what + " '" + path + it->second);
     }
 
@@ -64,10 +95,10 @@ public:
 
 private:
     // What follows the quoted path in the message; empty = fine.
-    static std::string problem(const std::string& path, const std::filesystem::path& store) {
+    static std::string problem(const std::string& path, const std::filesystem::path& store, Resolver& resolver) {
         if (has_dot_dot(path)) return "' contains '..' (refused: boot files must be plain store paths)";
         std::error_code ec;
-        const auto real = std::filesystem::canonical(path, ec);
+        const auto real = resolver.resolve(path, ec);
         if (ec) return "': " + ec.message();
         const std::string prefix = store.string() + "/";
         if (!real.string().starts_with(prefix))
@@ -81,7 +112,12 @@ private:
         return {};
     }
 
+public:
+    Resolver& resolver() { return resolver_; }
+
+private:
     std::map<std::string, std::string> seen_;
+    Resolver resolver_;
 };
 
 std::string read_version(const std::filesystem::path& toplevel) {
@@ -125,7 +161,7 @@ Generation read_generation_checked(const GenerationLink& link, FileChecks& check
     }
     // The store is the directory holding the (resolved) toplevel: /nix/store.
     std::error_code ec;
-    const auto store = std::filesystem::canonical(gen.toplevel, ec).parent_path();
+    const auto store = checks.resolver().resolve(gen.toplevel, ec).parent_path();
     if (ec)
         throw Error("'" + link.link.string() + "' does not lead to a system ('" + gen.toplevel.string() +
                     "': " + ec.message() + ")");

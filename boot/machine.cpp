@@ -224,13 +224,14 @@ std::string format_stamp(const Stamp& s) {
 }  // namespace
 
 // "" when the backend cannot describe its inputs cheaply (no fast path).
-static std::string install_key(const Backend& backend, const MachineOptions& opts) {
+// `generations` is generations_fingerprint(opts.profile).
+static std::string install_key(const Backend& backend, const MachineOptions& opts, const std::string& generations) {
     auto fp = backend.fingerprint();
     if (fp.empty()) return {};
     // Kept verbatim (not hashed): comparing a few hundred KiB is cheaper than
     // hashing them, and there is no collision to reason about.
     return std::string(to_string(backend.kind())) + "\ntries " + std::to_string(opts.tries) + "\nkeep " +
-           std::to_string(opts.keep) + "\n" + fp + generations_fingerprint(opts.profile);
+           std::to_string(opts.keep) + "\n" + fp + generations;
 }
 
 // STATE/lock, waited for as long as the options allow.
@@ -241,10 +242,14 @@ static Lock lock_state(const MachineOptions& opts) {
 
 InstallReport Machine::install() {
     auto lock = lock_state(opts_);
+    const Backend::HeldReads held(backend_);  // under the lock: one reading, renewed after each change
     finish_interrupted_rollback();
     InstallReport report;
     // Fast path: nothing the install reads has changed since the last one.
-    auto key = install_key(backend_, opts_);
+    // The generations as they were before the install read them: one added
+    // while it ran makes the next install's key differ, so it is installed.
+    const auto generations = generations_fingerprint(opts_.profile);
+    auto key = install_key(backend_, opts_, generations);
     auto stamp = read_stamp(opts_.state);
     if (!key.empty() && stamp && stamp->key == key) {
         report.default_entry = stamp->default_entry;
@@ -252,7 +257,7 @@ InstallReport Machine::install() {
         return report;
     }
     report = install_unlocked();
-    auto after = install_key(backend_, opts_);
+    auto after = install_key(backend_, opts_, generations);
     if (!after.empty() && (!stamp || stamp->key != after)) {
         // Only a cache of "nothing changed": the entries are written already.
         try {
@@ -424,6 +429,7 @@ InstallReport Machine::install_unlocked() {
 
 TryReport Machine::try_generation(unsigned generation, const TryOptions& opts) {
     auto lock = lock_state(opts_);
+    const Backend::HeldReads held(backend_);  // under the lock: one reading, renewed after each change
     Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
     auto view = read_for_change(backend_);
     auto id = entry_id(generation);
@@ -489,6 +495,7 @@ TryReport Machine::try_generation(unsigned generation, const TryOptions& opts) {
 
 void Machine::mark_good(std::string_view entry, std::string_view reason) {
     auto lock = lock_state(opts_);
+    const Backend::HeldReads held(backend_);  // under the lock: one reading, renewed after each change
     Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
     auto view = read_for_change(backend_);
     const auto* e = view.find(entry);
@@ -536,6 +543,7 @@ void Machine::mark_good(std::string_view entry, std::string_view reason) {
 
 void Machine::mark_bad(std::string_view entry, std::string_view reason) {
     auto lock = lock_state(opts_);
+    const Backend::HeldReads held(backend_);  // under the lock: one reading, renewed after each change
     Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
     auto view = read_for_change(backend_);
     const auto* e = view.find(entry);
@@ -588,6 +596,7 @@ void Machine::mark_bad(std::string_view entry, std::string_view reason) {
 
 std::string Machine::rollback(std::string_view reason) {
     auto lock = lock_state(opts_);
+    const Backend::HeldReads held(backend_);  // under the lock: one reading, renewed after each change
     Journaler journal{opts_.state, backend_.kind(), boot_id_or_empty()};
     auto view = read_for_change(backend_);
     if (sort_order_trial_pending(view))

@@ -562,7 +562,9 @@ namespace {
 // existence" Open() are dropped). A power cut during a rename on FAT can leave
 // the new name empty (vfat writes the new directory entry before the inode's
 // cluster and size), so an entry that skipped must never become the default.
-std::string unbootable_reason(const RootDir& esp, const std::optional<BlsEntry>& bls) {
+// `present` remembers each kernel's answer for one scan (entries share kernels).
+std::string unbootable_reason(const RootDir& esp, const std::optional<BlsEntry>& bls,
+                              std::map<std::string, bool>& present) {
     if (!bls) return "it does not parse";
     std::optional<std::string> image = bls->kernel;
     for (const auto& [key, value] : bls->other)
@@ -570,9 +572,13 @@ std::string unbootable_reason(const RootDir& esp, const std::optional<BlsEntry>&
     if (!image) return "it has no 'linux' or 'efi' line";
     std::string rel = *image;
     while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
-    try {
-        if (esp.is_regular_file(rel)) return "";
-    } catch (const Error&) {}
+    auto [it, fresh] = present.emplace(rel, false);
+    if (fresh) {
+        try {
+            it->second = esp.is_regular_file(rel);
+        } catch (const Error&) {}
+    }
+    if (it->second) return "";
     return "its kernel '" + *image + "' is missing";
 }
 
@@ -618,13 +624,83 @@ void SdBootBackend::settle_torn_rename(Scanned& s, const std::string& stem, std:
 
 SdBootBackend::SdBootBackend(const BackendOptions& opts) : opts_(opts) {}
 
-SdBootBackend::Scanned SdBootBackend::scan_for_change() const {
+std::shared_ptr<const SdBootBackend::Scanned> SdBootBackend::scan_for_change() const {
     auto s = scan();
-    if (!s.blocking.empty()) throw Error(s.blocking.front());
+    if (!s->blocking.empty()) throw Error(s->blocking.front());
     return s;
 }
 
-SdBootBackend::Scanned SdBootBackend::scan() const {
+// What a held reading keeps: the whole scan until the backend changes
+// something, and each entry's text and parse by the file's identity (name,
+// inode, size, mtime, ctime), which nixboot's own writes always change (a new
+// file renamed into place) and which outlives the backend's changes.
+struct SdBootBackend::EntryText {
+    std::string text;
+    std::optional<BlsEntry> bls;
+    std::string parse_error;  // the warning when bls is nullopt
+};
+
+struct SdBootBackend::Held {
+    struct Text {
+        struct stat identity {};
+        EntryText entry;
+    };
+    std::shared_ptr<const Scanned> scanned;
+    std::map<std::string, Text> texts;  // by file name
+
+    static bool same(const struct stat& a, const struct stat& b) {
+        return a.st_ino == b.st_ino && a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec &&
+               a.st_mtim.tv_nsec == b.st_mtim.tv_nsec && a.st_ctim.tv_sec == b.st_ctim.tv_sec &&
+               a.st_ctim.tv_nsec == b.st_ctim.tv_nsec;
+    }
+};
+
+std::optional<SdBootBackend::EntryText> SdBootBackend::read_entry(const RootDir& entries,
+                                                                  const std::string& name) const {
+    struct stat before {};
+    bool regular = false;
+    if (held_ && ::fstatat(entries.fd(), name.c_str(), &before, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(before.st_mode)) {
+        regular = true;
+        auto it = held_->texts.find(name);
+        if (it != held_->texts.end() && Held::same(it->second.identity, before)) return it->second.entry;
+    }
+    auto text = entries.read(name, max_entry_size);
+    if (!text) return std::nullopt;
+    EntryText e;
+    e.text = std::move(*text);
+    try {
+        e.bls = parse_bls_entry(e.text, entries.display(name).string());
+    } catch (const Error& err) {
+        e.parse_error = err.what();
+    }
+    // Remembered only when the identity after the read is the one before: a
+    // file that changed while it was read is read again next time.
+    struct stat after {};
+    if (regular && ::fstatat(entries.fd(), name.c_str(), &after, AT_SYMLINK_NOFOLLOW) == 0 && Held::same(before, after))
+        held_->texts[name] = Held::Text{before, e};
+    return e;
+}
+
+SdBootBackend::Forget::~Forget() {
+    if (backend.held_) backend.held_->scanned.reset();
+}
+
+void SdBootBackend::hold_reads(bool held) const {
+    if (held) {
+        if (holds_++ == 0) held_ = std::make_shared<Held>();
+    } else if (--holds_ == 0) {
+        held_.reset();
+    }
+}
+
+std::shared_ptr<const SdBootBackend::Scanned> SdBootBackend::scan() const {
+    if (held_ && held_->scanned) return held_->scanned;
+    auto s = std::make_shared<const Scanned>(scan_now());
+    if (held_) held_->scanned = s;
+    return s;
+}
+
+SdBootBackend::Scanned SdBootBackend::scan_now() const {
     Scanned s;
     auto esp = RootDir::open(opts_.esp);
     EfiVars vars(opts_.efivars);
@@ -703,6 +779,9 @@ SdBootBackend::Scanned SdBootBackend::scan() const {
 
     auto names = esp.list(entries_dir);
     auto scanned = scan_entry_names(names, ".conf");
+    // One directory fd for every entry: one openat each, not one per component.
+    auto entries = names.empty() ? std::nullopt : esp.subdir(entries_dir);
+    std::map<std::string, bool> kernels;
     for (const auto& r : scanned.rejected)
         s.warnings.push_back(esp.display(std::string(entries_dir) + "/" + r.file_name).string() + ": " + r.reason +
                              " (left alone)");
@@ -715,21 +794,16 @@ SdBootBackend::Scanned SdBootBackend::scan() const {
         // other verbs: it is reported and kept by name, so sync() rewrites a
         // nixboot entry in place and nothing else touches its text.
         try {
-            auto text = esp.read(rel, max_entry_size);
-            if (!text) continue;  // vanished (or a dangling name): nothing to boot
-            f.text = std::move(*text);
+            auto e = entries ? read_entry(*entries, ef.file_name) : std::nullopt;
+            if (!e) continue;  // vanished (or a dangling name): nothing to boot
+            f.text = std::move(e->text);
+            f.bls = std::move(e->bls);
+            if (!f.bls) s.warnings.push_back(e->parse_error);
         } catch (const Error& e) {
             s.warnings.push_back(std::string(e.what()) + " (entry skipped)");
             f.unreadable = true;
         }
-        if (!f.unreadable) {
-            try {
-                f.bls = parse_bls_entry(f.text, esp.display(rel).string());
-            } catch (const Error& e) {
-                s.warnings.push_back(e.what());
-            }
-        }
-        f.unbootable = f.unreadable ? "it cannot be read" : unbootable_reason(esp, f.bls);
+        f.unbootable = f.unreadable ? "it cannot be read" : unbootable_reason(esp, f.bls, kernels);
         if (f.bls && !f.unbootable.empty())  // unreadable and unparsable entries were reported above
             s.warnings.push_back(esp.display(rel).string() + ": " + f.unbootable +
                                  ", so the loader skips it (`nixboot install` rewrites nixboot's entries)");
@@ -809,7 +883,8 @@ std::string id_of_sorted(const SortItem& item) {
 }  // namespace
 
 LoaderView SdBootBackend::read() const {
-    auto s = scan();
+    const auto scanned = scan();
+    const Scanned& s = *scanned;
     LoaderView v;
     v.bootloader = Bootloader::systemd_boot;
     v.loader_info = s.loader_info;
@@ -926,9 +1001,29 @@ struct FileCache {
     }
 };
 
+// The copies one sync has seen: the names under EFI/nixos (one listing), and
+// each source it has placed (kernels are shared by many entries).
+struct Placed {
+    std::optional<RootDir> files;                  // EFI/nixos, once it exists
+    std::set<std::string> regular;                 // "EFI/nixos/NAME" of its regular files
+    std::map<std::string, std::string> by_source;  // source path + kind -> "/EFI/nixos/NAME"
+
+    explicit Placed(const RootDir& esp) : files(esp.subdir(files_dir)) {
+        if (!files) return;
+        for (const auto& name : files->list("")) {
+            struct stat st {};
+            if (::fstatat(files->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+                regular.insert(std::string(files_dir) + "/" + name);
+        }
+    }
+};
+
 // Copies `src` into the ESP under its content name (once) and returns
 // "/EFI/nixos/<hash>-<kind>.efi".
-std::string ensure_copied(RootDir& esp, FileCache& cache, const std::string& src, std::string_view kind) {
+std::string ensure_copied(RootDir& esp, FileCache& cache, Placed& placed, const std::string& src,
+                          std::string_view kind) {
+    const std::string key = src + '\n' + std::string(kind);
+    if (auto it = placed.by_source.find(key); it != placed.by_source.end()) return it->second;
     struct stat st {};
     if (::stat(src.c_str(), &st) != 0) throw_errno("reading " + q(src));
     if (!S_ISREG(st.st_mode)) throw Error(q(src) + " is not a regular file");
@@ -945,20 +1040,24 @@ std::string ensure_copied(RootDir& esp, FileCache& cache, const std::string& src
         cache.rows[src] = {name, static_cast<std::uint64_t>(st.st_size), mtime, static_cast<std::uint64_t>(st.st_ino)};
         cache.dirty = true;
     }
-    if (!esp.is_regular_file(name)) {
+    if (!placed.regular.count(name)) {
         esp.mkdirs(files_dir);
         esp.copy_in(src, name, Sync::file_only);  // the directory is fsynced once, after the batch
+        placed.regular.insert(name);
     }
-    return "/" + name;
+    return placed.by_source[key] = "/" + name;
 }
 
 }  // namespace
 
 SyncResult SdBootBackend::sync(std::span<const Generation> generations, const SyncOptions& opts) {
-    auto s = scan_for_change();
+    const Forget forget{*this};
+    const auto scanned = scan_for_change();
+    const Scanned& s = *scanned;
     remove_leftovers();
     auto esp = RootDir::open(opts_.esp);
     auto cache = FileCache::load(opts_.state);
+    Placed placed(esp);
     SyncResult result;
     std::set<std::string> wanted;
     std::map<std::string, std::string> folded;  // lowercased ID -> the ID that has its file name
@@ -985,8 +1084,8 @@ SyncResult SdBootBackend::sync(std::span<const Generation> generations, const Sy
                 if (s.duplicate_stems.count(id)) continue;  // s.torn_fix says so, in s.warnings
                 const BootSpec& bs = spec.empty() ? g.doc.boot : g.doc.specialisations.at(spec);
                 EntryFiles files;
-                files.kernel = ensure_copied(esp, cache, bs.kernel, "linux");
-                if (bs.initrd) files.initrd = ensure_copied(esp, cache, *bs.initrd, "initrd");
+                files.kernel = ensure_copied(esp, cache, placed, bs.kernel, "linux");
+                if (bs.initrd) files.initrd = ensure_copied(esp, cache, placed, *bs.initrd, "initrd");
                 auto text = format_generation_entry(g, spec, files);
                 if (text.size() > max_entry_size) {  // what nixboot writes it must be able to read back
                     result.warnings.push_back("generation " + std::to_string(g.number) + ": entry " + q(id) +
@@ -1052,7 +1151,9 @@ SyncResult SdBootBackend::sync(std::span<const Generation> generations, const Sy
 }
 
 ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
-    auto s = scan_for_change();
+    const Forget forget{*this};
+    const auto scanned = scan_for_change();
+    const Scanned& s = *scanned;
     auto esp = RootDir::open(opts_.esp);
     const auto* f = s.find(id);
     if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());
@@ -1165,6 +1266,7 @@ ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
 }
 
 void SdBootBackend::disarm() {
+    const Forget forget{*this};
     EfiVars vars(opts_.efivars);
     for (const char* name : {efivar_name::loader_entry_oneshot, efivar_name::loader_entry_preferred}) {
         std::optional<std::string> cur;
@@ -1182,8 +1284,10 @@ void SdBootBackend::disarm() {
 }
 
 void SdBootBackend::set_state(std::string_view id, EntryState state) {
+    const Forget forget{*this};
     if (state == EntryState::trial) throw Error("set_state: use arm() to make " + q(id) + " a trial");
-    auto s = scan_for_change();
+    const auto scanned = scan_for_change();
+    const Scanned& s = *scanned;
     auto esp = RootDir::open(opts_.esp);
     const auto* f = s.find(id);
     if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());
@@ -1200,7 +1304,9 @@ void SdBootBackend::set_state(std::string_view id, EntryState state) {
 }
 
 void SdBootBackend::set_default(std::string_view id) {
-    auto s = scan_for_change();
+    const Forget forget{*this};
+    const auto scanned = scan_for_change();
+    const Scanned& s = *scanned;
     auto esp = RootDir::open(opts_.esp);
     const auto* f = s.find(id);
     if (!f) throw Error("no entry " + q(id) + " in " + esp.display(entries_dir).string());
@@ -1242,6 +1348,7 @@ void SdBootBackend::set_default(std::string_view id) {
 // file, copies no entry names yet): remove it before anything is copied, so a
 // retry after ENOSPC has the space the failed run took. Under the lock.
 void SdBootBackend::remove_leftovers() {
+    const Forget forget{*this};
     auto esp = RootDir::open(opts_.esp);
     std::size_t temps = 0;
     for (const char* dir : {"loader", entries_dir, files_dir}) temps += esp.remove_stale_temp_files(dir, Sync::yes);
@@ -1252,20 +1359,23 @@ void SdBootBackend::remove_leftovers() {
 }
 
 GcResult SdBootBackend::collect_garbage() {
+    const Forget forget{*this};
     auto esp = RootDir::open(opts_.esp);
     std::set<std::string> referenced;
-    for (const auto& name : esp.list(entries_dir)) {
+    const auto names = esp.list(entries_dir);
+    const auto entries = names.empty() ? std::nullopt : esp.subdir(entries_dir);
+    for (const auto& name : names) {
         if (!name.ends_with(".conf")) continue;
-        std::optional<std::string> text;
+        std::optional<EntryText> entry;
         try {
-            text = esp.read(std::string(entries_dir) + "/" + name, max_entry_size);
+            entry = entries ? read_entry(*entries, name) : std::nullopt;
         } catch (const Error& e) {
             // Its references are unknown: remove nothing rather than a file it boots (G4).
             spdlog::debug("not collecting garbage: {}", e.what());
             return {};
         }
-        if (!text) continue;
-        std::istringstream in(*text);
+        if (!entry) continue;
+        std::istringstream in(entry->text);
         std::string line;
         while (std::getline(in, line)) {
             std::istringstream ls(line);

@@ -12,6 +12,7 @@
 
 #include <cstddef>
 #include <filesystem>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -119,19 +120,40 @@ public:
     GcResult collect_garbage() override;
     std::string fingerprint() const override;
 
+protected:
+    void hold_reads(bool held) const override;
+
 private:
     struct Scanned;
-    Scanned scan() const;
+    // The loader's files and variables: the held reading while there is one
+    // (see Backend::HeldReads), else read now.
+    std::shared_ptr<const Scanned> scan() const;
+    Scanned scan_now() const;
+    // Drops the held reading (not the entries' texts, which are checked by
+    // their identity) when it goes out of scope: first in every method that
+    // changes the ESP or the variables, however it leaves.
+    struct Forget {
+        const SdBootBackend& backend;
+        ~Forget();
+    };
+    struct Held;
+    struct EntryText;
+    // Entry file `name` in the entries directory `entries`: while reads are
+    // held and its identity is unchanged, as read before; else read and
+    // parsed now. nullopt if it is gone; throws Error if it cannot be read.
+    std::optional<EntryText> read_entry(const RootDir& entries, const std::string& name) const;
     // Reads the names of one entry (`idx`, more than one) as a torn rename.
     static void settle_torn_rename(Scanned& s, const std::string& stem, std::vector<std::size_t>& idx,
                                    const RootDir& esp);
     // scan(), refusing (with what to run) when a variable that decides what
     // boots cannot be read: a change could not be reasoned about.
-    Scanned scan_for_change() const;
+    std::shared_ptr<const Scanned> scan_for_change() const;
     // Removes nixboot's stale temp files and unreferenced kernel/initrd copies.
     void remove_leftovers();
 
     BackendOptions opts_;
+    mutable unsigned holds_ = 0;
+    mutable std::shared_ptr<Held> held_;  // while holds_ > 0
 };
 
 }  // namespace nixboot

@@ -11,6 +11,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -93,8 +94,6 @@ Stored load_stored(const RootDir& boot) {
     return best;
 }
 
-GrubState load_state(const RootDir& boot) { return load_stored(boot).state; }
-
 // Writes `next` into the slot that does not hold the current state, in place
 // when it fits (no FAT allocation changes), else by atomic replacement (the
 // state outgrew its slot: only when entries are added). No write when the
@@ -156,7 +155,27 @@ bool boot_cannot_write(int errno_value) {
     return errno_value == ENOSPC || errno_value == EDQUOT || errno_value == EROFS;
 }
 
-std::string ensure_copied(RootDir& boot, GrubState& state, const std::string& src, std::string_view kind) {
+// The copies one sync has seen: the regular files under BOOT/kernels (one
+// listing), and each source it has placed (kernels are shared by many entries).
+struct Placed {
+    std::set<std::string> regular;                 // "kernels/NAME"
+    std::map<std::string, std::string> by_source;  // source path + kind -> "kernels/NAME"
+
+    explicit Placed(const RootDir& boot) {
+        const auto dir = boot.subdir(kernels_dir);
+        if (!dir) return;
+        for (const auto& name : dir->list("")) {
+            struct stat st {};
+            if (::fstatat(dir->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+                regular.insert(std::string(kernels_dir) + "/" + name);
+        }
+    }
+};
+
+std::string ensure_copied(RootDir& boot, GrubState& state, Placed& placed, const std::string& src,
+                          std::string_view kind) {
+    const std::string key = src + '\n' + std::string(kind);
+    if (auto it = placed.by_source.find(key); it != placed.by_source.end()) return it->second;
     struct stat st {};
     if (::stat(src.c_str(), &st) != 0) throw_errno("reading " + q(src));
     if (!S_ISREG(st.st_mode)) throw Error(q(src) + " is not a regular file");
@@ -173,11 +192,12 @@ std::string ensure_copied(RootDir& boot, GrubState& state, const std::string& sr
         state.copies[src] = {name, static_cast<std::uint64_t>(st.st_size), mtime,
                              static_cast<std::uint64_t>(st.st_ino)};
     }
-    if (!boot.is_regular_file(name)) {
+    if (!placed.regular.count(name)) {
         boot.mkdirs(kernels_dir);
         boot.copy_in(src, name, Sync::yes);
+        placed.regular.insert(name);
     }
-    return name;
+    return placed.by_source[key] = name;
 }
 
 }  // namespace
@@ -328,11 +348,27 @@ void GrubBackend::write_all(RootDir& boot, const Stored& from, const GrubState& 
     if (cfg) write_if_changed(boot, cfg_path, *cfg, max_cfg_bytes);
 }
 
+void GrubBackend::hold_reads(bool held) const {
+    if (held) {
+        ++holds_;
+    } else if (--holds_ == 0) {
+        held_.reset();
+    }
+}
+
+std::shared_ptr<const Stored> GrubBackend::stored(const RootDir& boot) const {
+    if (held_) return held_;
+    auto s = std::make_shared<const Stored>(load_stored(boot));
+    if (holds_ > 0) held_ = s;
+    return s;
+}
+
 LoaderView GrubBackend::read() const {
     LoaderView v;
     v.bootloader = Bootloader::grub;
     auto boot = RootDir::open(opts_.esp);
-    const GrubState state = load_state(boot);
+    const auto held = stored(boot);
+    const GrubState& state = held->state;
 
     std::optional<GrubEnv> env;
     try {
@@ -414,6 +450,7 @@ LoaderView GrubBackend::read() const {
 }
 
 SyncResult GrubBackend::sync(std::span<const Generation> generations, const SyncOptions& opts) {
+    const Forget forget{*this};
     auto boot = RootDir::open(opts_.esp);
     // What an interrupted sync left grows with every retry (a kernel-sized
     // temp file, copies no entry names yet): remove it before anything is
@@ -432,13 +469,15 @@ SyncResult GrubBackend::sync(std::span<const Generation> generations, const Sync
     if (temps > 0 || !gc.removed.empty())
         spdlog::debug("removed {} temporary files and {} unreferenced copies an interrupted run left in {}", temps,
                       gc.removed.size(), opts_.esp.string());
-    const Stored stored = load_stored(boot);
+    const auto held = this->stored(boot);
+    const Stored& stored = *held;
     GrubState state = stored.state;
     SyncResult result;
     // Copies an interrupted run dropped from the state while the old
     // grub.cfg still named them go once the new grub.cfg is written.
     result.garbage_left = gc.kept_for_cfg > 0;
     std::set<std::string> wanted;
+    Placed placed(boot);
 
     for (const auto& g : generations) {
         std::vector<std::string> specs{""};
@@ -451,8 +490,8 @@ SyncResult GrubBackend::sync(std::span<const Generation> generations, const Sync
             rec.specialisation = spec;
             wanted.insert(rec.id);
             try {
-                rec.kernel = ensure_copied(boot, state, bs.kernel, "linux");
-                if (bs.initrd) rec.initrd = ensure_copied(boot, state, *bs.initrd, "initrd");
+                rec.kernel = ensure_copied(boot, state, placed, bs.kernel, "linux");
+                if (bs.initrd) rec.initrd = ensure_copied(boot, state, placed, *bs.initrd, "initrd");
             } catch (const SysError& e) {
                 // /boot itself cannot take the copy: every entry would fail
                 // alike, and an install that "succeeds" without it is stamped
@@ -547,8 +586,10 @@ bool is_own_file_system(const std::filesystem::path& dir) {
 }  // namespace
 
 ArmMode GrubBackend::arm(std::string_view id, const ArmOptions& opts) {
+    const Forget forget{*this};
     auto boot = RootDir::open(opts_.esp);
-    const Stored stored = load_stored(boot);
+    const auto held = this->stored(boot);
+    const Stored& stored = *held;
     GrubState state = stored.state;
     EntryRecord* rec = state.find(id);
     if (!rec) throw Error("no GRUB entry " + q(id) + " to arm (run 'nixboot install' first)");
@@ -585,6 +626,7 @@ ArmMode GrubBackend::arm(std::string_view id, const ArmOptions& opts) {
 }
 
 void GrubBackend::disarm() {
+    const Forget forget{*this};
     auto envdir = open_env_dir();
     const std::string rel = env_rel();
     if (auto env = read_grubenv(envdir, rel)) {  // write_grubenv refuses a block of another size
@@ -593,7 +635,8 @@ void GrubBackend::disarm() {
         if (changed) write_grubenv(envdir, rel, *env, Sync::yes);  // GRUB stops first
     }
     auto boot = RootDir::open(opts_.esp);
-    const Stored stored = load_stored(boot);
+    const auto held = this->stored(boot);
+    const Stored& stored = *held;
     if (stored.state.trial_id) {
         GrubState state = stored.state;
         state.trial_id.reset();
@@ -602,9 +645,11 @@ void GrubBackend::disarm() {
 }
 
 void GrubBackend::set_state(std::string_view id, EntryState st) {
+    const Forget forget{*this};
     if (st == EntryState::trial) throw UsageError("set_state: use arm() to make " + q(id) + " a trial");
     auto boot = RootDir::open(opts_.esp);
-    const Stored stored = load_stored(boot);
+    const auto held = this->stored(boot);
+    const Stored& stored = *held;
     GrubState state = stored.state;
     EntryRecord* rec = state.find(id);
     if (!rec) throw Error("no GRUB entry " + q(id));
@@ -617,15 +662,16 @@ void GrubBackend::set_state(std::string_view id, EntryState st) {
 }
 
 void GrubBackend::set_default(std::string_view id) {
+    const Forget forget{*this};
     auto boot = RootDir::open(opts_.esp);
-    Stored stored = load_stored(boot);
+    Stored stored = *this->stored(boot);
     const EntryRecord* rec = stored.state.find(id);
     if (!rec) throw Error("no GRUB entry " + q(id) + " to make the default");
     if (rec->state != EntryState::good)
         throw Error("refusing to make " + q(id) + " the default: it is " + std::string(to_string(rec->state)));
     if (stored.state.trial_id == id) {
         disarm();
-        stored = load_stored(boot);
+        stored = *this->stored(boot);
     }
     // The env first: a block nixboot will not write stops it before the state changes.
     auto envdir = open_env_dir();
@@ -643,8 +689,9 @@ void GrubBackend::set_default(std::string_view id) {
 }
 
 GcResult GrubBackend::collect_garbage() {
+    const Forget forget{*this};
     auto boot = RootDir::open(opts_.esp);
-    const GrubState state = load_state(boot);
+    const GrubState state = stored(boot)->state;
     std::string cfg;
     try {
         cfg = boot.read(cfg_path, max_cfg_bytes).value_or("");

@@ -82,12 +82,27 @@ private:
     std::string env_rel() const;
     GrubCfgSpec cfg_spec(const GrubState& state) const;
     void write_all(RootDir& boot, const Stored& from, const GrubState& state, bool with_cfg);
+    // The state as stored in BOOT: the held reading while reads are held
+    // (see Backend::HeldReads), else read now.
+    std::shared_ptr<const Stored> stored(const RootDir& boot) const;
+    // Drops the held reading when it goes out of scope: first in every method
+    // that writes, however it leaves.
+    struct Forget {
+        const GrubBackend& backend;
+        ~Forget() { backend.held_.reset(); }
+    };
 
+protected:
+    void hold_reads(bool held) const override;
+
+private:
     BackendOptions opts_;
     GrubSettings settings_;
     std::shared_ptr<const Prober> prober_;
     mutable std::optional<EnvPlacement> placement_;
     mutable std::optional<std::string> device_path_;
+    mutable unsigned holds_ = 0;
+    mutable std::shared_ptr<const Stored> held_;  // only while holds_ > 0
 };
 
 std::unique_ptr<Backend> make_grub_backend(const BackendOptions& opts);

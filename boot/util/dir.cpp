@@ -215,6 +215,15 @@ Fd RootDir::open_file(std::string_view rel, int flags, unsigned mode) const {
     return Fd(fd);
 }
 
+std::optional<RootDir> RootDir::subdir(std::string_view rel) const {
+    try {
+        return RootDir(display(rel), open_file(rel, O_RDONLY | O_DIRECTORY));
+    } catch (const SysError& e) {
+        if (e.errno_value() == ENOENT || e.errno_value() == ENOTDIR) return std::nullopt;
+        throw;
+    }
+}
+
 std::optional<std::string> RootDir::read(std::string_view rel, std::size_t max_bytes) const {
     Fd fd;
     try {

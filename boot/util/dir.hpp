@@ -100,6 +100,12 @@ public:
     // Absolute path of `rel` under the root, for messages.
     std::filesystem::path display(std::string_view rel) const;
 
+    // The directory `rel` below the root as a root of its own (every
+    // component opened with O_NOFOLLOW), so that many files in it are reached
+    // with one openat each; nullopt if it does not exist. Messages name its
+    // full path.
+    std::optional<RootDir> subdir(std::string_view rel) const;
+
     // Content of a regular file; nullopt if it does not exist. Throws Error if
     // it is larger than max_bytes, is not a regular file, or is a symlink.
     std::optional<std::string> read(std::string_view rel, std::size_t max_bytes) const;

@@ -262,3 +262,34 @@ TEST_CASE("set_default refuses trial and bad entries, set_state refuses trial") 
     CHECK_THROWS_WITH(be.set_default("nixos-generation-9"),
                       "no entry 'nixos-generation-9' in " + (rig.esp / "loader/entries").string());
 }
+
+TEST_CASE("held reads: one reading until the backend changes something, then entries are read again by identity") {
+    test::Rig rig(2, "systemd-boot 252.39", 1);
+    SdBootBackend be(rig.backend_options());
+    Machine m(be, rig.machine_options());
+    m.install();
+    const auto first = rig.esp / "loader/entries/nixos-generation-1.conf";
+    const auto text = test::read_file(first);
+    const auto retitled = [&](const std::string& title) {
+        auto t = text;
+        t.replace(t.find("title ") + 6, t.find('\n') - t.find("title ") - 6, title);
+        return t;
+    };
+    {
+        const Backend::HeldReads held(be);
+        REQUIRE(be.read().find("nixos-generation-2")->state == EntryState::trial);
+        // Another writer (there is none under STATE/lock) would go unseen
+        // while nothing of the backend's own changes the ESP...
+        test::write_file(first, retitled("Edited elsewhere"));
+        CHECK(be.read().find("nixos-generation-1")->title != "Edited elsewhere");
+        // ...and the backend's own change drops the reading; the entry whose
+        // identity changed is read again, the others are taken as read.
+        be.set_state("nixos-generation-2", EntryState::good);
+        auto v = be.read();
+        CHECK(v.find("nixos-generation-2")->state == EntryState::good);
+        CHECK(v.find("nixos-generation-1")->title == "Edited elsewhere");
+    }
+    // Without a holder every read reads.
+    test::write_file(first, retitled("Edited once more"));
+    CHECK(be.read().find("nixos-generation-1")->title == "Edited once more");
+}

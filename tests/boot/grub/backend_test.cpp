@@ -614,3 +614,20 @@ TEST_CASE("grub backend: sync first removes stale temp files and unreferenced co
     CHECK_FALSE(std::filesystem::exists(f.boot / "kernels/stock-bzImage"));
     CHECK(b.read().entries.size() == 2);
 }
+
+TEST_CASE("grub backend: held reads keep one reading of the state until the backend writes", "[grub][backend][real]") {
+    NIXBOOT_NEED_PROGRAM(grub_editenv, "grub-editenv");
+    Fixture f;
+    GrubBackend b(f.opts);
+    b.sync(std::vector<Generation>{f.gen(1), f.gen(2)}, good_sync());
+    const Backend::HeldReads held(b);
+    CHECK(b.read().entries.size() == 2);
+    CHECK(b.read().entries.size() == 2);
+    // The backend's own write drops the reading: the next read sees it.
+    b.sync(std::vector<Generation>{f.gen(1), f.gen(2), f.gen(3)}, good_sync());
+    CHECK(b.read().entries.size() == 3);
+    b.set_default("nixos-generation-2");
+    CHECK(b.read().persistent_default == std::optional<std::string>("nixos-generation-2"));
+    b.set_state("nixos-generation-3", EntryState::bad);
+    CHECK(b.read().find("nixos-generation-3")->state == EntryState::bad);
+}

@@ -1,9 +1,12 @@
-// nixboot_bench: 1000 generations (specialisations on every 10th), timed
+// nixboot_bench: 1000 generations (a specialisation on every 4th), timed
 // install / no-op install / install after one new generation / try / status,
 // with the I/O counters (files written, renamed, fsynced, removed) of each.
 // Usage: nixboot_bench [GENERATIONS] [--bootloader systemd-boot|grub] [--dir DIR]
+#include "boot/counter.hpp"
 #include "boot/efivars.hpp"
 #include "boot/generations.hpp"
+#include "boot/grub/grubenv.hpp"
+#include "boot/sdboot.hpp"
 #include "boot/machine.hpp"
 #include "boot/util/dir.hpp"
 #include "boot/util/error.hpp"
@@ -11,6 +14,7 @@
 #include <spdlog/spdlog.h>
 
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -19,6 +23,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -47,7 +52,7 @@ std::string spec_json(const fs::path& top, unsigned n, const std::string& label)
 void make_generation(const fs::path& store, const fs::path& profile, unsigned n) {
     auto top = store / ("system-" + std::to_string(n));
     std::string json = spec_json(top, n, "NixOS 24.05 (Linux 6.6." + std::to_string(n % 50) + ")");
-    if (n % 10 == 0) {
+    if (n % 4 == 0) {
         auto sub = store / ("system-" + std::to_string(n) + "-debug");
         json += ", \"org.nixos.specialisation.v1\": {\"debug\": " + spec_json(sub, n, "NixOS debug") + "}}";
     }
@@ -57,6 +62,83 @@ void make_generation(const fs::path& store, const fs::path& profile, unsigned n)
     auto link = profile.parent_path() / ("system-" + std::to_string(n) + "-link");
     fs::remove(link);
     fs::create_directory_symlink(top, link);
+}
+
+// Each file under the given roots by its identity (size, mtime, inode; a
+// symlink by its target): what a step created, changed and removed is the
+// difference of two of these, whatever wrote it.
+using Snapshot = std::map<std::string, std::string>;
+
+Snapshot snapshot(const std::vector<fs::path>& roots) {
+    Snapshot out;
+    for (const auto& root : roots) {
+        if (!fs::exists(root)) continue;
+        for (const auto& f : fs::recursive_directory_iterator(root)) {
+            struct stat st {};
+            if (::lstat(f.path().c_str(), &st) != 0 || S_ISDIR(st.st_mode)) continue;
+            std::string id = S_ISLNK(st.st_mode)
+                                 ? "-> " + fs::read_symlink(f.path()).string()
+                                 : std::to_string(st.st_size) + " " + std::to_string(st.st_mtim.tv_sec) + "." +
+                                       std::to_string(st.st_mtim.tv_nsec) + " " + std::to_string(st.st_ino);
+            out[f.path().string()] = std::move(id);
+        }
+    }
+    return out;
+}
+
+// "N created, N changed, N removed: NAME, ..." (names relative to `base`).
+std::string difference(const Snapshot& a, const Snapshot& b, const fs::path& base, unsigned* total = nullptr) {
+    unsigned created = 0, changed = 0, removed = 0;
+    std::string names;
+    auto note = [&](const std::string& path, const char* what) {
+        names += std::string(names.empty() ? "" : ", ") + what + " " + fs::relative(path, base).string();
+    };
+    for (const auto& [path, id] : b) {
+        auto it = a.find(path);
+        if (it == a.end()) {
+            ++created;
+            note(path, "+");
+        } else if (it->second != id) {
+            ++changed;
+            note(path, "~");
+        }
+    }
+    for (const auto& [path, id] : a)
+        if (!b.count(path)) {
+            ++removed;
+            note(path, "-");
+        }
+    if (total) *total += created + changed + removed;
+    return std::to_string(created) + " created, " + std::to_string(changed) + " changed, " + std::to_string(removed) +
+           " removed: " + names;
+}
+
+// What the loader does as it boots the armed trial: systemd-boot reads and
+// deletes the one-shot, renames the entry (+1-0 -> +0-1) and sets
+// LoaderEntrySelected and LoaderBootCountPath; GRUB decrements nixboot_tries
+// in grubenv. A stand-in (the firmware's writes, not nixboot's).
+void loader_boots_trial(Bootloader which, const fs::path& esp, const fs::path& efivars, const std::string& id) {
+    if (which == Bootloader::grub) {
+        auto boot = RootDir::open(esp);
+        auto env = grub::read_grubenv(boot, "grub/grubenv").value_or(grub::GrubEnv{});
+        const unsigned tries = static_cast<unsigned>(std::stoul(env.get("nixboot_tries").value_or("1")));
+        env.set("nixboot_tries", std::to_string(tries > 0 ? tries - 1 : 0));
+        grub::write_grubenv(boot, "grub/grubenv", env, Sync::no);
+        return;
+    }
+    EfiVars vars(efivars);
+    vars.remove(efivar_name::loader_entry_oneshot);
+    for (const auto& f : fs::directory_iterator(esp / "loader/entries")) {
+        const auto name = f.path().filename().string();
+        auto n = try_parse_entry_name(name);
+        if (!n || n->stem != id || !n->counter) continue;
+        const auto next = format_entry_name(decrement(*n));
+        fs::rename(f.path(), esp / "loader/entries" / next);
+        vars.set_string(efivar_name::loader_entry_selected, loader_entry_id(name, IdScheme::with_counter));
+        vars.set_string(efivar_name::loader_boot_count_path, "\\loader\\entries\\" + next);
+        return;
+    }
+    throw Error("the stand-in loader found no counted entry of " + id);
 }
 
 struct Row {
@@ -122,13 +204,23 @@ int run(unsigned count, Bootloader which, fs::path root) {
     make_generation(store, profile, count + 1);
     InstallReport one;
     rows.push_back(measure("install (+1 generation)", [&] { one = m.install(); }));
-    // The new generation is a trial; try it.
+    // The new generation is a trial; try it, boot it (the loader's part, a
+    // stand-in) and promote it: one whole trial cycle, with every file it
+    // creates, changes or removes.
+    const std::vector<fs::path> roots{esp, efivars, state, profile.parent_path()};
+    const auto trial = "nixos-generation-" + std::to_string(count + 1);
+    auto before_try = snapshot(roots);
     rows.push_back(measure("try " + std::to_string(count + 1), [&] { m.try_generation(count + 1, {}); }));
+    auto after_try = snapshot(roots);
+    loader_boots_trial(which, esp, efivars, trial);
+    auto booted = snapshot(roots);
+    rows.push_back(measure("verdict: mark-good", [&] { m.mark_good(trial, "bench"); }));
+    auto promoted = snapshot(roots);
     Status st;
     rows.push_back(measure("status", [&] { st = m.status(); }));
 
     std::printf("nixboot_bench: %s, %u generations (+%u specialisations), root %s\n",
-                std::string(to_string(which)).c_str(), count, count / 10, root.c_str());
+                std::string(to_string(which)).c_str(), count, count / 4, root.c_str());
     std::printf("setup of the fake generations: %.0f ms; entries after first install: %zu added\n", setup_ms,
                 first.sync.added.size() + (first.adopted ? 1 : 0));
     std::printf("%-26s %10s %10s %8s %8s %8s %8s\n", "step", "wall ms", "cpu ms", "written", "renamed", "fsynced",
@@ -143,6 +235,11 @@ int run(unsigned count, Bootloader which, fs::path root) {
         if (f.path().filename() == "grub.cfg" && f.is_regular_file())
             std::printf("%s: %ju bytes\n", fs::relative(f.path(), root).c_str(),
                         static_cast<std::uintmax_t>(f.file_size()));
+    unsigned by_nixboot = 0;
+    std::printf("trial cycle, files by step:\n  try:      %s\n  loader:   %s\n  verdict:  %s\n",
+                difference(before_try, after_try, root, &by_nixboot).c_str(),
+                difference(after_try, booted, root).c_str(), difference(booted, promoted, root, &by_nixboot).c_str());
+    std::printf("trial cycle: %u files created, changed or removed by nixboot (try + verdict)\n", by_nixboot);
     std::printf("status: %zu entries, default %s, next boot %s\n", st.view.entries.size(),
                 st.view.persistent_default.value_or("-").c_str(), st.view.next_boot.value_or("-").c_str());
     double best = best_noop;

@@ -19,6 +19,7 @@
 #include <cerrno>
 #include <charconv>
 #include <fstream>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -72,17 +73,37 @@ std::optional<std::filesystem::path> init_toplevel(std::string_view cmdline) {
 }
 
 // Reads both copies; a damaged one (torn write, unreadable after a power cut)
-// is skipped with a warning. Throws only when copies exist and none is whole.
+// is skipped with a warning. Only the newest intact copy's state is parsed
+// (the other is the next write's target). Throws only when copies exist and
+// none is whole.
 Stored load_stored(const RootDir& boot) {
-    Stored best;
+    struct Copy {
+        std::string text;
+        CheckedSlot checked;  // views into `text`
+        int slot = 0;
+    };
+    std::vector<std::unique_ptr<Copy>> copies;  // never moved once checked
     std::vector<std::string> damaged;
     for (int i = 0; i < 2; ++i) {
         const std::string_view rel = state_slot_paths[i];
         try {
             auto text = boot.read(rel, max_state_bytes);
             if (!text) continue;
-            StateSlot slot = parse_state_slot(*text, boot.display(rel).string());
-            if (best.slot < 0 || slot.seq > best.seq) best = {std::move(slot.state), slot.seq, i};
+            auto c = std::make_unique<Copy>(Copy{std::move(*text), {}, i});
+            c->checked = check_state_slot(c->text, boot.display(rel).string());
+            copies.push_back(std::move(c));
+        } catch (const Error& e) {
+            damaged.push_back(e.what());
+        }
+    }
+    std::sort(copies.begin(), copies.end(),
+              [](const auto& a, const auto& b) { return a->checked.seq > b->checked.seq; });
+    Stored best;
+    for (const auto& c : copies) {
+        try {
+            best = {parse_state(c->checked.json, boot.display(state_slot_paths[c->slot]).string()), c->checked.seq,
+                    c->slot};
+            break;
         } catch (const Error& e) {
             damaged.push_back(e.what());
         }

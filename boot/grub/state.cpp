@@ -181,6 +181,11 @@ std::optional<std::uint64_t> header_number(std::string_view header, std::string_
 }  // namespace
 
 StateSlot parse_state_slot(std::string_view text, std::string_view origin) {
+    const auto checked = check_state_slot(text, origin);
+    return {checked.seq, parse_state(checked.json, origin)};
+}
+
+CheckedSlot check_state_slot(std::string_view text, std::string_view origin) {
     const std::string o(origin);
     auto nl = text.find('\n');
     if (nl == std::string_view::npos || nl > 512) throw ParseError(o + ": no header line");
@@ -200,7 +205,7 @@ StateSlot parse_state_slot(std::string_view text, std::string_view origin) {
                          std::to_string(body.size()) + " bytes follow the header)");
     const std::string_view json_text = body.substr(0, *length);
     if (sha256_hex(json_text) != want) throw ParseError(o + ": torn write (checksum mismatch)");
-    return {*seq, parse_state(json_text, origin)};
+    return {*seq, json_text};
 }
 
 std::string format_state_slot(const GrubState& state, std::uint64_t seq, std::size_t size) {

@@ -77,6 +77,14 @@ struct StateSlot {
 };
 // Throws ParseError "ORIGIN: REASON" for a damaged or foreign copy.
 StateSlot parse_state_slot(std::string_view text, std::string_view origin);
+// The header of a copy, checked against its body (magic, length, checksum)
+// without parsing the state: the sequence number and the state's JSON text
+// (a view into `text`). Throws ParseError as parse_state_slot.
+struct CheckedSlot {
+    std::uint64_t seq = 0;
+    std::string_view json;
+};
+CheckedSlot check_state_slot(std::string_view text, std::string_view origin);
 // The copy for `state` with sequence `seq`, padded with '\n' to `size` bytes
 // when it fits there, else to the next multiple of 4096 bytes that leaves at
 // least a quarter of the text (and 2048 bytes) free for growth.

@@ -3,6 +3,7 @@
 #include "boot/generations.hpp"
 #include "boot/grub/grub_test_support.hpp"
 #include "boot/machine.hpp"
+#include "boot/sdboot.hpp"
 #include "boot/util/error.hpp"
 
 #include "tests/catch.hpp"
@@ -315,6 +316,19 @@ TEST_CASE("grub backend: two state copies written in turn, in place, a torn one 
     CHECK(io_stats().renames == 0);
     CHECK(b.read().find("nixos-generation-2")->state == EntryState::good);
     CHECK(seq_of(newer) > seq_of(1 - newer));
+
+    // Only the newest intact copy is parsed; one whose checksum holds but
+    // whose state does not parse gives way to the other copy all the same.
+    {
+        const std::string bad_json = "{\"entries\": 7}";
+        const std::string older_text = slurp(f.boot / state_slot_paths[1 - newer]);
+        spit(f.boot / state_slot_paths[newer],
+             std::string(state_slot_magic) + " seq=" + std::to_string(seq_of(1 - newer) + 5) +
+                 " length=" + std::to_string(bad_json.size()) + " sha256=" + sha256_hex(bad_json) + "\n" + bad_json);
+        auto older = b.read();
+        CHECK(older.find("nixos-generation-2")->state ==
+              parse_state_slot(older_text, "x").state.find("nixos-generation-2")->state);
+    }
 
     tear(0);
     tear(1);

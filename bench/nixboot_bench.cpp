@@ -91,7 +91,7 @@ std::string difference(const Snapshot& a, const Snapshot& b, const fs::path& bas
     unsigned created = 0, changed = 0, removed = 0;
     std::string names;
     auto note = [&](const std::string& path, const char* what) {
-        names += std::string(names.empty() ? "" : ", ") + what + " " + fs::relative(path, base).string();
+        names += std::string(names.empty() ? "" : ", ") + what + " " + fs::path(path).lexically_relative(base).string();
     };
     for (const auto& [path, id] : b) {
         auto it = a.find(path);

@@ -92,11 +92,6 @@ std::optional<std::size_t> pick_default_entry(const std::vector<SortItem>& sorte
 // A content-derived file name under EFI/nixos for a kernel/initrd whose
 // SHA-256 is `sha256_hex`: "EFI/nixos/<first 32 hex>-<kind>.efi".
 std::string content_file_name(std::string_view sha256_hex, std::string_view kind);
-// Hex SHA-256 of `data` (for content names; tested against known vectors).
-std::string sha256_hex(std::string_view data);
-// Hex SHA-256 of the regular file at `path`, read in blocks (refuses a FIFO
-// or device without blocking on it).
-std::string sha256_of_file(const std::filesystem::path& path);
 
 // The BLS text of entry `id` for `generation` (specialisation `spec` or the
 // main system when empty), given where its kernel/initrd live on the ESP.

@@ -19,6 +19,7 @@
   pkg-config,
   help2man,
   efivar,
+  libmd,
   boost,
   spdlog,
   catch2_3,
@@ -65,6 +66,7 @@ stdenv.mkDerivation (finalAttrs: {
 
   buildInputs = [
     efivar
+    libmd # SHA-256
     boost
     spdlog
     nlohmann_json

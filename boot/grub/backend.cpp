@@ -5,7 +5,7 @@
 #include "boot/grub/linux_args.hpp"
 #include "boot/util/process.hpp"
 #include "boot/health/cmdline.hpp"
-#include "boot/sdboot.hpp"
+#include "boot/util/sha256.hpp"
 #include "boot/util/dir.hpp"
 #include "boot/util/error.hpp"
 

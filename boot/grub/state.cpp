@@ -1,6 +1,6 @@
 #include "boot/grub/state.hpp"
 
-#include "boot/sdboot.hpp"
+#include "boot/util/sha256.hpp"
 #include "boot/util/error.hpp"
 
 #include <nlohmann/json.hpp>

@@ -53,6 +53,7 @@ let
     pkg-config = drv "pkg-config" { };
     help2man = drv "help2man" { };
     efivar = drv "efivar" { };
+    libmd = drv "libmd" { };
     boost = drv "boost" { };
     spdlog = drv "spdlog" { };
     catch2_3 = drv "catch2" { };

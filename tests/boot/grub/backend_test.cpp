@@ -3,7 +3,7 @@
 #include "boot/generations.hpp"
 #include "boot/grub/grub_test_support.hpp"
 #include "boot/machine.hpp"
-#include "boot/sdboot.hpp"
+#include "boot/util/sha256.hpp"
 #include "boot/util/error.hpp"
 
 #include "tests/catch.hpp"

@@ -49,12 +49,14 @@ bool has_dot_dot(const std::string& path) {
 // generations all live in one store directory).
 class Resolver {
 public:
-    // The path with every symlink resolved; throws std::filesystem_error as
-    // std::filesystem::canonical does when a component is missing.
+    // The path with every symlink resolved; sets `ec` (and returns an empty
+    // path) as std::filesystem::canonical does when a component is missing.
     std::filesystem::path resolve(const std::filesystem::path& path, std::error_code& ec) {
         ec.clear();
         const auto parent = path.parent_path();
-        if (parent.empty() || parent == path || !path.has_filename()) return std::filesystem::canonical(path, ec);
+        if (parent.empty() || parent == path || !path.has_filename() || path.filename() == "." ||
+            path.filename() == "..")
+            return std::filesystem::canonical(path, ec);
         struct stat st {};
         if (::lstat(path.c_str(), &st) != 0) {
             ec.assign(errno, std::generic_category());
@@ -87,6 +89,9 @@ public:
         if (!it->second.empty()) throw Error(what + " '" + path + it->second);
     }
 
+    // Resolves paths the way the checks do (the toplevel's own store, too).
+    Resolver& resolver() { return resolver_; }
+
     void require_boot_files(const BootSpec& spec, const std::string& prefix, const std::filesystem::path& store) {
         require(spec.kernel, prefix + "kernel", store);
         if (spec.initrd) require(*spec.initrd, prefix + "initrd", store);
@@ -112,10 +117,6 @@ private:
         return {};
     }
 
-public:
-    Resolver& resolver() { return resolver_; }
-
-private:
     std::map<std::string, std::string> seen_;
     Resolver resolver_;
 };

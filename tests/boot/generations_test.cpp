@@ -213,6 +213,18 @@ TEST_CASE("generations: a kernel, initrd or devicetree outside the toplevel's st
                                             std::filesystem::canonical(tmp / "secret").string() +
                                             "'; refused: only store files are copied to the boot partition)");
     }
+    SECTION("a store directory that is a symlink out of the store") {
+        test::write_file(tmp / "outside/bzImage", "kernel");
+        std::filesystem::create_directories(tmp / "store");
+        std::filesystem::create_directory_symlink(tmp / "outside", tmp / "store/linked");
+        const auto scan = scan_with_kernel(tmp, "kernel", store + "/linked/bzImage");
+        REQUIRE(scan.skipped.size() == 1);
+        CHECK(scan.skipped[0].reason == "kernel '" + store + "/linked/bzImage' is not inside the store '" +
+                                            std::filesystem::canonical(store).string() +
+                                            "' holding the toplevel (it resolves to '" +
+                                            std::filesystem::canonical(tmp / "outside/bzImage").string() +
+                                            "'; refused: only store files are copied to the boot partition)");
+    }
     SECTION("a file elsewhere in the same store is fine") {
         test::write_file(tmp / "store/linux-6.6/bzImage", "kernel");
         const auto scan = scan_with_kernel(tmp, "kernel", store + "/linux-6.6/bzImage");

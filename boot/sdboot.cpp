@@ -895,18 +895,8 @@ struct FileCache {
 // The copies one sync has seen: the names under EFI/nixos (one listing), and
 // each source it has placed (kernels are shared by many entries).
 struct Placed {
-    std::optional<RootDir> files;                  // EFI/nixos, once it exists
     std::set<std::string> regular;                 // "EFI/nixos/NAME" of its regular files
     std::map<std::string, std::string> by_source;  // source path + kind -> "/EFI/nixos/NAME"
-
-    explicit Placed(const RootDir& esp) : files(esp.subdir(files_dir)) {
-        if (!files) return;
-        for (const auto& name : files->list("")) {
-            struct stat st {};
-            if (::fstatat(files->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
-                regular.insert(std::string(files_dir) + "/" + name);
-        }
-    }
 };
 
 // Copies `src` into the ESP under its content name (once) and returns
@@ -948,7 +938,7 @@ SyncResult SdBootBackend::sync(std::span<const Generation> generations, const Sy
     remove_leftovers();
     auto esp = RootDir::open(opts_.esp);
     auto cache = FileCache::load(opts_.state);
-    Placed placed(esp);
+    Placed placed{esp.regular_files(files_dir), {}};
     SyncResult result;
     std::set<std::string> wanted;
     std::map<std::string, std::string> folded;  // lowercased ID -> the ID that has its file name

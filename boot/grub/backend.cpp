@@ -179,18 +179,8 @@ bool boot_cannot_write(int errno_value) {
 // The copies one sync has seen: the regular files under BOOT/kernels (one
 // listing), and each source it has placed (kernels are shared by many entries).
 struct Placed {
-    std::set<std::string> regular;                 // "kernels/NAME"
+    std::set<std::string> regular;                 // "kernels/NAME" of its regular files
     std::map<std::string, std::string> by_source;  // source path + kind -> "kernels/NAME"
-
-    explicit Placed(const RootDir& boot) {
-        const auto dir = boot.subdir(kernels_dir);
-        if (!dir) return;
-        for (const auto& name : dir->list("")) {
-            struct stat st {};
-            if (::fstatat(dir->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
-                regular.insert(std::string(kernels_dir) + "/" + name);
-        }
-    }
 };
 
 std::string ensure_copied(RootDir& boot, GrubState& state, Placed& placed, const std::string& src,
@@ -498,7 +488,7 @@ SyncResult GrubBackend::sync(std::span<const Generation> generations, const Sync
     // grub.cfg still named them go once the new grub.cfg is written.
     result.garbage_left = gc.kept_for_cfg > 0;
     std::set<std::string> wanted;
-    Placed placed(boot);
+    Placed placed{boot.regular_files(kernels_dir), {}};
 
     for (const auto& g : generations) {
         std::vector<std::string> specs{""};

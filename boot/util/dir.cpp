@@ -224,6 +224,18 @@ std::optional<RootDir> RootDir::subdir(std::string_view rel) const {
     }
 }
 
+std::set<std::string> RootDir::regular_files(std::string_view rel) const {
+    std::set<std::string> out;
+    const auto dir = subdir(rel);
+    if (!dir) return out;
+    for (const auto& name : dir->list("")) {
+        struct stat st {};
+        if (::fstatat(dir->fd(), name.c_str(), &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode))
+            out.insert(std::string(rel) + "/" + name);
+    }
+    return out;
+}
+
 std::optional<std::string> RootDir::read(std::string_view rel, std::size_t max_bytes) const {
     Fd fd;
     try {

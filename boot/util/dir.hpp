@@ -9,6 +9,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -105,6 +106,10 @@ public:
     // with one openat each; nullopt if it does not exist. Messages name its
     // full path.
     std::optional<RootDir> subdir(std::string_view rel) const;
+
+    // "REL/NAME" of each regular file (not a symlink) in directory `rel`, one
+    // fstatat each through one directory fd; empty if `rel` does not exist.
+    std::set<std::string> regular_files(std::string_view rel) const;
 
     // Content of a regular file; nullopt if it does not exist. Throws Error if
     // it is larger than max_bytes, is not a regular file, or is a symlink.

@@ -418,3 +418,21 @@ TEST_CASE("RootDir and outside reads never block on a FIFO, and name a symlink l
     CHECK_THROWS_WITH(open_regular_file("/dev/zero", "reading"), "reading '/dev/zero': not a regular file");
     CHECK(root.list("") == std::vector<std::string>{"loader"});
 }
+
+TEST_CASE("RootDir: subdir and regular_files see through one directory fd, never through a symlink", "[util][dir]") {
+    test::TempDir tmp;
+    test::write_file(tmp / "a/b/kernel", "k");
+    test::write_file(tmp / "outside/kernel2", "k");
+    std::filesystem::create_directories(tmp / "a/b/dir");
+    std::filesystem::create_symlink(tmp / "outside/kernel2", tmp / "a/b/link");
+    std::filesystem::create_directory_symlink(tmp / "outside", tmp / "a/linked");
+    const auto root = RootDir::open(tmp.path());
+    CHECK(root.regular_files("a/b") == std::set<std::string>{"a/b/kernel"});
+    CHECK(root.regular_files("a/missing").empty());
+    const auto sub = root.subdir("a/b");
+    REQUIRE(sub);
+    CHECK(sub->read("kernel", 16) == std::optional<std::string>("k"));
+    CHECK(sub->display("kernel") == tmp / "a/b/kernel");
+    CHECK_FALSE(root.subdir("a/missing"));
+    CHECK_THROWS_AS(root.subdir("a/linked"), Error);  // a symlinked directory is not followed
+}

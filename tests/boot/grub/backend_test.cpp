@@ -304,6 +304,7 @@ TEST_CASE("grub backend: two state copies written in turn, in place, a torn one 
     const int newer = seq_of(0) > seq_of(1) ? 0 : 1;
     auto tear = [&](int i) {  // a power cut in the middle of an in-place write
         std::string text = slurp(f.boot / state_slot_paths[i]);
+        REQUIRE(text.size() >= 600);
         std::fill(text.begin() + 300, text.begin() + 600, '\0');
         spit(f.boot / state_slot_paths[i], text);
     };
@@ -322,12 +323,14 @@ TEST_CASE("grub backend: two state copies written in turn, in place, a torn one 
     {
         const std::string bad_json = "{\"entries\": 7}";
         const std::string older_text = slurp(f.boot / state_slot_paths[1 - newer]);
+        const std::string newer_text = slurp(f.boot / state_slot_paths[newer]);
         spit(f.boot / state_slot_paths[newer],
              std::string(state_slot_magic) + " seq=" + std::to_string(seq_of(1 - newer) + 5) +
                  " length=" + std::to_string(bad_json.size()) + " sha256=" + sha256_hex(bad_json) + "\n" + bad_json);
         auto older = b.read();
         CHECK(older.find("nixos-generation-2")->state ==
               parse_state_slot(older_text, "x").state.find("nixos-generation-2")->state);
+        spit(f.boot / state_slot_paths[newer], newer_text);  // whole again, for the tears below
     }
 
     tear(0);

@@ -392,7 +392,11 @@ TEST_CASE("stage1 feed: stopped before a verdict (shutdown) it leaves the watchd
     char* envp[] = {env_root.data(), nullptr};
     pid_t pid = -1;
     REQUIRE(posix_spawn(&pid, NIXBOOT_STAGE1_BIN, nullptr, nullptr, argv, envp) == 0);
-    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    // Stopped once it has fed three times (a loaded machine, or a sanitizer
+    // build, can take longer than a fixed sleep to start it); bounded.
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+    while (read_file(f.watchdog).size() < 3 && std::chrono::steady_clock::now() < until)
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
     ::kill(pid, SIGTERM);
     int st = 0;
     REQUIRE(::waitpid(pid, &st, 0) == pid);

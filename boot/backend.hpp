@@ -179,6 +179,10 @@ protected:
 // arrive in `extra` untouched.
 struct BackendOptions {
     std::filesystem::path esp = "/boot";
+    // systemd-boot's XBOOTLDR partition (the Boot Loader Specification's
+    // extended boot loader partition), where the loader finds more entries;
+    // nullopt: none. nixboot reads it and never writes there.
+    std::optional<std::filesystem::path> xbootldr;
     std::filesystem::path efivars = "/sys/firmware/efi/efivars";
     std::filesystem::path state = "/var/lib/nixboot";
     std::map<std::string, std::string> extra;

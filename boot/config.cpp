@@ -14,21 +14,14 @@ namespace nixboot {
 std::string_view to_string(OnFailure f) { return f == OnFailure::reboot ? "reboot" : "stay"; }
 
 const std::vector<std::string>& config_keys() {
-    static const std::vector<std::string> keys = {"bootloader",
-                                                  "esp",
-                                                  "profile",
-                                                  "efivars",
-                                                  "state",
-                                                  "tries",
-                                                  "keep",
-                                                  "checks-dir",
-                                                  "check-timeout",
-                                                  "verdict-timeout",
-                                                  "on-failure",
-                                                  "watchdog-device",
-                                                  "watchdog-timeout",
-                                                  "confirm-timeout",
-                                                  "stability-window"};
+    static const std::vector<std::string> keys = {"bootloader",      "esp",
+                                                  "xbootldr",        "profile",
+                                                  "efivars",         "state",
+                                                  "tries",           "keep",
+                                                  "checks-dir",      "check-timeout",
+                                                  "verdict-timeout", "on-failure",
+                                                  "watchdog-device", "watchdog-timeout",
+                                                  "confirm-timeout", "stability-window"};
     return keys;
 }
 
@@ -76,6 +69,11 @@ void apply_config_value(Config& c, std::string_view key, std::string_view value,
         c.bootloader = b;
     } else if (key == "esp") {
         c.esp = parse_path(key, value, origin);
+    } else if (key == "xbootldr") {
+        if (value == "none")
+            c.xbootldr.reset();
+        else
+            c.xbootldr = parse_path(key, value, origin);
     } else if (key == "profile") {
         c.profile = parse_path(key, value, origin);
     } else if (key == "efivars") {

@@ -21,6 +21,7 @@ std::string_view to_string(OnFailure f);
 struct Config {
     std::optional<Bootloader> bootloader;  // nullopt: detect
     std::filesystem::path esp = "/boot";
+    std::optional<std::filesystem::path> xbootldr;  // systemd-boot's XBOOTLDR partition; nullopt: none
     std::filesystem::path profile = "/nix/var/nix/profiles/system";
     std::filesystem::path efivars = "/sys/firmware/efi/efivars";
     std::filesystem::path state = "/var/lib/nixboot";

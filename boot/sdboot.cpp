@@ -4,6 +4,7 @@
 #include "boot/efivars.hpp"
 #include "boot/generations.hpp"
 #include "boot/loader_conf.hpp"
+#include "boot/uki.hpp"
 #include "boot/util/dir.hpp"
 #include "boot/util/error.hpp"
 #include "boot/util/sha256.hpp"
@@ -133,6 +134,10 @@ std::string loader_entry_id(std::string_view file_name, IdScheme scheme) {
         }
     }
     return lower(file_name);
+}
+
+std::string sort_item_id(const SortItem& item, IdScheme scheme) {
+    return loader_entry_id(item.file_name, scheme) + lower(item.id_suffix);
 }
 
 std::string_view loader_value(std::string_view value) {
@@ -284,7 +289,7 @@ void sort_like_systemd_boot(std::vector<SortItem>& items, IdScheme scheme) {
     // Decorate with the loader IDs once instead of in every comparison.
     std::vector<std::pair<std::string, SortItem>> decorated;
     decorated.reserve(items.size());
-    for (auto& it : items) decorated.emplace_back(loader_entry_id(it.file_name, scheme), std::move(it));
+    for (auto& it : items) decorated.emplace_back(sort_item_id(it, scheme), std::move(it));
     auto spent = [](const SortItem& i) { return i.counter && i.counter->left == 0; };
     std::stable_sort(decorated.begin(), decorated.end(), [&](const auto& dx, const auto& dy) {
         const SortItem& x = dx.second;
@@ -323,7 +328,7 @@ std::optional<std::size_t> pick_default_entry(const std::vector<SortItem>& sorte
         auto pat = lower(*pattern);
         for (std::size_t i = 0; i < sorted.size(); ++i) {
             if (bad == Bad::skipped && sorted[i].counter && sorted[i].counter->left == 0) continue;
-            if (efi_fnmatch(pat, loader_entry_id(sorted[i].file_name, scheme))) return i;
+            if (efi_fnmatch(pat, sort_item_id(sorted[i], scheme))) return i;
         }
         return std::nullopt;
     };
@@ -386,6 +391,10 @@ struct SdBootBackend::Scanned {
         bool unreadable = false;  // too large or not a regular file (reported); text empty
         std::string unbootable;   // why the loader skips it; empty if it shows it
         bool stale = false;       // the old name of a torn rename: another name holds the entry
+        // Not in the ESP's loader/entries (see SortItem::origin): never ours,
+        // never in by_stem; a UKI's entries carry what the loader read of it.
+        std::string origin;
+        std::optional<UkiEntry> uki;
     };
     std::string loader_info;
     std::set<std::string> quirky_vars;  // read as the loader reads them, which is not as written
@@ -393,7 +402,7 @@ struct SdBootBackend::Scanned {
     bool vars_writable = false;
     bool oneshot_supported = true;
     bool preferred_supported = false;                         // LoaderFeatures has `preferred` (systemd-boot 260+)
-    std::vector<File> files;                                  // every parsed .conf name
+    std::vector<File> files;                                  // every parsed .conf name, then the others
     std::map<std::string, std::vector<std::size_t>> by_stem;  // the name holding the entry first
     std::set<std::string> duplicate_stems;                    // entries with more than one name (torn renames)
     std::map<std::string, std::string> torn_fix;              // stem -> the names and how to split them
@@ -591,6 +600,68 @@ std::shared_ptr<const SdBootBackend::Scanned> SdBootBackend::scan() const {
     return s;
 }
 
+void SdBootBackend::add_type2_entries(Scanned& s, const RootDir& root) {
+    // systemd-boot boot.c config_load_type2_entries (252-262): regular files
+    // in \EFI\Linux whose names end in ".efi" (any case), not hidden, not
+    // "auto-*"; each UKI gives one entry per profile (boot_entry_add_type2).
+    constexpr std::string_view dir = "EFI/Linux";
+    for (const auto& name : root.list(dir)) {
+        const std::string low = lower(name);
+        if (name.front() == '.' || !low.ends_with(".efi") || low.starts_with("auto-")) continue;
+        const std::string rel = std::string(dir) + "/" + name;
+        const std::string shown = root.display(rel).string();
+        std::vector<UkiEntry> entries;
+        try {
+            if (!root.is_regular_file(rel)) continue;
+            auto fd = root.open_file(rel, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
+            entries = read_uki_entries(fd.get(), shown);
+        } catch (const Error& e) {
+            s.warnings.push_back(e.what());
+            continue;
+        }
+        Scanned::File base;
+        base.file_name = name;
+        if (auto n = try_parse_entry_name(name))
+            base.name = *n;
+        else
+            base.name = EntryName{name.substr(0, name.size() - 4), std::nullopt, name.substr(name.size() - 4)};
+        base.origin = root.display(dir).string();
+        for (auto& e : entries) {
+            Scanned::File f = base;
+            f.uki = std::move(e);
+            s.files.push_back(std::move(f));
+        }
+    }
+}
+
+void SdBootBackend::add_foreign_type1_entries(Scanned& s, const RootDir& root) {
+    auto names = root.list(entries_dir);
+    if (names.empty()) return;
+    auto scanned = scan_entry_names(names, ".conf");
+    auto entries = root.subdir(entries_dir);
+    if (!entries) return;
+    std::map<std::string, bool> kernels;
+    for (auto& ef : scanned.entries) {
+        Scanned::File f;
+        f.file_name = ef.file_name;
+        f.name = ef.name;
+        f.origin = root.display(entries_dir).string();
+        const std::string shown = entries->display(ef.file_name).string();
+        try {
+            auto text = entries->read(ef.file_name, max_entry_size);
+            if (!text) continue;
+            f.bls = parse_bls_entry(*text, shown);
+        } catch (const Error& e) {
+            s.warnings.push_back(std::string(e.what()) + " (the loader skips it)");
+            continue;
+        }
+        // Its kernel lives on its own partition.
+        f.unbootable = unbootable_reason(root, f.bls, kernels);
+        if (!f.unbootable.empty()) s.warnings.push_back(shown + ": " + f.unbootable + ", so the loader skips it");
+        s.files.push_back(std::move(f));
+    }
+}
+
 SdBootBackend::Scanned SdBootBackend::scan_now() const {
     Scanned s;
     auto esp = RootDir::open(opts_.esp);
@@ -705,6 +776,15 @@ SdBootBackend::Scanned SdBootBackend::scan_now() const {
     }
     for (auto& [stem, idx] : s.by_stem)
         if (idx.size() > 1) settle_torn_rename(s, stem, idx, esp);
+    // What else the loader sorts in with them (systemd-boot 252-262 boot.c,
+    // config_load_all_entries): Type #2 UKIs in the ESP's EFI/Linux, and the
+    // Type #1 entries and UKIs of the XBOOTLDR partition.
+    add_type2_entries(s, esp);
+    if (opts_.xbootldr) {
+        auto xbootldr = RootDir::open(*opts_.xbootldr);
+        add_foreign_type1_entries(s, xbootldr);
+        add_type2_entries(s, xbootldr);
+    }
 
     std::vector<std::pair<SortItem, std::size_t>> items;
     for (std::size_t i = 0; i < s.files.size(); ++i) {
@@ -712,7 +792,12 @@ SdBootBackend::Scanned SdBootBackend::scan_now() const {
         SortItem it;
         it.file_name = f.file_name;
         it.counter = f.name.counter;
-        if (f.bls) {
+        it.origin = f.origin;
+        if (f.uki) {
+            it.sort_key = f.uki->sort_key;
+            it.version = f.uki->version;
+            it.id_suffix = f.uki->id_suffix;
+        } else if (f.bls) {
             auto loader_reads = [](const std::optional<std::string>& v) -> std::optional<std::string> {
                 if (!v) return v;
                 return std::string(loader_value(*v));
@@ -728,13 +813,14 @@ SdBootBackend::Scanned SdBootBackend::scan_now() const {
     for (std::size_t i = 0; i < idx.size(); ++i) idx[i] = i;
     {
         std::vector<SortItem> tagged = s.sorted;
-        for (std::size_t i = 0; i < tagged.size(); ++i) tagged[i].file_name = s.files[i].file_name;
-        // stable sort of a copy, then map names back to indices (file names are unique)
+        // stable sort of a copy, then map back to indices (a file name is
+        // unique in its directory, a profile in its UKI)
         sort_like_systemd_boot(tagged, s.scheme);
+        auto key = [](const SortItem& i) { return i.origin + '\0' + i.file_name + '\0' + i.id_suffix; };
         std::map<std::string, std::size_t> pos;
-        for (std::size_t i = 0; i < s.files.size(); ++i) pos[s.files[i].file_name] = i;
+        for (std::size_t i = 0; i < s.sorted.size(); ++i) pos[key(s.sorted[i])] = i;
         s.order.clear();
-        for (const auto& t : tagged) s.order.push_back(pos[t.file_name]);
+        for (const auto& t : tagged) s.order.push_back(pos.at(key(t)));
         s.sorted = std::move(tagged);
     }
     return s;
@@ -828,7 +914,7 @@ LoaderView SdBootBackend::read() const {
         in.one_shot = s.one_shot;
         bool matched = false;
         for (std::size_t i = 0; i < s.sorted.size(); ++i)
-            if (efi_fnmatch(lower(*s.one_shot), loader_entry_id(s.sorted[i].file_name, s.scheme))) {
+            if (efi_fnmatch(lower(*s.one_shot), sort_item_id(s.sorted[i], s.scheme))) {
                 v.armed = id_of_sorted(s.sorted[i]);
                 v.armed_mode = ArmMode::one_shot;
                 matched = true;
@@ -1066,8 +1152,9 @@ ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
         // good: good entries before it are a refusal; other trials that would
         // sort before the good fallback are parked as bad (they can be retried).
         std::vector<SortItem> after = s.sorted;
+        auto is_f = [&](const SortItem& it) { return it.origin.empty() && it.file_name == f->file_name; };
         for (auto& it : after)
-            if (it.file_name == f->file_name) {
+            if (is_f(it)) {
                 it.file_name = target;
                 it.counter = Counter{opts.tries, 0};
             }
@@ -1075,24 +1162,25 @@ ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
         std::vector<std::string> park;
         bool seen_target = false;
         for (const auto& it : after) {
-            if (it.file_name == target) {
+            if (it.origin.empty() && it.file_name == target) {
                 seen_target = true;
                 continue;
             }
             auto n = try_parse_entry_name(it.file_name);
             bool good = !it.counter;
             bool trying = it.counter && it.counter->left > 0;
+            const std::string where = it.origin.empty() ? "" : " in " + it.origin;
             if (good) {
                 if (!seen_target)
                     throw Error("cannot arm " + q(id) + " " + sort_why + ": good entry " +
-                                q(n ? n->stem : it.file_name) +
+                                q(n && it.origin.empty() ? n->stem : it.file_name + it.id_suffix) + where +
                                 " sorts before it, so the loader would not boot the trial");
                 break;  // the fallback
             }
             if (trying) {
-                if (!n || !parse_entry_id(n->stem))
-                    throw Error("cannot arm " + q(id) + " " + sort_why + ": entry " + q(it.file_name) +
-                                " (not nixboot's) would boot before the good fallback");
+                if (!it.origin.empty() || !n || !parse_entry_id(n->stem))
+                    throw Error("cannot arm " + q(id) + " " + sort_why + ": entry " + q(it.file_name + it.id_suffix) +
+                                where + " (not nixboot's) would boot before the good fallback");
                 park.push_back(it.file_name);
             }
         }
@@ -1114,12 +1202,12 @@ ArmMode SdBootBackend::arm(std::string_view id, const ArmOptions& opts) {
         const std::string pattern = one_shot_pattern(target);
         const char* what = preferred_mode ? "preferred entry" : "one-shot";
         for (const auto& it : s.sorted) {
-            if (it.file_name == f->file_name) continue;
+            if (it.origin.empty() && it.file_name == f->file_name) continue;
             for (IdScheme scheme : {IdScheme::with_counter, IdScheme::without_counter})
-                if (efi_fnmatch(pattern, loader_entry_id(it.file_name, scheme)))
+                if (efi_fnmatch(pattern, sort_item_id(it, scheme)))
                     throw Error("cannot arm " + q(id) + ": the " + what + " " + q(pattern) +
-                                " would also select entry " + q(it.file_name) + " in " +
-                                esp.display(entries_dir).string());
+                                " would also select entry " + q(it.file_name + it.id_suffix) + " in " +
+                                (it.origin.empty() ? esp.display(entries_dir).string() : it.origin));
         }
         EfiVars vars(opts_.efivars);
         if (preferred_mode) {

@@ -61,7 +61,15 @@ struct SortItem {
     std::optional<std::string> sort_key;
     std::optional<std::string> machine_id;
     std::optional<std::string> version;
+    // Where the entry lives when it is not a Type #1 entry in the ESP's
+    // loader/entries (the directory, for messages): a Type #2 UKI in
+    // EFI/Linux, or an entry on the XBOOTLDR partition. Never nixboot's own.
+    std::string origin;
+    std::string id_suffix;  // a UKI profile after the first: "@ID"
 };
+// The loader's ID for `item`: loader_entry_id of its file name, then its
+// profile suffix (systemd-boot lowercases both).
+std::string sort_item_id(const SortItem& item, IdScheme scheme);
 // Sorts into systemd-boot's menu order (entries with 0 tries left last;
 // sort-key, machine-id, version descending; then the ID descending; ties:
 // more tries left first, fewer done first).
@@ -140,6 +148,11 @@ private:
     // Reads the names of one entry (`idx`, more than one) as a torn rename.
     static void settle_torn_rename(Scanned& s, const std::string& stem, std::vector<std::size_t>& idx,
                                    const RootDir& esp);
+    // The loader's entries that are not nixboot's to write, added to `s`
+    // (Scanned::File::origin): the Type #2 UKIs in `root`'s EFI/Linux, and
+    // the Type #1 entries of a partition other than the ESP (XBOOTLDR).
+    static void add_type2_entries(Scanned& s, const RootDir& root);
+    static void add_foreign_type1_entries(Scanned& s, const RootDir& root);
     // scan(), refusing (with what to run) when a variable that decides what
     // boots cannot be read: a change could not be reasoned about.
     std::shared_ptr<const Scanned> scan_for_change() const;

@@ -19,11 +19,14 @@ namespace {
 constexpr const char* version_string = "0.1.0";
 
 // Global options that take a value (so the verb is the first other word).
-const std::set<std::string> valued = {"--esp", "--profile", "--efivars", "--state", "--bootloader", "--config"};
+const std::set<std::string> valued = {"--esp",   "--xbootldr",   "--profile", "--efivars",
+                                      "--state", "--bootloader", "--config"};
 
 po::options_description global_options() {
     po::options_description d("Global options (before the verb)");
     d.add_options()("esp", po::value<std::string>()->value_name("DIR"), "the ESP (default /boot)")(
+        "xbootldr", po::value<std::string>()->value_name("DIR"),
+        "systemd-boot's XBOOTLDR partition, read for its entries (default none)")(
         "profile", po::value<std::string>()->value_name("PATH"),
         "the system profile (default /nix/var/nix/profiles/system)")(
         "efivars", po::value<std::string>()->value_name("DIR"),
@@ -73,9 +76,10 @@ int run(int argc, char** argv) {
         const auto& a = args[i];
         if (a == "--") throw UsageError("no verb given (see 'nixboot --help')");
         if (a.empty() || a[0] != '-') break;
-        if (as_try && a != "--help" && a != "-h" && !a.starts_with("--esp") && !a.starts_with("--profile") &&
-            !a.starts_with("--efivars") && !a.starts_with("--state") && !a.starts_with("--bootloader") &&
-            !a.starts_with("--config") && a != "--json" && a != "-v" && a != "--verbose" && a != "-q" && a != "--quiet")
+        if (as_try && a != "--help" && a != "-h" && !a.starts_with("--esp") && !a.starts_with("--xbootldr") &&
+            !a.starts_with("--profile") && !a.starts_with("--efivars") && !a.starts_with("--state") &&
+            !a.starts_with("--bootloader") && !a.starts_with("--config") && a != "--json" && a != "-v" &&
+            a != "--verbose" && a != "-q" && a != "--quiet")
             break;  // nixboot-try: the first non-global option belongs to try
         if (valued.count(a) && i + 1 < args.size()) ++i;
     }
@@ -142,7 +146,7 @@ int run(int argc, char** argv) {
     ctx.self = prog;
     ctx.format = gvm.count("json") ? Format::json : Format::text;
     std::vector<std::string> overridden;
-    for (const char* k : {"esp", "profile", "efivars", "state", "bootloader"})
+    for (const char* k : {"esp", "xbootldr", "profile", "efivars", "state", "bootloader"})
         if (gvm.count(k)) overridden.emplace_back(k);
     for (const char* k : {"tries", "keep", "confirm-timeout"})
         if (vm.count(k) && !vm[k].defaulted()) overridden.emplace_back(k);
@@ -152,7 +156,7 @@ int run(int argc, char** argv) {
         apply_config_file(ctx.config, *file, cfg.string(), overridden);
         ctx.config_path = cfg;
     }
-    for (const char* k : {"esp", "profile", "efivars", "state", "bootloader"})
+    for (const char* k : {"esp", "xbootldr", "profile", "efivars", "state", "bootloader"})
         if (gvm.count(k)) apply_config_value(ctx.config, k, gvm[k].as<std::string>(), std::string("--") + k);
     if (verb->mutates == Mutates::yes)
         if (auto refusal = write_access_refusal(verb_name, ctx.config)) throw Error(*refusal);

@@ -41,6 +41,7 @@ Backend& Context::backend() {
     if (!backend_) {
         BackendOptions bo;
         bo.esp = config.esp;
+        bo.xbootldr = config.xbootldr;
         bo.efivars = config.efivars;
         bo.state = config.state;
         bo.extra = config.extra;

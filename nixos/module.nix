@@ -48,6 +48,12 @@ let
   };
   system = pkgs.stdenv.hostPlatform.system;
 
+  # systemd-boot reads entries from the XBOOTLDR partition too (NixOS's
+  # boot.loader.systemd-boot.xbootldrMountPoint): nixboot's model of the
+  # menu must see them.
+  xbootldr = lib.attrByPath [ "boot" "loader" "systemd-boot" "xbootldrMountPoint" ] null config;
+  xbootldrSettings = lib.optionalAttrs (!isGrub && xbootldr != null) { inherit xbootldr; };
+
   # The GRUB backend's keys (boot/grub/backend.cpp parse_grub_settings,
   # docs/grub.md): what `nixboot install --install-bootloader` passes to
   # grub-install, and the menu timeout.
@@ -180,7 +186,7 @@ let
     checkTimeouts = mapAttrs (_: c: c.timeout) (
       filterAttrs (_: c: c.timeout != null && c.script != null) cfg.checks
     );
-    extraSettings = grubSettings // cfg.extraSettings;
+    extraSettings = grubSettings // xbootldrSettings // cfg.extraSettings;
   };
 
   configFile = pkgs.writeText "nixboot.conf" configText;

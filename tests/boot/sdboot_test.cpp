@@ -3,6 +3,7 @@
 
 #include "boot/generations.hpp"
 #include "boot/util/error.hpp"
+#include "tests/boot/uki_image.hpp"
 #include "tests/cli/rig.hpp"
 
 #include "tests/catch.hpp"
@@ -289,4 +290,69 @@ TEST_CASE("held reads: one reading until the backend changes something, then ent
     // Without a holder every read reads.
     test::write_file(first, retitled("Edited once more"));
     CHECK(be.read().find("nixos-generation-1")->title == "Edited once more");
+}
+
+// systemd-boot sorts Type #2 UKIs (EFI/Linux on the ESP and on XBOOTLDR) and
+// XBOOTLDR's Type #1 entries together with the ESP's own (boot.c,
+// config_load_all_entries, 252-262): what nixboot says the loader boots must
+// come from the same set.
+TEST_CASE("UKIs in EFI/Linux and XBOOTLDR's entries sort with nixboot's, and decide the default as the loader's do") {
+    test::Rig rig(1, "systemd-boot 252.39", 1);
+    auto opts = rig.backend_options();
+    SdBootBackend be(opts);
+    Machine m(be, rig.machine_options());
+    m.install();
+    EfiVars(rig.efivars).remove(efivar_name::loader_entry_default);
+    test::write_file(rig.esp / "loader/loader.conf", "timeout 3\n");
+    REQUIRE(be.read().persistent_default == std::optional<std::string>("nixos-generation-1"));
+
+    // A UKI whose sort key ("arch") sorts before "nixos" is the first entry.
+    test::write_file(rig.esp / "EFI/Linux/arch-linux.efi", test::make_uki({{".osrel", "ID=arch\nPRETTY_NAME=Arch\n"}}));
+    auto v = be.read();
+    CHECK(v.persistent_default == std::optional<std::string>("arch-linux"));
+    // ... unless it is hidden, auto-*, not .efi, or not a PE image (reported).
+    std::filesystem::rename(rig.esp / "EFI/Linux/arch-linux.efi", rig.esp / "EFI/Linux/auto-arch.efi");
+    CHECK(be.read().persistent_default == std::optional<std::string>("nixos-generation-1"));
+    test::write_file(rig.esp / "EFI/Linux/broken.EFI", "not a PE image");
+    v = be.read();
+    CHECK(v.persistent_default == std::optional<std::string>("nixos-generation-1"));
+    CHECK(std::count_if(v.warnings.begin(), v.warnings.end(), [](const std::string& w) {
+              return w.find("broken.EFI: not a PE image (no MZ header) (the loader skips it)") != std::string::npos;
+          }) == 1);
+
+    // The XBOOTLDR partition's entries: one whose kernel is there sorts in; one
+    // whose kernel is missing is skipped, as the loader skips it.
+    test::TempDir xbootldr;
+    test::write_file(xbootldr / "loader/entries/alpine.conf", "title Alpine\nsort-key alpine\nlinux /vmlinuz-lts\n");
+    opts.xbootldr = xbootldr.path();
+    SdBootBackend with_xbootldr(opts);
+    v = with_xbootldr.read();
+    CHECK(v.persistent_default == std::optional<std::string>("nixos-generation-1"));
+    CHECK(std::count_if(v.warnings.begin(), v.warnings.end(), [](const std::string& w) {
+              return w.find("alpine.conf: its kernel '/vmlinuz-lts' is missing, so the loader skips it") !=
+                     std::string::npos;
+          }) == 1);
+    test::write_file(xbootldr / "vmlinuz-lts", "kernel");
+    CHECK(with_xbootldr.read().persistent_default == std::optional<std::string>("alpine"));
+    // A UKI there counts too, and nixboot's own entries are still what it lists.
+    test::write_file(xbootldr / "EFI/Linux/aaa.efi", test::make_uki({{".osrel", "ID=aaa\n"}}));
+    v = with_xbootldr.read();
+    CHECK(v.persistent_default == std::optional<std::string>("aaa"));
+    CHECK(v.entries.size() == 1);
+}
+
+TEST_CASE("a UKI that sorts first stops a trial armed by sort order, and a one-shot that would select it") {
+    test::Rig rig(2, "", 1);
+    std::filesystem::remove_all(rig.efivars);  // no EFI variables: the trial is armed by sort order
+    SdBootBackend be(rig.backend_options());
+    Machine m(be, rig.machine_options());
+    m.install();
+    test::write_file(rig.esp / "EFI/Linux/arch.efi", test::make_uki({{".osrel", "ID=arch\n"}}));
+    auto before = rig.snapshot();
+    CHECK_THROWS_WITH(m.try_generation(2, {}),
+                      "cannot arm 'nixos-generation-2' without writable EFI variables: good "
+                      "entry 'arch.efi' in " +
+                          (rig.esp / "EFI/Linux").string() +
+                          " sorts before it, so the loader would not boot the trial");
+    CHECK(rig.snapshot() == before);
 }

@@ -14,6 +14,20 @@
     };
   };
 
+  # The ESP at /efi and the XBOOTLDR partition at /boot, as NixOS's
+  # systemd-boot module lays them out: nixboot reads XBOOTLDR's entries too.
+  xbootldr = {
+    config = {
+      boot.loader.efi.efiSysMountPoint = "/efi";
+      boot.loader.systemd-boot.xbootldrMountPoint = "/boot";
+      boot.loader.nixboot.enable = true;
+    };
+    expect = {
+      ok = true;
+      golden = "xbootldr";
+    };
+  };
+
   grub-efi = {
     config = {
       # The stock GRUB layout: the ESP under /boot, kernels in /boot.

@@ -44,6 +44,10 @@ in
       default = 5;
     };
     boot.loader.systemd-boot.enable = bool false;
+    boot.loader.systemd-boot.xbootldrMountPoint = mkOption {
+      type = types.nullOr types.str;
+      default = null;
+    };
 
     boot.bootspec.enable = bool true;
     boot.kernelParams = strList;

@@ -782,8 +782,16 @@ SdBootBackend::Scanned SdBootBackend::scan_now() const {
     add_type2_entries(s, esp);
     if (opts_.xbootldr) {
         auto xbootldr = RootDir::open(*opts_.xbootldr);
-        add_foreign_type1_entries(s, xbootldr);
-        add_type2_entries(s, xbootldr);
+        // The ESP named twice (bootctl takes XBOOTLDR == ESP as no XBOOTLDR):
+        // its entries are read once.
+        struct stat a {
+        }, b{};
+        const bool same = ::fstat(esp.fd(), &a) == 0 && ::fstat(xbootldr.fd(), &b) == 0 && a.st_dev == b.st_dev &&
+                          a.st_ino == b.st_ino;
+        if (!same) {
+            add_foreign_type1_entries(s, xbootldr);
+            add_type2_entries(s, xbootldr);
+        }
     }
 
     std::vector<std::pair<SortItem, std::size_t>> items;

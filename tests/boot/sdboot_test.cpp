@@ -341,6 +341,18 @@ TEST_CASE("UKIs in EFI/Linux and XBOOTLDR's entries sort with nixboot's, and dec
     CHECK(v.entries.size() == 1);
 }
 
+TEST_CASE("the ESP named as XBOOTLDR too is read once: a trial is armed as without it") {
+    test::Rig rig(2, "systemd-boot 252.39", 1);
+    auto opts = rig.backend_options();
+    opts.xbootldr = rig.esp;
+    SdBootBackend be(opts);
+    Machine m(be, rig.machine_options());
+    m.install();
+    // Read twice, nixboot's own trial entry would also be "another" entry the
+    // one-shot selects, and arming would be refused.
+    CHECK(m.try_generation(2, {}).mode == ArmMode::one_shot);
+}
+
 TEST_CASE("a UKI that sorts first stops a trial armed by sort order, and a one-shot that would select it") {
     test::Rig rig(2, "", 1);
     std::filesystem::remove_all(rig.efivars);  // no EFI variables: the trial is armed by sort order

@@ -28,6 +28,7 @@ ROOT_PACKAGES = [
     "libspdlog1.10",
     "libfmt9",
     "libsystemd0",
+    "libmd0",
     "libstdc++6",
     "systemd-boot",
     "efibootmgr",
@@ -41,6 +42,25 @@ ROOT_PACKAGES = [
     # user network (a host forward bound to 127.0.0.1).
     "openssh-server",
 ]
+
+# The guest roots by Debian suite: Debian 12's, and Debian 13's for the
+# cells whose userspace must be the newer systemd (257: systemd-bless-boot,
+# boot-complete.target) beside its loader. Debian 13 renamed libefivar (the
+# 64-bit time_t transition; same soname on amd64) and ships other sonames of
+# Boost, spdlog and fmt than the Debian 12 build links against: those come
+# with the nixboot binary, as a Nix closure brings its libraries
+# (provide_libraries).
+ROOT_SUITES = {
+    "bookworm": ROOT_PACKAGES,
+    # debootstrap does not resolve alternatives: systemd-boot's
+    # "systemd-boot-efi-signed | systemd-boot-efi" is named here.
+    "trixie": [
+        {"libefivar1": "libefivar1t64"}.get(p, p)
+        for p in ROOT_PACKAGES
+        if p not in ("libboost-program-options1.74.0", "libspdlog1.10", "libfmt9")
+    ]
+    + ["systemd-boot-efi"],
+}
 
 # Kernel modules installed in the root image's /lib/modules (with depmod's
 # indexes), for what stage 2 needs beyond the initrd: the GRUB plug-ins'
@@ -140,33 +160,47 @@ def unmount_under(tree: Path) -> None:
         run(["umount", "-l", point])
 
 
-def root_image() -> Path:
-    """Debian 12 minbase + systemd root filesystem (ext4, label nixroot),
-    with ROOT_MODULES of kernel() in /lib/modules."""
+def root_image(suite: str = "bookworm") -> Path:
+    """Debian minbase + systemd root filesystem of `suite` (a key of
+    ROOT_SUITES; ext4, label nixroot), with ROOT_MODULES of kernel() in
+    /lib/modules and, where the suite lacks them, the nixboot binary's
+    libraries."""
+    if suite not in ROOT_SUITES:
+        raise HarnessError(f"root image: no package list for Debian suite '{suite}' (known: {', '.join(ROOT_SUITES)})")
+    packages = ROOT_SUITES[suite]
     overlay = GUEST / "root"
     files = sorted(p for p in overlay.rglob("*") if p.is_file())
     kern = kernel()
     modules = kern.module_order(ROOT_MODULES)
+    libs = [] if suite == "bookworm" else nixboot_libraries()
     key = digest(
         debian_mirror(),
-        " ".join(ROOT_PACKAGES),
+        suite,
+        " ".join(packages),
         *[str(p.relative_to(overlay)) for p in files],
         *files,
         *[str(p.stat().st_mode & 0o777) for p in files],
         kern.version,
         *modules,
         *[kern.modules_dir / m for m in modules],
+        *[f"{name} {path}" for name, path in libs],
+        *[path for _, path in libs],
     )
-    img = cache_dir() / f"root-{key}.img"
+    img = cache_dir() / f"root-{suite}-{key}.img"
     if img.exists():
         return img
-    for old in cache_dir().glob("root-*.img"):
+    for old in cache_dir().glob(f"root-{suite}-*.img"):
         old.unlink()
-    tree = cache_dir() / "rootfs"
+    tree = cache_dir() / f"rootfs-{suite}"
     unmount_under(tree)
     shutil.rmtree(tree, ignore_errors=True)
-    log(f"debootstrap bookworm from {debian_mirror()} (about a minute)")
-    run(["debootstrap", "--variant=minbase", "--include=" + ",".join(ROOT_PACKAGES), "bookworm", tree, debian_mirror()])
+    log(f"debootstrap {suite} from {debian_mirror()} (a minute or two)")
+    try:
+        run(["debootstrap", "--variant=minbase", "--include=" + ",".join(packages), suite, tree, debian_mirror()])
+    except HarnessError as e:
+        dlog = tree / "debootstrap/debootstrap.log"
+        tail = " | ".join(dlog.read_text(errors="replace").splitlines()[-4:]) if dlog.exists() else "no log"
+        raise HarnessError(f"{e} -- {dlog}: {tail}") from e
     # debootstrap can leave the tree's /proc mounted (seen here: a postinst's
     # process still held it when debootstrap unmounted); mkfs.ext4 -d would
     # then copy the host's /proc into the image and fail on it.
@@ -208,6 +242,7 @@ def root_image() -> Path:
         if (kern.modules_dir / f).exists():
             shutil.copy2(kern.modules_dir / f, mods / f)
     run(["depmod", "-b", tree, kern.version])
+    provide_libraries(libs, tree)
     etc_nixboot = tree / "etc/nixboot"
     if etc_nixboot.is_dir() and not etc_nixboot.is_symlink():
         shutil.rmtree(etc_nixboot)
@@ -387,18 +422,18 @@ state = /var/lib/nixboot
 checks-dir = /etc/nixboot/checks.d
 check-timeout = 30
 verdict-timeout = 180
-watchdog-timeout = 20
+watchdog-timeout = @WATCHDOG@
 confirm-timeout = 60
 """
 
 
-def write_toplevel(store: Path, variant: str, kern: Kernel, initrd: Path, bootloader: str) -> None:
+def write_toplevel(store: Path, variant: str, kern: Kernel, initrd: Path, bootloader: str, watchdog: int) -> None:
     top_path = store_path(variant)
     top = store / toplevel_name(variant)
     top.mkdir(parents=True)
     shutil.copy2(initrd, top / "initrd")
     (top / "kernel").symlink_to(f"/nix/store/{KERNEL_NAME}/bzImage")
-    kw = dict(LABEL=variant, VARIANT=variant, TOPLEVEL=top_path, BOOTLOADER=bootloader)
+    kw = dict(LABEL=variant, VARIANT=variant, TOPLEVEL=top_path, BOOTLOADER=bootloader, WATCHDOG=str(watchdog))
     _write(top / "init", _subst((GUEST / "toplevel-init").read_text(), **kw), 0o755)
     _write(top / "bin/switch-to-configuration", _subst((GUEST / "switch-to-configuration").read_text(), **kw), 0o755)
     conf = _subst(NIXBOOT_CONF, **kw)
@@ -408,7 +443,8 @@ def write_toplevel(store: Path, variant: str, kern: Kernel, initrd: Path, bootlo
     _write(top / "etc/nixboot/checks.d/required/vm-ok", _subst(CHECK_OK, **kw), 0o755)
     if variant == "failcheck":
         _write(top / "etc/nixboot/checks.d/required/vm-service", _subst(CHECK_FAIL, **kw), 0o755)
-    params = BASE_PARAMS + (QUOTED_PARAMS if variant == "healthy" else [])
+    params = [f"nixboot.watchdog={watchdog}" if p.startswith("nixboot.watchdog=") else p for p in BASE_PARAMS]
+    params += QUOTED_PARAMS if variant == "healthy" else []
     _write(top / "kernel-params", " ".join(params))
     _write(top / "nixos-version", f"24.11-nixboot-vm-{variant}")
     spec = {
@@ -433,7 +469,7 @@ def nixboot_build_dir() -> Path:
     return Path(os.environ.get("NIXBOOT_BUILD", REPO / "build"))
 
 
-def nix_image(dest: Path, kern: Kernel, bootloader: str) -> dict:
+def nix_image(dest: Path, kern: Kernel, bootloader: str, watchdog: int = 20) -> dict:
     """The /nix disk (label nixstore): kernel, nixboot, one toplevel per variant.
 
     Returns {variant: toplevel store path}."""
@@ -469,7 +505,7 @@ def nix_image(dest: Path, kern: Kernel, bootloader: str) -> dict:
     for v in VARIANTS:
         initrd = dest.parent / f"initrd-{v}"
         build_initrd(kern, v, stage1, initrd)
-        write_toplevel(store, v, kern, initrd, bootloader)
+        write_toplevel(store, v, kern, initrd, bootloader, watchdog)
     for d in ["var/nix/profiles", "var/nix/gcroots"]:
         (tree / d).mkdir(parents=True, exist_ok=True)
     tmp = dest.with_suffix(".tmp")
@@ -481,7 +517,35 @@ def nix_image(dest: Path, kern: Kernel, bootloader: str) -> dict:
     return {v: store_path(v) for v in VARIANTS}
 
 
-def check_guest_libraries(binary: Path) -> list:
-    """Libraries `binary` needs that are not in the base system (reported, not fatal)."""
-    out = subprocess.run([program("ldd"), binary], capture_output=True, text=True).stdout
-    return [l.split()[0] for l in out.splitlines() if "=>" in l]
+def nixboot_libraries() -> list:
+    """(soname, resolved host path) of every shared library the built nixboot
+    binary loads (ldd), the dynamic loader and libc's own aside."""
+    binary = nixboot_build_dir() / "cli" / "nixboot"
+    if not binary.exists():
+        raise HarnessError(f"{binary}: not built (run scripts/build or set NIXBOOT_BUILD)")
+    out = subprocess.run([program("ldd"), binary], capture_output=True, text=True, check=True).stdout
+    libs = []
+    for line in out.splitlines():
+        m = re.match(r"\s*(\S+) => (/\S+)", line)
+        if m and not m.group(1).startswith(("libc.so", "libm.so", "ld-linux")):
+            libs.append((m.group(1), Path(m.group(2)).resolve()))
+    return sorted(libs)
+
+
+def provide_libraries(libs: list, tree: Path) -> None:
+    """Copies into the root tree's /usr/local/lib each of `libs` whose soname
+    the tree's own library directories lack, and rebuilds the tree's
+    ld.so.cache (ldconfig -r): the guest's nixboot then loads the libraries
+    it was built against, as a Nix closure carries its own."""
+    own = [tree / "usr/lib/x86_64-linux-gnu", tree / "lib/x86_64-linux-gnu", tree / "usr/lib", tree / "lib"]
+    copied = []
+    for soname, path in libs:
+        if any((d / soname).exists() for d in own):
+            continue
+        dst = tree / "usr/local/lib" / soname
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(path, dst)
+        copied.append(soname)
+    if copied:
+        log(f"root image: the nixboot binary's {', '.join(copied)} (not in the suite) in /usr/local/lib")
+        run(["ldconfig", "-r", tree])

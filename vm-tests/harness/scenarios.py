@@ -233,6 +233,17 @@ def healthy_trial(ctx: Ctx):
     if prof != "system-2-link":
         ctx.fail(f"after promotion the system profile points at {prof}, expected system-2-link (G3)")
     ctx.say(f"generation 2 passed its checks: {describe_status(st)}")
+    # systemd's own blessing runs beside nixboot-check on a counted boot
+    # (systemd-bless-boot-generator, where the loader set
+    # LoaderBootCountPath): both lead to the same name, and neither fails.
+    bless = ctx.sh(
+        "systemctl cat systemd-bless-boot.service >/dev/null 2>&1 &&"
+        " systemctl show -p ActiveState -p Result --value systemd-bless-boot.service | paste -sd/ - || echo absent"
+    ).strip()
+    ctx.say(f"systemd-bless-boot.service on the trial boot: {bless}")
+    if "failed" in bless.split("/") or not ({"success", "absent"} & set(bless.split("/"))):
+        ctx.fail(f"systemd-bless-boot.service failed beside nixboot-check on the trial boot: {bless}")
+    measure_blessing(ctx)
     ctx.m.reboot()
     ctx.power_on(BOOT)
     narrate_boot(ctx, ctx.m.boot)
@@ -241,6 +252,31 @@ def healthy_trial(ctx: Ctx):
     good = [j for j in ctx.journal() if j.get("event") == "good" and j.get("generation") == 2]
     if len(good) != 1:
         ctx.fail(f"the journal should say 'good' for generation 2 exactly once, says it {len(good)} times")
+
+
+def measure_blessing(ctx: Ctx) -> None:
+    """What nixboot-check and systemd-bless-boot each cost on this trial boot,
+    as systemd accounted it (wall time from their start to their exit, CPU
+    time, peak memory where the guest's systemd keeps it for a unit that
+    has exited): said in the log, and as [check=...] [bless=...] in the
+    scenario's PASS line (issue 13's per-boot figures)."""
+    props = "ExecMainStartTimestampMonotonic ExecMainExitTimestampMonotonic CPUUsageNSec MemoryPeak"
+    args = " ".join(f"-p {p}" for p in props.split())
+    for unit, key in (("nixboot-check.service", "check"), ("systemd-bless-boot.service", "bless")):
+        out = ctx.sh(f"systemctl show {args} {unit} 2>/dev/null || true")
+        kv = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        start, end = kv.get("ExecMainStartTimestampMonotonic", "0"), kv.get("ExecMainExitTimestampMonotonic", "0")
+        if not (start.isdigit() and end.isdigit() and int(start) > 0 and int(end) >= int(start)):
+            ctx.say(f"{unit}: no start and exit recorded ({out.strip()!r})")
+            continue
+        parts = [f"{(int(end) - int(start)) / 1000:.0f}ms"]
+        cpu, peak = kv.get("CPUUsageNSec", ""), kv.get("MemoryPeak", "")
+        if cpu.isdigit():
+            parts.append(f"cpu {int(cpu) / 1e6:.0f}ms")
+        if peak.isdigit():
+            parts.append(f"peak {int(peak) // 1024}KiB")
+        ctx.metrics[key] = ",".join(parts)
+        ctx.say(f"{unit} on the trial boot: {', '.join(parts)}")
 
 
 @scenario("2", "panic")

@@ -10,8 +10,10 @@
 #include <nlohmann/json.hpp>
 #include <spdlog/spdlog.h>
 
+#include <chrono>
 #include <ctime>
 #include <ostream>
+#include <thread>
 
 namespace nixboot::cli {
 namespace {
@@ -23,6 +25,33 @@ std::string utc_text(std::time_t t) {
     char buf[32] = "?";
     if (::gmtime_r(&t, &tm)) std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
     return buf;
+}
+
+// --until-verdict (nixboot-check.service): a trial boot that waits for a
+// confirmation from outside keeps the check running until the confirmation
+// promoted it or the revert marked it bad. boot-complete.target, which the
+// check is required by and systemd-bless-boot waits for, is reached only
+// then: before, systemd-bless-boot blessed the trial's entry while nobody had
+// confirmed it (VM scenario systemd-boot:11, once the VM's ESP was a GPT
+// partition bless-boot could find). Bounded: the deadline (at most
+// verdict-timeout after boot) and two minutes for the revert to run. Exit 0
+// if the entry is good then, 1 if not.
+int wait_for_verdict(Context& ctx, const std::filesystem::path& state, const std::string& entry,
+                     const health::LiveTrial& awaiting) {
+    ctx.out << std::flush;
+    const std::time_t give_up = awaiting.deadline + 120;
+    for (;;) {
+        auto now = health::read_live_trial(state);
+        if (!now || now->id != awaiting.id || std::time(nullptr) > give_up) break;
+        std::this_thread::sleep_for(std::chrono::seconds(1));
+    }
+    const auto view = ctx.backend().read();
+    const Entry* e = view.find(entry);
+    const bool good = e && e->state == EntryState::good;
+    if (ctx.format != Format::json)
+        ctx.out << entry << (good ? " was confirmed: it is good" : " was not confirmed: it is not good") << "\n"
+                << std::flush;
+    return good ? 0 : 1;
 }
 
 int run_check(Context& ctx, const po::variables_map& vm) {
@@ -139,6 +168,7 @@ int run_check(Context& ctx, const po::variables_map& vm) {
         else
             spdlog::warn("'{}' failed ({}); the next check tries again", join_command(start), failure);
     }
+    if (r.awaiting && vm.count("until-verdict")) return wait_for_verdict(ctx, bo.live.state, rec.entry, *r.awaiting);
     ctx.out << std::flush;
     if (r.reboot) {
         int status = run_command(reboot_cmd);
@@ -149,7 +179,7 @@ int run_check(Context& ctx, const po::variables_map& vm) {
     return r.healthy ? 0 : 1;
 }
 
-VerbRegistration reg{Verb{"check", "[--run DIR] [--cmdline FILE] [--uptime FILE]",
+VerbRegistration reg{Verb{"check", "[--run DIR] [--cmdline FILE] [--uptime FILE] [--until-verdict]",
                           "run the health checks; on a trial boot promote it or mark it bad and reboot", 60,
                           [](po::options_description& d, po::positional_options_description&) {
                               d.add_options()("run", po::value<std::string>()->value_name("DIR"),
@@ -157,7 +187,10 @@ VerbRegistration reg{Verb{"check", "[--run DIR] [--cmdline FILE] [--uptime FILE]
                                   "cmdline", po::value<std::string>()->value_name("FILE"),
                                   "kernel command line (default /proc/cmdline)")(
                                   "uptime", po::value<std::string>()->value_name("FILE"),
-                                  "uptime source for the verdict timeout (default /proc/uptime)");
+                                  "uptime source for the verdict timeout (default /proc/uptime)")(
+                                  "until-verdict",
+                                  "on a trial boot waiting for a confirmation, return only once it is confirmed "
+                                  "(exit 0) or reverted (exit 1)");
                           },
                           run_check, Mutates::yes}};
 

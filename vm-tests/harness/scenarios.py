@@ -20,11 +20,30 @@ SETTLE = 300  # seconds for systemd (and nixboot-check) to finish a boot
 # -- steps shared by the scenarios ----------------------------------------------
 
 
+# What is still starting while a trial boot waits for its confirm: nixboot
+# check --until-verdict holds boot-complete.target (and systemd-bless-boot
+# after it) until the trial is confirmed or reverted.
+CONFIRM_HOLDS = "nixboot-check.service boot-complete.target systemd-bless-boot.service"
+
+
 def settle(ctx: Ctx) -> str:
-    """Waits until the boot's job queue is empty (nixboot-check has run)."""
-    rc, out = ctx.m.execute(f"timeout {SETTLE} systemctl is-system-running --wait", SETTLE + 10)
+    """Waits until the boot's job queue is empty (nixboot-check has run), or
+    until all that is left is nixboot-check holding boot-complete.target for
+    a trial that waits for its confirm (STATE/live: kind=reboot,
+    status=running)."""
+    probe = (
+        f"for i in $(seq {SETTLE // 2}); do"
+        " s=$(systemctl is-system-running);"
+        ' case "$s" in running|degraded) echo "$s"; exit 0;; esac;'
+        " jobs=$(systemctl list-jobs --no-legend --plain 2>/dev/null | awk '{print $2}' | sort -u);"
+        f' left=$(for j in $jobs; do case " {CONFIRM_HOLDS} " in *" $j "*) ;; *) echo "$j";; esac; done);'
+        ' if [ -n "$jobs" ] && [ -z "$left" ] && grep -qx kind=reboot /var/lib/nixboot/live 2>/dev/null'
+        " && grep -qx status=running /var/lib/nixboot/live; then echo awaiting-confirm; exit 0; fi;"
+        " sleep 2; done; systemctl is-system-running"
+    )
+    rc, out = ctx.m.execute(probe, SETTLE + 30)
     state = out.strip().splitlines()[-1] if out.strip() else "?"
-    if state not in ("running", "degraded"):
+    if state not in ("running", "degraded", "awaiting-confirm"):
         ctx.fail(f"boot {ctx.m.boot.number}: system did not finish booting: {state}")
     return state
 

@@ -51,19 +51,24 @@ struct CheckRig {
     void check_script(const std::string& rel, const std::string& body) {
         write_script(checks / rel, "#!/bin/sh\n" + body + "\n");
     }
-    RunResult nixboot(std::vector<std::string> args) {
-        std::vector<std::string> argv{NIXBOOT_BIN,          "--esp",     rig.esp.string(),     "--profile",
-                                      rig.profile.string(), "--efivars", rig.efivars.string(), "--state",
-                                      rig.state.string(),   "--config",  config.string()};
-        argv.insert(argv.end(), args.begin(), args.end());
-        return run_program(
-            argv,
-            {"NIXBOOT_REBOOT_COMMAND=" + reboot.string(), "NIXBOOT_SYSTEMD_RUN=" + systemd_run.string(),
-             "NIXBOOT_SYSTEMCTL=" + systemctl.string(), "NIXBOOT_CURRENT_SYSTEM=" + (rig.store / "system-2").string()});
+    // The command line of `nixboot ARGS` on this machine, and its environment.
+    std::vector<std::string> argv(const std::vector<std::string>& args) const {
+        std::vector<std::string> out{NIXBOOT_BIN,          "--esp",     rig.esp.string(),     "--profile",
+                                     rig.profile.string(), "--efivars", rig.efivars.string(), "--state",
+                                     rig.state.string(),   "--config",  config.string()};
+        out.insert(out.end(), args.begin(), args.end());
+        return out;
     }
-    RunResult check() {
-        return nixboot({"check", "--run", run.string(), "--cmdline", cmdline.string(), "--uptime", uptime.string()});
+    std::vector<std::string> env() const {
+        return {"NIXBOOT_REBOOT_COMMAND=" + reboot.string(), "NIXBOOT_SYSTEMD_RUN=" + systemd_run.string(),
+                "NIXBOOT_SYSTEMCTL=" + systemctl.string(),
+                "NIXBOOT_CURRENT_SYSTEM=" + (rig.store / "system-2").string()};
     }
+    RunResult nixboot(std::vector<std::string> args) { return run_program(argv(args), env()); }
+    std::vector<std::string> check_args() const {
+        return {"check", "--run", run.string(), "--cmdline", cmdline.string(), "--uptime", uptime.string()};
+    }
+    RunResult check() { return nixboot(check_args()); }
     // Power-on: the loader picks and renames, stage 1 records the boot.
     std::string boot(Rig::Torn torn = Rig::Torn::no) {
         std::string booted = rig.boot(torn);

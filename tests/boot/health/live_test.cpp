@@ -382,6 +382,45 @@ TEST_CASE("confirm trial: its checks pass on the trial boot, nothing is promoted
     CHECK(lines_of(read_file(c.calls)).size() == 2);
 }
 
+// nixboot-check.service runs `check --until-verdict`: while a trial boot
+// waits for its confirm the check does not return, so boot-complete.target
+// (and systemd-bless-boot after it) waits for nixboot's verdict.
+TEST_CASE("confirm trial: check --until-verdict returns once the trial is confirmed (0) or reverted (1)",
+          "[health][live][confirm][cli]") {
+    for (const bool confirmed : {true, false}) {
+        INFO((confirmed ? "confirmed" : "reverted"));
+        CheckRig c;
+        c.check_script("required/ok", "echo ok");
+        auto t = c.nixboot({"--json", "try", "3", "--reboot", "--confirm-timeout", "120"});
+        REQUIRE(t.status == 0);
+        const std::string id = nlohmann::json::parse(t.out)["trial_id"];
+        REQUIRE(c.boot() == "nixos-generation-3+0-1.conf");
+        // From outside, once the window is open: the confirm, or the revert its timer runs.
+        auto outside = c.argv(confirmed ? std::vector<std::string>{"confirm", id, "--run", c.run.string()}
+                                        : std::vector<std::string>{"live-revert", "--run", c.run.string()});
+        std::vector<std::string> waiter{"/bin/sh", "-c",
+                                        "i=0; while ! grep -qx status=running \"$0\" 2>/dev/null; do i=$((i+1)); "
+                                        "[ $i -lt 600 ] || exit 9; sleep 0.1; done; exec \"$@\"",
+                                        (c.rig.state / "live").string()};
+        waiter.insert(waiter.end(), outside.begin(), outside.end());
+        auto check = c.check_args();
+        check.push_back("--until-verdict");
+        auto [r, o] = run_together({c.argv(check), waiter}, c.env());
+        INFO(r.out << r.err << o.out << o.err);
+        CHECK(o.status == 0);
+        CHECK_FALSE(std::filesystem::exists(c.rig.state / "live"));
+        if (confirmed) {
+            CHECK(r.status == 0);
+            CHECK(r.out.ends_with("nixos-generation-3 was confirmed: it is good\n"));
+            CHECK(c.rig.pinned_good_default() == "nixos-generation-3");
+        } else {
+            CHECK(r.status == 1);
+            CHECK(r.out.ends_with("nixos-generation-3 was not confirmed: it is not good\n"));
+            CHECK(c.rig.pinned_good_default() == "nixos-generation-2");
+        }
+    }
+}
+
 TEST_CASE("confirm trial: the window is cut to what is left of verdict-timeout", "[health][live][confirm][cli]") {
     CheckRig c;
     write_file(c.uptime, "550.00 40.00\n");

@@ -41,7 +41,7 @@ TEST_CASE("units: ordering around boot-complete.target and early start of the fe
     CHECK(check.find("\nBefore=boot-complete.target\n") != std::string::npos);
     CHECK(check.find("\nRequiresMountsFor=/boot\n") != std::string::npos);
     CHECK(check.find("\nRequiredBy=boot-complete.target\n") != std::string::npos);
-    CHECK(check.find("\nExecStart=/usr/bin/nixboot check\n") != std::string::npos);
+    CHECK(check.find("\nExecStart=/usr/bin/nixboot check --until-verdict\n") != std::string::npos);
     auto feeder = read_file(units / "nixboot-watchdog.service");
     CHECK(feeder.find("\nDefaultDependencies=no\n") != std::string::npos);
     CHECK(feeder.find("\nConditionPathExists=/run/nixboot/boot\n") != std::string::npos);

@@ -784,8 +784,8 @@ SdBootBackend::Scanned SdBootBackend::scan_now() const {
         auto xbootldr = RootDir::open(*opts_.xbootldr);
         // The ESP named twice (bootctl takes XBOOTLDR == ESP as no XBOOTLDR):
         // its entries are read once.
-        struct stat a {
-        }, b{};
+        struct stat a {};
+        struct stat b {};
         const bool same = ::fstat(esp.fd(), &a) == 0 && ::fstat(xbootldr.fd(), &b) == 0 && a.st_dev == b.st_dev &&
                           a.st_ino == b.st_ino;
         if (!same) {
@@ -861,8 +861,8 @@ Entry to_entry(const SdBootBackend* /*unused*/, const std::string& file_name, co
 }
 
 std::string id_of_sorted(const SortItem& item) {
-    if (auto n = try_parse_entry_name(item.file_name)) return n->stem;
-    return item.file_name;
+    if (auto n = try_parse_entry_name(item.file_name)) return n->stem + item.id_suffix;
+    return item.file_name + item.id_suffix;
 }
 
 }  // namespace

@@ -310,6 +310,13 @@ TEST_CASE("UKIs in EFI/Linux and XBOOTLDR's entries sort with nixboot's, and dec
     test::write_file(rig.esp / "EFI/Linux/arch-linux.efi", test::make_uki({{".osrel", "ID=arch\nPRETTY_NAME=Arch\n"}}));
     auto v = be.read();
     CHECK(v.persistent_default == std::optional<std::string>("arch-linux"));
+    // Each profile is an entry of its own; "@rescue" sorts before the plain
+    // ID (IDs descending), as in the loader's menu.
+    test::write_file(
+        rig.esp / "EFI/Linux/arch-linux.efi",
+        test::make_uki(
+            {{".osrel", "ID=arch\n"}, {".cmdline", "quiet"}, {".profile", "ID=main\n"}, {".profile", "ID=rescue\n"}}));
+    CHECK(be.read().persistent_default == std::optional<std::string>("arch-linux@rescue"));
     // ... unless it is hidden, auto-*, not .efi, or not a PE image (reported).
     std::filesystem::rename(rig.esp / "EFI/Linux/arch-linux.efi", rig.esp / "EFI/Linux/auto-arch.efi");
     CHECK(be.read().persistent_default == std::optional<std::string>("nixos-generation-1"));

@@ -1,6 +1,7 @@
 // Type #2 UKIs (boot/uki.*): any bytes as an image in EFI/Linux. The reader
-// refuses with ParseError or gives at most one entry per profile (256), the
-// first without an ID suffix and the others with an "@" one; os-release
+// refuses with ParseError or gives at most one entry per profile (256): the
+// first profile's without an ID suffix (only ever the first entry; a first
+// profile without a name has none) and the others with an "@" one; os-release
 // parsing never keeps a key with '=' or a line break in it.
 #include "boot/uki.hpp"
 #include "boot/util/error.hpp"
@@ -28,7 +29,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         auto entries = read_uki_entries(fd, "uki.efi");
         FUZZ_CHECK(entries.size() <= 256);
         for (std::size_t i = 0; i < entries.size(); ++i)
-            FUZZ_CHECK(i == 0 ? entries[i].id_suffix.empty() : entries[i].id_suffix.starts_with("@"));
+            FUZZ_CHECK(entries[i].id_suffix.empty() ? i == 0 : entries[i].id_suffix.starts_with("@"));
     } catch (const ParseError&) {}
     ::close(fd);
     return 0;

@@ -274,13 +274,20 @@ TEST_CASE("live: a confirm interrupted after it was recorded is finished by the 
 namespace {
 
 // Armed with a confirm, booted, checked: the trial waits. Returns its ID.
-std::string boot_awaiting_trial(CheckRig& c, const std::string& timeout = "120") {
-    c.check_script("required/ok", "echo ok");
+// Arms generation 3 as a reboot trial that waits `timeout` s for its confirm
+// and boots it (the check not run yet); returns the trial ID.
+std::string arm_and_boot_confirm_trial(CheckRig& c, const std::string& timeout = "120") {
     auto t = c.nixboot({"--json", "try", "3", "--reboot", "--confirm-timeout", timeout});
     INFO(t.out << t.err);
     REQUIRE(t.status == 0);
     const std::string id = nlohmann::json::parse(t.out)["trial_id"];
     REQUIRE(c.boot() == "nixos-generation-3+0-1.conf");
+    return id;
+}
+
+std::string boot_awaiting_trial(CheckRig& c, const std::string& timeout = "120") {
+    c.check_script("required/ok", "echo ok");
+    const std::string id = arm_and_boot_confirm_trial(c, timeout);
     auto r = c.check();
     INFO(r.out << r.err);
     REQUIRE(r.status == 0);
@@ -391,10 +398,7 @@ TEST_CASE("confirm trial: check --until-verdict returns once the trial is confir
         INFO((confirmed ? "confirmed" : "reverted"));
         CheckRig c;
         c.check_script("required/ok", "echo ok");
-        auto t = c.nixboot({"--json", "try", "3", "--reboot", "--confirm-timeout", "120"});
-        REQUIRE(t.status == 0);
-        const std::string id = nlohmann::json::parse(t.out)["trial_id"];
-        REQUIRE(c.boot() == "nixos-generation-3+0-1.conf");
+        const std::string id = arm_and_boot_confirm_trial(c);
         // From outside, once the window is open: the confirm, or the revert its timer runs.
         auto outside = c.argv(confirmed ? std::vector<std::string>{"confirm", id, "--run", c.run.string()}
                                         : std::vector<std::string>{"live-revert", "--run", c.run.string()});
@@ -579,10 +583,7 @@ TEST_CASE("confirm trial: failing checks on the trial boot mark it bad, and a co
           "[health][live][confirm][cli]") {
     CheckRig c;
     c.check_script("required/web", "echo 'http 502'; exit 1");
-    auto t = c.nixboot({"--json", "try", "3", "--reboot", "--confirm-timeout", "120"});
-    REQUIRE(t.status == 0);
-    const std::string id = nlohmann::json::parse(t.out)["trial_id"];
-    REQUIRE(c.boot() == "nixos-generation-3+0-1.conf");
+    const std::string id = arm_and_boot_confirm_trial(c);
     auto r = c.check();
     CHECK(r.status == 1);
     CHECK(r.out.find("verdict on nixos-generation-3: bad: required check 'web' failed (exit status 1)\n") !=
